@@ -1,0 +1,28 @@
+# The two commands: `make run` (the demo pipeline) and `make test` (every test tier).
+SHELL := /bin/bash
+PY := .venv/bin/python
+export RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/
+export MONGODB_URL ?= mongodb://127.0.0.1:27017/
+
+.PHONY: setup deps run test unit bench clean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+deps: setup
+	@bash scripts/deps.sh
+
+run: deps
+	@$(PY) -m okta_bridge.demo
+
+test: deps
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: setup
+	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+bench: deps
+	@$(PY) -m tests.bench $(BENCH_ARGS)
+
+clean:
+	rm -rf .run

@@ -1,0 +1,3 @@
+from audit_recorder.main import main
+
+main()

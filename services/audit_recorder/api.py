@@ -1,0 +1,52 @@
+"""``GET /audit`` (filters: user, app, status, event, trace, time range; paged newest first) and ``/healthz``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from fastapi import FastAPI, HTTPException, Query
+from pymongo.asynchronous.database import AsyncDatabase
+
+from okta_bridge.contracts import AuditStep
+
+
+def add_routes(app: FastAPI, db_of: Any, health: Any) -> None:
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        ok, detail = await health()
+        if not ok:
+            raise HTTPException(503, detail)
+        return {"status": "ok", **detail}
+
+    @app.get("/audit")
+    async def audit(
+        user: str | None = Query(None, description="Okta user id (00u…)"),
+        app_id: str | None = Query(None, alias="app", description="Okta app id (0oa…)"),
+        status: AuditStep | None = Query(None, description="the step: applied, retried, dead_lettered, …"),
+        event: str | None = Query(None, description="System Log event uuid"),
+        trace_id: str | None = Query(None, alias="trace"),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = Query(100, ge=1, le=1000),
+        after: str | None = Query(None, description="the `next` value of the previous page"),
+    ) -> dict[str, Any]:
+        query: dict[str, Any] = {}
+        for field, value in (("okta_user_id", user), ("app_id", app_id), ("event_uuid", event), ("trace_id", trace_id)):
+            if value:
+                query[field] = value
+        if status:
+            query["step"] = status.value
+        if since or until:
+            query["at"] = {k: v for k, v in (("$gte", since), ("$lt", until)) if v}
+        if after:
+            try:
+                query["_id"] = {"$lt": ObjectId(after)}
+            except InvalidId:
+                raise HTTPException(400, "after: not a page token") from None
+        db: AsyncDatabase = db_of()
+        docs = await db.audit.find(query).sort("_id", -1).limit(limit).to_list(limit)
+        items = [{**{k: v for k, v in d.items() if k != "_id"}, "id": str(d["_id"])} for d in docs]
+        return {"items": items, "next": items[-1]["id"] if len(items) == limit else None}

@@ -1,0 +1,56 @@
+"""Audit records are written in batches: each consumed message waits for the ``insert_many`` that carries it,
+and is acknowledged only after that write (so a crash loses nothing and a write error requeues the batch)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable
+
+from opentelemetry import trace
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("audit_recorder")
+
+__all__ = ["Batcher"]
+
+
+class Batcher:
+    def __init__(self, write: Callable[[list[dict[str, Any]]], Awaitable[None]], max_size: int = 500,
+                 max_delay_s: float = 0.2) -> None:
+        self._write, self._max_size, self._max_delay = write, max_size, max_delay_s
+        self._items: list[tuple[dict[str, Any], asyncio.Future, trace.SpanContext]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self.batches = 0
+
+    async def add(self, doc: dict[str, Any]) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._items.append((doc, future, trace.get_current_span().get_span_context()))
+        if len(self._items) >= self._max_size:
+            asyncio.ensure_future(self.flush())
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._max_delay, lambda: asyncio.ensure_future(self.flush()))
+        await future
+
+    async def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        items, self._items = self._items, []
+        if not items:
+            return
+        links = [trace.Link(ctx) for _, _, ctx in items if ctx.is_valid][:128]
+        with tracer.start_as_current_span("audit insert_many", context=None, links=links) as span:
+            span.set_attribute("audit.batch.size", len(items))
+            try:
+                await self._write([doc for doc, _, _ in items])
+            except Exception as exc:  # noqa: BLE001 - every waiting message is nacked and redelivered
+                log.warning("audit batch of %d failed: %s", len(items), exc)
+                for _, future, _ in items:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+        self.batches += 1
+        for _, future, _ in items:
+            if not future.done():
+                future.set_result(None)

@@ -1,0 +1,93 @@
+"""audit-recorder composition root: consumes ``audit.records`` in batches and serves the trail over uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+import uvicorn
+from faststream import AckPolicy
+from faststream.rabbit import RabbitMessage
+from fastapi import FastAPI
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from pymongo.errors import OperationFailure
+
+from audit_recorder.api import add_routes
+from audit_recorder.batcher import Batcher
+from okta_bridge.contracts import AuditRecorded
+from okta_bridge.logs import setup_logging
+from okta_bridge.mongo import connect, ensure_indexes
+from okta_bridge.runtime import make_broker
+from okta_bridge.settings import BridgeSettings
+from okta_bridge.telemetry import setup_tracing, shutdown_tracing
+from okta_bridge.topology import AUDIT_QUEUE, declare_audit
+
+log = logging.getLogger("audit_recorder")
+
+
+class AuditSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUDIT_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8070
+    retention_days: int = Field(default=90, ge=1)
+    batch_size: int = 500
+    batch_delay_s: float = 0.2
+
+
+def build() -> tuple[FastAPI, AuditSettings]:
+    setup_logging("audit-recorder")
+    setup_tracing("audit-recorder")
+    base, cfg = BridgeSettings(), AuditSettings()
+    broker = make_broker(base.rabbitmq_url.get_secret_value(), max(base.prefetch, cfg.batch_size * 2))
+    client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
+
+    async def write(docs: list[dict]) -> None:
+        await db.audit.insert_many(docs, ordered=False)
+
+    batcher = Batcher(write, cfg.batch_size, cfg.batch_delay_s)
+
+    @broker.subscriber(AUDIT_QUEUE, ack_policy=AckPolicy.NACK_ON_ERROR)
+    async def record_step(record: AuditRecorded) -> None:
+        await batcher.add(record.model_dump(mode="python"))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        await _ensure_indexes(db, cfg.retention_days)
+        await broker.start()
+        await declare_audit(broker)
+        log.info("recording audit; retention %d days", cfg.retention_days)
+        yield
+        await broker.stop()
+        await batcher.flush()
+        await client.close()
+        shutdown_tracing()
+
+    async def health() -> tuple[bool, dict]:
+        try:
+            await db.command("ping")
+        except Exception as exc:  # noqa: BLE001
+            return False, {"mongodb": type(exc).__name__}
+        return True, {"batches_written": batcher.batches}
+
+    app = FastAPI(title="okta-onprem-bridge audit", lifespan=lifespan)
+    add_routes(app, lambda: db, health)
+    return app, cfg
+
+
+async def _ensure_indexes(db, days: int) -> None:
+    try:
+        await ensure_indexes(db, audit_ttl_days=days)
+    except OperationFailure:  # the retention changed: adjust the TTL index in place
+        await db.command("collMod", "audit", index={"name": "audit_ttl", "expireAfterSeconds": days * 86400})
+        await ensure_indexes(db, audit_ttl_days=days)
+
+
+def main() -> None:
+    app, cfg = build()
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""A faithful in-memory Okta Management API simulator (System Log polling, users, apps, app users,
+groups, per-bucket/per-token rate limits, fault injection) for tests and benchmarks.
+
+Public surface:
+  create_app(settings, clock)          the FastAPI app (in-process tests)
+  Settings                             plan, token_share, tokens {value: id}, org_url
+  SimulatorAdmin(base_url)             async client for the `/_admin` API
+  start_simulator(port, plan, tokens)  context manager running it as a subprocess
+"""
+from .admin_client import SimulatorAdmin
+from .app import create_app
+from .process import RunningSimulator, start_simulator
+from .sim import Settings
+
+__all__ = ["RunningSimulator", "Settings", "SimulatorAdmin", "create_app", "start_simulator"]

@@ -1,0 +1,115 @@
+"""Async client for the simulator's `/_admin` API; each method returns the ids it created or touched."""
+from __future__ import annotations
+
+import httpx
+
+
+class SimulatorAdmin:
+    def __init__(self, base_url: str, client: httpx.AsyncClient | None = None) -> None:
+        self._client = client or httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=10.0)
+
+    async def __aenter__(self) -> "SimulatorAdmin":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _call(self, method: str, path: str, json: dict | None = None) -> dict | list:
+        response = await self._client.request(method, f"/_admin{path}", json=json)
+        response.raise_for_status()
+        return response.json()
+
+    async def create_user(self, profile: dict, status: str = "ACTIVE") -> str:
+        return (await self._call("POST", "/users", {"profile": profile, "status": status}))["id"]
+
+    async def update_profile(self, user_id: str, profile: dict) -> str:
+        return (await self._call("POST", f"/users/{user_id}/profile", {"profile": profile}))["id"]
+
+    async def lifecycle(self, user_id: str, action: str) -> str:
+        """action: activate | deactivate | reactivate | suspend | unsuspend; returns the new status."""
+        return (await self._call("POST", f"/users/{user_id}/lifecycle/{action}"))["status"]
+
+    async def deactivate_user(self, user_id: str) -> str:
+        return await self.lifecycle(user_id, "deactivate")
+
+    async def reactivate_user(self, user_id: str) -> str:
+        return await self.lifecycle(user_id, "reactivate")
+
+    async def activate_user(self, user_id: str) -> str:
+        return await self.lifecycle(user_id, "activate")
+
+    async def suspend_user(self, user_id: str) -> str:
+        return await self.lifecycle(user_id, "suspend")
+
+    async def unsuspend_user(self, user_id: str) -> str:
+        return await self.lifecycle(user_id, "unsuspend")
+
+    async def delete_user(self, user_id: str) -> str:
+        return (await self._call("DELETE", f"/users/{user_id}"))["id"]
+
+    async def create_app(self, label: str, name: str | None = None) -> str:
+        return (await self._call("POST", "/apps", {"label": label, "name": name}))["id"]
+
+    async def assign_user(self, app_id: str, user_id: str, user_name: str | None = None,
+                          profile: dict | None = None) -> str:
+        """Returns the app user's `0ua…` id (the System Log's AppUser target)."""
+        body = {"userId": user_id, "userName": user_name, "profile": profile or {}}
+        return (await self._call("POST", f"/apps/{app_id}/users", body))["appUserId"]
+
+    async def unassign_user(self, app_id: str, user_id: str) -> str:
+        return (await self._call("DELETE", f"/apps/{app_id}/users/{user_id}"))["id"]
+
+    async def change_app_username(self, app_id: str, user_id: str, user_name: str) -> str:
+        return (await self._call("POST", f"/apps/{app_id}/users/{user_id}/username", {"userName": user_name}))["id"]
+
+    async def update_app_user_profile(self, app_id: str, user_id: str, profile: dict) -> str:
+        return (await self._call("POST", f"/apps/{app_id}/users/{user_id}/profile", {"profile": profile}))["id"]
+
+    async def create_group(self, name: str, description: str = "") -> str:
+        return (await self._call("POST", "/groups", {"name": name, "description": description}))["id"]
+
+    async def update_group(self, group_id: str, name: str | None = None, description: str | None = None) -> str:
+        body = {"name": name, "description": description}
+        return (await self._call("POST", f"/groups/{group_id}/profile", body))["id"]
+
+    async def delete_group(self, group_id: str) -> str:
+        return (await self._call("DELETE", f"/groups/{group_id}"))["id"]
+
+    async def add_group_member(self, group_id: str, user_id: str) -> str:
+        return (await self._call("PUT", f"/groups/{group_id}/users/{user_id}"))["id"]
+
+    async def remove_group_member(self, group_id: str, user_id: str) -> str:
+        return (await self._call("DELETE", f"/groups/{group_id}/users/{user_id}"))["id"]
+
+    async def assign_group(self, app_id: str, group_id: str) -> str:
+        return (await self._call("PUT", f"/apps/{app_id}/groups/{group_id}"))["id"]
+
+    async def unassign_group(self, app_id: str, group_id: str) -> str:
+        return (await self._call("DELETE", f"/apps/{app_id}/groups/{group_id}"))["id"]
+
+    async def reject_cursors(self) -> None:
+        await self._call("POST", "/faults/reject-cursors")
+
+    async def expire_before(self, before_iso: str) -> int:
+        return (await self._call("POST", "/faults/expire", {"before": before_iso}))["dropped"]
+
+    async def inject(self, bucket: str = "*", status: int = 429, count: int = 1) -> None:
+        await self._call("POST", "/faults/inject", {"bucket": bucket, "status": status, "count": count})
+
+    async def clear_faults(self) -> None:
+        await self._call("DELETE", "/faults")
+
+    async def set_plan(self, plan: str, token_share: float | None = None) -> dict:
+        return await self._call("POST", "/plan", {"plan": plan, "tokenShare": token_share})
+
+    async def stats(self) -> dict:
+        return await self._call("GET", "/stats")
+
+    async def events(self) -> list[dict]:
+        return await self._call("GET", "/events")
+
+    async def reset(self) -> str:
+        return (await self._call("POST", "/reset"))["adminUserId"]

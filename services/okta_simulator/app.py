@@ -1,0 +1,27 @@
+"""Composition root: build the FastAPI app around one Simulator."""
+from __future__ import annotations
+
+import time
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from . import gateway
+from .admin import build_admin_router
+from .api import build_router
+from .sim import Clock, Settings, Simulator
+
+
+def create_app(settings: Settings | None = None, clock: Clock = time.time) -> FastAPI:
+    sim = Simulator(settings or Settings(), clock)
+    app = FastAPI(title="Okta Management API simulator", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.sim = sim
+    gateway.install(app, sim)
+    app.include_router(build_router(sim))
+    app.include_router(build_admin_router(sim))
+
+    @app.exception_handler(ValueError)
+    async def bad_value(_request, exc: ValueError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    return app

@@ -1,0 +1,85 @@
+"""Apps and app assignments (app users), with the `application.user_membership.*` events Okta writes.
+
+Targets of membership events, in order: AppUser (0ua…, alternateId = app username), AppInstance, User.
+"""
+from __future__ import annotations
+
+from .domain import App, AppUser, new_app_user
+from .errors import not_found
+from .events import app_target, app_user_target, user_target
+from .ids import okta_id
+from .sim import Simulator
+from .users_actions import get_user
+
+
+def get_app(sim: Simulator, app_id: str) -> App:
+    app = sim.org.apps.get(app_id)
+    if app is None:
+        raise not_found("AppInstance", app_id)
+    return app
+
+
+def get_app_user(sim: Simulator, app_id: str, user_id: str) -> AppUser:
+    get_app(sim, app_id)
+    au = sim.org.app_users.get((app_id, user_id))
+    if au is None:
+        raise not_found("AppUser", user_id)
+    return au
+
+
+def create_app(sim: Simulator, label: str, name: str | None = None) -> App:
+    now = sim.now()
+    app = App(okta_id("0oa"), name or label.lower().replace(" ", "_"), label, now, now)
+    sim.org.apps[app.id] = app
+    sim.record("application.lifecycle.create", [app_target(app)], "/api/v1/apps")
+    return app
+
+
+def membership_event(sim: Simulator, event_type: str, au: AppUser, token_id: str | None = None) -> None:
+    app, user = sim.org.apps[au.app_id], sim.org.users[au.user_id]
+    uri = f"/api/v1/apps/{app.id}/users/{user.id}"
+    sim.record(event_type, [app_user_target(au, user), app_target(app), user_target(user)], uri, token_id)
+
+
+def assign_user(sim: Simulator, app_id: str, user_id: str, user_name: str | None = None,
+                profile: dict | None = None, scope: str = "USER", token_id: str | None = None) -> AppUser:
+    app, user = get_app(sim, app_id), get_user(sim, user_id)
+    existing = sim.org.app_users.get((app.id, user.id))
+    if existing is not None:
+        if scope == "USER":
+            existing.scope = "USER"
+        return existing
+    au = new_app_user(app.id, user, user_name or user.profile["login"], scope, sim.now())
+    au.profile = dict(profile or {})
+    if user.status == "DEPROVISIONED":
+        au.status = "INACTIVE"
+    sim.org.app_users[(app.id, user.id)] = au
+    membership_event(sim, "application.user_membership.add", au, token_id)
+    return au
+
+
+def unassign_user(sim: Simulator, app_id: str, user_id: str, token_id: str | None = None) -> None:
+    """A user still covered by an assigned group keeps a GROUP-scoped assignment (no event)."""
+    au = get_app_user(sim, app_id, user_id)
+    if au.group_ids:
+        au.scope = "GROUP"
+        return
+    membership_event(sim, "application.user_membership.remove", au, token_id)
+    del sim.org.app_users[(au.app_id, au.user_id)]
+
+
+def change_username(sim: Simulator, app_id: str, user_id: str, user_name: str,
+                    token_id: str | None = None) -> AppUser:
+    au = get_app_user(sim, app_id, user_id)
+    au.user_name, au.last_updated = user_name, sim.now()
+    membership_event(sim, "application.user_membership.change_username", au, token_id)
+    return au
+
+
+def update_app_user_profile(sim: Simulator, app_id: str, user_id: str, profile: dict,
+                            token_id: str | None = None) -> AppUser:
+    au = get_app_user(sim, app_id, user_id)
+    au.profile.update(profile)
+    au.last_updated = sim.now()
+    membership_event(sim, "application.user_membership.update", au, token_id)
+    return au

@@ -1,0 +1,42 @@
+"""`python -m okta_simulator --host H --port P --plan PLAN --token-share S --token VALUE:00Tid [--org-url URL]`.
+
+Every flag can also come from the environment: OKTA_SIM_HOST, OKTA_SIM_PORT, OKTA_SIM_PLAN,
+OKTA_SIM_TOKEN_SHARE, OKTA_SIM_TOKENS (comma-separated VALUE:00Tid), OKTA_SIM_ORG_URL.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+import uvicorn
+
+from .app import create_app
+from .plans import PLANS
+from .sim import Settings, parse_token
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="okta_simulator", description=__doc__)
+    p.add_argument("--host", default=env("OKTA_SIM_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(env("OKTA_SIM_PORT", "8040")))
+    p.add_argument("--plan", choices=sorted(PLANS), default=env("OKTA_SIM_PLAN", "workforce"))
+    p.add_argument("--token-share", type=float, default=float(env("OKTA_SIM_TOKEN_SHARE", "0.5")))
+    p.add_argument("--token", action="append", default=None, help="VALUE:00Tid (repeatable)")
+    p.add_argument("--org-url", default=env("OKTA_SIM_ORG_URL"))
+    args = p.parse_args(argv)
+    if args.token is None:
+        args.token = [t for t in env("OKTA_SIM_TOKENS", "").split(",") if t] or ["test-token:00Tsimulator0000001"]
+    args.org_url = args.org_url or f"http://{args.host}:{args.port}"
+    return args
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    tokens = dict(parse_token(t) for t in args.token)
+    return Settings(plan=args.plan, token_share=args.token_share, tokens=tokens, org_url=args.org_url.rstrip("/"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    app = create_app(settings_from(args))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", date_header=False)

@@ -1,0 +1,99 @@
+"""The org's objects: users, apps, app users (assignments) and groups, held in memory."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .ids import okta_id
+
+
+@dataclass
+class User:
+    id: str
+    status: str
+    profile: dict
+    created: float
+    last_updated: float
+    status_changed: float | None = None
+    activated: float | None = None
+
+    @property
+    def display_name(self) -> str:
+        p = self.profile
+        return p.get("displayName") or f"{p.get('firstName', '')} {p.get('lastName', '')}".strip()
+
+
+@dataclass
+class App:
+    id: str
+    name: str
+    label: str
+    created: float
+    last_updated: float
+    status: str = "ACTIVE"
+
+
+@dataclass
+class AppUser:
+    """An assignment. `id` is the `0ua…` id the System Log names; the API shows the user id instead."""
+
+    id: str
+    app_id: str
+    user_id: str
+    user_name: str
+    scope: str
+    status: str
+    profile: dict
+    created: float
+    last_updated: float
+    status_changed: float
+    group_ids: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Group:
+    id: str
+    name: str
+    description: str
+    created: float
+    last_updated: float
+    members: list[str] = field(default_factory=list)
+    last_membership_updated: float | None = None
+
+
+@dataclass
+class Org:
+    users: dict[str, User] = field(default_factory=dict)
+    apps: dict[str, App] = field(default_factory=dict)
+    app_users: dict[tuple[str, str], AppUser] = field(default_factory=dict)
+    groups: dict[str, Group] = field(default_factory=dict)
+    app_groups: dict[str, list[str]] = field(default_factory=dict)
+
+    def find_user(self, id_or_login: str) -> User | None:
+        if id_or_login in self.users:
+            return self.users[id_or_login]
+        low = id_or_login.lower()
+        for user in self.users.values():
+            login = user.profile.get("login", "").lower()
+            if login == low or login.split("@")[0] == low:
+                return user
+        return None
+
+    def app_users_of(self, app_id: str) -> list[AppUser]:
+        return [au for (a, _), au in self.app_users.items() if a == app_id]
+
+    def app_users_for_user(self, user_id: str) -> list[AppUser]:
+        return [au for (_, u), au in self.app_users.items() if u == user_id]
+
+    def groups_of_app(self, app_id: str) -> list[Group]:
+        return [self.groups[g] for g in self.app_groups.get(app_id, []) if g in self.groups]
+
+
+def new_user(profile: dict, status: str, now: float) -> User:
+    user = User(okta_id("00u"), status, dict(profile), now, now, now if status != "STAGED" else None)
+    if status == "ACTIVE":
+        user.activated = now
+    return user
+
+
+def new_app_user(app_id: str, user: User, user_name: str, scope: str, now: float) -> AppUser:
+    return AppUser(okta_id("0ua"), app_id, user.id, user_name, scope, "ACTIVE", {}, now, now, now)

@@ -1,0 +1,55 @@
+"""What every `/api/v1` request passes first: SSWS auth, injected faults, rate limits, and the headers
+Okta sends (`X-Rate-Limit-*` on every answer, `Date` from the simulator's clock)."""
+from __future__ import annotations
+
+from email.utils import formatdate
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from .errors import OktaError, error_response, invalid, invalid_token, rate_limited, server_error
+from .plans import bucket_for
+from .sim import Simulator
+
+
+def _token_id(sim: Simulator, request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return sim.token_id(value.strip()) if scheme == "SSWS" else None
+
+
+def install(app: FastAPI, sim: Simulator) -> None:
+    @app.exception_handler(OktaError)
+    async def okta_error(_request: Request, exc: OktaError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:])
+        return error_response(invalid(f"{where}: {first.get('msg', 'invalid')}"))
+
+    @app.middleware("http")
+    async def okta_gateway(request: Request, call_next):
+        now = sim.now()
+        date = {"Date": formatdate(now, usegmt=True)}
+        if not request.url.path.startswith("/api/"):
+            response = await call_next(request)
+            response.headers.update(date)
+            return response
+        token_id = _token_id(sim, request)
+        if token_id is None:
+            return error_response(invalid_token(), headers=date)
+        bucket = bucket_for(request.method, request.url.path)
+        decision = sim.limiter.check(bucket, token_id, now)
+        headers = {**date, "X-Rate-Limit-Limit": str(decision.limit),
+                   "X-Rate-Limit-Remaining": str(decision.remaining), "X-Rate-Limit-Reset": str(decision.reset)}
+        fault = sim.faults.take(bucket)
+        if fault is not None:
+            return error_response(rate_limited() if fault == 429 else server_error(fault), headers=headers)
+        if not decision.allowed:
+            return error_response(rate_limited(), headers=headers)
+        request.state.token_id = token_id
+        response = await call_next(request)
+        response.headers.update(headers)
+        return response

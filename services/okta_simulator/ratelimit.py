@@ -1,0 +1,85 @@
+"""Per-minute rate limits per endpoint group and per token, plus call counters and injected faults.
+
+Fixed one-minute windows aligned on the minute; each token gets `share` of the plan's limit
+(ODD `rl2-token-oauth`: 50 % by default).
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+from .plans import PLANS
+
+
+@dataclass
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: int
+
+
+class RateLimiter:
+    def __init__(self, plan: str, share: float) -> None:
+        self.set_plan(plan, share)
+        self._windows: dict[tuple[str, str], tuple[int, int]] = {}
+        self.calls: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.rejected: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+    def set_plan(self, plan: str, share: float | None = None) -> None:
+        if plan not in PLANS:
+            raise ValueError(f"unknown plan {plan!r}; choose from {sorted(PLANS)}")
+        self.plan = plan
+        if share is not None:
+            if not 0 < share <= 1:
+                raise ValueError("token share must be in (0, 1]")
+            self.share = share
+
+    def limit_for(self, bucket: str) -> int:
+        return max(1, math.floor(PLANS[self.plan][bucket] * self.share))
+
+    def check(self, bucket: str, token_id: str, now: float) -> Decision:
+        """Count one call against (bucket, token) and decide whether it is allowed."""
+        self.calls[bucket][token_id] += 1
+        window = int(now // 60) * 60
+        start, used = self._windows.get((bucket, token_id), (window, 0))
+        if start != window:
+            used = 0
+        limit = self.limit_for(bucket)
+        allowed = used < limit
+        if allowed:
+            used += 1
+        else:
+            self.rejected[bucket][token_id] += 1
+        self._windows[(bucket, token_id)] = (window, used)
+        return Decision(allowed, limit, max(0, limit - used), window + 60)
+
+    def stats(self) -> dict:
+        def plain(d):
+            return {b: dict(per_token) for b, per_token in d.items()}
+        totals = {b: sum(per_token.values()) for b, per_token in self.calls.items()}
+        return {"plan": self.plan, "tokenShare": self.share, "calls": plain(self.calls),
+                "callsByBucket": totals, "rateLimited": plain(self.rejected),
+                "limits": {b: self.limit_for(b) for b in PLANS[self.plan]}}
+
+
+class FaultInjector:
+    """Queues of HTTP statuses (429 or 5xx) to answer, per endpoint group ("*" = any group)."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, deque[int]] = defaultdict(deque)
+
+    def inject(self, bucket: str, status: int, count: int) -> None:
+        if status != 429 and not 500 <= status <= 599:
+            raise ValueError("status must be 429 or 5xx")
+        self._queues[bucket].extend([status] * count)
+
+    def take(self, bucket: str) -> int | None:
+        for key in (bucket, "*"):
+            if self._queues.get(key):
+                return self._queues[key].popleft()
+        return None
+
+    def clear(self) -> None:
+        self._queues.clear()

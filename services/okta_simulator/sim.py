@@ -1,0 +1,60 @@
+"""The simulator's state in one place: the org, its System Log, tokens, limits and faults."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .domain import Org, User, new_user
+from .eventlog import EventLog
+from .events import actor_of, build_event
+from .ratelimit import FaultInjector, RateLimiter
+
+Clock = Callable[[], float]
+ADMIN_PROFILE = {"login": "admin@example.com", "email": "admin@example.com", "firstName": "Simulator",
+                 "lastName": "Admin", "displayName": "Simulator Admin", "locale": "en_US"}
+
+
+@dataclass
+class Settings:
+    plan: str = "workforce"
+    token_share: float = 0.5
+    tokens: dict[str, str] = field(default_factory=lambda: {"test-token": "00Tsimulator0000001"})
+    org_url: str = "http://127.0.0.1:8040"
+
+
+def parse_token(spec: str) -> tuple[str, str]:
+    """'VALUE:00Tid' -> (value, id)."""
+    value, sep, token_id = spec.rpartition(":")
+    if not sep or not value or not token_id:
+        raise ValueError(f"token must look like VALUE:00Tid, got {spec!r}")
+    return value, token_id
+
+
+class Simulator:
+    def __init__(self, settings: Settings, clock: Clock = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.limiter = RateLimiter(settings.plan, settings.token_share)
+        self.reset()
+
+    def reset(self) -> None:
+        self.org = Org()
+        self.log = EventLog()
+        self.faults = FaultInjector()
+        self.limiter = RateLimiter(self.limiter.plan, self.limiter.share)
+        self.admin: User = new_user(ADMIN_PROFILE, "ACTIVE", self.clock())
+        self.org.users[self.admin.id] = self.admin
+
+    def token_id(self, value: str) -> str | None:
+        return self.settings.tokens.get(value)
+
+    def now(self) -> float:
+        return self.clock()
+
+    def record(self, event_type: str, targets: list[dict], request_uri: str, token_id: str | None = None) -> dict:
+        """Write one System Log event acted by the admin (through the console, or through `token_id`)."""
+        now = self.clock()
+        event = build_event(event_type, actor_of(self.admin), targets, now, request_uri, token_id)
+        self.log.append(event, now)
+        return event

@@ -1,0 +1,4 @@
+from queue_poller.main import main
+import asyncio
+
+asyncio.run(main())

@@ -1,0 +1,52 @@
+"""Cursor, dedupe set and assignment look-ups in MongoDB, all keyed by the Okta org."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from okta_bridge.mongo import key
+from queue_poller.ports import CursorState
+
+
+class MongoPollerState:
+    def __init__(self, db: AsyncDatabase, org: str) -> None:
+        self._db, self._org = db, org
+
+    async def load(self) -> CursorState | None:
+        doc = await self._db.poll_cursor.find_one({"_id": self._org})
+        if doc is None:
+            return None
+        return CursorState(doc.get("next_link"), doc.get("last_success_at"), doc.get("known_apps", []))
+
+    async def save(self, state: CursorState) -> None:
+        await self._db.poll_cursor.update_one(
+            {"_id": self._org},
+            {"$set": {"next_link": state.next_link, "last_success_at": state.last_success_at,
+                      "known_apps": state.known_apps}},
+            upsert=True,
+        )
+
+    async def unseen(self, uuids: list[str]) -> set[str]:
+        if not uuids:
+            return set()
+        ids = [key(self._org, u) for u in uuids]
+        seen = {d["_id"] async for d in self._db.seen_events.find({"_id": {"$in": ids}}, {"_id": 1})}
+        return {u for u, i in zip(uuids, ids) if i not in seen}
+
+    async def mark_seen(self, uuids: list[str]) -> None:
+        if not uuids:
+            return
+        now = datetime.now(UTC)
+        try:
+            await self._db.seen_events.insert_many([{"_id": key(self._org, u), "at": now} for u in uuids], ordered=False)
+        except BulkWriteError as exc:  # already seen (a re-read page): only duplicate keys are acceptable
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+
+    async def users_with_assignments(self, user_ids: list[str], app_ids: list[str]) -> set[str]:
+        cursor = self._db.assignments.find(
+            {"org": self._org, "user_id": {"$in": user_ids}, "app_id": {"$in": app_ids}}, {"user_id": 1})
+        return {d["user_id"] async for d in cursor}

@@ -1,0 +1,23 @@
+"""The System Log as a polling request: ``sortOrder=ASCENDING``, no ``until``, then only ever the ``next`` link."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from okta_bridge.okta_client import OktaClient
+
+
+class OktaLogSource:
+    def __init__(self, client: OktaClient, limit: int) -> None:
+        self._client, self._limit = client, limit
+
+    def polling_link(self, since: datetime) -> str:
+        query = urlencode({"since": since.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                           "sortOrder": "ASCENDING", "limit": self._limit})
+        return f"{self._client.org_url}/api/v1/logs?{query}"
+
+    async def fetch(self, link: str) -> tuple[list[Any], str | None]:
+        page = await self._client.get(link)
+        return list(page.body or []), page.links.get("next")

@@ -1,0 +1,137 @@
+"""The poller's loop over its ports: follow the System Log's ``next`` link forever, publish each relevant event once.
+
+Order per page: read -> publish every unseen relevant event (confirmed) -> remember their uuids -> store the next
+link. A crash anywhere before the link is stored re-reads the page; the uuids make the re-read publish nothing twice,
+and the translator plans from state, so an event published twice in the gap is still harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from opentelemetry import trace
+
+from okta_bridge.contracts import OktaEventReceived, SyncReason
+from okta_bridge.events import MEMBERSHIP_EVENTS, USER_EVENTS, MalformedEvent, parse_event, target_id, user_id_of
+from okta_bridge.okta_client import OktaCursorRejectedError
+from queue_poller.ports import CursorState, LogSource, Outbox, StateStore
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("queue_poller")
+
+
+@dataclass(frozen=True)
+class PollerConfig:
+    org: str
+    app_ids: tuple[str, ...]
+    own_token_id: str | None
+    start_from: datetime | None
+    max_cursor_age: timedelta
+    page_limit: int
+    idle_interval_s: float
+    min_interval_s: float
+
+
+class Poller:
+    def __init__(self, cfg: PollerConfig, source: LogSource, store: StateStore, outbox: Outbox) -> None:
+        self.cfg, self.source, self.store, self.outbox = cfg, source, store, outbox
+        self.state = CursorState(None, None, [])
+
+    async def start(self) -> None:
+        """First start, new apps and an expired cursor each bring apps in line by a full sync."""
+        stored = await self.store.load()
+        now = datetime.now(UTC)
+        apps = list(self.cfg.app_ids)
+        if stored is None or stored.next_link is None:
+            await self._sync(apps, SyncReason.INITIAL)
+            self.state = CursorState(self.source.polling_link(self.cfg.start_from or now), None, apps)
+        elif stored.last_success_at and now - stored.last_success_at > self.cfg.max_cursor_age:
+            log.warning("last successful poll %s is older than %s: cursor expired, full sync", stored.last_success_at,
+                        self.cfg.max_cursor_age)
+            await self._sync(apps, SyncReason.CURSOR_EXPIRED)
+            self.state = CursorState(self.source.polling_link(now), None, apps)
+        else:
+            new = [a for a in apps if a not in stored.known_apps]
+            await self._sync(new, SyncReason.NEW_APP)
+            self.state = CursorState(stored.next_link, stored.last_success_at, apps)
+        await self.store.save(self.state)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Adaptive: again at once after a full page, else back off towards the idle interval. A failed poll
+        (Okta 429/5xx, broker or database down) moved no cursor: it is logged and tried again with backoff."""
+        interval = self.cfg.min_interval_s
+        while not stop.is_set():
+            try:
+                full = await self.poll_once()
+                interval = 0.0 if full else min(max(interval * 2, self.cfg.min_interval_s), self.cfg.idle_interval_s)
+            except Exception as exc:  # noqa: BLE001 - logged, retried; nothing was acknowledged
+                interval = min(max(interval * 2, 1.0), 60.0)
+                log.warning("poll failed (%s: %s); next try in %.0fs", type(exc).__name__, exc, interval)
+            if interval:
+                try:
+                    await asyncio.wait_for(stop.wait(), interval)
+                except TimeoutError:
+                    pass
+
+    async def poll_once(self) -> bool:
+        """One page; returns True when the page was full (poll again at once)."""
+        with tracer.start_as_current_span("okta poll System Log") as span:
+            try:
+                events, next_link = await self.source.fetch(self.state.next_link or "")
+            except OktaCursorRejectedError as exc:
+                log.warning("Okta rejected the stored cursor (%s): full sync of every app, polling afresh", exc)
+                await self._sync(list(self.cfg.app_ids), SyncReason.CURSOR_REJECTED)
+                self.state = CursorState(self.source.polling_link(datetime.now(UTC)), None, list(self.cfg.app_ids))
+                await self.store.save(self.state)
+                return True
+            span.set_attribute("okta.log.page_size", len(events))
+            await self._publish_page(events, span.get_span_context())
+            self.state.next_link = next_link or self.state.next_link
+            self.state.last_success_at = datetime.now(UTC)
+            await self.store.save(self.state)
+            return len(events) >= self.cfg.page_limit
+
+    async def _publish_page(self, raw_events: list, poll_ctx) -> None:
+        parsed: list[OktaEventReceived] = []
+        for raw in raw_events:
+            try:
+                event = parse_event(self.cfg.org, raw)
+            except MalformedEvent as exc:
+                log.warning("malformed log event dead-lettered: %s", exc)
+                await self.outbox.dead_letter(raw, str(exc))
+                continue
+            parsed.append(event)
+        relevant = await self._relevant(parsed)
+        unseen = await self.store.unseen([e.event_uuid for e in relevant])
+        published = []
+        for event in relevant:
+            if event.event_uuid in unseen and event.event_uuid not in published:
+                await self.outbox.publish_event(event, poll_ctx)
+                published.append(event.event_uuid)
+        await self.store.mark_seen(published)
+
+    async def _relevant(self, events: list[OktaEventReceived]) -> list[OktaEventReceived]:
+        apps = set(self.cfg.app_ids)
+        out: list[OktaEventReceived] = []
+        user_events = [e for e in events if e.event_type in USER_EVENTS]
+        assigned = await self.store.users_with_assignments(
+            list({user_id_of(e) for e in user_events}), list(apps)) if user_events else set()
+        for e in events:
+            if e.event_type in MEMBERSHIP_EVENTS and target_id(e, "AppInstance") in apps:
+                if self._own_write(e):
+                    log.debug("event %s was caused by our own token: ignored", e.event_uuid)
+                    continue
+                out.append(e)
+            elif e.event_type in USER_EVENTS and user_id_of(e) in assigned:
+                out.append(e)
+        return out
+
+    def _own_write(self, event: OktaEventReceived) -> bool:
+        return bool(self.cfg.own_token_id) and event.request_api_token_id == self.cfg.own_token_id
+
+    async def _sync(self, app_ids: list[str], reason: SyncReason) -> None:
+        for app_id in app_ids:
+            await self.outbox.request_sync(app_id, reason)

@@ -1,0 +1,5 @@
+import asyncio
+
+from scim_dispatcher.main import build
+
+asyncio.run(build().run())

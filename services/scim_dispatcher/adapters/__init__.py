@@ -1,0 +1,30 @@
+"""Adapters of the SCIM dispatcher: the SCIM client that talks to on-prem targets."""
+
+from .scim_auth import auth_headers
+from .scim_client import USER_AGENT, ScimClient
+from .scim_dialects import SCIM11, SCIM20, Dialect
+from .scim_errors import (
+    ScimAuthError,
+    ScimConflictError,
+    ScimError,
+    ScimNotFoundError,
+    ScimPermanentError,
+    ScimTransientError,
+)
+from .scim_user import ScimUser
+
+__all__ = [
+    "SCIM11",
+    "SCIM20",
+    "USER_AGENT",
+    "Dialect",
+    "ScimAuthError",
+    "ScimClient",
+    "ScimConflictError",
+    "ScimError",
+    "ScimNotFoundError",
+    "ScimPermanentError",
+    "ScimTransientError",
+    "ScimUser",
+    "auth_headers",
+]

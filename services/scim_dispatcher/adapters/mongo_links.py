@@ -1,0 +1,39 @@
+"""Okta user <-> target account links, with the last applied plan version (the stale-plan guard)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from okta_bridge.contracts import ScimOperationPlanned
+from okta_bridge.mongo import key
+from scim_dispatcher.ports import Link
+
+
+class MongoLinks:
+    def __init__(self, db: AsyncDatabase, org: str) -> None:
+        self._db, self._org = db, org
+
+    async def get(self, app_id: str, user_id: str) -> Link | None:
+        doc = await self._db.links.find_one({"_id": key(self._org, app_id, user_id)})
+        if doc is None:
+            return None
+        return Link(doc.get("target_id"), int(doc.get("applied_version", 0)), doc.get("active"))
+
+    async def save(self, plan: ScimOperationPlanned, target_id: str | None, active: bool | None) -> bool:
+        """Conditional on the version: a concurrent newer write wins, the older one reports stale."""
+        _id = key(plan.org, plan.app_id, plan.okta_user_id)
+        fields = {"org": plan.org, "app_id": plan.app_id, "okta_user_id": plan.okta_user_id,
+                  "applied_version": plan.version, "updated_at": datetime.now(UTC)}
+        if target_id is not None:
+            fields["target_id"] = target_id
+        if active is not None:
+            fields["active"] = active
+        try:
+            result = await self._db.links.update_one(
+                {"_id": _id, "applied_version": {"$lt": plan.version}}, {"$set": fields}, upsert=True)
+        except DuplicateKeyError:
+            return False
+        return result.acknowledged

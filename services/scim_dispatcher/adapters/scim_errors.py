@@ -1,0 +1,101 @@
+"""Errors raised by the SCIM client, split the way the dispatcher acts on them.
+
+    ScimError                     any failed SCIM call; carries method, redacted path, status, detail, version
+    ├── ScimTransientError        retry later: 5xx, 408, 429 (``retry_after_s``), timeouts, connection errors
+    └── ScimPermanentError        dead-letter with the reason: other 4xx, 2xx without the expected SCIM JSON
+        ├── ScimAuthError         401 / 403 (the connector's credentials are wrong or lack rights)
+        ├── ScimNotFoundError     404
+        └── ScimConflictError     409 (uniqueness: the user already exists)
+
+A 500 on PATCH/PUT for a missing user stays transient: some real servers answer 404 on GET but 500 on
+PATCH or DELETE for the same missing resource (okta-scim-protocol.md section 2). The dispatcher's retry budget
+ends it; callers that want to tell them apart can ``get_user`` first, which does answer 404.
+
+Safety: ``path`` is a template (``/Users/{id}``, ``/Users?filter=<redacted>&startIndex=1&count=100``) because
+ids may equal the userName; ``detail`` is scrubbed of every header value, password and identifier the request
+carried before it is stored. Nothing here holds the request, its headers or its body.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+__all__ = [
+    "ScimAuthError",
+    "ScimConflictError",
+    "ScimError",
+    "ScimNotFoundError",
+    "ScimPermanentError",
+    "ScimTransientError",
+]
+
+
+class ScimError(Exception):
+    """A SCIM call failed. ``status`` is None when no HTTP response arrived (timeout, connection error)."""
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        status: int | None,
+        detail: str | None = None,
+        *,
+        version: str,
+        scim_type: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.status = status
+        self.detail = detail
+        self.version = version
+        self.scim_type = scim_type
+        super().__init__(_render(method, path, status, detail, version, reason))
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class ScimTransientError(ScimError):
+    """Worth retrying; ``retry_after_s`` is the server's Retry-After when it sent one."""
+
+    def __init__(self, *args: object, retry_after_s: float | None = None, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.retry_after_s = retry_after_s
+
+
+class ScimPermanentError(ScimError):
+    """Retrying the same request will fail the same way."""
+
+
+class ScimAuthError(ScimPermanentError):
+    """401 or 403: fix the connector's credentials."""
+
+
+class ScimNotFoundError(ScimPermanentError):
+    """404: the resource (or, on a search, the endpoint) does not exist."""
+
+
+class ScimConflictError(ScimPermanentError):
+    """409: a user with the same unique attribute already exists."""
+
+
+def _render(method: str, path: str, status: int | None, detail: str | None, version: str, reason: str | None) -> str:
+    if status is None:
+        outcome = reason or "no response"
+    else:
+        outcome = f"{status} {_phrase(status)}".rstrip()
+        if reason:
+            outcome += f" ({reason})"
+    text = f"{method} {path} -> {outcome}"
+    if detail:
+        text += f": {detail}"
+    return f"{text} (scim {version})"
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""

@@ -1,0 +1,135 @@
+"""Applying one plan to one SCIM target, exactly as Okta's client would, without duplicates or regressions.
+
+* stale: a plan whose version is not newer than the last applied for its key is skipped;
+* upsert: linked -> GET + PUT by the stored id (404 -> look up again, relink or recreate); not linked -> look up
+  by the unique field first (a create whose answer was lost is found, not created twice), then POST; a 409 on POST
+  links the existing account;
+* deactivate: ``active=false`` on the linked or found account; never a DELETE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace
+
+from okta_bridge.connectors import AppConnector
+from okta_bridge.contracts import PlanAction, ScimOperationPlanned
+from okta_bridge.telemetry import ATTR
+from scim_dispatcher.adapters.scim_client import ScimClient
+from scim_dispatcher.adapters.scim_errors import ScimNotFoundError, ScimConflictError
+from scim_dispatcher.ports import Link, LinkStore
+
+tracer = trace.get_tracer("scim_dispatcher")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # applied | skipped | skipped_stale
+    target_id: str | None
+    method: str | None
+    path: str | None
+    http_status: int | None
+    detail: str
+    duration_ms: float
+
+
+@dataclass
+class Dispatcher:
+    apps: dict[str, AppConnector]
+    clients: dict[str, ScimClient]
+    links: LinkStore
+    _key_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    _app_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+
+    def _slots(self, app: AppConnector) -> asyncio.Semaphore:
+        return self._app_slots.setdefault(app.okta_app_id, asyncio.Semaphore(app.max_concurrency))
+
+    async def apply(self, plan: ScimOperationPlanned) -> Outcome:
+        app = self.apps[plan.app_id]
+        started = time.perf_counter()
+        lock = self._key_locks[(plan.app_id, plan.okta_user_id)]
+        async with lock, self._slots(app):
+            link = await self.links.get(plan.app_id, plan.okta_user_id)
+            if link and link.applied_version >= plan.version:
+                return Outcome("skipped_stale", link.target_id, None, None, None,
+                               f"plan v{plan.version} is older than applied v{link.applied_version}", _ms(started))
+            with tracer.start_as_current_span(f"apply {plan.action.value}") as span:
+                span.set_attribute(ATTR.APP_ID, plan.app_id)
+                span.set_attribute(ATTR.USER_ID, plan.okta_user_id)
+                span.set_attribute(ATTR.PLAN_VERSION, plan.version)
+                if plan.action is PlanAction.DEACTIVATE:
+                    result = await self._deactivate(app, plan, link)
+                else:
+                    result = await self._upsert(app, plan, link)
+                status, target_id, method, path, code, detail, active = result
+                if not await self.links.save(plan, target_id, active):
+                    status, detail = "skipped_stale", f"a newer plan than v{plan.version} was applied meanwhile"
+                if target_id:
+                    span.set_attribute(ATTR.TARGET_ID, target_id)
+                return Outcome(status, target_id, method, path, code, detail, _ms(started))
+
+    async def _deactivate(self, app: AppConnector, plan: ScimOperationPlanned, link: Link | None):
+        client = self.clients[app.okta_app_id]
+        if not app.actions.deactivate_users:
+            return ("skipped", link.target_id if link else None, None, None, None, "deactivate_users is off", None)
+        current = await self._current(client, plan, link)
+        if current is None:
+            return ("applied", None, None, None, None, "no account in the target: nothing to deactivate", False)
+        if current.active is False:
+            return ("applied", current.id, None, None, None, "already inactive", False)
+        await client.set_active(current.id, False, current)
+        method = "PATCH" if app.deactivate_with == "PATCH" else "PUT"
+        return ("applied", current.id, method, "/Users/{id}", 200, "deactivated (active=false)", False)
+
+    async def _upsert(self, app: AppConnector, plan: ScimOperationPlanned, link: Link | None):
+        client = self.clients[app.okta_app_id]
+        attrs: dict[str, Any] = {a.path: a.value for a in plan.attributes}
+        attrs["active"] = True
+        current = await self._current(client, plan, link)
+        if current is None:
+            if not app.actions.create_users:
+                return ("skipped", None, None, None, None, "create_users is off", None)
+            created = await self._create(client, app, plan, attrs)
+            if created is not None:
+                return ("applied", created.id, "POST", "/Users", 201, "created", True)
+            current = await client.find_user(plan.unique_value)  # 409: the account exists, link it
+            if current is None:
+                raise ScimConflictError("POST", "/Users", 409, "409 on create but no account matches the unique field",
+                                        version=client.version)
+        if not app.actions.update_users:
+            if current.active is False:
+                await client.set_active(current.id, True, current)
+                return ("applied", current.id, "PUT", "/Users/{id}", 200, "reactivated (update_users off)", True)
+            return ("skipped", current.id, None, None, None, "update_users is off", current.active)
+        await client.replace_user(current.id, attrs)
+        linked = "" if link and link.target_id == current.id else " (linked existing account)"
+        return ("applied", current.id, "PUT", "/Users/{id}", 200, "updated" + linked, True)
+
+    async def _create(self, client: ScimClient, app: AppConnector, plan: ScimOperationPlanned,
+                      attrs: dict[str, Any]):
+        body = dict(attrs)
+        if app.actions.sync_password:  # Okta never reveals passwords: a random one, never stored or logged
+            body["password"] = secrets.token_urlsafe(24)
+        try:
+            return await client.create_user(body)
+        except ScimConflictError:
+            return None
+
+    async def _current(self, client: ScimClient, plan: ScimOperationPlanned, link: Link | None):
+        """The account this key owns: by the stored id, else by lookup on the unique field (never blind create)."""
+        if link and link.target_id:
+            try:
+                return await client.get_user(link.target_id)
+            except ScimNotFoundError:
+                trace.get_current_span().add_event("linked account gone: looking up again")
+        return await client.find_user(plan.unique_value)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

@@ -1,0 +1,159 @@
+"""scim-dispatcher composition root: one consumer per served pool; outcomes -> links, audit, retry/hold/DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+from faststream import AckPolicy, FastStream
+from faststream.rabbit import RabbitMessage
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from okta_bridge.audit import BrokerAudit
+from okta_bridge.connectors import load_connectors
+from okta_bridge.contracts import AuditStep, ScimOperationPlanned
+from okta_bridge.logs import register_secret, setup_logging
+from okta_bridge.mongo import connect
+from okta_bridge.runtime import ATTEMPT_HEADER, Republisher, make_broker
+from okta_bridge.settings import BridgeSettings, OktaSettings
+from okta_bridge.telemetry import setup_tracing, shutdown_tracing
+from okta_bridge.topology import declare_dispatcher_pool, dispatcher_queue
+from scim_dispatcher.adapters.mongo_links import MongoLinks
+from scim_dispatcher.adapters.scim_client import ScimClient
+from scim_dispatcher.adapters.scim_errors import ScimAuthError, ScimError, ScimTransientError
+from scim_dispatcher.circuit import Circuits
+from scim_dispatcher.handlers import Dispatcher
+
+log = logging.getLogger("scim_dispatcher")
+
+
+class DispatcherSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DISPATCHER_", extra="ignore")
+
+    pools: str = Field(default="default", description="comma-separated pools this dispatcher serves")
+    max_attempts: int = Field(default=15, description="transient failures before a plan is dead-lettered")
+    probe_interval_s: float = 10.0
+
+
+def build() -> FastStream:
+    setup_logging("scim-dispatcher")
+    setup_tracing("scim-dispatcher")
+    base, okta, cfg = BridgeSettings(), OktaSettings(), DispatcherSettings()
+    connectors = load_connectors(base.connectors_file)
+    pools = [p.strip() for p in cfg.pools.split(",") if p.strip()]
+    apps = {a.okta_app_id: a for a in connectors.apps if a.pool in pools}
+    for app in apps.values():
+        for value in app.auth_headers().values():
+            register_secret(value)
+            register_secret(value.split(" ", 1)[-1])
+    broker = make_broker(base.rabbitmq_url.get_secret_value(), base.prefetch)
+    stream = FastStream(broker)
+    state: dict = {"circuits": Circuits(cfg.probe_interval_s)}
+
+    @stream.on_startup
+    async def connect_stores() -> None:
+        client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
+        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200))
+        clients = {a.okta_app_id: ScimClient(http, a.base_url, a.version, headers=a.auth_headers(),
+                                             timeout_s=a.timeout_s, unique_field=a.unique_user_field,
+                                             deactivate_with=a.deactivate_with) for a in apps.values()}
+        state.update(mongo=client, http=http, dispatcher=Dispatcher(apps, clients, MongoLinks(db, okta.org_url)),
+                     audit=BrokerAudit(broker, "scim-dispatcher", okta.org_url))
+
+    @stream.after_startup
+    async def declare() -> None:
+        for pool in pools:
+            await declare_dispatcher_pool(broker, pool)
+        log.info("serving pools %s (%d app(s))", ", ".join(pools), len(apps))
+
+    @stream.on_shutdown
+    async def close() -> None:
+        if "http" in state:
+            await state["http"].aclose()
+            await state["mongo"].close()
+        shutdown_tracing()
+
+    for pool in pools:
+        republisher = Republisher(broker, dispatcher_queue(pool).name, cfg.max_attempts)
+
+        @broker.subscriber(dispatcher_queue(pool), ack_policy=AckPolicy.NACK_ON_ERROR)
+        async def dispatch(body: bytes, msg: RabbitMessage, _r: Republisher = republisher) -> None:
+            await handle_plan(state, _r, msg)
+
+    return stream
+
+
+async def handle_plan(state: dict, republisher: Republisher, msg: RabbitMessage) -> None:
+    audit: BrokerAudit = state["audit"]
+    attempt = int((msg.headers or {}).get(ATTEMPT_HEADER, 0)) + 1
+    try:
+        plan = ScimOperationPlanned.model_validate_json(msg.body)
+    except ValidationError as exc:
+        await republisher.dead_letter(msg.body, f"invalid plan: {exc.error_count()} error(s)", attempt, "dispatcher")
+        await audit.record(AuditStep.DEAD_LETTERED, detail="dispatcher: invalid plan message")
+        await msg.ack()
+        return
+    fields = dict(event_uuid=plan.event_uuid, event_type=plan.cause, app_id=plan.app_id,
+                  okta_user_id=plan.okta_user_id, plan_version=plan.version)
+    dispatcher: Dispatcher = state["dispatcher"]
+    circuits: Circuits = state["circuits"]
+    if plan.app_id not in dispatcher.apps:
+        await republisher.dead_letter(plan, "app not served by this pool's configuration", attempt, "dispatcher")
+        await audit.record(AuditStep.DEAD_LETTERED, detail="app is not in the connectors file", **fields)
+    elif not circuits.allow(plan.app_id):
+        await republisher.hold(plan, attempt - 1)
+        await audit.record(AuditStep.HELD, detail="app circuit open (credentials rejected): held", **fields)
+    else:
+        await _apply(state, republisher, plan, attempt, fields)
+    await msg.ack()
+
+
+async def _apply(state: dict, republisher: Republisher, plan: ScimOperationPlanned, attempt: int, fields: dict) -> None:
+    audit: BrokerAudit = state["audit"]
+    circuits: Circuits = state["circuits"]
+    try:
+        outcome = await state["dispatcher"].apply(plan)
+    except ScimAuthError as exc:
+        circuits.open(plan.app_id, exc.message)
+        log.warning("app %s: credentials rejected (%s); circuit open, backlog held", plan.app_id, exc.message)
+        await republisher.hold(plan, attempt - 1)
+        await audit.record(AuditStep.HELD, detail=exc.message, **_scim(exc), **fields)
+        return
+    except ScimTransientError as exc:
+        await _retry(republisher, audit, plan, attempt, exc.message, exc.retry_after_s, _scim(exc), fields)
+        return
+    except ScimError as exc:
+        log.warning("plan v%s for %s dead-lettered: %s", plan.version, plan.app_id, exc.message)
+        await republisher.dead_letter(plan, exc.message, attempt, "dispatcher")
+        await audit.record(AuditStep.DEAD_LETTERED, detail=exc.message, **_scim(exc), **fields)
+        return
+    except Exception as exc:  # noqa: BLE001 - database trouble and the like: transient
+        log.exception("applying plan failed")
+        await _retry(republisher, audit, plan, attempt, f"{type(exc).__name__}: {exc}", None, {}, fields)
+        return
+    circuits.close(plan.app_id)
+    step = {"applied": AuditStep.APPLIED, "skipped": AuditStep.SKIPPED}.get(outcome.status, AuditStep.SKIPPED_STALE)
+    await audit.record(step, target_id=outcome.target_id, scim_method=outcome.method, scim_path=outcome.path,
+                       scim_status=outcome.http_status, duration_ms=outcome.duration_ms, detail=outcome.detail,
+                       **fields)
+
+
+async def _retry(republisher: Republisher, audit: BrokerAudit, plan: ScimOperationPlanned, attempt: int,
+                 reason: str, retry_after: float | None, scim: dict, fields: dict) -> None:
+    if attempt >= republisher.max_attempts:
+        await republisher.dead_letter(plan, f"gave up after {attempt} attempts: {reason}", attempt, "dispatcher")
+        await audit.record(AuditStep.DEAD_LETTERED, detail=f"gave up after {attempt} attempts: {reason}", **scim,
+                           **fields)
+        return
+    await republisher.retry(plan, attempt, retry_after)
+    await audit.record(AuditStep.RETRIED, detail=f"attempt {attempt}: {reason}", **scim, **fields)
+
+
+def _scim(exc: ScimError) -> dict:
+    return {"scim_method": exc.method, "scim_path": exc.path, "scim_status": exc.status}
+
+
+if __name__ == "__main__":
+    asyncio.run(build().run())

@@ -1,0 +1,5 @@
+import asyncio
+
+from translator.main import build
+
+asyncio.run(build().run())

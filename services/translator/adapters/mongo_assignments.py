@@ -1,0 +1,64 @@
+"""Assignment table and plan versions in MongoDB, keyed by (org, app, user)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pymongo import ReturnDocument, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+
+from okta_bridge.mongo import key
+from translator.ports import Assignment
+
+
+class MongoAssignments:
+    def __init__(self, db: AsyncDatabase, org: str) -> None:
+        self._db, self._org = db, org
+
+    async def next_version(self, app_id: str, user_id: str) -> int:
+        doc = await self._db.plan_versions.find_one_and_update(
+            {"_id": key(self._org, app_id, user_id)}, {"$inc": {"v": 1}},
+            upsert=True, return_document=ReturnDocument.AFTER)
+        return int(doc["v"])
+
+    async def get(self, app_id: str, user_id: str) -> Assignment | None:
+        doc = await self._db.assignments.find_one({"_id": key(self._org, app_id, user_id)})
+        return _row(doc) if doc else None
+
+    async def for_user(self, user_id: str, app_ids: list[str]) -> list[Assignment]:
+        cursor = self._db.assignments.find({"org": self._org, "user_id": user_id, "app_id": {"$in": app_ids}})
+        return [_row(d) async for d in cursor]
+
+    async def set(self, app_id: str, user_id: str, *, assigned: bool | None = None,
+                  app_username: str | None = None, sync_id: str | None = None) -> None:
+        fields = {"org": self._org, "app_id": app_id, "user_id": user_id, "updated_at": datetime.now(UTC)}
+        if assigned is not None:
+            fields["assigned"] = assigned
+        if app_username is not None:
+            fields["app_username"] = app_username
+        if sync_id is not None:
+            fields["sync_id"] = sync_id
+        await self._db.assignments.update_one({"_id": key(self._org, app_id, user_id)}, {"$set": fields}, upsert=True)
+
+    async def record_listing(self, app_id: str, rows: list[tuple[str, str | None]], sync_id: str) -> None:
+        if not rows:
+            return
+        now = datetime.now(UTC)
+        await self._db.assignments.bulk_write([
+            UpdateOne({"_id": key(self._org, app_id, user_id)},
+                      {"$set": {"org": self._org, "app_id": app_id, "user_id": user_id, "assigned": True,
+                                "app_username": username, "sync_id": sync_id, "updated_at": now}}, upsert=True)
+            for user_id, username in rows
+        ], ordered=False)
+
+    async def unassign_missing(self, app_id: str, sync_id: str) -> list[str]:
+        query = {"org": self._org, "app_id": app_id, "assigned": True, "sync_id": {"$ne": sync_id}}
+        users = [d["user_id"] async for d in self._db.assignments.find(query, {"user_id": 1})]
+        if users:
+            await self._db.assignments.update_many(
+                {**query, "user_id": {"$in": users}}, {"$set": {"assigned": False, "updated_at": datetime.now(UTC)}})
+        return users
+
+
+def _row(doc: dict) -> Assignment:
+    return Assignment(doc["app_id"], doc["user_id"], doc.get("app_username"), bool(doc.get("assigned")))

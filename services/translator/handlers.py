@@ -1,0 +1,131 @@
+"""Translator handlers: each message means "look at (app, user) again"; the plan comes from the state read now.
+
+Membership events keep the assignment table (org, app, user, app username) current; ``user.*`` events are routed
+to apps through it; full syncs re-list an app's assignments, 500 a call, with each user embedded.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import context, trace
+
+from okta_bridge.audit import Audit
+from okta_bridge.connectors import AppConnector
+from okta_bridge.contracts import AppSyncRequested, AuditStep, OktaEventReceived, ScimOperationPlanned
+from okta_bridge.events import MEMBERSHIP_EVENTS, USER_EVENTS, target_id, user_id_of
+from okta_bridge.okta_client import OktaNotFoundError
+from okta_bridge.telemetry import ATTR
+from translator.mapping import map_user
+from translator.ports import AssignmentStore, OktaReader, PlanOutbox
+from translator.state_table import decide
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("translator")
+
+
+@dataclass
+class Translator:
+    org: str
+    apps: dict[str, AppConnector]
+    store: AssignmentStore
+    okta: OktaReader
+    outbox: PlanOutbox
+    audit: Audit
+
+    async def handle_event(self, event: OktaEventReceived) -> None:
+        user_id = user_id_of(event)
+        if event.event_type in MEMBERSHIP_EVENTS:
+            app_id = target_id(event, "AppInstance")
+            if app_id not in self.apps or user_id is None:
+                await self._skip(event, app_id, user_id, "app is not in the connectors file")
+                return
+            await self._record_membership(event, app_id, user_id)
+            await self.plan(app_id, user_id, cause=event.event_type, event_uuid=event.event_uuid)
+        elif event.event_type in USER_EVENTS and user_id:
+            rows = await self.store.for_user(user_id, list(self.apps))
+            if not rows:
+                await self._skip(event, None, user_id, "user is assigned to no configured app")
+                return
+            user = await self._read_user(user_id)
+            for row in rows:
+                await self.plan(row.app_id, user_id, cause=event.event_type, event_uuid=event.event_uuid,
+                                user=user, read=True)
+        else:
+            await self._skip(event, None, user_id, f"event type {event.event_type} needs no work")
+
+    async def _record_membership(self, event: OktaEventReceived, app_id: str, user_id: str) -> None:
+        app_user = next((t for t in event.targets if t.type == "AppUser"), None)
+        username = app_user.alternate_id if app_user else None
+        if event.event_type.endswith(".add"):
+            await self.store.set(app_id, user_id, assigned=True, app_username=username)
+        elif event.event_type.endswith(".remove"):
+            await self.store.set(app_id, user_id, assigned=False)
+        elif event.event_type.endswith(".change_username") and username:
+            await self.store.set(app_id, user_id, app_username=username)
+
+    async def handle_sync(self, request: AppSyncRequested) -> int:
+        """Full sync: list the app's assignments (ceil(n/500) calls) and plan every user; returns users planned."""
+        app = self.apps.get(request.app_id)
+        if app is None:
+            await self.audit.record(AuditStep.SKIPPED, app_id=request.app_id, detail="sync: app not configured")
+            return 0
+        planned = 0
+        with tracer.start_as_current_span("okta list app users") as listing:
+            listing.set_attribute(ATTR.APP_ID, app.okta_app_id)
+            async for page in self.okta.list_app_users(app.okta_app_id):
+                rows = [(u["id"], (u.get("credentials") or {}).get("userName")) for u in page]
+                await self.store.record_listing(app.okta_app_id, rows, request.sync_id)
+                for app_user, (user_id, username) in zip(page, rows):
+                    user = (app_user.get("_embedded") or {}).get("user")
+                    await self._plan_linked(listing, app.okta_app_id, user_id, f"sync:{request.reason}", user)
+                    planned += 1
+            for user_id in await self.store.unassign_missing(app.okta_app_id, request.sync_id):
+                await self._plan_linked(listing, app.okta_app_id, user_id, f"sync:{request.reason}", None)
+                planned += 1
+        return planned
+
+    async def _plan_linked(self, listing: trace.Span, app_id: str, user_id: str, cause: str,
+                           user: dict[str, Any] | None) -> None:
+        """Work shared by many users (one listing) is its own span, linked to each user's own trace."""
+        with tracer.start_as_current_span("plan from listing", context=context.Context(),
+                                          links=[trace.Link(listing.get_span_context())]):
+            await self.plan(app_id, user_id, cause=cause, user=user, read=user is not None)
+
+    async def plan(self, app_id: str, user_id: str, *, cause: str, event_uuid: str | None = None,
+                   user: dict[str, Any] | None = None, read: bool = False) -> None:
+        app = self.apps[app_id]
+        version = await self.store.next_version(app_id, user_id)  # before the read: a later read gets a later version
+        assignment = await self.store.get(app_id, user_id)
+        if not read:
+            user = await self._read_user(user_id)
+        status = user.get("status") if user else None
+        decision = decide(status, bool(assignment and assignment.assigned), app)
+        span = trace.get_current_span()
+        span.set_attribute(ATTR.APP_ID, app_id)
+        span.set_attribute(ATTR.USER_ID, user_id)
+        common = dict(event_uuid=event_uuid, event_type=cause, app_id=app_id, okta_user_id=user_id, plan_version=version)
+        if decision.action is None:
+            await self.audit.record(AuditStep.SKIPPED, detail=decision.reason, **common)
+            return
+        username = assignment.app_username if assignment else None
+        attrs, unique = map_user(app, user or {"id": user_id, "profile": {}}, username)
+        plan = ScimOperationPlanned(org=self.org, app_id=app_id, okta_user_id=user_id, version=version,
+                                    action=decision.action, attributes=attrs, unique_value=unique,
+                                    cause=cause, event_uuid=event_uuid)
+        span.set_attribute(ATTR.PLAN_VERSION, version)
+        span.set_attribute(ATTR.PLAN_ACTION, decision.action.value)
+        await self.outbox.publish(plan, app.pool)
+        await self.audit.record(AuditStep.PLANNED, detail=f"{decision.action.value}: {decision.reason}", **common)
+
+    async def _read_user(self, user_id: str) -> dict[str, Any] | None:
+        try:
+            return await self.okta.get_user(user_id)
+        except OktaNotFoundError:
+            return None
+
+    async def _skip(self, event: OktaEventReceived, app_id: str | None, user_id: str | None, why: str) -> None:
+        await self.audit.record(AuditStep.SKIPPED, event_uuid=event.event_uuid, event_type=event.event_type,
+                                app_id=app_id, okta_user_id=user_id, detail=why)

@@ -1,0 +1,35 @@
+"""Ports of the translator (adapters in ``adapters/``; fakes in the unit tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Protocol
+
+from okta_bridge.contracts import ScimOperationPlanned
+
+
+@dataclass(frozen=True)
+class Assignment:
+    app_id: str
+    user_id: str
+    app_username: str | None
+    assigned: bool
+
+
+class AssignmentStore(Protocol):
+    async def next_version(self, app_id: str, user_id: str) -> int: ...
+    async def get(self, app_id: str, user_id: str) -> Assignment | None: ...
+    async def for_user(self, user_id: str, app_ids: list[str]) -> list[Assignment]: ...
+    async def set(self, app_id: str, user_id: str, *, assigned: bool | None = None,
+                  app_username: str | None = None, sync_id: str | None = None) -> None: ...
+    async def record_listing(self, app_id: str, rows: list[tuple[str, str | None]], sync_id: str) -> None: ...
+    async def unassign_missing(self, app_id: str, sync_id: str) -> list[str]: ...
+
+
+class OktaReader(Protocol):
+    async def get_user(self, user_id: str) -> dict[str, Any]: ...
+    def list_app_users(self, app_id: str) -> AsyncIterator[list[dict[str, Any]]]: ...
+
+
+class PlanOutbox(Protocol):
+    async def publish(self, plan: ScimOperationPlanned, pool: str) -> None: ...

@@ -1,0 +1,173 @@
+"""The connectors file: one entry per on-prem app, mirroring Okta's "Configure SCIM Connector" form.
+
+A wrong file fails at start with :class:`ConnectorsFileError`, whose message names the entry and the field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+__all__ = ["AppConnector", "ConnectorsFile", "ConnectorsFileError", "DEFAULT_MAPPINGS", "load_connectors"]
+
+DEFAULT_MAPPINGS: dict[str, str] = {
+    "userName": "credentials.userName",
+    "name.givenName": "profile.firstName",
+    "name.familyName": "profile.lastName",
+    "emails": "profile.email",
+    "displayName": "profile.displayName",
+    "locale": "profile.locale",
+    "externalId": "id",
+}
+_SOURCE_ROOTS = ("profile.", "credentials.userName", "id", "appProfile.")
+
+
+class ConnectorsFileError(ValueError):
+    """The connectors file cannot be used; the message names the entry and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HeaderAuth(_Strict):
+    type: Literal["header"]
+    header_name: str = "Authorization"
+    value_env: str
+    value_prefix: str = ""
+
+    def headers(self) -> dict[str, str]:
+        return {self.header_name: self.value_prefix + _env(self.value_env).get_secret_value()}
+
+
+class BasicAuth(_Strict):
+    type: Literal["basic"]
+    username_env: str
+    password_env: str
+
+    def headers(self) -> dict[str, str]:
+        import base64
+
+        raw = f"{_env(self.username_env).get_secret_value()}:{_env(self.password_env).get_secret_value()}"
+        return {"Authorization": "Basic " + base64.b64encode(raw.encode()).decode()}
+
+
+class NoAuth(_Strict):
+    type: Literal["none"]
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+def _env(name: str) -> SecretStr:
+    value = os.environ.get(name)
+    if value is None:
+        raise ValueError(f"environment variable {name} is not set")
+    return SecretStr(value)
+
+
+class Actions(_Strict):
+    create_users: bool = True
+    update_users: bool = True
+    deactivate_users: bool = True
+    push_pending_users: bool = False
+    sync_password: bool = Field(
+        default=False, description="Okta never reveals passwords: only a random password is set on create"
+    )
+
+
+class AppConnector(_Strict):
+    okta_app_id: str = Field(min_length=3)
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    base_url: str = Field(pattern=r"^https?://")
+    scim_version: Literal["1.1", "2.0"] | None = None
+    auth: Annotated[HeaderAuth | BasicAuth | NoAuth, Field(discriminator="type")]
+    unique_user_field: str = "userName"
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_concurrency: int = Field(default=4, ge=1, le=256)
+    pool: str = Field(default="default", pattern=r"^[a-z0-9_-]+$")
+    actions: Actions = Actions()
+    suspended: Literal["deactivate", "ignore"] = "deactivate"
+    deactivate_with: Literal["PUT", "PATCH"] = "PUT"
+    accept_user_updates: bool = False
+    attribute_mappings: dict[str, str | None] = Field(default_factory=dict)
+
+    @field_validator("attribute_mappings")
+    @classmethod
+    def _sources_known(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+        for target, source in value.items():
+            if target in {"active", "id", "password"}:
+                raise ValueError(f"{target!r} is set by the bridge and cannot be mapped")
+            if source is not None and not source.startswith(_SOURCE_ROOTS):
+                raise ValueError(f"{target}: source {source!r} must start with one of {', '.join(_SOURCE_ROOTS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _auth_env_present(self) -> "AppConnector":
+        self.auth.headers()  # raises with the variable's name (never its value) when it is missing
+        return self
+
+    @property
+    def version(self) -> Literal["1.1", "2.0"]:
+        """As Okta's agent reads it: ``/v2/`` at the end means 2.0, anything else 1.1, unless overridden."""
+        if self.scim_version:
+            return self.scim_version
+        return "2.0" if self.base_url.rstrip("/").endswith("/v2") else "1.1"
+
+    @property
+    def mappings(self) -> dict[str, str]:
+        merged: dict[str, str | None] = {**DEFAULT_MAPPINGS, **self.attribute_mappings}
+        return {k: v for k, v in merged.items() if v is not None}
+
+    def auth_headers(self) -> dict[str, str]:
+        return self.auth.headers()
+
+
+class ConnectorsFile(_Strict):
+    apps: list[AppConnector]
+
+    @model_validator(mode="after")
+    def _unique(self) -> "ConnectorsFile":
+        for field in ("okta_app_id", "name"):
+            values = [getattr(a, field) for a in self.apps]
+            dupes = {v for v in values if values.count(v) > 1}
+            if dupes:
+                raise ValueError(f"duplicate {field}: {', '.join(sorted(dupes))}")
+        return self
+
+    def by_app_id(self) -> dict[str, AppConnector]:
+        return {a.okta_app_id: a for a in self.apps}
+
+    def pools(self) -> set[str]:
+        return {a.pool for a in self.apps}
+
+
+def _describe(error: dict, raw: dict) -> str:
+    loc = list(error["loc"])
+    where = "file"
+    if len(loc) >= 2 and loc[0] == "apps" and isinstance(loc[1], int):
+        entry = (raw.get("apps") or [{}])[loc[1]] if isinstance(raw.get("apps"), list) else {}
+        label = entry.get("name") or entry.get("okta_app_id") or "?" if isinstance(entry, dict) else "?"
+        where = f"apps[{loc[1]}] ({label})"
+        loc = loc[2:]
+    field = ".".join(str(p) for p in loc if p not in ("header", "basic", "none")) or "(entry)"
+    return f"{where}: {field}: {error['msg']}"
+
+
+def load_connectors(path: str | os.PathLike[str]) -> ConnectorsFile:
+    file = Path(path)
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConnectorsFileError(f"connectors file {file}: cannot read: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConnectorsFileError(f"connectors file {file}: expected a mapping with 'apps'")
+    try:
+        return ConnectorsFile.model_validate(raw)
+    except ValidationError as exc:
+        lines = "; ".join(_describe(e, raw) for e in exc.errors(include_input=False, include_url=False))
+        raise ConnectorsFileError(f"connectors file {file}: {lines}") from None

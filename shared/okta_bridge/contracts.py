@@ -1,0 +1,129 @@
+"""Every message that crosses RabbitMQ, defined once.
+
+Frozen pydantic v2 models with ``extra="forbid"`` and a ``schema_version``. Who publishes and who consumes each one
+is in :mod:`okta_bridge.topology`.
+
+    OktaEventReceived     queue-poller  -> translator       one relevant System Log event
+    AppSyncRequested      queue-poller  -> translator       a full sync of one app (initial, new app, cursor lost)
+    ScimOperationPlanned  translator    -> scim-dispatcher  the desired target state of one (app, user), versioned
+    AuditRecorded         every service -> audit-recorder   one step of one change
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+__all__ = [
+    "AppSyncRequested",
+    "AuditRecorded",
+    "AuditStep",
+    "EventTarget",
+    "MappedAttribute",
+    "OktaEventReceived",
+    "PlanAction",
+    "ScimOperationPlanned",
+    "SyncReason",
+]
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EventTarget(_Contract):
+    """One entry of a log event's ``target[]`` (types seen: User, AppInstance, AppUser, UserGroup)."""
+
+    id: str
+    type: str
+    alternate_id: str | None = None
+    display_name: str | None = None
+
+
+class OktaEventReceived(_Contract):
+    schema_version: Literal[1] = 1
+    org: str = Field(description="Okta org URL the event came from", examples=["https://acme.okta.com"])
+    event_uuid: str = Field(description="System Log event uuid, the dedupe key")
+    event_type: str = Field(examples=["application.user_membership.add"])
+    published: datetime
+    transaction_id: str | None = None
+    request_api_token_id: str | None = Field(
+        default=None, description="transaction.detail.requestApiTokenId: set when an API token caused the event"
+    )
+    targets: tuple[EventTarget, ...] = ()
+
+
+class SyncReason(StrEnum):
+    INITIAL = "initial"
+    NEW_APP = "new_app"
+    CURSOR_REJECTED = "cursor_rejected"
+    CURSOR_EXPIRED = "cursor_expired"
+    OPERATOR = "operator"
+
+
+class AppSyncRequested(_Contract):
+    schema_version: Literal[1] = 1
+    org: str
+    app_id: str = Field(examples=["0oa1b2c3d4"])
+    reason: SyncReason
+    sync_id: str = Field(description="unique id of this sync run; assignments not seen in it are unassigned")
+
+
+class PlanAction(StrEnum):
+    UPSERT = "upsert"  # create when missing, else PUT the whole user
+    DEACTIVATE = "deactivate"  # active=false on an existing account; never a DELETE
+
+
+class MappedAttribute(_Contract):
+    """One SCIM attribute value produced by the app's attribute mapping (path as in the connectors file)."""
+
+    path: str = Field(examples=["name.givenName", "urn:okta:jira:1.0:user:department"])
+    value: JsonValue
+
+
+class ScimOperationPlanned(_Contract):
+    schema_version: Literal[1] = 1
+    org: str
+    app_id: str
+    okta_user_id: str
+    version: int = Field(description="grows per (org, app, user) by a MongoDB $inc taken before the Okta read")
+    action: PlanAction
+    attributes: tuple[MappedAttribute, ...] = ()
+    unique_value: str = Field(description="value of the app's unique user field, used for lookup before create")
+    cause: str = Field(description="what led to the plan: an event type or 'sync:<reason>'")
+    event_uuid: str | None = None
+
+
+class AuditStep(StrEnum):
+    RECEIVED = "received"
+    PLANNED = "planned"
+    APPLIED = "applied"
+    SKIPPED = "skipped"
+    SKIPPED_STALE = "skipped_stale"
+    RETRIED = "retried"
+    HELD = "held"
+    FAILED = "failed"
+    DEAD_LETTERED = "dead_lettered"
+
+
+class AuditRecorded(_Contract):
+    schema_version: Literal[1] = 1
+    at: datetime
+    service: str
+    step: AuditStep
+    org: str
+    event_uuid: str | None = None
+    event_type: str | None = None
+    app_id: str | None = None
+    okta_user_id: str | None = None
+    plan_version: int | None = None
+    target_id: str | None = None
+    scim_method: str | None = None
+    scim_path: str | None = Field(default=None, description="path with filter values redacted")
+    scim_status: int | None = None
+    duration_ms: float | None = None
+    trace_id: str | None = None
+    detail: str | None = Field(default=None, description="human-readable reason; never a secret")

@@ -1,0 +1,231 @@
+"""Okta Management API client: SSWS auth, `Link` pagination, and rate-limit budgets read from Okta's headers.
+
+Errors::
+
+    OktaError
+    ├── OktaTransientError      429, 5xx, timeouts, network: retry later (``retry_after_s`` when Okta says)
+    ├── OktaAuthError           401/403: the token is wrong or lacks a scope
+    ├── OktaNotFoundError       404: the user / app user no longer exists
+    └── OktaRequestError        other 4xx (``OktaCursorRejectedError`` for a rejected System Log cursor)
+
+Budgets: Okta's per-minute buckets are shared by every replica and every service using the token, so the
+authoritative count is ``X-Rate-Limit-Remaining`` on each answer, with ``X-Rate-Limit-Reset`` timed against the
+answer's ``Date`` (not the local clock). Before each call the client waits for the window's reset when the bucket's
+remaining calls are down to its reserve, so a normal run never receives a 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from opentelemetry import trace
+
+from okta_bridge.telemetry import ATTR
+
+__all__ = [
+    "OktaAuthError",
+    "OktaClient",
+    "OktaCursorRejectedError",
+    "OktaError",
+    "OktaNotFoundError",
+    "OktaPage",
+    "OktaRequestError",
+    "OktaTransientError",
+    "bucket_for",
+]
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("okta_bridge.okta_client")
+_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?([a-z]+)"?')
+
+
+class OktaError(Exception):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class OktaTransientError(OktaError):
+    def __init__(self, message: str, status: int | None = None, retry_after_s: float | None = None) -> None:
+        super().__init__(message, status)
+        self.retry_after_s = retry_after_s
+
+
+class OktaAuthError(OktaError):
+    pass
+
+
+class OktaNotFoundError(OktaError):
+    pass
+
+
+class OktaRequestError(OktaError):
+    pass
+
+
+class OktaCursorRejectedError(OktaRequestError):
+    pass
+
+
+def bucket_for(method: str, path: str) -> str:
+    """The rate-limit endpoint group of a request (brief, section 3)."""
+    parts = [p for p in path.split("?")[0].split("/") if p]  # api, v1, x, ...
+    if parts[2:3] == ["logs"]:
+        return "logs"
+    if parts[2:3] == ["apps"]:
+        return "app" if len(parts) == 4 else "apps"
+    if parts[2:3] == ["users"]:
+        return "user" if len(parts) == 4 and method == "GET" else "users"
+    if parts[2:3] == ["groups"]:
+        return "group" if len(parts) == 4 else "groups"
+    return "other"
+
+
+def _template(path: str) -> str:
+    """`/api/v1/apps/0oa1/users/00u2` -> `/api/v1/apps/{id}/users/{id}`: no ids or names in span names."""
+    segments = path.split("?")[0].split("/")
+    return "/".join(s if s in {"", "api", "v1", "apps", "users", "groups", "logs"} else "{id}" for s in segments)
+
+
+@dataclass
+class _Bucket:
+    limit: int | None = None
+    remaining: int | None = None
+    reset_at: float = 0.0  # local monotonic-free epoch estimate, corrected by the Date header's offset
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass(frozen=True)
+class OktaPage:
+    body: Any
+    links: dict[str, str]
+    status: int
+
+
+class OktaClient:
+    def __init__(self, org_url: str, api_token: str, *, http: httpx.AsyncClient | None = None,
+                 timeout_s: float = 35.0, reserve: int = 2) -> None:
+        self.org_url = org_url.rstrip("/")
+        self._headers = {"Authorization": f"SSWS {api_token}", "Accept": "application/json"}
+        self._http = http or httpx.AsyncClient(timeout=timeout_s)
+        self._buckets: dict[str, _Bucket] = {}
+        self._reserve = reserve
+        self.calls: dict[str, int] = {}
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def get(self, path_or_url: str, params: dict[str, Any] | None = None) -> OktaPage:
+        return await self._request("GET", path_or_url, params=params)
+
+    async def post(self, path: str, body: Any) -> OktaPage:
+        return await self._request("POST", path, json=body)
+
+    async def get_user(self, user_id: str) -> dict[str, Any]:
+        return (await self.get(f"/api/v1/users/{user_id}")).body
+
+    async def list_app_users(self, app_id: str, limit: int = 500):
+        """Yields pages of an app's assignments, each user embedded (`expand=user`): ceil(n/500) calls."""
+        page = await self.get(f"/api/v1/apps/{app_id}/users", {"limit": limit, "expand": "user"})
+        while True:
+            yield page.body
+            nxt = page.links.get("next")
+            if not nxt or not page.body:
+                return
+            page = await self.get(nxt)
+
+    async def _request(self, method: str, path_or_url: str, **kwargs: Any) -> OktaPage:
+        url = path_or_url if path_or_url.startswith("http") else self.org_url + path_or_url
+        path = httpx.URL(url).path
+        name = bucket_for(method, path)
+        bucket = self._buckets.setdefault(name, _Bucket())
+        with tracer.start_as_current_span(f"okta {method} {_template(path)}", kind=trace.SpanKind.CLIENT) as span:
+            span.set_attribute(ATTR.HTTP_METHOD, method)
+            span.set_attribute(ATTR.URL_TEMPLATE, _template(path))
+            span.set_attribute(ATTR.BUCKET, name)
+            await self._wait_for_budget(bucket)
+            try:
+                resp = await self._http.request(method, url, headers=self._headers, **kwargs)
+            except httpx.HTTPError as exc:
+                raise OktaTransientError(f"okta {method} {_template(path)}: {type(exc).__name__}") from None
+            self.calls[name] = self.calls.get(name, 0) + 1
+            self._observe(bucket, resp)
+            span.set_attribute(ATTR.HTTP_STATUS, resp.status_code)
+            self._raise_for(resp, method, path, bucket)
+            body = resp.json() if resp.content else None
+            return OktaPage(body=body, links=_links(resp), status=resp.status_code)
+
+    async def _wait_for_budget(self, bucket: _Bucket) -> None:
+        async with bucket.lock:
+            if bucket.remaining is not None and bucket.remaining <= self._reserve:
+                delay = bucket.reset_at - time.time()
+                if delay > 0:
+                    log.info("rate-limit budget low (remaining=%s); waiting %.1fs for the window", bucket.remaining, delay)
+                    trace.get_current_span().add_event("okta.rate_limit.wait", {"seconds": delay})
+                    await asyncio.sleep(min(delay + 0.05, 65))
+                bucket.remaining = None
+            elif bucket.remaining is not None:
+                bucket.remaining -= 1
+
+    def _observe(self, bucket: _Bucket, resp: httpx.Response) -> None:
+        h = resp.headers
+        if "x-rate-limit-remaining" not in h:
+            return
+        try:
+            bucket.limit = int(h["x-rate-limit-limit"])
+            bucket.remaining = int(h["x-rate-limit-remaining"])
+            reset = float(h["x-rate-limit-reset"])
+        except (KeyError, ValueError):
+            return
+        server_now = _http_date(h.get("date")) or time.time()
+        bucket.reset_at = time.time() + max(0.0, reset - server_now)
+
+    @staticmethod
+    def _raise_for(resp: httpx.Response, method: str, path: str, bucket: _Bucket) -> None:
+        status = resp.status_code
+        if status < 400:
+            return
+        summary = _summary(resp)
+        where = f"okta {method} {_template(path)} -> {status}: {summary}"
+        if status == 429 or status >= 500:
+            retry = max(0.0, bucket.reset_at - time.time()) if status == 429 else None
+            raise OktaTransientError(where, status, retry)
+        if status in (401, 403):
+            raise OktaAuthError(where, status)
+        if status == 404:
+            raise OktaNotFoundError(where, status)
+        if path.endswith("/logs") and status == 400:
+            raise OktaCursorRejectedError(where, status)
+        raise OktaRequestError(where, status)
+
+
+def _links(resp: httpx.Response) -> dict[str, str]:
+    links: dict[str, str] = {}
+    for value in resp.headers.get_list("link"):
+        for url, rel in _LINK.findall(value):
+            links[rel] = url
+    return links
+
+
+def _summary(resp: httpx.Response) -> str:
+    try:
+        body = resp.json()
+        return f"{body.get('errorCode', '?')} {body.get('errorSummary', '')}".strip()
+    except ValueError:
+        return resp.text[:120]
+
+
+def _http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,32 @@
+"""Settings shared by every service (pydantic-settings; nothing connects at import time).
+
+Each service adds its own class with its own prefix (``POLLER_``, ``TRANSLATOR_``, ``DISPATCHER_``, ``AUDIT_``).
+OpenTelemetry is configured by the standard ``OTEL_*`` variables (see :mod:`okta_bridge.telemetry`).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["BridgeSettings", "OktaSettings"]
+
+
+class BridgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    rabbitmq_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    mongodb_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017/")
+    mongodb_db: str = "okta_bridge"
+    connectors_file: str = "deploy/connectors.example.yaml"
+    prefetch: int = Field(default=64, description="unacknowledged messages per consumer")
+
+
+class OktaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OKTA_", extra="ignore")
+
+    org_url: str = "http://127.0.0.1:8040"
+    api_token: SecretStr = SecretStr("")
+    api_token_id: str | None = Field(default=None, description="00T… id of the token: our own writes are ignored")
+    token_share: float = Field(default=0.5, description="share of each rate-limit bucket this token may use")
+    request_timeout_s: float = 35.0

@@ -1,0 +1,64 @@
+"""OpenTelemetry set-up from the standard ``OTEL_*`` variables, and the span attribute names used everywhere.
+
+``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``…_TRACES_ENDPOINT``) chooses the OTLP/HTTP receiver (Jaeger in compose and
+the chart); ``OTEL_TRACES_EXPORTER=none`` turns export off; ``OTEL_SERVICE_NAME`` overrides the service name.
+Span names and recorded URLs never carry user names or emails: SCIM paths are recorded with filter values redacted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+__all__ = ["ATTR", "current_trace_id", "setup_tracing", "shutdown_tracing"]
+
+
+class ATTR:
+    ORG = "okta.org"
+    EVENT_UUID = "okta.event.uuid"
+    EVENT_TYPE = "okta.event.type"
+    APP_ID = "okta.app.id"
+    USER_ID = "okta.user.id"
+    BUCKET = "okta.rate_limit.bucket"
+    PLAN_VERSION = "bridge.plan.version"
+    PLAN_ACTION = "bridge.plan.action"
+    OUTCOME = "bridge.outcome"
+    TARGET_ID = "scim.target.id"
+    HTTP_METHOD = "http.request.method"
+    HTTP_STATUS = "http.response.status_code"
+    URL_TEMPLATE = "url.template"
+
+
+_provider: TracerProvider | None = None
+
+
+def setup_tracing(service_name: str) -> TracerProvider:
+    global _provider
+    if _provider is not None:
+        return _provider
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
+    provider = TracerProvider(resource=resource)
+    if os.environ.get("OTEL_TRACES_EXPORTER", "otlp").lower() != "none":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    logging.getLogger(__name__).info("tracing configured for %s", service_name)
+    return provider
+
+
+def shutdown_tracing() -> None:
+    if _provider is not None:
+        _provider.force_flush(5_000)
+        _provider.shutdown()
+
+
+def current_trace_id() -> str | None:
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
