@@ -34,7 +34,10 @@ class FaultRule(BaseModel):
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            re.compile(value)
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regex: {exc}") from exc
         return value
 
     def matches(self, method: str, path: str) -> bool:

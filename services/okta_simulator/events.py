@@ -73,12 +73,21 @@ def _client(api: bool) -> dict:
     }
 
 
+def _without_nulls(value):
+    """Real Okta sends many `null`s; the spec marks those fields non-nullable, so we omit them instead."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
 def build_event(event_type: str, actor: dict, targets: list[dict], published: float,
                 request_uri: str, token_id: str | None = None) -> dict:
     """One LogEvent; `token_id` set means the change came through an SSWS token."""
     message, legacy = EVENT_META[event_type]
     txn = transaction_id()
-    return {
+    return _without_nulls({
         "actor": actor,
         "client": _client(api=token_id is not None),
         "authenticationContext": {"authenticationProvider": None, "credentialProvider": None, "credentialType": None,
@@ -97,4 +106,4 @@ def build_event(event_type: str, actor: dict, targets: list[dict], published: fl
         "version": "0",
         "request": {"ipChain": [{"ip": "127.0.0.1", "geographicalContext": None, "version": "V4", "source": None}]},
         "target": targets,
-    }
+    })

@@ -37,7 +37,7 @@ def app_json(app: App, base: str) -> dict:
         "created": iso(app.created),
         "lastUpdated": iso(app.last_updated),
         "signOnMode": "BOOKMARK",
-        "accessibility": {"selfService": False, "errorRedirectUrl": None, "loginRedirectUrl": None},
+        "accessibility": {"selfService": False},
         "visibility": {"autoSubmitToolbar": False, "hide": {"iOS": False, "web": False},
                        "appLinks": {app.name + "_link": True}},
         "features": [],

@@ -7,7 +7,7 @@ import logging
 
 import httpx
 from faststream import AckPolicy, FastStream
-from faststream.rabbit import RabbitMessage
+from faststream.rabbit.annotations import RabbitMessage
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -62,8 +62,9 @@ def build() -> FastStream:
         state.update(mongo=client, http=http, dispatcher=Dispatcher(apps, clients, MongoLinks(db, okta.org_url)),
                      audit=BrokerAudit(broker, "scim-dispatcher", okta.org_url))
 
-    @stream.after_startup
+    @stream.on_startup
     async def declare() -> None:
+        await broker.connect()
         for pool in pools:
             await declare_dispatcher_pool(broker, pool)
         log.info("serving pools %s (%d app(s))", ", ".join(pools), len(apps))
@@ -76,13 +77,17 @@ def build() -> FastStream:
         shutdown_tracing()
 
     for pool in pools:
-        republisher = Republisher(broker, dispatcher_queue(pool).name, cfg.max_attempts)
-
-        @broker.subscriber(dispatcher_queue(pool), ack_policy=AckPolicy.NACK_ON_ERROR)
-        async def dispatch(body: bytes, msg: RabbitMessage, _r: Republisher = republisher) -> None:
-            await handle_plan(state, _r, msg)
+        subscriber = broker.subscriber(dispatcher_queue(pool), ack_policy=AckPolicy.NACK_ON_ERROR)
+        subscriber(_consumer(state, Republisher(broker, dispatcher_queue(pool).name, cfg.max_attempts)))
 
     return stream
+
+
+def _consumer(state: dict, republisher: Republisher):
+    async def dispatch(msg: RabbitMessage) -> None:
+        await handle_plan(state, republisher, msg)
+
+    return dispatch
 
 
 async def handle_plan(state: dict, republisher: Republisher, msg: RabbitMessage) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from faststream import AckPolicy, FastStream
-from faststream.rabbit import RabbitMessage
+from faststream.rabbit.annotations import RabbitMessage
 from pydantic import ValidationError
 
 from okta_bridge.audit import BrokerAudit
@@ -56,8 +56,9 @@ def build() -> FastStream:
             okta.org_url, connectors.by_app_id(), MongoAssignments(db, okta.org_url), okta_client,
             BrokerPlanOutbox(broker), audit), republisher=Republisher(broker, TRANSLATOR_QUEUE.name, MAX_ATTEMPTS))
 
-    @app.after_startup
-    async def declare() -> None:
+    @app.on_startup
+    async def declare() -> None:  # before any consumer starts: nothing is ever published to an undeclared exchange
+        await broker.connect()
         await declare_translator(broker)
         for pool in connectors.pools():  # plans are never unroutable, even before any dispatcher started
             await declare_dispatcher_pool(broker, pool)
@@ -70,7 +71,7 @@ def build() -> FastStream:
         shutdown_tracing()
 
     @broker.subscriber(TRANSLATOR_QUEUE, ack_policy=AckPolicy.NACK_ON_ERROR)
-    async def translate(body: bytes, msg: RabbitMessage) -> None:
+    async def translate(msg: RabbitMessage) -> None:
         await handle_message(state, msg)
 
     return app

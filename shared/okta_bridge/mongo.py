@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 __all__ = ["OrgMismatchError", "claim_org", "connect", "ensure_indexes", "key"]
 
@@ -26,12 +27,14 @@ def key(*parts: str) -> str:
 
 
 async def claim_org(db: AsyncDatabase, org: str) -> None:
-    doc = await db.bridge_meta.find_one_and_update(
-        {"_id": "org"}, {"$setOnInsert": {"org": org}}, upsert=True, return_document=True
-    )
-    if doc["org"] != org:
+    try:
+        await db.bridge_meta.update_one({"_id": "org"}, {"$setOnInsert": {"org": org}}, upsert=True)
+    except DuplicateKeyError:  # another service claimed it at the same moment
+        pass
+    doc = await db.bridge_meta.find_one({"_id": "org"})
+    if doc is None or doc["org"] != org:
         raise OrgMismatchError(
-            f"this database holds the state of Okta org {doc['org']}, not {org}; "
+            f"this database holds the state of Okta org {doc and doc['org']}, not {org}; "
             "use another MONGODB_DB (or clear the state) to bridge another org"
         )
 

@@ -1,0 +1,181 @@
+"""Starts the whole bridge as real processes for the demo, the end-to-end tests and the benchmark:
+the Okta simulator, the demo SCIM target and the four services, each with its own log file.
+
+Only what it started is stopped. The services get their configuration through the same environment variables
+and connectors file a real deployment uses.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+__all__ = ["DevStack", "ServiceProcess", "free_port", "wait_http"]
+
+SERVICES = ("audit_recorder", "translator", "scim_dispatcher", "queue_poller")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    module: str
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+
+    def signal(self, sig: int) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if not self.proc or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(5)
+
+    def alive(self) -> bool:
+        return bool(self.proc and self.proc.poll() is None)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@dataclass
+class DevStack:
+    """Simulator + demo target + the four services. Call ``start_fixtures`` then ``start_services``."""
+
+    workdir: Path
+    rabbitmq_url: str = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    mongodb_url: str = os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017/")
+    mongodb_db: str = "okta_bridge"
+    plan: str = "generous"
+    token: str = "sim-api-token-0001"
+    token_id: str = "00Tbridge00000000001"
+    target_token: str = "demo-target-token"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    sim_port: int = field(default_factory=free_port)
+    target_port: int = field(default_factory=free_port)
+    audit_port: int = field(default_factory=free_port)
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    @property
+    def okta_url(self) -> str:
+        return f"http://127.0.0.1:{self.sim_port}"
+
+    @property
+    def target_url(self) -> str:
+        return f"http://127.0.0.1:{self.target_port}"
+
+    @property
+    def audit_url(self) -> str:
+        return f"http://127.0.0.1:{self.audit_port}"
+
+    def _spawn(self, name: str, module: str, env: dict[str, str], args: list[str] | None = None) -> ServiceProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        process = ServiceProcess(name, module, env, self.workdir / f"{name}.log")
+        if args:
+            process.module = module + "\0" + "\0".join(args)
+        self.processes[name] = process
+        _start(process)
+        return process
+
+    def start_fixtures(self, target_args: list[str] | None = None) -> None:
+        env = self.base_env()
+        sim = self._spawn("okta-simulator", "okta_simulator", env, [
+            "--port", str(self.sim_port), "--plan", self.plan, "--token", f"{self.token}:{self.token_id}",
+            "--org-url", self.okta_url])
+        target = self._spawn("demo-target", "demo_scim_target", env, [
+            "--port", str(self.target_port), "--token", self.target_token, *(target_args or [])])
+        wait_http(f"{self.okta_url}/_admin/health", 30, sim.proc)
+        wait_http(f"{self.target_url}/health", 30, target.proc)
+
+    def write_connectors(self, apps: list[dict[str, Any]]) -> Path:
+        path = self.workdir / "connectors.yaml"
+        path.write_text(yaml.safe_dump({"apps": apps}, sort_keys=False))
+        return path
+
+    def base_env(self) -> dict[str, str]:
+        services_dir = Path(__file__).resolve().parents[2]
+        paths = [str(services_dir / "shared"), str(services_dir / "services"), os.environ.get("PYTHONPATH", "")]
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "PYTHONUNBUFFERED": "1"}
+
+    def service_env(self, name: str) -> dict[str, str]:
+        return {
+            **self.base_env(),
+            "RABBITMQ_URL": self.rabbitmq_url, "MONGODB_URL": self.mongodb_url, "MONGODB_DB": self.mongodb_db,
+            "CONNECTORS_FILE": str(self.workdir / "connectors.yaml"),
+            "OKTA_ORG_URL": self.okta_url, "OKTA_API_TOKEN": self.token, "OKTA_API_TOKEN_ID": self.token_id,
+            "DEMO_TARGET_TOKEN": self.target_token, "AUDIT_PORT": str(self.audit_port),
+            "OTEL_SERVICE_NAME": name.replace("_", "-"),
+            **({"OTEL_TRACES_EXPORTER": "none"} if "OTEL_EXPORTER_OTLP_ENDPOINT" not in self.extra_env else {}),
+            **self.extra_env,
+        }
+
+    def start_service(self, module: str, name: str | None = None, env: dict[str, str] | None = None) -> ServiceProcess:
+        name = name or module
+        return self._spawn(name, module, {**self.service_env(module), **(env or {})})
+
+    def start_services(self, dispatchers: int = 1) -> None:
+        self.start_service("audit_recorder")
+        wait_http(f"{self.audit_url}/healthz", 60, self.processes["audit_recorder"].proc)
+        self.start_service("translator")
+        for i in range(dispatchers):
+            self.start_service("scim_dispatcher", f"scim_dispatcher-{i}" if dispatchers > 1 else None)
+        self.start_service("queue_poller")
+
+    def restart(self, name: str) -> None:
+        _start(self.processes[name])
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            self.processes[name].stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"===== {n} =====\n{p.output()[-6000:]}" for n, p in self.processes.items())
+
+
+def _start(process: ServiceProcess) -> None:
+    module, *args = process.module.split("\0")
+    log = process.log_path.open("ab")
+    process.proc = subprocess.Popen([sys.executable, "-m", module, *args], env=process.env, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()

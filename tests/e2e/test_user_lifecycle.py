@@ -1,0 +1,67 @@
+"""A user's whole life, from Okta to a SCIM 1.1 app, with every service a real process."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from demo_scim_target.admin_client import TargetAdmin
+from okta_simulator.admin_client import SimulatorAdmin
+from tests.e2e.conftest import eventually, jira_connector
+
+pytestmark = pytest.mark.e2e
+
+
+def _by_name(users: list[dict]) -> dict[str, dict]:
+    return {u["userName"].lower(): u for u in users}
+
+
+async def test_initial_sync_then_changes_by_the_log(stack):
+    stack.start_fixtures()
+    async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
+        app_id = await okta.create_app("Jira", "jira")
+        ids = {}
+        for n in range(3):
+            ids[n] = await okta.create_user({"login": f"user{n}@example.com", "email": f"user{n}@example.com",
+                                             "firstName": f"First{n}", "lastName": f"Last{n}"})
+        await okta.assign_user(app_id, ids[0])
+        await okta.assign_user(app_id, ids[1])
+        stack.write_connectors([jira_connector(stack, app_id)])
+        stack.start_services()
+
+        async def synced():
+            users = _by_name(await target.users())
+            return {"user0@example.com", "user1@example.com"} <= users.keys() and users
+        users = await eventually(synced, what="initial sync of pre-assigned users")
+        assert users["user0@example.com"]["externalId"] == ids[0]
+        assert users["user0@example.com"]["active"] is True
+
+        await okta.assign_user(app_id, ids[2])
+        await eventually(lambda: _has(target, "user2@example.com", active=True), what="assignment by the log")
+
+        await okta.update_profile(ids[2], {"firstName": "Renamed"})
+        async def renamed():
+            u = _by_name(await target.users()).get("user2@example.com")
+            return u and u["name"]["givenName"] == "Renamed"
+        await eventually(renamed, what="profile update")
+
+        await okta.deactivate_user(ids[0])
+        await eventually(lambda: _has(target, "user0@example.com", active=False), what="deactivation")
+        await okta.reactivate_user(ids[0])
+        await okta.activate_user(ids[0])
+        await eventually(lambda: _has(target, "user0@example.com", active=True), what="reactivation")
+
+        await okta.unassign_user(app_id, ids[1])
+        await eventually(lambda: _has(target, "user1@example.com", active=False), what="unassignment")
+
+        methods = [r["method"] for r in await target.requests()]
+        assert "DELETE" not in methods
+        async with httpx.AsyncClient() as http:
+            trail = (await http.get(f"{stack.audit_url}/audit", params={"user": ids[2]})).json()["items"]
+        steps = {r["step"] for r in trail}
+        assert {"received", "planned", "applied"} <= steps
+
+
+async def _has(target: TargetAdmin, user_name: str, active: bool) -> bool:
+    user = _by_name(await target.users()).get(user_name)
+    return bool(user) and user.get("active") is active

@@ -1,0 +1,95 @@
+"""The demo SCIM target as a real process: scim2-cli compliance check + an Okta-like flow."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from demo_scim_target.admin_client import TargetAdmin
+from demo_scim_target.process import free_port, start_target
+
+pytestmark = pytest.mark.integration
+TOKEN = "it-token"
+
+
+def scim2_cli() -> str:
+    candidate = Path(sys.executable).parent / "scim2"
+    found = str(candidate) if candidate.exists() else shutil.which("scim2")
+    if not found:
+        pytest.skip("scim2-cli is not installed")
+    return found
+
+
+@pytest.fixture(scope="module")
+def target():
+    with start_target(free_port(), TOKEN) as running:
+        yield running
+
+
+def test_scim2_cli_compliance_check_passes(target):
+    result = subprocess.run(
+        [scim2_cli(), "--url", target.scim_v2_url, "-h", f"Authorization: Bearer {TOKEN}", "test"],
+        capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "SUCCESS" in output and "ERROR" not in output and "SKIPPED" not in output
+    assert output.count("SUCCESS") > 50, output
+
+
+def test_scim2_cli_fails_without_token(target):
+    result = subprocess.run([scim2_cli(), "--url", target.scim_v2_url, "test"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+
+
+async def test_okta_like_v1_flow_and_faults_over_http(target):
+    async with TargetAdmin(target.base_url) as admin, \
+            httpx.AsyncClient(base_url=target.scim_v1_url, headers=target.auth_header,
+                              timeout=5) as scim:
+        await admin.reset()
+        assert (await scim.get("/ServiceProviderConfigs")).status_code == 200
+        probe = await scim.get("/Users", params={"startIndex": 1, "count": 2})
+        assert probe.json()["totalResults"] == 0
+        lookup = await scim.get("/Users", params={"filter": 'userName eq "ann@example.com"',
+                                                  "startIndex": 1, "count": 100})
+        assert lookup.json()["totalResults"] == 0
+        created = await scim.post("/Users", json={"schemas": ["urn:scim:schemas:core:1.0"],
+                                                  "userName": "ann@example.com", "password": "pw!",
+                                                  "active": True})
+        assert created.status_code == 201
+        uid = created.json()["id"]
+        patched = await scim.patch(f"/Users/{uid}", json={"schemas": ["urn:scim:schemas:core:1.0"],
+                                                          "id": uid, "active": False})
+        assert patched.json()["active"] is False
+        users = await admin.users()
+        assert users[0]["active"] is False and users[0]["_password"] == "pw!"
+        log = await admin.requests()
+        assert [e["status"] for e in log] == [200, 200, 200, 201, 200]
+        assert log[3]["body"]["password"] == "***REDACTED***"
+
+        # a target that does not answer within the client's timeout
+        await admin.add_fault(method="GET", path_regex="/Users$", delay_s=1.5, times=1)
+        with pytest.raises(httpx.ReadTimeout):
+            await scim.get("/Users", timeout=0.5)
+        await admin.add_fault(503, body="<html>down</html>", content_type="text/html", times=1)
+        down = await scim.get(f"/Users/{uid}")
+        assert down.status_code == 503 and down.headers["content-type"].startswith("text/html")
+        assert (await scim.get(f"/Users/{uid}")).status_code == 200
+        await admin.reset()
+
+
+def test_quirks_on_the_command_line():
+    with start_target(None, TOKEN, ["--quirk", "id-equals-username", "--quirk", "patch-204"]) as t:
+        with httpx.Client(base_url=t.scim_v2_url, headers=t.auth_header, timeout=5) as scim:
+            user = scim.post("/Users", json={"userName": "q@example.com"}).json()
+            assert user["id"] == "q@example.com"
+            r = scim.patch("/Users/q@example.com", json={
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "value": {"active": False}}]})
+            assert r.status_code == 204
+    assert t.process.poll() is not None  # terminated on exit
