@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import httpx
 from faststream import AckPolicy, FastStream
 from faststream.rabbit.annotations import RabbitMessage
 from pydantic import Field, ValidationError
@@ -22,6 +21,7 @@ from okta_bridge.telemetry import setup_tracing, shutdown_tracing
 from okta_bridge.topology import declare_dispatcher_pool, dispatcher_queue
 from scim_dispatcher.adapters.mongo_links import MongoLinks
 from scim_dispatcher.adapters.scim_client import ScimClient
+from scim_dispatcher.adapters.traced_http import traced_client
 from scim_dispatcher.adapters.scim_errors import ScimAuthError, ScimError, ScimTransientError
 from scim_dispatcher.circuit import Circuits
 from scim_dispatcher.handlers import Dispatcher
@@ -55,7 +55,7 @@ def build() -> FastStream:
     @stream.on_startup
     async def connect_stores() -> None:
         client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
-        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200))
+        http = traced_client()
         clients = {a.okta_app_id: ScimClient(http, a.base_url, a.version, headers=a.auth_headers(),
                                              timeout_s=a.timeout_s, unique_field=a.unique_user_field,
                                              deactivate_with=a.deactivate_with) for a in apps.values()}
