@@ -2,6 +2,8 @@
 read call counters. No SSWS here; this is the test harness's side door."""
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field
 
@@ -156,6 +158,12 @@ def build_admin_router(sim: Simulator) -> APIRouter:
     @r.get("/events")
     def events():
         return sim.log.all()
+
+    @r.post("/events/raw")
+    def append_raw_event(event: Any = Body(...)):
+        """Append one event exactly as given (malformed, unknown type, not even an object) to the System Log."""
+        sim.log.append_raw(event, sim.now())
+        return {"status": "ok"}
 
     @r.post("/reset")
     def reset():

@@ -1,6 +1,8 @@
 """Async client for the simulator's `/_admin` API; each method returns the ids it created or touched."""
 from __future__ import annotations
 
+import json
+
 import httpx
 
 
@@ -110,6 +112,12 @@ class SimulatorAdmin:
 
     async def events(self) -> list[dict]:
         return await self._call("GET", "/events")
+
+    async def append_raw_event(self, event: object) -> None:
+        """Appends `event` to the System Log as is: any JSON value, malformed or of an unknown type."""
+        response = await self._client.post("/_admin/events/raw", content=json.dumps(event),
+                                            headers={"Content-Type": "application/json"})
+        response.raise_for_status()
 
     async def reset(self) -> str:
         return (await self._call("POST", "/reset"))["adminUserId"]

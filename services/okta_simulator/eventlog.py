@@ -41,6 +41,18 @@ class EventLog:
         self._seq += 1
         self._items.append(Stored(self._seq, persisted, parse_iso(event["published"]), event))
 
+    def append_raw(self, event: object, persisted: float) -> None:
+        """Append anything, as a broken or future Okta might write it (test harness only): an event that is not an
+        object, or whose `published` is missing or unreadable, counts as published when persisted."""
+        published = persisted
+        if isinstance(event, dict):
+            try:
+                published = parse_iso(event["published"])
+            except Exception:  # noqa: BLE001 - malformed on purpose
+                pass
+        self._seq += 1
+        self._items.append(Stored(self._seq, persisted, published, event))
+
     def all(self) -> list[dict]:
         return [s.event for s in self._items]
 

@@ -130,7 +130,10 @@ class Poller:
         return out
 
     def _own_write(self, event: OktaEventReceived) -> bool:
-        return bool(self.cfg.own_token_id) and event.request_api_token_id == self.cfg.own_token_id
+        """Only app-user profile updates are written by the bridge (accept_user_updates); an assignment made with
+        the same token by other automation is a real change and is followed."""
+        return (bool(self.cfg.own_token_id) and event.event_type == "application.user_membership.update"
+                and event.request_api_token_id == self.cfg.own_token_id)
 
     async def _sync(self, app_ids: list[str], reason: SyncReason) -> None:
         for app_id in app_ids:

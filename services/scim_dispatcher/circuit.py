@@ -45,5 +45,9 @@ class Circuits:
     def close(self, app_id: str) -> None:
         self._apps.pop(app_id, None)
 
+    def reason(self, app_id: str) -> str:
+        state = self._apps.get(app_id)
+        return state.reason if state else ""
+
     def snapshot(self) -> dict[str, str]:
         return {app: "open: " + s.reason for app, s in self._apps.items() if s.opened_at is not None}

@@ -22,7 +22,7 @@ from okta_bridge.connectors import AppConnector
 from okta_bridge.contracts import PlanAction, ScimOperationPlanned
 from okta_bridge.telemetry import ATTR
 from scim_dispatcher.adapters.scim_client import ScimClient
-from scim_dispatcher.adapters.scim_errors import ScimNotFoundError, ScimConflictError
+from scim_dispatcher.adapters.scim_errors import ScimConflictError, ScimNotFoundError, ScimPermanentError
 from scim_dispatcher.ports import Link, LinkStore
 
 tracer = trace.get_tracer("scim_dispatcher")
@@ -120,6 +120,14 @@ class Dispatcher:
             return await client.create_user(body)
         except ScimConflictError:
             return None
+        except ScimPermanentError as exc:
+            if exc.status is None or not 200 <= exc.status < 300:
+                raise
+            # "create returned empty user" (or an unreadable 2xx): the account may exist now; find it, never re-POST
+            found = await client.find_user(plan.unique_value)
+            if found is None:
+                raise
+            return found
 
     async def _current(self, client: ScimClient, plan: ScimOperationPlanned, link: Link | None):
         """The account this key owns: by the stored id, else by lookup on the unique field (never blind create)."""

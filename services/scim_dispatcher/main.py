@@ -109,7 +109,7 @@ async def handle_plan(state: dict, republisher: Republisher, msg: RabbitMessage)
         await audit.record(AuditStep.DEAD_LETTERED, detail="app is not in the connectors file", **fields)
     elif not circuits.allow(plan.app_id):
         await republisher.hold(plan, attempt - 1)
-        await audit.record(AuditStep.HELD, detail="app circuit open (credentials rejected): held", **fields)
+        await audit.record(AuditStep.HELD, detail=f"app circuit open, held: {circuits.reason(plan.app_id)}", **fields)
     else:
         await _apply(state, republisher, plan, attempt, fields)
     await msg.ack()

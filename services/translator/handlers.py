@@ -80,7 +80,8 @@ class Translator:
                 await self.store.record_listing(app.okta_app_id, rows, request.sync_id)
                 for app_user, (user_id, username) in zip(page, rows):
                     user = (app_user.get("_embedded") or {}).get("user")
-                    await self._plan_linked(listing, app.okta_app_id, user_id, f"sync:{request.reason}", user)
+                    await self._plan_linked(listing, app.okta_app_id, user_id, f"sync:{request.reason}", user,
+                                            app_user.get("profile"))
                     planned += 1
             for user_id in await self.store.unassign_missing(app.okta_app_id, request.sync_id):
                 await self._plan_linked(listing, app.okta_app_id, user_id, f"sync:{request.reason}", None)
@@ -88,14 +89,15 @@ class Translator:
         return planned
 
     async def _plan_linked(self, listing: trace.Span, app_id: str, user_id: str, cause: str,
-                           user: dict[str, Any] | None) -> None:
+                           user: dict[str, Any] | None, app_profile: dict[str, Any] | None = None) -> None:
         """Work shared by many users (one listing) is its own span, linked to each user's own trace."""
         with tracer.start_as_current_span("plan from listing", context=context.Context(),
                                           links=[trace.Link(listing.get_span_context())]):
-            await self.plan(app_id, user_id, cause=cause, user=user, read=user is not None)
+            await self.plan(app_id, user_id, cause=cause, user=user, read=user is not None, app_profile=app_profile)
 
     async def plan(self, app_id: str, user_id: str, *, cause: str, event_uuid: str | None = None,
-                   user: dict[str, Any] | None = None, read: bool = False) -> None:
+                   user: dict[str, Any] | None = None, read: bool = False,
+                   app_profile: dict[str, Any] | None = None) -> None:
         app = self.apps[app_id]
         version = await self.store.next_version(app_id, user_id)  # before the read: a later read gets a later version
         assignment = await self.store.get(app_id, user_id)
@@ -111,7 +113,7 @@ class Translator:
             await self.audit.record(AuditStep.SKIPPED, detail=decision.reason, **common)
             return
         username = assignment.app_username if assignment else None
-        attrs, unique = map_user(app, user or {"id": user_id, "profile": {}}, username)
+        attrs, unique = map_user(app, user or {"id": user_id, "profile": {}}, username, app_profile)
         plan = ScimOperationPlanned(org=self.org, app_id=app_id, okta_user_id=user_id, version=version,
                                     action=decision.action, attributes=attrs, unique_value=unique,
                                     cause=cause, event_uuid=event_uuid)

@@ -53,7 +53,7 @@ def parse_event(org: str, raw: Any) -> OktaEventReceived:
             transaction_id=transaction.get("id"), request_api_token_id=detail.get("requestApiTokenId"),
             targets=targets,
         )
-    except (KeyError, TypeError, ValidationError) as exc:
+    except (AttributeError, KeyError, TypeError, ValidationError) as exc:  # e.g. transaction not an object
         raise MalformedEvent(f"event {raw.get('uuid')}: unreadable targets or fields ({type(exc).__name__})") from None
     if event.event_type in MEMBERSHIP_EVENTS:
         kinds = {t.type for t in targets}

@@ -113,6 +113,7 @@ class OktaClient:
     def __init__(self, org_url: str, api_token: str, *, http: httpx.AsyncClient | None = None,
                  timeout_s: float = 35.0, reserve: int = 2) -> None:
         self.org_url = org_url.rstrip("/")
+        self._token = api_token
         self._headers = {"Authorization": f"SSWS {api_token}", "Accept": "application/json"}
         self._http = http or httpx.AsyncClient(timeout=timeout_s)
         self._buckets: dict[str, _Bucket] = {}
@@ -143,6 +144,8 @@ class OktaClient:
 
     async def _request(self, method: str, path_or_url: str, **kwargs: Any) -> OktaPage:
         url = path_or_url if path_or_url.startswith("http") else self.org_url + path_or_url
+        if not (url == self.org_url or url.startswith(self.org_url + "/")):  # never send the token elsewhere
+            raise OktaRequestError(f"refusing a link outside the org {self.org_url}: {httpx.URL(url).host}")
         path = httpx.URL(url).path
         name = bucket_for(method, path)
         bucket = self._buckets.setdefault(name, _Bucket())
@@ -158,8 +161,11 @@ class OktaClient:
             self.calls[name] = self.calls.get(name, 0) + 1
             self._observe(bucket, resp)
             span.set_attribute(ATTR.HTTP_STATUS, resp.status_code)
-            self._raise_for(resp, method, path, bucket)
-            body = resp.json() if resp.content else None
+            self._raise_for(resp, method, path, bucket, self._token)
+            try:
+                body = resp.json() if resp.content else None
+            except ValueError:
+                raise OktaTransientError(f"okta {method} {_template(path)}: answer is not JSON", resp.status_code) from None
             return OktaPage(body=body, links=_links(resp), status=resp.status_code)
 
     async def _wait_for_budget(self, bucket: _Bucket) -> None:
@@ -188,11 +194,14 @@ class OktaClient:
         bucket.reset_at = time.time() + max(0.0, reset - server_now)
 
     @staticmethod
-    def _raise_for(resp: httpx.Response, method: str, path: str, bucket: _Bucket) -> None:
+    def _raise_for(resp: httpx.Response, method: str, path: str, bucket: _Bucket, token: str) -> None:
         status = resp.status_code
         if status < 400:
             return
         summary = _summary(resp)
+        if token:
+            summary = summary.replace(token, "***")
+        summary = re.sub(r"SSWS\s+\S+", "SSWS ***", summary)
         where = f"okta {method} {_template(path)} -> {status}: {summary}"
         if status == 429 or status >= 500:
             retry = max(0.0, bucket.reset_at - time.time()) if status == 429 else None
@@ -217,9 +226,11 @@ def _links(resp: httpx.Response) -> dict[str, str]:
 def _summary(resp: httpx.Response) -> str:
     try:
         body = resp.json()
-        return f"{body.get('errorCode', '?')} {body.get('errorSummary', '')}".strip()
     except ValueError:
         return resp.text[:120]
+    if not isinstance(body, dict):
+        return str(body)[:120]
+    return f"{body.get('errorCode', '?')} {body.get('errorSummary', '')}".strip()
 
 
 def _http_date(value: str | None) -> float | None:

@@ -30,7 +30,7 @@ def make_broker(url: str, prefetch: int) -> RabbitBroker:
         default_channel=Channel(prefetch_count=prefetch, publisher_confirms=True, on_return_raises=True),
         middlewares=(RabbitTelemetryMiddleware(),),
         graceful_timeout=20.0,
-        log_level=30,
+        log_level=10,  # FastStream's per-message lines at DEBUG: the services log outcomes themselves
     )
 
 

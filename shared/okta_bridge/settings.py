@@ -28,5 +28,4 @@ class OktaSettings(BaseSettings):
     org_url: str = "http://127.0.0.1:8040"
     api_token: SecretStr = SecretStr("")
     api_token_id: str | None = Field(default=None, description="00T… id of the token: our own writes are ignored")
-    token_share: float = Field(default=0.5, description="share of each rate-limit bucket this token may use")
     request_timeout_s: float = 35.0

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTrac
                                                                       ExportTraceServiceResponse)
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-__all__ = ["OtlpReceiver", "SpanLink", "SpanRecord"]
+__all__ = ["OtlpReceiver", "SpanEvent", "SpanLink", "SpanRecord", "decode"]
 
 _KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
 
@@ -31,6 +31,12 @@ _KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCE
 class SpanLink:
     trace_id: str
     span_id: str
+
+
+@dataclass(frozen=True)
+class SpanEvent:
+    name: str
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class SpanRecord:
     service: str | None
     attributes: dict[str, Any] = field(default_factory=dict)
     links: tuple[SpanLink, ...] = ()
+    events: tuple[SpanEvent, ...] = ()
     start_ns: int = 0
     end_ns: int = 0
     scope: str = ""
@@ -80,6 +87,7 @@ def decode(payload: bytes) -> list[SpanRecord]:
                     kind=_KINDS.get(span.kind, str(span.kind)), service=service,
                     attributes=_attrs(span.attributes),
                     links=tuple(SpanLink(link.trace_id.hex(), link.span_id.hex()) for link in span.links),
+                    events=tuple(SpanEvent(e.name, _attrs(e.attributes)) for e in span.events),
                     start_ns=span.start_time_unix_nano, end_ns=span.end_time_unix_nano,
                     scope=scope_spans.scope.name))
     return out

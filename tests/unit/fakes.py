@@ -189,11 +189,12 @@ class FakeOkta:
         self.get_user_calls: list[str] = []
         self.listing_calls = 0
 
-    def assign(self, app_id: str, user: dict[str, Any], username: str | None = None) -> None:
+    def assign(self, app_id: str, user: dict[str, Any], username: str | None = None,
+               app_profile: dict[str, Any] | None = None) -> None:
         self.users[user["id"]] = user
         self.app_users[app_id].append({"id": user["id"], "scope": "USER", "status": "ACTIVE",
                                        "credentials": {"userName": username or user["profile"]["login"]},
-                                       "_embedded": {"user": user}})
+                                       "profile": app_profile or {}, "_embedded": {"user": user}})
 
     async def get_user(self, user_id: str) -> dict[str, Any]:
         self.get_user_calls.append(user_id)
@@ -244,7 +245,7 @@ class FakeLinks:
         if old is not None and old.applied_version >= plan.version:
             return False
         self.links[key] = Link(target_id if target_id is not None else (old.target_id if old else None),
-                               plan.version, active)
+                               plan.version, active if active is not None else (old.active if old else None))
         return True
 
 

@@ -1,0 +1,192 @@
+"""Retry tiers, the hold queue and the dead letters on the real broker: the Republisher's messages come back to the
+work queue after their TTL, dead letters carry their reason, and the broker dead-letters a poison message itself."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from urllib.parse import unquote, urlsplit
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+
+from okta_bridge.contracts import MappedAttribute, PlanAction, ScimOperationPlanned
+from okta_bridge.runtime import ATTEMPT_HEADER, REASON_HEADER, Republisher, make_broker
+from okta_bridge.topology import (
+    DELIVERY_LIMIT,
+    HOLD_TTL_MS,
+    RETRY_TIERS_MS,
+    declare_dispatcher_pool,
+    hold_queue_name,
+    retry_queue_name,
+)
+
+pytestmark = pytest.mark.integration
+
+WORK = "dispatcher.default"
+DEAD = "bridge.dead-letters"
+
+
+def plan(version: int = 1, user: str = "00u1") -> ScimOperationPlanned:
+    return ScimOperationPlanned(
+        org="https://acme.okta.com", app_id="0oaAPP", okta_user_id=user, version=version,
+        action=PlanAction.UPSERT, unique_value=f"{user}@example.com", cause="application.user_membership.add",
+        attributes=(MappedAttribute(path="name.givenName", value="Ann"),), event_uuid="ev-1")
+
+
+@pytest.fixture
+async def broker(rabbit_url):
+    b = make_broker(rabbit_url, 16)
+    await b.connect()
+    await declare_dispatcher_pool(b, "default")
+    yield b
+    await b.stop()
+
+
+@pytest.fixture
+async def channel(rabbit_url):
+    connection = await aio_pika.connect_robust(rabbit_url)
+    async with connection:
+        yield await connection.channel()
+
+
+async def get_within(channel, name: str, timeout: float, since: float | None = None,
+                     ) -> tuple[AbstractIncomingMessage, float]:
+    """Polls the queue (bounded): the first message and the seconds since ``since`` (default: now) it took."""
+    queue: AbstractQueue = await channel.declare_queue(name, passive=True)
+    start = time.monotonic() if since is None else since
+    while time.monotonic() - start < timeout:
+        message = await queue.get(fail=False, timeout=5)
+        if message is not None:
+            return message, time.monotonic() - start
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing arrived in {name} within {timeout}s")
+
+
+async def empty_now(channel, name: str) -> bool:
+    return await (await channel.declare_queue(name, passive=True)).get(fail=False, timeout=5) is None
+
+
+def depth(url: str, name: str) -> int:
+    """Messages in a queue, as rabbitmqctl counts them (the declare-ok count of a quorum queue can be stale)."""
+    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", unquote(urlsplit(url).path[1:]), "name",
+                          "messages", "--formatter", "json"], check=True, capture_output=True, text=True,
+                         timeout=60).stdout
+    return {row["name"]: row["messages"] for row in json.loads(out)}[name]
+
+
+async def eventually_depth(url: str, name: str, expected: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while (found := depth(url, name)) != expected:
+        assert time.monotonic() < deadline, f"{name} holds {found} messages, not {expected}"
+        await asyncio.sleep(0.2)
+
+
+def death_queues(message: AbstractIncomingMessage) -> list[str]:
+    return [d["queue"] for d in message.headers.get("x-death", [])]
+
+
+async def test_retry_goes_through_the_1s_tier_and_comes_back_with_the_attempt(broker, channel, rabbit_url):
+    original = plan(version=7)
+    sent = time.monotonic()
+    await Republisher(broker, WORK, max_attempts=5).retry(original, attempt=1)
+    assert await empty_now(channel, WORK)  # parked, not delivered right away
+
+    message, waited = await get_within(channel, WORK, timeout=10, since=sent)
+    assert 0.5 <= waited <= 8, waited  # per-message TTL 0.75..1 s, below the tier's 1 s
+    assert message.headers[ATTEMPT_HEADER] == 1
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert retry_queue_name(WORK, 0) in death_queues(message)
+    assert ScimOperationPlanned.model_validate_json(message.body) == original
+    await message.ack()
+    await eventually_depth(rabbit_url, retry_queue_name(WORK, 0), 0)  # nothing left behind in the tier
+
+
+async def test_later_attempts_and_retry_after_choose_longer_tiers(broker, channel, rabbit_url):
+    republisher = Republisher(broker, WORK, max_attempts=5)
+    sent = time.monotonic()
+    await republisher.retry(plan(user="00u2"), attempt=2)
+    await republisher.retry(plan(user="00u3"), attempt=1, retry_after_s=10)  # Retry-After: 10 s -> 15 s tier
+    await republisher.retry(plan(user="00u4"), attempt=40)
+    for tier, user in ((2, "00u3"), (len(RETRY_TIERS_MS) - 1, "00u4")):  # long tiers: still parked there
+        parked, _ = await get_within(channel, retry_queue_name(WORK, tier), timeout=5)
+        assert ScimOperationPlanned.model_validate_json(parked.body).okta_user_id == user
+        await parked.ack()
+
+    message, waited = await get_within(channel, WORK, timeout=15, since=sent)  # the 4 s tier
+    assert 2.5 <= waited <= 8, waited
+    assert message.headers[ATTEMPT_HEADER] == 2
+    assert retry_queue_name(WORK, 1) in death_queues(message)
+    assert ScimOperationPlanned.model_validate_json(message.body).okta_user_id == "00u2"
+    await message.ack()
+
+
+async def test_hold_comes_back_after_the_hold_ttl(broker, channel, rabbit_url):
+    sent = time.monotonic()
+    await Republisher(broker, WORK, max_attempts=5).hold(plan(version=3), attempt=2)
+    assert await empty_now(channel, WORK)
+
+    message, waited = await get_within(channel, WORK, timeout=HOLD_TTL_MS / 1000 + 15, since=sent)
+    assert HOLD_TTL_MS / 1000 - 1 <= waited <= HOLD_TTL_MS / 1000 + 10, waited
+    assert message.headers[ATTEMPT_HEADER] == 2
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert hold_queue_name(WORK) in death_queues(message)
+    assert ScimOperationPlanned.model_validate_json(message.body).version == 3
+    await message.ack()
+
+
+async def test_dead_letter_lands_in_the_dead_letters_with_its_reason(broker, channel, rabbit_url):
+    await Republisher(broker, WORK, max_attempts=5).dead_letter(
+        plan(version=9), "SCIM 400: invalid userName " + "x" * 2000, attempt=4, source=WORK)
+    await Republisher(broker, WORK, max_attempts=5).dead_letter(b"not json", "undecodable", 1, "translator.work")
+
+    first, _ = await get_within(channel, DEAD, timeout=10)
+    assert first.headers[REASON_HEADER].startswith("SCIM 400: invalid userName")
+    assert len(first.headers[REASON_HEADER]) == 1000  # bounded
+    assert first.headers[ATTEMPT_HEADER] == 4
+    assert first.routing_key == WORK
+    assert first.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert ScimOperationPlanned.model_validate_json(first.body).version == 9
+    await first.ack()
+
+    second, _ = await get_within(channel, DEAD, timeout=10)
+    assert second.body == b"not json" and second.headers[REASON_HEADER] == "undecodable"
+    assert second.routing_key == "translator.work"
+    await second.ack()
+    assert await empty_now(channel, WORK)
+
+
+async def test_poison_message_is_dead_lettered_by_the_broker_after_the_delivery_limit(broker, channel, rabbit_url):
+    await broker.publish(plan(version=1), exchange="bridge.plans", routing_key="default", persist=True)
+
+    deliveries, last = 0, time.monotonic()
+    deadline = time.monotonic() + 30
+    queue = await channel.declare_queue(WORK, passive=True)
+    while time.monotonic() < deadline and time.monotonic() - last < 2:  # until redeliveries stop
+        message = await queue.get(fail=False, timeout=5)
+        if message is None:
+            await asyncio.sleep(0.05)
+            continue
+        deliveries, last = deliveries + 1, time.monotonic()
+        await message.nack(requeue=True)  # a consumer that crashes on it every time
+
+    assert DELIVERY_LIMIT <= deliveries <= DELIVERY_LIMIT + 1, deliveries
+    dead, _ = await get_within(channel, DEAD, timeout=10)
+    assert dead.headers["x-first-death-reason"] == "delivery_limit"
+    assert dead.headers["x-first-death-queue"] == WORK
+    assert dead.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert ScimOperationPlanned.model_validate_json(dead.body).version == 1
+    await dead.ack()
+    assert await empty_now(channel, WORK)
+    await eventually_depth(rabbit_url, WORK, 0)
+
+
+async def test_messages_sent_by_the_broker_helper_are_persistent(broker, channel, rabbit_url):
+    """Everything the services publish survives a broker restart: persistent, into durable quorum queues."""
+    await broker.publish(plan(), exchange="bridge.plans", routing_key="default", persist=True)
+    message, _ = await get_within(channel, WORK, timeout=10)
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    await message.ack()

@@ -1,0 +1,88 @@
+"""Message contracts: frozen, ``extra="forbid"``, versioned, and lossless through JSON (docs/style.md habit 1)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from okta_bridge import contracts
+from okta_bridge.contracts import (AppSyncRequested, AuditRecorded, AuditStep, EventTarget, MappedAttribute,
+                                   OktaEventReceived, PlanAction, ScimOperationPlanned, SyncReason)
+from okta_bridge.events import parse_event
+from tests.unit.fakes import ORG, membership_event
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, 123000, tzinfo=UTC)
+
+SAMPLES: list[BaseModel] = [
+    OktaEventReceived(org=ORG, event_uuid="e1", event_type="application.user_membership.add", published=NOW,
+                      transaction_id="tx", request_api_token_id="00T1",
+                      targets=(EventTarget(id="00u1", type="User", alternate_id="ann@acme.com"),
+                               EventTarget(id="0oa1", type="AppInstance"))),
+    AppSyncRequested(org=ORG, app_id="0oa1", reason=SyncReason.CURSOR_EXPIRED, sync_id="s1"),
+    ScimOperationPlanned(org=ORG, app_id="0oa1", okta_user_id="00u1", version=7, action=PlanAction.UPSERT,
+                         attributes=(MappedAttribute(path="userName", value="ann@acme.com"),
+                                     MappedAttribute(path="emails", value=[{"value": "a@b.c", "type": "work",
+                                                                            "primary": True}]),
+                                     MappedAttribute(path="urn:okta:jira:1.0:user:department", value="Eng")),
+                         unique_value="ann@acme.com", cause="application.user_membership.add", event_uuid="e1"),
+    AuditRecorded(at=NOW, service="translator", step=AuditStep.PLANNED, org=ORG, event_uuid="e1", app_id="0oa1",
+                  okta_user_id="00u1", plan_version=7, scim_path="/Users?filter=<redacted>", duration_ms=1.5),
+]
+IDS = [type(s).__name__ for s in SAMPLES]
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=IDS)
+def test_json_round_trip_is_lossless(sample):
+    again = type(sample).model_validate_json(sample.model_dump_json())
+    assert again == sample
+    assert again.model_dump_json() == sample.model_dump_json()
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=IDS)
+def test_contracts_are_frozen(sample):
+    field = next(iter(type(sample).model_fields))
+    with pytest.raises(ValidationError):
+        setattr(sample, field, getattr(sample, field))
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=IDS)
+def test_unknown_fields_are_rejected(sample):
+    data = sample.model_dump(mode="json") | {"surprise": 1}
+    with pytest.raises(ValidationError, match="surprise"):
+        type(sample).model_validate(data)
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=IDS)
+def test_schema_version_is_1_and_pinned(sample):
+    assert sample.schema_version == 1
+    with pytest.raises(ValidationError):
+        type(sample).model_validate(sample.model_dump(mode="json") | {"schema_version": 2})
+
+
+def test_nested_targets_and_attributes_are_strict_too():
+    with pytest.raises(ValidationError):
+        EventTarget(id="00u1", type="User", extra="x")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        MappedAttribute(path="x", value=object())  # not JSON
+
+
+def test_enums_travel_as_their_values():
+    data = SAMPLES[2].model_dump(mode="json")
+    assert data["action"] == "upsert"
+    assert SAMPLES[1].model_dump(mode="json")["reason"] == "cursor_expired"
+    with pytest.raises(ValidationError):
+        ScimOperationPlanned.model_validate(data | {"action": "delete"})
+
+
+def test_every_exported_name_exists():
+    for name in contracts.__all__:
+        assert hasattr(contracts, name)
+
+
+def test_a_parsed_log_event_round_trips():
+    event = parse_event(ORG, membership_event("e1", token_id="00Tbridge"))
+    assert event.request_api_token_id == "00Tbridge"
+    assert {t.type for t in event.targets} == {"AppUser", "AppInstance", "User"}
+    assert OktaEventReceived.model_validate_json(event.model_dump_json()) == event
