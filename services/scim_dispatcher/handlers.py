@@ -37,6 +37,7 @@ class Outcome:
     http_status: int | None
     detail: str
     duration_ms: float
+    returned: dict[str, Any] | None = None  # the account as the target answered the write
 
 
 @dataclass
@@ -67,12 +68,13 @@ class Dispatcher:
                     result = await self._deactivate(app, plan, link)
                 else:
                     result = await self._upsert(app, plan, link)
-                status, target_id, method, path, code, detail, active = result
+                status, target_id, method, path, code, detail, active, *rest = result
                 if not await self.links.save(plan, target_id, active):
                     status, detail = "skipped_stale", f"a newer plan than v{plan.version} was applied meanwhile"
                 if target_id:
                     span.set_attribute(ATTR.TARGET_ID, target_id)
-                return Outcome(status, target_id, method, path, code, detail, _ms(started))
+                returned = dict(rest[0].raw) if rest and rest[0] is not None else None
+                return Outcome(status, target_id, method, path, code, detail, _ms(started), returned)
 
     async def _deactivate(self, app: AppConnector, plan: ScimOperationPlanned, link: Link | None):
         client = self.clients[app.okta_app_id]
@@ -97,7 +99,7 @@ class Dispatcher:
                 return ("skipped", None, None, None, None, "create_users is off", None)
             created = await self._create(client, app, plan, attrs)
             if created is not None:
-                return ("applied", created.id, "POST", "/Users", 201, "created", True)
+                return ("applied", created.id, "POST", "/Users", 201, "created", True, created)
             current = await client.find_user(plan.unique_value)  # 409: the account exists, link it
             if current is None:
                 raise ScimConflictError("POST", "/Users", 409, "409 on create but no account matches the unique field",
@@ -107,9 +109,9 @@ class Dispatcher:
                 await client.set_active(current.id, True, current)
                 return ("applied", current.id, "PUT", "/Users/{id}", 200, "reactivated (update_users off)", True)
             return ("skipped", current.id, None, None, None, "update_users is off", current.active)
-        await client.replace_user(current.id, attrs)
+        replaced = await client.replace_user(current.id, attrs)
         linked = "" if link and link.target_id == current.id else " (linked existing account)"
-        return ("applied", current.id, "PUT", "/Users/{id}", 200, "updated" + linked, True)
+        return ("applied", current.id, "PUT", "/Users/{id}", 200, "updated" + linked, True, replaced)
 
     async def _create(self, client: ScimClient, app: AppConnector, plan: ScimOperationPlanned,
                       attrs: dict[str, Any]):

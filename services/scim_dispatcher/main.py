@@ -12,19 +12,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from okta_bridge.audit import BrokerAudit
 from okta_bridge.connectors import load_connectors
-from okta_bridge.contracts import AuditStep, ScimOperationPlanned
+from okta_bridge.contracts import AuditStep, ScimOperationPlanned, TargetValuesObserved
 from okta_bridge.logs import register_secret, setup_logging
 from okta_bridge.mongo import connect
 from okta_bridge.runtime import ATTEMPT_HEADER, Republisher, make_broker
 from okta_bridge.settings import BridgeSettings, OktaSettings
 from okta_bridge.telemetry import setup_tracing, shutdown_tracing
-from okta_bridge.topology import declare_dispatcher_pool, dispatcher_queue
+from okta_bridge.topology import (EVENTS_EXCHANGE, WRITEBACK_ROUTING_KEY, declare_dispatcher_pool, declare_translator,
+                                  dispatcher_queue)
 from scim_dispatcher.adapters.mongo_links import MongoLinks
 from scim_dispatcher.adapters.scim_client import ScimClient
 from scim_dispatcher.adapters.traced_http import traced_client
 from scim_dispatcher.adapters.scim_errors import ScimAuthError, ScimError, ScimTransientError
 from scim_dispatcher.circuit import Circuits
 from scim_dispatcher.handlers import Dispatcher
+from scim_dispatcher.observed import observed_changes
 
 log = logging.getLogger("scim_dispatcher")
 
@@ -50,7 +52,7 @@ def build() -> FastStream:
             register_secret(value.split(" ", 1)[-1])
     broker = make_broker(base.rabbitmq_url.get_secret_value(), base.prefetch)
     stream = FastStream(broker)
-    state: dict = {"circuits": Circuits(cfg.probe_interval_s)}
+    state: dict = {"circuits": Circuits(cfg.probe_interval_s), "broker": broker}
 
     @stream.on_startup
     async def connect_stores() -> None:
@@ -65,6 +67,7 @@ def build() -> FastStream:
     @stream.on_startup
     async def declare() -> None:
         await broker.connect()
+        await declare_translator(broker)  # write-backs go to the translator's queue
         for pool in pools:
             await declare_dispatcher_pool(broker, pool)
         log.info("serving pools %s (%d app(s))", ", ".join(pools), len(apps))
@@ -127,10 +130,12 @@ async def _apply(state: dict, republisher: Republisher, plan: ScimOperationPlann
         await audit.record(AuditStep.HELD, detail=exc.message, **_scim(exc), **fields)
         return
     except ScimTransientError as exc:
+        await audit.record(AuditStep.FAILED, detail=exc.message, **_scim(exc), **fields)
         await _retry(republisher, audit, plan, attempt, exc.message, exc.retry_after_s, _scim(exc), fields)
         return
     except ScimError as exc:
         log.warning("plan v%s for %s dead-lettered: %s", plan.version, plan.app_id, exc.message)
+        await audit.record(AuditStep.FAILED, detail=exc.message, **_scim(exc), **fields)
         await republisher.dead_letter(plan, exc.message, attempt, "dispatcher")
         await audit.record(AuditStep.DEAD_LETTERED, detail=exc.message, **_scim(exc), **fields)
         return
@@ -143,6 +148,14 @@ async def _apply(state: dict, republisher: Republisher, plan: ScimOperationPlann
     await audit.record(step, target_id=outcome.target_id, scim_method=outcome.method, scim_path=outcome.path,
                        scim_status=outcome.http_status, duration_ms=outcome.duration_ms, detail=outcome.detail,
                        **fields)
+    app = state["dispatcher"].apps[plan.app_id]
+    if app.accept_user_updates and outcome.returned:
+        values = observed_changes(app, plan, outcome.returned)
+        if values:
+            await state["broker"].publish(
+                TargetValuesObserved(org=plan.org, app_id=plan.app_id, okta_user_id=plan.okta_user_id,
+                                     values=values, event_uuid=plan.event_uuid),
+                exchange=EVENTS_EXCHANGE, routing_key=WRITEBACK_ROUTING_KEY, persist=True)
 
 
 async def _retry(republisher: Republisher, audit: BrokerAudit, plan: ScimOperationPlanned, attempt: int,

@@ -14,12 +14,13 @@ from opentelemetry import context, trace
 
 from okta_bridge.audit import Audit
 from okta_bridge.connectors import AppConnector
-from okta_bridge.contracts import AppSyncRequested, AuditStep, OktaEventReceived, ScimOperationPlanned
+from okta_bridge.contracts import (AppSyncRequested, AuditStep, OktaEventReceived, ScimOperationPlanned,
+                                   TargetValuesObserved)
 from okta_bridge.events import MEMBERSHIP_EVENTS, USER_EVENTS, target_id, user_id_of
 from okta_bridge.okta_client import OktaNotFoundError
 from okta_bridge.telemetry import ATTR
 from translator.mapping import map_user
-from translator.ports import AssignmentStore, OktaReader, PlanOutbox
+from translator.ports import AssignmentStore, OktaReader, PlanOutbox, WritebackStore
 from translator.state_table import decide
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class Translator:
     okta: OktaReader
     outbox: PlanOutbox
     audit: Audit
+    writebacks: WritebackStore | None = None
 
     async def handle_event(self, event: OktaEventReceived) -> None:
         user_id = user_id_of(event)
@@ -121,6 +123,25 @@ class Translator:
         span.set_attribute(ATTR.PLAN_ACTION, decision.action.value)
         await self.outbox.publish(plan, app.pool)
         await self.audit.record(AuditStep.PLANNED, detail=f"{decision.action.value}: {decision.reason}", **common)
+
+    async def handle_writeback(self, observed: TargetValuesObserved) -> None:
+        """``accept_user_updates``: the values the target answered differently go to the Okta app-user profile,
+        only those that changed since the last write, all of one user's in one call (the apps bucket's budget is
+        respected by the client). The log events these writes cause carry our token id and are not published."""
+        app = self.apps.get(observed.app_id)
+        if app is None or not app.accept_user_updates:
+            return
+        values = {v.path: v.value for v in observed.values if v.path != "externalId"}
+        changed = await self.writebacks.changed(observed.app_id, observed.okta_user_id, values)
+        common = dict(event_uuid=observed.event_uuid, event_type="writeback", app_id=observed.app_id,
+                      okta_user_id=observed.okta_user_id)
+        if not changed:
+            await self.audit.record(AuditStep.SKIPPED, detail="write-back: nothing changed", **common)
+            return
+        await self.okta.update_app_user_profile(observed.app_id, observed.okta_user_id, changed)
+        await self.writebacks.remember(observed.app_id, observed.okta_user_id, changed)
+        await self.audit.record(AuditStep.APPLIED, detail=f"wrote app-user profile: {', '.join(sorted(changed))}",
+                                **common)
 
     async def _read_user(self, user_id: str) -> dict[str, Any] | None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 from faststream import AckPolicy, FastStream
@@ -11,16 +12,16 @@ from pydantic import ValidationError
 
 from okta_bridge.audit import BrokerAudit
 from okta_bridge.connectors import load_connectors
-from okta_bridge.contracts import AppSyncRequested, AuditStep, OktaEventReceived, ScimOperationPlanned
+from okta_bridge.contracts import (AppSyncRequested, AuditStep, OktaEventReceived, ScimOperationPlanned,
+                                   TargetValuesObserved)
 from okta_bridge.logs import register_secret, setup_logging
 from okta_bridge.mongo import claim_org, connect, ensure_indexes
 from okta_bridge.okta_client import OktaClient, OktaError, OktaTransientError
 from okta_bridge.runtime import ATTEMPT_HEADER, Republisher, make_broker
 from okta_bridge.settings import BridgeSettings, OktaSettings
 from okta_bridge.telemetry import setup_tracing, shutdown_tracing
-from okta_bridge.topology import (PLANS_EXCHANGE, SYNC_ROUTING_KEY, TRANSLATOR_QUEUE, declare_dispatcher_pool,
-                                  declare_translator)
-from translator.adapters.mongo_assignments import MongoAssignments
+from okta_bridge.topology import PLANS_EXCHANGE, TRANSLATOR_QUEUE, declare_dispatcher_pool, declare_translator
+from translator.adapters.mongo_assignments import MongoAssignments, MongoWritebacks
 from translator.handlers import Translator
 
 log = logging.getLogger("translator")
@@ -54,7 +55,7 @@ def build() -> FastStream:
         okta_client = OktaClient(okta.org_url, okta.api_token.get_secret_value(), timeout_s=okta.request_timeout_s)
         state.update(client=client, okta=okta_client, audit=audit, translator=Translator(
             okta.org_url, connectors.by_app_id(), MongoAssignments(db, okta.org_url), okta_client,
-            BrokerPlanOutbox(broker), audit), republisher=Republisher(broker, TRANSLATOR_QUEUE.name, MAX_ATTEMPTS))
+            BrokerPlanOutbox(broker), audit, MongoWritebacks(db, okta.org_url)), republisher=Republisher(broker, TRANSLATOR_QUEUE.name, MAX_ATTEMPTS))
 
     @app.on_startup
     async def declare() -> None:  # before any consumer starts: nothing is ever published to an undeclared exchange
@@ -82,17 +83,17 @@ async def handle_message(state: dict, msg: RabbitMessage) -> None:
     translator: Translator = state["translator"]
     republisher: Republisher = state["republisher"]
     attempt = int((msg.headers or {}).get(ATTEMPT_HEADER, 0)) + 1
-    routing_key = msg.raw_message.routing_key or ""
     try:
-        message = (AppSyncRequested if routing_key == SYNC_ROUTING_KEY or b'"sync_id"' in msg.body
-                   else OktaEventReceived).model_validate_json(msg.body)
+        message = _contract_of(msg.body).model_validate_json(msg.body)
     except ValidationError as exc:
         await republisher.dead_letter(msg.body, f"invalid message: {exc.error_count()} error(s)", attempt, "translator")
         await state["audit"].record(AuditStep.DEAD_LETTERED, detail="translator: invalid message")
         await msg.ack()
         return
     try:
-        if isinstance(message, AppSyncRequested):
+        if isinstance(message, TargetValuesObserved):
+            await translator.handle_writeback(message)
+        elif isinstance(message, AppSyncRequested):
             count = await translator.handle_sync(message)
             log.info("full sync of %s (%s): %d user(s) planned", message.app_id, message.reason, count)
         else:
@@ -103,6 +104,21 @@ async def handle_message(state: dict, msg: RabbitMessage) -> None:
         log.exception("translation failed; retry %d", attempt)
         await _retry_or_dead_letter(state, message, OktaTransientError(f"{type(exc).__name__}: {exc}"), attempt)
     await msg.ack()
+
+
+def _contract_of(body: bytes):
+    """By shape, not routing key: a message back from a retry tier carries the work queue's name as its key."""
+    try:
+        fields = json.loads(body)
+    except ValueError:
+        fields = {}
+    if not isinstance(fields, dict):
+        fields = {}
+    if "sync_id" in fields:
+        return AppSyncRequested
+    if "values" in fields:
+        return TargetValuesObserved
+    return OktaEventReceived
 
 
 async def _retry_or_dead_letter(state: dict, message, exc: OktaError, attempt: int) -> None:

@@ -6,6 +6,8 @@ is in :mod:`okta_bridge.topology`.
     OktaEventReceived     queue-poller  -> translator       one relevant System Log event
     AppSyncRequested      queue-poller  -> translator       a full sync of one app (initial, new app, cursor lost)
     ScimOperationPlanned  translator    -> scim-dispatcher  the desired target state of one (app, user), versioned
+    TargetValuesObserved  scim-dispatcher -> translator     values the target returned that differ from Okta's
+                                                            (``accept_user_updates``: written to the app user)
     AuditRecorded         every service -> audit-recorder   one step of one change
 """
 
@@ -27,6 +29,7 @@ __all__ = [
     "PlanAction",
     "ScimOperationPlanned",
     "SyncReason",
+    "TargetValuesObserved",
 ]
 
 
@@ -94,6 +97,15 @@ class ScimOperationPlanned(_Contract):
     attributes: tuple[MappedAttribute, ...] = ()
     unique_value: str = Field(description="value of the app's unique user field, used for lookup before create")
     cause: str = Field(description="what led to the plan: an event type or 'sync:<reason>'")
+    event_uuid: str | None = None
+
+
+class TargetValuesObserved(_Contract):
+    schema_version: Literal[1] = 1
+    org: str
+    app_id: str
+    okta_user_id: str
+    values: tuple[MappedAttribute, ...] = Field(description="path = the Okta app-user profile attribute name")
     event_uuid: str | None = None
 
 

@@ -132,6 +132,10 @@ class OktaClient:
     async def get_user(self, user_id: str) -> dict[str, Any]:
         return (await self.get(f"/api/v1/users/{user_id}")).body
 
+    async def update_app_user_profile(self, app_id: str, user_id: str, profile: dict[str, Any]) -> None:
+        """``POST /api/v1/apps/{appId}/users/{userId}`` with only the changed profile attributes."""
+        await self.post(f"/api/v1/apps/{app_id}/users/{user_id}", {"profile": profile})
+
     async def list_app_users(self, app_id: str, limit: int = 500):
         """Yields pages of an app's assignments, each user embedded (`expand=user`): ceil(n/500) calls."""
         page = await self.get(f"/api/v1/apps/{app_id}/users", {"limit": limit, "expand": "user"})

@@ -5,6 +5,7 @@
 | ``bridge.events`` (topic)             | queue-poller       |                   | rk ``okta.event.<type>``, ``okta.sync``  |
 | ``translator.work`` (quorum)          |                    | translator        | bound ``okta.#``                         |
 | ``translator.retry.<tier>`` (quorum)  | translator         | (TTL)             | dead-letters back to ``translator.work`` |
+|   (rk ``okta.writeback``)             | scim-dispatcher    | translator        | accept_user_updates write-back           |
 | ``bridge.plans`` (direct)             | translator         |                   | rk = dispatcher pool                     |
 | ``dispatcher.<pool>`` (quorum)        |                    | scim-dispatcher   | bound rk ``<pool>``                      |
 | ``dispatcher.<pool>.retry.<tier>``    | scim-dispatcher    | (TTL)             | dead-letters back to ``dispatcher.<pool>``|
@@ -54,6 +55,7 @@ DLX = RabbitExchange("bridge.dlx", type=ExchangeType.TOPIC, durable=True)
 
 EVENT_ROUTING_PREFIX = "okta.event."
 SYNC_ROUTING_KEY = "okta.sync"
+WRITEBACK_ROUTING_KEY = "okta.writeback"
 
 
 def _work_queue(name: str, routing_key: str) -> RabbitQueue:

@@ -17,7 +17,10 @@ async def _name_span(span, request) -> None:
     if span is None or not span.is_recording():
         return
     url = request.url
-    safe = f"{url.scheme}://{url.host}:{url.port}{redacted}"
+    path = url.path.decode() if isinstance(url.path, bytes) else str(url.path)
+    first = "/" + redacted.strip("/").split("/")[0].split("?")[0]
+    base = path[: path.rfind(first)] if first in path else ""
+    safe = f"{url.scheme}://{url.host}:{url.port}{base}{redacted}"
     span.update_name(f"SCIM {request.method.decode() if isinstance(request.method, bytes) else request.method} {redacted.split('?')[0]}")
     for attribute in ("url.full", "http.url"):
         span.set_attribute(attribute, safe)

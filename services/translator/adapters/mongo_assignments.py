@@ -62,3 +62,20 @@ class MongoAssignments:
 
 def _row(doc: dict) -> Assignment:
     return Assignment(doc["app_id"], doc["user_id"], doc.get("app_username"), bool(doc.get("assigned")))
+
+
+class MongoWritebacks:
+    """The last values written to each app-user profile, so only changes are written."""
+
+    def __init__(self, db: AsyncDatabase, org: str) -> None:
+        self._db, self._org = db, org
+
+    async def changed(self, app_id: str, user_id: str, values: dict) -> dict:
+        doc = await self._db.writebacks.find_one({"_id": key(self._org, app_id, user_id)}) or {}
+        last = doc.get("values", {})
+        return {k: v for k, v in values.items() if last.get(k) != v}
+
+    async def remember(self, app_id: str, user_id: str, values: dict) -> None:
+        await self._db.writebacks.update_one(
+            {"_id": key(self._org, app_id, user_id)},
+            {"$set": {f"values.{k}": v for k, v in values.items()} | {"updated_at": datetime.now(UTC)}}, upsert=True)

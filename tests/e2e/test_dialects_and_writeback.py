@@ -1,0 +1,106 @@
+"""SCIM 2.0 targets (the demo app's /v2/ side and PyPI's independent scim2-server) and accept_user_updates."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from demo_scim_target.admin_client import TargetAdmin
+from okta_bridge.devstack import free_port, wait_http
+from okta_simulator.admin_client import SimulatorAdmin
+from tests.e2e.conftest import eventually
+from tests.e2e.scenario import start_scenario
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_scim20_demo_target_full_lifecycle(stack):
+    stack.start_fixtures()
+    async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
+        sc = await start_scenario(stack, okta, target, preassigned=1, connector={
+            "base_url": f"{stack.target_url}/scim/v2/", "deactivate_with": "PATCH",
+            "attribute_mappings": {"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department":
+                                   "profile.department", "locale": None}})
+        user = await sc.new_user("edsger.dijkstra@example.com")
+        await okta.update_profile(user, {"department": "Algorithms"})
+        await okta.assign_user(sc.app_id, user)
+        account = await sc.wait_active("edsger.dijkstra@example.com")
+        assert account["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["department"] == "Algorithms"
+        assert "locale" not in account  # trimmed by the connector's mapping
+        await okta.suspend_user(user)
+        await sc.wait_active("edsger.dijkstra@example.com", active=False)
+        patches = [r for r in await target.requests() if r["method"] == "PATCH"]
+        assert patches and patches[-1]["body"]["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:PatchOp"]
+        posts = [r for r in await target.requests() if r["method"] == "POST"]
+        assert posts[-1]["body"]["schemas"][0] == "urn:ietf:params:scim:schemas:core:2.0:User"
+        assert posts[-1]["user_agent"] == "Okta SCIM Client 1.0.0"
+
+
+@pytest.fixture
+def scim2_server(tmp_path: Path):
+    port = free_port()
+    log = (tmp_path / "scim2-server.log").open("wb")
+    exe = Path(sys.executable).with_name("scim2-server")
+    proc = subprocess.Popen([str(exe), "--hostname", "127.0.0.1", "--port", str(port), "--bearer-token", "s2-token"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ServiceProviderConfig", 30, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_independent_scim2_server(stack, scim2_server):
+    """PyPI's scim2-server serves at the root: the URL says neither /v1/ nor /v2/, so scim_version says 2.0."""
+    stack.start_fixtures()
+    stack.extra_env["S2_TOKEN"] = "s2-token"
+    async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
+        sc = await start_scenario(stack, okta, target, connector={
+            "base_url": scim2_server + "/", "scim_version": "2.0",
+            "auth": {"type": "header", "header_name": "Authorization", "value_env": "S2_TOKEN",
+                     "value_prefix": "Bearer "}})
+        user = await sc.new_user("donald.knuth@example.com")
+        await okta.assign_user(sc.app_id, user)
+        headers = {"Authorization": "Bearer s2-token"}
+
+        async def account(active: bool):
+            async with httpx.AsyncClient() as http:
+                r = await http.get(f"{scim2_server}/Users", headers=headers,
+                                   params={"filter": 'userName eq "donald.knuth@example.com"'})
+            found = r.json().get("Resources", [])
+            return found[0] if len(found) == 1 and found[0].get("active", True) is active else None
+        created = await eventually(lambda: account(True), 60, "user in scim2-server")
+        assert created["externalId"] == user
+        await okta.deactivate_user(user)
+        await eventually(lambda: account(False), 60, "deactivated in scim2-server")
+
+
+async def test_accept_user_updates_writes_changed_values_back_and_ignores_its_own_events(stack):
+    stack.start_fixtures()
+    async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
+        sc = await start_scenario(stack, okta, target, preassigned=1, connector={"accept_user_updates": True})
+        login = "pre0.user@example.com"
+        user = sc.users[login]
+        account = (await sc.target_users())[login][0]
+        changed = {**account, "displayName": "Set By Target"}
+        await target.add_fault(200, method="PUT", path_regex=r"^/scim/v1/Users/", body=changed,
+                               content_type="application/json", times=1)
+        await okta.update_profile(user, {"firstName": "Pre"})
+        async with httpx.AsyncClient(headers={"Authorization": f"SSWS {stack.token}"}) as http:
+            async def written():
+                r = await http.get(f"{stack.okta_url}/api/v1/apps/{sc.app_id}/users/{user}")
+                return r.json().get("profile", {}).get("displayName") == "Set By Target"
+            await eventually(written, 60, "write-back to the Okta app-user profile")
+        records = await eventually(lambda: sc.audit(user=user, status="applied"), 30, "audit")
+        assert any("wrote app-user profile: displayName" in (r["detail"] or "") for r in records)
+        own = [e for e in await okta.events() if e["eventType"] == "application.user_membership.update"
+               and (e.get("transaction", {}).get("detail") or {}).get("requestApiTokenId") == stack.token_id]
+        assert own, "the simulator wrote the event our write caused"
+        received = {r["event_uuid"] for r in await sc.audit(status="received")}
+        assert not received & {e["uuid"] for e in own}, "our own write came back as work"
+        assert not any("externalId" in (r["detail"] or "") for r in records)
