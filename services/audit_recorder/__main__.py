@@ -1,3 +1,4 @@
 from audit_recorder.main import main
+from okta_bridge.entry import run_service
 
-main()
+run_service("audit-recorder", main)

@@ -1,4 +1,6 @@
-from queue_poller.main import main
 import asyncio
 
-asyncio.run(main())
+from okta_bridge.entry import run_service
+from queue_poller.main import main
+
+run_service("queue-poller", lambda: asyncio.run(main()))

@@ -20,6 +20,7 @@ from okta_bridge.okta_client import OktaCursorRejectedError
 from queue_poller.ports import CursorState, LogSource, Outbox, StateStore
 
 log = logging.getLogger(__name__)
+FRESH_LINK_MARGIN = timedelta(seconds=60)
 tracer = trace.get_tracer("queue_poller")
 
 
@@ -47,17 +48,22 @@ class Poller:
         apps = list(self.cfg.app_ids)
         if stored is None or stored.next_link is None:
             await self._sync(apps, SyncReason.INITIAL)
-            self.state = CursorState(self.source.polling_link(self.cfg.start_from or now), None, apps)
+            self.state = CursorState(self.source.polling_link(self.cfg.start_from or self._fresh_since()), None, apps)
         elif stored.last_success_at and now - stored.last_success_at > self.cfg.max_cursor_age:
             log.warning("last successful poll %s is older than %s: cursor expired, full sync", stored.last_success_at,
                         self.cfg.max_cursor_age)
             await self._sync(apps, SyncReason.CURSOR_EXPIRED)
-            self.state = CursorState(self.source.polling_link(now), None, apps)
+            self.state = CursorState(self.source.polling_link(self._fresh_since()), None, apps)
         else:
             new = [a for a in apps if a not in stored.known_apps]
             await self._sync(new, SyncReason.NEW_APP)
             self.state = CursorState(stored.next_link, stored.last_success_at, apps)
         await self.store.save(self.state)
+
+    def _fresh_since(self) -> datetime:
+        """Polling afresh: from Okta's clock (the last answer's Date header), a minute back. Events of that minute
+        may come twice, which is harmless; none between the full sync and the new cursor is lost."""
+        return self.source.server_now() - FRESH_LINK_MARGIN
 
     async def run(self, stop: asyncio.Event) -> None:
         """Adaptive: again at once after a full page, else back off towards the idle interval. A failed poll
@@ -84,7 +90,7 @@ class Poller:
             except OktaCursorRejectedError as exc:
                 log.warning("Okta rejected the stored cursor (%s): full sync of every app, polling afresh", exc)
                 await self._sync(list(self.cfg.app_ids), SyncReason.CURSOR_REJECTED)
-                self.state = CursorState(self.source.polling_link(datetime.now(UTC)), None, list(self.cfg.app_ids))
+                self.state = CursorState(self.source.polling_link(self._fresh_since()), None, list(self.cfg.app_ids))
                 await self.store.save(self.state)
                 return True
             span.set_attribute("okta.log.page_size", len(events))
@@ -96,14 +102,20 @@ class Poller:
 
     async def _publish_page(self, raw_events: list, poll_ctx) -> None:
         parsed: list[OktaEventReceived] = []
+        malformed: list[tuple[object, str, str | None]] = []
         for raw in raw_events:
             try:
-                event = parse_event(self.cfg.org, raw)
+                parsed.append(parse_event(self.cfg.org, raw))
             except MalformedEvent as exc:
-                log.warning("malformed log event dead-lettered: %s", exc)
-                await self.outbox.dead_letter(raw, str(exc))
-                continue
-            parsed.append(event)
+                uuid = raw.get("uuid") if isinstance(raw, dict) and isinstance(raw.get("uuid"), str) else None
+                malformed.append((raw, str(exc), uuid))
+        if malformed:  # dead-lettered once, even when a crash makes the page be read again
+            unseen_bad = await self.store.unseen([u for _, _, u in malformed if u])
+            for raw, reason, uuid in malformed:
+                if uuid is None or uuid in unseen_bad:
+                    log.warning("malformed log event dead-lettered: %s", reason)
+                    await self.outbox.dead_letter(raw, reason)
+            await self.store.mark_seen(sorted(unseen_bad))
         relevant = await self._relevant(parsed)
         unseen = await self.store.unseen([e.event_uuid for e in relevant])
         published = []

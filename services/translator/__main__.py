@@ -1,5 +1,6 @@
 import asyncio
 
+from okta_bridge.entry import run_service
 from translator.main import build
 
-asyncio.run(build().run())
+run_service("translator", lambda: asyncio.run(build().run()))

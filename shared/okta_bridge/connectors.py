@@ -106,10 +106,11 @@ class AppConnector(_Strict):
                 raise ValueError(f"{target}: source {source!r} must start with one of {', '.join(_SOURCE_ROOTS)}")
         return value
 
-    @model_validator(mode="after")
-    def _auth_env_present(self) -> "AppConnector":
-        self.auth.headers()  # raises with the variable's name (never its value) when it is missing
-        return self
+    @field_validator("auth")
+    @classmethod
+    def _auth_env_present(cls, value: "HeaderAuth | BasicAuth | NoAuth"):
+        value.headers()  # raises with the variable's name (never its value) when it is missing
+        return value
 
     @property
     def version(self) -> Literal["1.1", "2.0"]:

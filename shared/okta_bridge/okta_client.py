@@ -21,6 +21,7 @@ import email.utils
 import logging
 import re
 import time
+from datetime import UTC, datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,8 +118,13 @@ class OktaClient:
         self._headers = {"Authorization": f"SSWS {api_token}", "Accept": "application/json"}
         self._http = http or httpx.AsyncClient(timeout=timeout_s)
         self._buckets: dict[str, _Bucket] = {}
+        self._clock_offset = 0.0  # Okta's Date minus the local clock, from the last answer
         self._reserve = reserve
         self.calls: dict[str, int] = {}
+
+    def server_now(self) -> datetime:
+        """Okta's time, as its last answer's Date header told it (the local clock until the first answer)."""
+        return datetime.fromtimestamp(time.time() + self._clock_offset, UTC)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -186,6 +192,8 @@ class OktaClient:
 
     def _observe(self, bucket: _Bucket, resp: httpx.Response) -> None:
         h = resp.headers
+        if date := _http_date(h.get("date")):
+            self._clock_offset = date - time.time()
         if "x-rate-limit-remaining" not in h:
             return
         try:

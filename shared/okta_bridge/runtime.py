@@ -43,12 +43,16 @@ class Republisher:
         self.max_attempts = max_attempts
 
     async def retry(self, message: BaseModel, attempt: int, retry_after_s: float | None = None) -> None:
+        """Exponential tiers with jitter below the tier's TTL; a server's Retry-After (or rate-limit reset) is a
+        floor: the message comes back no earlier than that, plus jitter, in the first tier long enough."""
         tier = retry_tier_for(attempt)
-        if retry_after_s:  # honour the server's Retry-After by choosing the first tier that waits long enough
-            tier = next((i for i, ms in enumerate(RETRY_TIERS_MS) if ms >= retry_after_s * 1000), tier)
-        jitter_ms = int(RETRY_TIERS_MS[tier] * random.uniform(0.0, 0.25))  # per-message TTL below the queue's
-        await self._publish(message, retry_queue_name(self._work_queue, tier), attempt,
-                            expiration=max(RETRY_TIERS_MS[tier] - jitter_ms, 1) / 1000)
+        if retry_after_s:
+            wait_ms = retry_after_s * 1000
+            tier = next((i for i, ms in enumerate(RETRY_TIERS_MS) if ms >= wait_ms), len(RETRY_TIERS_MS) - 1)
+            ttl_ms = min(wait_ms + random.uniform(0.0, 0.25) * max(wait_ms, 500), RETRY_TIERS_MS[tier])
+        else:
+            ttl_ms = RETRY_TIERS_MS[tier] * random.uniform(0.75, 1.0)  # per-message TTL below the queue's
+        await self._publish(message, retry_queue_name(self._work_queue, tier), attempt, expiration=max(ttl_ms, 1) / 1000)
 
     async def hold(self, message: BaseModel, attempt: int) -> None:
         await self._publish(message, hold_queue_name(self._work_queue), attempt)

@@ -6,7 +6,9 @@ OpenTelemetry is configured by the standard ``OTEL_*`` variables (see :mod:`okta
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["BridgeSettings", "OktaSettings"]
@@ -29,3 +31,10 @@ class OktaSettings(BaseSettings):
     api_token: SecretStr = SecretStr("")
     api_token_id: str | None = Field(default=None, description="00T… id of the token: our own writes are ignored")
     request_timeout_s: float = 35.0
+
+    @field_validator("org_url")
+    @classmethod
+    def _normalise(cls, value: str) -> str:
+        """`https://Acme.okta.com/` and `https://acme.okta.com` are one org: state is keyed by this string."""
+        parts = urlsplit(value.strip())
+        return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), "", ""))

@@ -96,8 +96,11 @@ async def test_accept_user_updates_writes_changed_values_back_and_ignores_its_ow
                 r = await http.get(f"{stack.okta_url}/api/v1/apps/{sc.app_id}/users/{user}")
                 return r.json().get("profile", {}).get("displayName") == "Set By Target"
             await eventually(written, 60, "write-back to the Okta app-user profile")
-        records = await eventually(lambda: sc.audit(user=user, status="applied"), 30, "audit")
-        assert any("wrote app-user profile: displayName" in (r["detail"] or "") for r in records)
+        async def writeback_audited():
+            records = await sc.audit(user=user, status="applied")
+            return [r for r in records if r["event_type"] == "writeback"]
+        records = await eventually(writeback_audited, 30, "write-back audit record")
+        assert records[0]["detail"] == "wrote app-user profile: displayName"
         own = [e for e in await okta.events() if e["eventType"] == "application.user_membership.update"
                and (e.get("transaction", {}).get("detail") or {}).get("requestApiTokenId") == stack.token_id]
         assert own, "the simulator wrote the event our write caused"

@@ -107,6 +107,10 @@ def _sync_records(records: list[dict], app_id: str | None = None) -> list[dict]:
             and (app_id is None or r.get("app_id") == app_id)]
 
 
+async def _sync_records_of(stack: DevStack, app_id: str) -> list[dict]:
+    return _sync_records(await _audit(stack, app=app_id), app_id)
+
+
 def _assert_services_alive(stack: DevStack, *names: str) -> None:
     for name in names or SERVICES:
         assert stack.processes[name].alive(), f"{name} died:\n{stack.processes[name].output()[-4000:]}"
@@ -257,12 +261,15 @@ async def test_okta_429_and_5xx_are_retried(stack):
         async def renamed():
             alice = next((u for u in await target.users() if u["userName"].lower() == "alice@example.com"), None)
             return bool(alice) and alice["name"]["givenName"] == "Renamed"
-        await eventually(lambda: _has_active(target, "carol@example.com"), timeout=180, what="assignment despite faults")
+        await eventually(lambda: _has_active(target, "carol@example.com"), timeout=180,
+                         what="assignment despite faults")
         await eventually(renamed, timeout=180, what="profile update despite faults")
 
-        retried = [r for r in await _audit(stack, status="retried") if r["service"] == "translator"]
-        details = " | ".join(r.get("detail") or "" for r in retried)
-        assert "-> 503" in details and "-> 429" in details, details
+        async def retried_both():
+            retried = [r for r in await _audit(stack, status="retried") if r["service"] == "translator"]
+            details = " | ".join(r.get("detail") or "" for r in retried)
+            return "-> 503" in details and "-> 429" in details
+        await eventually(retried_both, what="translator audit `retried` for the 503 and the 429")
         assert "poll failed (OktaTransientError" in stack.processes["queue_poller"].output()
         await assert_target_matches_okta(stack, target, [app_id])
         _assert_services_alive(stack)
@@ -286,9 +293,10 @@ async def test_rejected_cursor_triggers_full_sync_of_every_app(stack):
         await okta.assign_user(app_id, after)
         await eventually(lambda: _has_active(target, "before@example.com", "after@example.com"),
                          what="changes made around the rejection")
-        planned_after = await _audit(stack, user=after, status="planned")
-        assert any(r["event_type"] == "application.user_membership.add" for r in planned_after), \
-            "the change after the rejection did not come through the new cursor"
+        async def through_the_new_cursor():
+            planned = await _audit(stack, user=after, status="planned")
+            return any(r["event_type"] == "application.user_membership.add" for r in planned)
+        await eventually(through_the_new_cursor, what="the change after the rejection read from the log")
         await assert_target_matches_okta(stack, target, [app_id])
         _assert_services_alive(stack)
 
@@ -306,10 +314,15 @@ async def test_expired_cursor_triggers_full_sync(stack):
         stack.restart("queue_poller")
 
         await eventually(lambda: _has_active(target, "late@example.com"), what="change made while the poller was down")
-        syncs = _sync_records(await _audit(stack, app=app_id))
-        assert any(r["event_type"] == "sync:cursor_expired" for r in syncs), syncs
-        planned = await _audit(stack, user=late, status="planned")
-        assert any(r["event_type"] == "sync:cursor_expired" for r in planned), planned
+        async def expired_sync():
+            syncs = await _sync_records_of(stack, app_id)
+            return [r for r in syncs if r["event_type"] == "sync:cursor_expired"]
+        await eventually(expired_sync, what="audit `received` sync:cursor_expired")
+
+        async def planned_by_sync():
+            planned = await _audit(stack, user=late, status="planned")
+            return any(r["event_type"] == "sync:cursor_expired" for r in planned)
+        await eventually(planned_by_sync, what="the late assignment planned by the full sync")
         assert "cursor expired" in poller.output()
         await assert_target_matches_okta(stack, target, [app_id])
         _assert_services_alive(stack)
@@ -334,7 +347,7 @@ async def test_new_app_in_connectors_file_is_synced_alone(stack):
 
         await eventually(lambda: _has_active(target, "carol@example.com", "dave@example.com"),
                          what="users of the new app synced")
-        confluence_syncs = _sync_records(await _audit(stack, app=confluence))
+        confluence_syncs = await eventually(lambda: _sync_records_of(stack, confluence), what="sync:new_app audited")
         assert [r["event_type"] for r in confluence_syncs] == ["sync:new_app"], confluence_syncs
         jira_syncs = _sync_records(await _audit(stack, app=jira))
         assert [r["event_type"] for r in jira_syncs] == ["sync:initial"], "the first app was synced again"

@@ -220,6 +220,7 @@ async def test_each_event_is_one_trace_through_all_services(stack):
 
     # -- no user name or email anywhere in the run's spans (also URL-encoded, as in a SCIM filter) ---------------
     secrets = {form.lower() for login in logins for form in (login, quote(login, safe=""), quote_plus(login))}
+    secrets |= {stack.token.lower(), stack.target_token.lower()}  # and no API token or bearer token either
     leaks = []
     for s in spans:
         texts = [s.name, *_strings(s.attributes)]
@@ -228,7 +229,7 @@ async def test_each_event_is_one_trace_through_all_services(stack):
         for text in texts:
             if any(secret in text.lower() for secret in secrets):
                 leaks.append((s.service, s.name, text))
-    assert not leaks, f"user names / emails in spans: {leaks[:10]}"
+    assert not leaks, f"user names / emails / tokens in spans: {leaks[:10]}"
 
     # -- the audit trail names the event's trace ----------------------------------------------------------------
     async with httpx.AsyncClient(timeout=10) as http:

@@ -51,6 +51,13 @@ async def test_initial_sync_then_changes_by_the_log(stack):
         await okta.activate_user(ids[0])
         await eventually(lambda: _has(target, "user0@example.com", active=True), what="reactivation")
 
+        before = _by_name(await target.users())["user2@example.com"]
+        await okta.change_app_username(app_id, ids[2], "u2.renamed@example.com")
+        renamed_account = await eventually(
+            lambda: _found(target, "u2.renamed@example.com"), what="app username change")
+        assert renamed_account["id"] == before["id"], "a username change is a PUT by the stored id, not a new account"
+        assert "user2@example.com" not in _by_name(await target.users())
+
         await okta.unassign_user(app_id, ids[1])
         await eventually(lambda: _has(target, "user1@example.com", active=False), what="unassignment")
 
@@ -60,6 +67,10 @@ async def test_initial_sync_then_changes_by_the_log(stack):
             trail = (await http.get(f"{stack.audit_url}/audit", params={"user": ids[2]})).json()["items"]
         steps = {r["step"] for r in trail}
         assert {"received", "planned", "applied"} <= steps
+
+
+async def _found(target: TargetAdmin, user_name: str) -> dict | None:
+    return _by_name(await target.users()).get(user_name)
 
 
 async def _has(target: TargetAdmin, user_name: str, active: bool) -> bool:

@@ -124,6 +124,15 @@ async def test_later_attempts_and_retry_after_choose_longer_tiers(broker, channe
     await message.ack()
 
 
+async def test_retry_after_longer_than_every_tier_waits_in_the_longest_tier(broker, channel, rabbit_url):
+    """A server asking for 10 minutes must not be retried after the attempt's 1 s tier."""
+    await Republisher(broker, WORK, max_attempts=5).retry(plan(user="00u5"), attempt=1, retry_after_s=600)
+    longest = retry_queue_name(WORK, len(RETRY_TIERS_MS) - 1)
+    parked, _ = await get_within(channel, longest, timeout=5)
+    assert ScimOperationPlanned.model_validate_json(parked.body).okta_user_id == "00u5"
+    await parked.ack()
+
+
 async def test_hold_comes_back_after_the_hold_ttl(broker, channel, rabbit_url):
     sent = time.monotonic()
     await Republisher(broker, WORK, max_attempts=5).hold(plan(version=3), attempt=2)

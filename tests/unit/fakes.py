@@ -76,6 +76,10 @@ class FakeLogSource:
         self.fresh_links: list[datetime] = []
         self.fail_with: Exception | None = None
 
+    def server_now(self) -> datetime:
+        from datetime import UTC
+        return datetime.now(UTC)
+
     def polling_link(self, since: datetime) -> str:
         self.fresh_links.append(since)
         return f"{ORG}/api/v1/logs?since={since.isoformat()}&sortOrder=ASCENDING"

@@ -18,6 +18,9 @@ class OktaLogSource:
                            "sortOrder": "ASCENDING", "limit": self._limit})
         return f"{self._client.org_url}/api/v1/logs?{query}"
 
+    def server_now(self) -> datetime:
+        return self._client.server_now()
+
     async def fetch(self, link: str) -> tuple[list[Any], str | None]:
         page = await self._client.get(link)
         return list(page.body or []), page.links.get("next")
