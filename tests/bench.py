@@ -218,6 +218,45 @@ def top_snapshot(path: Path) -> list[str]:
     return out.splitlines()[:22]
 
 
+class QueueDepths:
+    """Polls the ready depth of the pipeline's work queues (passive declares, once a second): the
+    queue whose backlog grows sits in front of the slowest stage."""
+
+    QUEUES = ("translator.work", "dispatcher.default", "audit.records")
+
+    def __init__(self, url: str, interval: float = 1.0) -> None:
+        self.url, self.interval = url, interval
+        self.series: dict[str, list[tuple[float, int]]] = {q: [] for q in self.QUEUES}
+        self._task: asyncio.Task | None = None
+
+    async def _loop(self) -> None:
+        connection = await aio_pika.connect(self.url)
+        try:
+            while True:
+                channel = await connection.channel()
+                for name in self.QUEUES:
+                    with suppress(Exception):
+                        queue = await channel.declare_queue(name, passive=True)
+                        self.series[name].append((time.time(), queue.declaration_result.message_count))
+                with suppress(Exception):
+                    await channel.close()
+                await asyncio.sleep(self.interval)
+        finally:
+            await connection.close()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+
+    def peaks(self, since: float, until: float) -> dict[str, int]:
+        return {q: max((n for t, n in points if since <= t <= until), default=0) for q, points in self.series.items()}
+
+
 # ------------------------------------------------------------------------------------------------- broker baseline
 
 async def _forward(url: str, src: str, dst: str, prefetch: int, ready) -> None:
@@ -228,7 +267,8 @@ async def _forward(url: str, src: str, dst: str, prefetch: int, ready) -> None:
 
     async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
         await channel.default_exchange.publish(
-            aio_pika.Message(message.body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=dst)
+            aio_pika.Message(message.body, message_id=message.message_id,
+                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=dst)
         await message.ack()
 
     await queue.consume(on_message)
@@ -473,6 +513,7 @@ async def run_stack(args, *, plan: str, users: int, paced: bool, tag: str, workd
     result: dict[str, Any] = {"plan": plan, "users": users, "vhost": vhost, "database": db,
                               "logs": str(workdir / tag), "service_env": extra_env}
     sampler: ProcSampler | None = None
+    depths: QueueDepths | None = None
     try:
         stack.start_fixtures()
         async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
@@ -501,10 +542,15 @@ async def run_stack(args, *, plan: str, users: int, paced: bool, tag: str, workd
             pids = {n: p.proc.pid for n, p in stack.processes.items() if p.proc}
             sampler = ProcSampler({**pids, **infra_pids()})
             sampler.start()
+            depths = QueueDepths(url)
+            depths.start()
             writes = WriteLog(target, await target.last_seq())
-            result["bulk"] = await bulk_phase(args, okta, stack, app_id, user_ids, writes, sampler, tag, workdir)
+            result["bulk"] = await bulk_phase(args, okta, stack, app_id, user_ids, writes, sampler, depths, tag,
+                                              workdir)
             if paced and result["bulk"]["converged"]:
-                result["paced"] = await paced_phase(args, okta, stack, user_ids, writes, sampler, tag, workdir)
+                result["paced"] = await paced_phase(args, okta, stack, user_ids, writes, sampler, depths, tag,
+                                                    workdir)
+            await depths.stop()
             await sampler.stop()
             result["memory"] = sampler.memory()
             result["audit_counts"] = await audit_counts(stack.audit_url)
@@ -516,6 +562,8 @@ async def run_stack(args, *, plan: str, users: int, paced: bool, tag: str, workd
         console.print(f"[red][{tag}] failed: {result['error']}[/]\n{traceback.format_exc()}")
         console.print(stack.logs()[-4000:])
     finally:
+        if depths:
+            await depths.stop()
         if sampler:
             await sampler.stop()
         stack.stop()
@@ -525,7 +573,7 @@ async def run_stack(args, *, plan: str, users: int, paced: bool, tag: str, workd
 
 
 async def bulk_phase(args, okta, stack, app_id: str, user_ids: list[str], writes: WriteLog,
-                     sampler: ProcSampler, tag: str, workdir: Path) -> dict[str, Any]:
+                     sampler: ProcSampler, depths: QueueDepths, tag: str, workdir: Path) -> dict[str, Any]:
     n = len(user_ids)
     before, ops_before = await okta.stats(), await mongo_opcounters()
     wanted = set(user_ids)
@@ -565,13 +613,13 @@ async def bulk_phase(args, okta, stack, app_id: str, user_ids: list[str], writes
     await asyncio.sleep(1.0)  # the last audit records and poll land before the counters are read
     after, ops_after = await okta.stats(), await mongo_opcounters()
 
-    published = {}
+    published, by_uuid = {}, {}
     for event in await okta.events():
         if event.get("eventType") != "application.user_membership.add":
             continue
         targets = {t["type"]: t["id"] for t in event.get("target") or []}
         if targets.get("AppInstance") == app_id and targets.get("User") in wanted:
-            published[targets["User"]] = epoch(event["published"])
+            published[targets["User"]] = by_uuid[event["uuid"]] = epoch(event["published"])
     lat = [first_write[u] - published[u] for u in first_write if u in published]
     lat_admin = [first_write[u] - assigned_at[u] for u in first_write if u in assigned_at]
     start = min(published.values()) if published else t_assign
@@ -585,6 +633,8 @@ async def bulk_phase(args, okta, stack, app_id: str, user_ids: list[str], writes
         "latency_ms": {k: (round(ms(v), 1) if isinstance(v, float) else v) for k, v in percentiles(lat).items()},
         "latency_from_admin_return_ms": {k: (round(ms(v), 1) if isinstance(v, float) else v)
                                          for k, v in percentiles(lat_admin).items()},
+        "stages_ms": await stage_breakdown(stack.mongodb_db, by_uuid, t_assign),
+        "queue_peak_ready": depths.peaks(t_assign, time.time()),
         "duplicate_posts": sum(1 for c in posts.values() if c > 1),
         "target_statuses": statuses,
         "okta": bucket_delta(before, after, n),
@@ -594,6 +644,34 @@ async def bulk_phase(args, okta, stack, app_id: str, user_ids: list[str], writes
     }
 
 
+async def stage_breakdown(db_name: str, published: dict[str, float], since: float) -> dict[str, Any]:
+    """Per change, from the audit trail: System Log -> poller published it (``received``) -> translator published
+    the plan (``planned``) -> dispatcher wrote the target and its link (``applied``); p50/p95/p99 ms of each gap."""
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient = AsyncMongoClient(MONGODB_URL, tz_aware=True, serverSelectionTimeoutMS=10_000)
+    steps: dict[str, dict[str, float]] = {}
+    try:
+        cursor = client[db_name].audit.find({"at": {"$gte": datetime.fromtimestamp(since - 5, timezone.utc)}},
+                                            {"event_uuid": 1, "step": 1, "at": 1, "_id": 0})
+        async for doc in cursor:
+            uuid_ = doc.get("event_uuid")
+            if uuid_ in published:
+                steps.setdefault(uuid_, {}).setdefault(doc["step"], doc["at"].timestamp())
+    finally:
+        await client.close()
+    gaps: dict[str, list[float]] = {"log_to_poller": [], "poller_to_translator": [], "translator_to_dispatcher": []}
+    for uuid_, at in steps.items():
+        if "received" in at:
+            gaps["log_to_poller"].append(at["received"] - published[uuid_])
+            if "planned" in at:
+                gaps["poller_to_translator"].append(at["planned"] - at["received"])
+                if "applied" in at:
+                    gaps["translator_to_dispatcher"].append(at["applied"] - at["planned"])
+    return {k: {q: (round(ms(v), 1) if isinstance(v, float) else v) for q, v in percentiles(vals).items()}
+            for k, vals in gaps.items()}
+
+
 def _ops_per_change(before: dict | None, after: dict | None, n: int) -> dict[str, float] | None:
     if not before or not after or not n:
         return None
@@ -601,7 +679,7 @@ def _ops_per_change(before: dict | None, after: dict | None, n: int) -> dict[str
 
 
 async def paced_phase(args, okta, stack, user_ids: list[str], writes: WriteLog, sampler: ProcSampler,
-                      tag: str, workdir: Path) -> dict[str, Any]:
+                      depths: QueueDepths, tag: str, workdir: Path) -> dict[str, Any]:
     total = int(args.rate * args.rate_seconds)
     before, ops_before = await okta.stats(), await mongo_opcounters()
     value_of = [f"P{i:07d}" for i in range(total)]
@@ -660,10 +738,12 @@ async def paced_phase(args, okta, stack, user_ids: list[str], writes: WriteLog, 
 
     # the i-th update event of a user is the i-th update sent to that user (updates of a user are seconds apart)
     events_by_user: dict[str, list[float]] = {}
+    by_uuid: dict[str, float] = {}
     for event in await okta.events():
         if event.get("eventType") == "user.account.update_profile":
             uid = next((t["id"] for t in event.get("target") or [] if t["type"] == "User"), None)
             events_by_user.setdefault(uid, []).append(epoch(event["published"]))
+            by_uuid[event["uuid"]] = epoch(event["published"])
     published: dict[str, float] = {}
     for uid, times in events_by_user.items():
         mine = [value_of[i] for i in range(total) if owner[i] == uid]
@@ -675,6 +755,8 @@ async def paced_phase(args, okta, stack, user_ids: list[str], writes: WriteLog, 
         "written": len(written_at), "coalesced_or_missing": total - len(written_at),
         "latency_ms": {k: (round(ms(v), 1) if isinstance(v, float) else v) for k, v in percentiles(lat).items()},
         "pacer_lag_max_ms": round(ms(max(lag)), 1) if lag else 0.0,
+        "stages_ms": await stage_breakdown(stack.mongodb_db, by_uuid, t0),
+        "queue_peak_ready": depths.peaks(t0, time.time()),
         "okta": bucket_delta(before, after, total),
         "mongo_ops_per_change_serverwide": _ops_per_change(ops_before, ops_after, total),
         "cpu_percent": sampler.cpu(f"{tag}.paced.start", f"{tag}.paced.end"),
@@ -756,6 +838,12 @@ def print_report(report: dict) -> None:
             else f"offered {fmt(c.get('achieved_offered_rate_per_s'))}")
         for q in ("p50", "p95", "p99", "max"):
             row(f"latency {q} (ms, from published)", lambda c, q=q: fmt(c["latency_ms"].get(q), 0))
+        for stage in ("log_to_poller", "poller_to_translator", "translator_to_dispatcher"):
+            row(f"stage {stage} p50/p95 ms", lambda c, st=stage: "{} / {}".format(
+                fmt((c.get("stages_ms") or {}).get(st, {}).get("p50"), 0),
+                fmt((c.get("stages_ms") or {}).get(st, {}).get("p95"), 0)))
+        for queue in QueueDepths.QUEUES:
+            row(f"peak ready msgs {queue}", lambda c, q=queue: fmt((c.get("queue_peak_ready") or {}).get(q)))
         buckets = sorted({b for _, c in columns for b in c["okta"]["per_change"]})
         for b in buckets:
             row(f"Okta `{b}` calls / change", lambda c, b=b: fmt(c["okta"]["per_change"].get(b, 0.0), 4))
@@ -880,6 +968,7 @@ async def amain(args: argparse.Namespace) -> int:
             failed = True
     report["ratios"] = compute_ratios(report)
     report["total_runtime_s"] = round(time.monotonic() - started, 1)
+    report["machine"]["loadavg_at_end"] = os.getloadavg()
     out = run_dir / f"bench-{stamp}.json"
     out.write_text(json.dumps(report, indent=2, default=str))
     print_report(report)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import aio_pika
@@ -237,7 +237,7 @@ async def test_get_audit_filters_pages_and_orders_newest_first(recorder, rabbit_
     assert versions(await get_audit(recorder, since=since)) == [7, 6, 5, 4, 3, 2]
     assert versions(await get_audit(recorder, until=until, user="00uA")) == [4, 2, 1, 0]
     # an offset other than UTC is the same instant
-    cet = (base + timedelta(minutes=6)).astimezone(__import__("datetime").timezone(timedelta(hours=2)))
+    cet = (base + timedelta(minutes=6)).astimezone(timezone(timedelta(hours=2)))
     assert versions(await get_audit(recorder, since=cet.isoformat())) == [7, 6]
 
     # paging: follow `next` until it is None; pages are disjoint, newest first, and cover everything once
