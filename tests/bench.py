@@ -361,41 +361,66 @@ async def rabbit_baseline(url: str, messages: int, rate: float, paced_seconds: f
 
 # --------------------------------------------------------------------------------------------------- db baseline
 
-async def mongo_baseline(db_name: str, singles: int, batched: int, batch_size: int, concurrency: int) -> dict:
-    from pymongo import AsyncMongoClient
+async def mongo_baseline(db_name: str, singles: int, batched: int, batch_size: int, concurrency: int,
+                         seconds: float) -> dict:
+    """Each measure stops at its document count or after ``seconds``, whichever comes first."""
+    from pymongo import AsyncMongoClient, ReturnDocument
 
     client: AsyncMongoClient = AsyncMongoClient(MONGODB_URL, tz_aware=True, serverSelectionTimeoutMS=10_000)
-    coll = client[db_name]["raw"]
+    db = client[db_name]
+    coll = db["raw"]
 
     def doc(i: int) -> dict:  # about the size and shape of an audit record
         return {"at": datetime.now(timezone.utc), "service": "bench", "step": "applied", "org": "https://bench",
                 "event_uuid": uuid.uuid4().hex, "okta_user_id": f"00u{i:017d}", "app_id": "0oabench0000000000",
                 "trace_id": uuid.uuid4().hex, "detail": "bench record " + "x" * 120, "n": i}
 
+    async def timed(workers: int, limit: int, work) -> tuple[float, int]:
+        """``workers`` concurrent loops calling ``work(i)`` until ``limit`` items or the time box; items/s."""
+        counter = {"next": 0}
+        deadline = time.perf_counter() + seconds
+
+        async def loop() -> None:
+            while counter["next"] < limit and time.perf_counter() < deadline:
+                i = counter["next"]
+                counter["next"] += 1
+                await work(i)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(loop() for _ in range(workers)))
+        return counter["next"] / (time.perf_counter() - t0), counter["next"]
+
+    async def one(i: int) -> None:
+        await coll.insert_one(doc(i))
+
+    async def batch(i: int) -> None:
+        await coll.insert_many([doc(i * batch_size + j) for j in range(batch_size)], ordered=False)
+
+    async def change(i: int) -> None:
+        # The single-document operations one change costs the translator and the dispatcher (audit excluded):
+        # assignment upsert, plan-version find_one_and_update, assignment read, link read, conditional link upsert.
+        k = f"https://bench|0oabench|00u{i:017d}"
+        await db.assignments.update_one({"_id": k}, {"$set": {"assigned": True, "n": i}}, upsert=True)
+        await db.plan_versions.find_one_and_update({"_id": k}, {"$inc": {"v": 1}}, upsert=True,
+                                                   return_document=ReturnDocument.AFTER)
+        await db.assignments.find_one({"_id": k})
+        await db.links.find_one({"_id": k})
+        await db.links.update_one({"_id": k, "applied_version": {"$lt": 1}},
+                                  {"$set": {"applied_version": 1, "target_id": str(i)}}, upsert=True)
+
     try:
         await coll.insert_one(doc(-1))  # connection and collection exist before timing
-        t0 = time.perf_counter()
-        for i in range(singles):
-            await coll.insert_one(doc(i))
-        single = singles / (time.perf_counter() - t0)
-
-        slots = asyncio.Semaphore(concurrency)
-
-        async def one(i: int) -> None:
-            async with slots:
-                await coll.insert_one(doc(i))
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(one(singles + i) for i in range(singles)))
-        concurrent = singles / (time.perf_counter() - t0)
-
-        t0 = time.perf_counter()
-        for start in range(0, batched, batch_size):
-            await coll.insert_many([doc(i) for i in range(start, min(start + batch_size, batched))], ordered=False)
-        many = batched / (time.perf_counter() - t0)
-        return {"insert_one_per_s": round(single, 1), "insert_one_docs": singles,
-                "insert_one_concurrent_per_s": round(concurrent, 1), "concurrency": concurrency,
-                "insert_many_docs_per_s": round(many, 1), "insert_many_docs": batched, "batch_size": batch_size}
+        single, n_single = await timed(1, singles, one)
+        concurrent, n_conc = await timed(concurrency, singles, lambda i: one(singles + i))
+        many, n_batches = await timed(1, max(1, batched // batch_size), batch)
+        mix, n_mix = await timed(64, singles, change)
+        return {"insert_one_per_s": round(single, 1), "insert_one_docs": n_single,
+                "insert_one_concurrent_per_s": round(concurrent, 1), "insert_one_concurrent_docs": n_conc,
+                "concurrency": concurrency,
+                "insert_many_docs_per_s": round(many * batch_size, 1), "insert_many_docs": n_batches * batch_size,
+                "batch_size": batch_size,
+                "pipeline_op_mix_changes_per_s": round(mix, 1), "pipeline_op_mix_changes": n_mix,
+                "pipeline_op_mix_concurrency": 64, "pipeline_op_mix_ops_per_change": 5, "time_box_s": seconds}
     finally:
         await client.drop_database(db_name)
         await client.close()
@@ -519,9 +544,11 @@ async def run_stack(args, *, plan: str, users: int, paced: bool, tag: str, workd
         async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
             app_id = await okta.create_app("Bench", "bench")
             t0 = time.time()
+            # one at a time: concurrent admin user creations race in the simulator (its sync handlers run in a
+            # thread pool and find_user iterates the users dict while another thread inserts)
             user_ids: list[str] = await gather_limited(users, lambda i: okta.create_user(
                 {"login": f"bench{i:06d}@example.com", "email": f"bench{i:06d}@example.com",
-                 "firstName": "Bench", "lastName": f"User{i}", "displayName": f"Bench User{i}"}))
+                 "firstName": "Bench", "lastName": f"User{i}", "displayName": f"Bench User{i}"}), limit=1)
             console.log(f"[{tag}] {users:,} users created in the simulator in {time.time() - t0:.1f}s")
             stack.write_connectors([connector(stack, app_id, args.max_concurrency)])
             stack.start_services(dispatchers=args.dispatchers)
@@ -545,10 +572,10 @@ async def run_stack(args, *, plan: str, users: int, paced: bool, tag: str, workd
             depths = QueueDepths(url)
             depths.start()
             writes = WriteLog(target, await target.last_seq())
-            result["bulk"] = await bulk_phase(args, okta, stack, app_id, user_ids, writes, sampler, depths, tag,
-                                              workdir)
-            if paced and result["bulk"]["converged"]:
-                result["paced"] = await paced_phase(args, okta, stack, user_ids, writes, sampler, depths, tag,
+            result["bulk"], provisioned = await bulk_phase(args, okta, stack, app_id, user_ids, writes, sampler,
+                                                           depths, tag, workdir)
+            if paced and provisioned:  # a bulk phase cut by --timeout leaves fewer users to update
+                result["paced"] = await paced_phase(args, okta, stack, provisioned, writes, sampler, depths, tag,
                                                     workdir)
             await depths.stop()
             await sampler.stop()
@@ -573,7 +600,9 @@ async def run_stack(args, *, plan: str, users: int, paced: bool, tag: str, workd
 
 
 async def bulk_phase(args, okta, stack, app_id: str, user_ids: list[str], writes: WriteLog,
-                     sampler: ProcSampler, depths: QueueDepths, tag: str, workdir: Path) -> dict[str, Any]:
+                     sampler: ProcSampler, depths: QueueDepths, tag: str,
+                     workdir: Path) -> tuple[dict[str, Any], list[str]]:
+    """Returns the figures and the users provisioned in the target."""
     n = len(user_ids)
     before, ops_before = await okta.stats(), await mongo_opcounters()
     wanted = set(user_ids)
@@ -641,7 +670,7 @@ async def bulk_phase(args, okta, stack, app_id: str, user_ids: list[str], writes
         "mongo_ops_per_change_serverwide": _ops_per_change(ops_before, ops_after, n),
         "cpu_percent": sampler.cpu(f"{tag}.bulk.start", f"{tag}.bulk.end"),
         "top": top,
-    }
+    }, [u for u in user_ids if u in first_write]
 
 
 async def stage_breakdown(db_name: str, published: dict[str, float], since: float) -> dict[str, Any]:
@@ -784,6 +813,7 @@ def compute_ratios(report: dict) -> dict[str, Any]:
             "changes_per_s_over_insert_one_per_s": ratio(rate, mongo.get("insert_one_per_s")),
             "changes_per_s_over_insert_one_concurrent_per_s": ratio(rate, mongo.get("insert_one_concurrent_per_s")),
             "changes_per_s_over_insert_many_docs_per_s": ratio(rate, mongo.get("insert_many_docs_per_s")),
+            "changes_per_s_over_db_op_mix_changes_per_s": ratio(rate, mongo.get("pipeline_op_mix_changes_per_s")),
         }
     paced = ((report.get("scenarios") or {}).get("bulk") or {}).get("paced") or {}
     rabbit_paced = (rabbit.get("paced") or {}).get("latency_ms") or {}
@@ -813,6 +843,8 @@ def print_report(report: dict) -> None:
                       f"{fmt(mongo['insert_one_concurrent_per_s'])} doc/s", "")
             t.add_row(f"MongoDB insert_many, batches of {mongo['batch_size']}",
                       f"{fmt(mongo['insert_many_docs_per_s'])} doc/s", "")
+            t.add_row("MongoDB per-change op mix (5 ops, 64 concurrent)",
+                      f"{fmt(mongo['pipeline_op_mix_changes_per_s'])} change/s", "")
         console.print(t)
 
     scenarios = report.get("scenarios") or {}
@@ -895,6 +927,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="RabbitMQ baseline at --rate msgs/s for this long (latency)")
     p.add_argument("--db-docs", type=int, default=2000, help="documents for each insert_one baseline")
     p.add_argument("--db-batched-docs", type=int, default=20000, help="documents for the insert_many baseline")
+    p.add_argument("--db-seconds", type=float, default=8.0, help="time box of each database baseline measure")
     p.add_argument("--db-batch", type=int, default=500, help="insert_many batch size (the audit-recorder's)")
     p.add_argument("--max-concurrency", type=int, default=None,
                    help="connector max_concurrency (default: the connector default)")
@@ -902,7 +935,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--admin-concurrency", type=int, default=16, help="concurrent simulator admin calls")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the four services (repeatable), e.g. POLLER_IDLE_INTERVAL_S=1")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds a scenario may take to converge")
+    p.add_argument("--timeout", type=float, default=180.0,
+                   help="seconds a phase may take to converge (then its partial figures are reported)")
     args = p.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(args.scenarios) - set(ALL_SCENARIOS)
@@ -944,7 +978,8 @@ async def amain(args: argparse.Namespace) -> int:
         try:
             console.log("MongoDB baseline: insert_one and insert_many")
             report["baselines"]["mongodb"] = await mongo_baseline(
-                f"bench_raw_{uuid.uuid4().hex[:8]}", args.db_docs, args.db_batched_docs, args.db_batch, 16)
+                f"bench_raw_{uuid.uuid4().hex[:8]}", args.db_docs, args.db_batched_docs, args.db_batch, 16,
+                args.db_seconds)
         except Exception as exc:  # noqa: BLE001
             failed = True
             report["baselines"]["mongodb"] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -977,8 +1012,23 @@ async def amain(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+async def _run_cancellable(args: argparse.Namespace) -> int:
+    """SIGINT/SIGTERM cancel the run, so every ``finally`` stops what it started and removes its vhost and database."""
+    import signal
+
+    task = asyncio.create_task(amain(args))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        console.print("[yellow]interrupted: stopped what the benchmark started and removed its vhosts and databases[/]")
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
-    return asyncio.run(amain(parse_args(argv)))
+    return asyncio.run(_run_cancellable(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``GET /audit`` (filters: user, app, status, event, trace, time range; paged newest first) and ``/healthz``."""
+"""``GET /audit`` (filters: user, app, status, event, trace, time range; newest first by the step's time, paged
+with the ``next`` token) and ``/healthz``."""
 
 from __future__ import annotations
 
@@ -41,12 +42,15 @@ def add_routes(app: FastAPI, db_of: Any, health: Any) -> None:
             query["step"] = status.value
         if since or until:
             query["at"] = {k: v for k, v in (("$gte", since), ("$lt", until)) if v}
-        if after:
+        if after:  # keyset paging on (at, _id): stable while records keep arriving
             try:
-                query["_id"] = {"$lt": ObjectId(after)}
-            except InvalidId:
+                at_text, _, oid = after.rpartition("~")
+                at, last = datetime.fromisoformat(at_text), ObjectId(oid)
+            except (ValueError, InvalidId):
                 raise HTTPException(400, "after: not a page token") from None
+            query = {"$and": [query, {"$or": [{"at": {"$lt": at}}, {"at": at, "_id": {"$lt": last}}]}]}
         db: AsyncDatabase = db_of()
-        docs = await db.audit.find(query).sort("_id", -1).limit(limit).to_list(limit)
+        docs = await db.audit.find(query).sort([("at", -1), ("_id", -1)]).limit(limit).to_list(limit)
         items = [{**{k: v for k, v in d.items() if k != "_id"}, "id": str(d["_id"])} for d in docs]
-        return {"items": items, "next": items[-1]["id"] if len(items) == limit else None}
+        token = f"{docs[-1]['at'].isoformat()}~{docs[-1]['_id']}" if len(docs) == limit else None
+        return {"items": items, "next": token}

@@ -7,9 +7,9 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from faststream import AckPolicy
-from faststream.rabbit import RabbitMessage
+from faststream.rabbit.annotations import RabbitMessage
 from fastapi import FastAPI
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo.errors import OperationFailure
 
@@ -18,7 +18,7 @@ from audit_recorder.batcher import Batcher
 from okta_bridge.contracts import AuditRecorded
 from okta_bridge.logs import setup_logging
 from okta_bridge.mongo import connect, ensure_indexes
-from okta_bridge.runtime import make_broker
+from okta_bridge.runtime import ATTEMPT_HEADER, Republisher, make_broker
 from okta_bridge.settings import BridgeSettings
 from okta_bridge.telemetry import setup_tracing, shutdown_tracing
 from okta_bridge.topology import AUDIT_QUEUE, declare_audit
@@ -34,6 +34,7 @@ class AuditSettings(BaseSettings):
     retention_days: int = Field(default=90, ge=1)
     batch_size: int = 500
     batch_delay_s: float = 0.2
+    max_attempts: int = Field(default=30, description="failed writes before a record is dead-lettered")
 
 
 def build() -> tuple[FastAPI, AuditSettings]:
@@ -48,9 +49,28 @@ def build() -> tuple[FastAPI, AuditSettings]:
 
     batcher = Batcher(write, cfg.batch_size, cfg.batch_delay_s)
 
+    republisher = Republisher(broker, AUDIT_QUEUE.name, max_attempts=cfg.max_attempts)
+
     @broker.subscriber(AUDIT_QUEUE, ack_policy=AckPolicy.NACK_ON_ERROR)
-    async def record_step(record: AuditRecorded) -> None:
-        await batcher.add(record.model_dump(mode="python"))
+    async def record_step(msg: RabbitMessage) -> None:
+        """Acked once its batch is written; a failed write goes through the retry tiers (database down)."""
+        attempt = int((msg.headers or {}).get(ATTEMPT_HEADER, 0)) + 1
+        try:
+            record = AuditRecorded.model_validate_json(msg.body)
+        except ValidationError as exc:
+            await republisher.dead_letter(msg.body, f"invalid audit record: {exc.error_count()} error(s)", attempt,
+                                          "audit-recorder")
+            await msg.ack()
+            return
+        try:
+            await batcher.add(record.model_dump(mode="python"))
+        except Exception as exc:  # noqa: BLE001 - the database refused the batch: retried later, never dropped
+            if attempt >= republisher.max_attempts:
+                await republisher.dead_letter(record, f"audit write failed {attempt} times: {exc}", attempt,
+                                              "audit-recorder")
+            else:
+                await republisher.retry(record, attempt)
+        await msg.ack()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):

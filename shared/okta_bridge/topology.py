@@ -11,7 +11,7 @@
 | ``dispatcher.<pool>.retry.<tier>``    | scim-dispatcher    | (TTL)             | dead-letters back to ``dispatcher.<pool>``|
 | ``dispatcher.<pool>.hold`` (quorum)   | scim-dispatcher    | (TTL)             | app circuit open: parked, loops back     |
 | ``bridge.audit`` (fanout)             | every service      |                   |                                          |
-| ``audit.records`` (quorum)            |                    | audit-recorder    |                                          |
+| ``audit.records`` (quorum)            |                    | audit-recorder    | + retry tiers, as above                  |
 | ``bridge.dlx`` (topic)                | broker, services   |                   | poison (delivery limit) and permanent    |
 | ``bridge.dead-letters`` (quorum)      |                    | operators         | bound ``#``; reason in headers           |
 
@@ -143,3 +143,4 @@ async def declare_audit(broker: RabbitBroker) -> None:
     exchange = await broker.declare_exchange(AUDIT_EXCHANGE)
     queue = await broker.declare_queue(AUDIT_QUEUE)
     await queue.bind(exchange)
+    await _declare_delays(broker, AUDIT_QUEUE.name)  # a database outage waits in the tiers, not in a hot requeue
