@@ -8,7 +8,7 @@ import pytest
 
 from okta_bridge.contracts import SyncReason
 from okta_bridge.okta_client import OktaCursorRejectedError
-from queue_poller.handlers import Poller, PollerConfig
+from queue_poller.handlers import FRESH_LINK_MARGIN, Poller, PollerConfig
 from queue_poller.ports import CursorState
 from tests.unit.fakes import ORG, FakeLogSource, FakeOutbox, FakePollerState, membership_event, user_event
 
@@ -51,11 +51,11 @@ async def test_first_start_syncs_every_app_and_starts_from_a_polling_link():
     assert store.stored.known_apps == [JIRA, WIKI]
 
 
-async def test_first_start_without_start_from_polls_from_now():
+async def test_first_start_without_start_from_polls_from_okta_now_less_the_margin():
     poller, source, _, _ = make(None, start_from=None)
     before = datetime.now(UTC)
     await poller.start()
-    assert before <= source.fresh_links[0] <= datetime.now(UTC)
+    assert before - FRESH_LINK_MARGIN <= source.fresh_links[0] <= datetime.now(UTC) - FRESH_LINK_MARGIN
 
 
 async def test_stored_cursor_resumes_without_any_sync():
