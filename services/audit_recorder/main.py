@@ -16,7 +16,7 @@ from pymongo.errors import OperationFailure
 from audit_recorder.api import add_routes
 from audit_recorder.batcher import Batcher
 from okta_bridge.contracts import AuditRecorded
-from okta_bridge.logs import setup_logging
+from okta_bridge.logs import setup_logging, register_settings_secrets
 from okta_bridge.mongo import connect, ensure_indexes
 from okta_bridge.runtime import ATTEMPT_HEADER, Republisher, make_broker
 from okta_bridge.settings import BridgeSettings
@@ -41,6 +41,7 @@ def build() -> tuple[FastAPI, AuditSettings]:
     setup_logging("audit-recorder")
     setup_tracing("audit-recorder")
     base, cfg = BridgeSettings(), AuditSettings()
+    register_settings_secrets(base.rabbitmq_url.get_secret_value(), base.mongodb_url.get_secret_value())
     broker = make_broker(base.rabbitmq_url.get_secret_value(), max(base.prefetch, cfg.batch_size * 2))
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
 

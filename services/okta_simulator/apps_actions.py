@@ -27,9 +27,9 @@ def get_app_user(sim: Simulator, app_id: str, user_id: str) -> AppUser:
     return au
 
 
-def create_app(sim: Simulator, label: str, name: str | None = None) -> App:
+def create_app(sim: Simulator, label: str, name: str | None = None, app_id: str | None = None) -> App:
     now = sim.now()
-    app = App(okta_id("0oa"), name or label.lower().replace(" ", "_"), label, now, now)
+    app = App(app_id or okta_id("0oa"), name or label.lower().replace(" ", "_"), label, now, now)
     sim.org.apps[app.id] = app
     sim.record("application.lifecycle.create", [app_target(app)], "/api/v1/apps")
     return app

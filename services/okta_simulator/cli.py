@@ -10,6 +10,7 @@ import os
 
 import uvicorn
 
+from . import apps_actions
 from .app import create_app
 from .plans import PLANS
 from .sim import Settings, parse_token
@@ -24,6 +25,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--token-share", type=float, default=float(env("OKTA_SIM_TOKEN_SHARE", "0.5")))
     p.add_argument("--token", action="append", default=None, help="VALUE:00Tid (repeatable)")
     p.add_argument("--org-url", default=env("OKTA_SIM_ORG_URL"))
+    p.add_argument("--seed-app", action="append", default=[a for a in env("OKTA_SIM_SEED_APPS", "").split(",") if a],
+                   help="ID:LABEL, an app that exists from the start with a fixed id (compose demo); repeatable")
     args = p.parse_args(argv)
     if args.token is None:
         args.token = [t for t in env("OKTA_SIM_TOKENS", "").split(",") if t] or ["test-token:00Tsimulator0000001"]
@@ -39,4 +42,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     app = create_app(settings_from(args))
+    for seed in args.seed_app:
+        app_id, _, label = seed.partition(":")
+        apps_actions.create_app(app.state.sim, label or app_id, app_id=app_id)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", date_header=False)

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from okta_bridge.audit import BrokerAudit
 from okta_bridge.connectors import load_connectors
-from okta_bridge.logs import register_secret, setup_logging
+from okta_bridge.logs import register_secret, setup_logging, register_settings_secrets
 from okta_bridge.mongo import claim_org, connect, ensure_indexes
 from okta_bridge.okta_client import OktaClient
 from okta_bridge.runtime import make_broker
@@ -42,6 +42,7 @@ async def main() -> None:
     setup_tracing("queue-poller")
     base, okta, cfg = BridgeSettings(), OktaSettings(), PollerSettings()
     register_secret(okta.api_token.get_secret_value())
+    register_settings_secrets(base.rabbitmq_url.get_secret_value(), base.mongodb_url.get_secret_value())
     connectors = load_connectors(base.connectors_file)
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
     await claim_org(db, okta.org_url)

@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from okta_bridge.audit import BrokerAudit
 from okta_bridge.connectors import load_connectors
 from okta_bridge.contracts import AuditStep, ScimOperationPlanned, TargetValuesObserved
-from okta_bridge.logs import register_secret, setup_logging
+from okta_bridge.logs import register_secret, setup_logging, register_settings_secrets
 from okta_bridge.mongo import connect
 from okta_bridge.runtime import ATTEMPT_HEADER, Republisher, make_broker
 from okta_bridge.settings import BridgeSettings, OktaSettings
@@ -44,6 +44,7 @@ def build() -> FastStream:
     setup_tracing("scim-dispatcher")
     base, okta, cfg = BridgeSettings(), OktaSettings(), DispatcherSettings()
     connectors = load_connectors(base.connectors_file)
+    register_settings_secrets(base.rabbitmq_url.get_secret_value(), base.mongodb_url.get_secret_value())
     pools = [p.strip() for p in cfg.pools.split(",") if p.strip()]
     apps = {a.okta_app_id: a for a in connectors.apps if a.pool in pools}
     for app in apps.values():

@@ -14,7 +14,7 @@ from okta_bridge.audit import BrokerAudit
 from okta_bridge.connectors import load_connectors
 from okta_bridge.contracts import (AppSyncRequested, AuditStep, OktaEventReceived, ScimOperationPlanned,
                                    TargetValuesObserved)
-from okta_bridge.logs import register_secret, setup_logging
+from okta_bridge.logs import register_secret, setup_logging, register_settings_secrets
 from okta_bridge.mongo import claim_org, connect, ensure_indexes
 from okta_bridge.okta_client import OktaClient, OktaError, OktaTransientError
 from okta_bridge.runtime import ATTEMPT_HEADER, Republisher, make_broker
@@ -41,6 +41,7 @@ def build() -> FastStream:
     setup_tracing("translator")
     base, okta = BridgeSettings(), OktaSettings()
     register_secret(okta.api_token.get_secret_value())
+    register_settings_secrets(base.rabbitmq_url.get_secret_value(), base.mongodb_url.get_secret_value())
     connectors = load_connectors(base.connectors_file)
     broker = make_broker(base.rabbitmq_url.get_secret_value(), base.prefetch)
     app = FastStream(broker)

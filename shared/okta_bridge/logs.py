@@ -7,7 +7,7 @@ import sys
 
 from okta_bridge.telemetry import current_trace_id
 
-__all__ = ["register_secret", "setup_logging"]
+__all__ = ["register_secret", "register_settings_secrets", "setup_logging"]
 
 _SECRETS: set[str] = set()
 
@@ -15,6 +15,19 @@ _SECRETS: set[str] = set()
 def register_secret(value: str | None) -> None:
     if value and len(value) >= 4:
         _SECRETS.add(value)
+
+
+def register_settings_secrets(*urls: str) -> None:
+    """Passwords inside connection URLs (RabbitMQ, MongoDB) are secrets too."""
+    from urllib.parse import urlsplit
+
+    for url in urls:
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            continue
+        if password and password not in {"guest"}:
+            register_secret(password)
 
 
 def _mask(text: str) -> str:
