@@ -935,7 +935,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--admin-concurrency", type=int, default=16, help="concurrent simulator admin calls")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the four services (repeatable), e.g. POLLER_IDLE_INTERVAL_S=1")
-    p.add_argument("--timeout", type=float, default=180.0,
+    p.add_argument("--timeout", type=float, default=150.0,
                    help="seconds a phase may take to converge (then its partial figures are reported)")
     args = p.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]

@@ -51,122 +51,122 @@ def build_admin_router(sim: Simulator) -> APIRouter:
     r = APIRouter(prefix="/_admin")
 
     @r.get("/health")
-    def health():
+    async def health():
         return {"status": "ok"}
 
     @r.post("/users")
-    def create_user(body: NewUser):
+    async def create_user(body: NewUser):
         return {"id": users.create_user(sim, body.profile, body.status).id}
 
     @r.post("/users/{user_id}/profile")
-    def update_profile(user_id: str, profile: dict = Body(..., embed=True)):
+    async def update_profile(user_id: str, profile: dict = Body(..., embed=True)):
         return {"id": users.update_profile(sim, user_id, profile).id}
 
     @r.post("/users/{user_id}/lifecycle/{action}")
-    def lifecycle(user_id: str, action: str):
+    async def lifecycle(user_id: str, action: str):
         user = users.transition(sim, user_id, action)
         return {"id": user.id, "status": user.status}
 
     @r.delete("/users/{user_id}")
-    def delete_user(user_id: str):
+    async def delete_user(user_id: str):
         users.delete_user(sim, user_id)
         return {"id": user_id}
 
     @r.post("/apps")
-    def create_app(body: NewApp):
+    async def create_app(body: NewApp):
         return {"id": apps.create_app(sim, body.label, body.name).id}
 
     @r.post("/apps/{app_id}/users")
-    def assign(app_id: str, body: Assignment):
+    async def assign(app_id: str, body: Assignment):
         au = apps.assign_user(sim, app_id, body.userId, body.userName, body.profile)
         return {"id": au.user_id, "appUserId": au.id}
 
     @r.delete("/apps/{app_id}/users/{user_id}")
-    def unassign(app_id: str, user_id: str):
+    async def unassign(app_id: str, user_id: str):
         apps.unassign_user(sim, app_id, user_id)
         return {"id": user_id}
 
     @r.post("/apps/{app_id}/users/{user_id}/username")
-    def change_username(app_id: str, user_id: str, userName: str = Body(..., embed=True)):
+    async def change_username(app_id: str, user_id: str, userName: str = Body(..., embed=True)):
         return {"id": apps.change_username(sim, app_id, user_id, userName).user_id}
 
     @r.post("/apps/{app_id}/users/{user_id}/profile")
-    def app_user_profile(app_id: str, user_id: str, profile: dict = Body(..., embed=True)):
+    async def app_user_profile(app_id: str, user_id: str, profile: dict = Body(..., embed=True)):
         return {"id": apps.update_app_user_profile(sim, app_id, user_id, profile).user_id}
 
     @r.post("/groups")
-    def create_group(body: NewGroup):
+    async def create_group(body: NewGroup):
         return {"id": groups.create_group(sim, body.name, body.description).id}
 
     @r.post("/groups/{group_id}/profile")
-    def update_group(group_id: str, name: str | None = Body(None), description: str | None = Body(None)):
+    async def update_group(group_id: str, name: str | None = Body(None), description: str | None = Body(None)):
         return {"id": groups.update_group(sim, group_id, name, description).id}
 
     @r.delete("/groups/{group_id}")
-    def delete_group(group_id: str):
+    async def delete_group(group_id: str):
         groups.delete_group(sim, group_id)
         return {"id": group_id}
 
     @r.put("/groups/{group_id}/users/{user_id}")
-    def add_member(group_id: str, user_id: str):
+    async def add_member(group_id: str, user_id: str):
         groups.add_member(sim, group_id, user_id)
         return {"id": user_id}
 
     @r.delete("/groups/{group_id}/users/{user_id}")
-    def remove_member(group_id: str, user_id: str):
+    async def remove_member(group_id: str, user_id: str):
         groups.remove_member(sim, group_id, user_id)
         return {"id": user_id}
 
     @r.put("/apps/{app_id}/groups/{group_id}")
-    def assign_group(app_id: str, group_id: str):
+    async def assign_group(app_id: str, group_id: str):
         groups.assign_group(sim, app_id, group_id)
         return {"id": group_id}
 
     @r.delete("/apps/{app_id}/groups/{group_id}")
-    def unassign_group(app_id: str, group_id: str):
+    async def unassign_group(app_id: str, group_id: str):
         groups.unassign_group(sim, app_id, group_id)
         return {"id": group_id}
 
     @r.post("/faults/reject-cursors")
-    def reject_cursors():
+    async def reject_cursors():
         sim.log.reject_cursors()
         return {"status": "ok"}
 
     @r.post("/faults/expire")
-    def expire(before: str = Body(..., embed=True)):
+    async def expire(before: str = Body(..., embed=True)):
         return {"dropped": sim.log.expire_before(parse_iso(before))}
 
     @r.post("/faults/inject")
-    def inject(body: Injection):
+    async def inject(body: Injection):
         sim.faults.inject(body.bucket, body.status, body.count)
         return {"status": "ok"}
 
     @r.delete("/faults")
-    def clear_faults():
+    async def clear_faults():
         sim.faults.clear()
         return {"status": "ok"}
 
     @r.post("/plan")
-    def set_plan(body: PlanChange):
+    async def set_plan(body: PlanChange):
         sim.limiter.set_plan(body.plan, body.tokenShare)
         return {"plan": sim.limiter.plan, "tokenShare": sim.limiter.share}
 
     @r.get("/stats")
-    def stats():
+    async def stats():
         return sim.limiter.stats()
 
     @r.get("/events")
-    def events():
+    async def events():
         return sim.log.all()
 
     @r.post("/events/raw")
-    def append_raw_event(event: Any = Body(...)):
+    async def append_raw_event(event: Any = Body(...)):
         """Append one event exactly as given (malformed, unknown type, not even an object) to the System Log."""
         sim.log.append_raw(event, sim.now())
         return {"status": "ok"}
 
     @r.post("/reset")
-    def reset():
+    async def reset():
         sim.reset()
         return {"status": "ok", "adminUserId": sim.admin.id}
 

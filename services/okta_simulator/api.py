@@ -42,7 +42,7 @@ def build_router(sim: Simulator) -> APIRouter:
     base = lambda: sim.settings.org_url  # noqa: E731
 
     @r.get("/logs")
-    def list_logs(request: Request, since: str | None = None, until: str | None = None, after: str | None = None,
+    async def list_logs(request: Request, since: str | None = None, until: str | None = None, after: str | None = None,
                   filter: str | None = None, q: str | None = None, limit: int = Query(100, ge=0, le=1000),
                   sortOrder: str = Query("ASCENDING", pattern="^(ASCENDING|DESCENDING)$")):
         try:
@@ -57,11 +57,11 @@ def build_router(sim: Simulator) -> APIRouter:
         return _respond(page.events, sim, request, nxt)
 
     @r.get("/users/{id_or_login}")
-    def get_user(id_or_login: str):
+    async def get_user(id_or_login: str):
         return user_json(users_actions.get_user(sim, id_or_login), base())
 
     @r.get("/apps/{app_id}")
-    def get_app(app_id: str):
+    async def get_app(app_id: str):
         return app_json(apps_actions.get_app(sim, app_id), base())
 
     def _app_user_body(au, expand: str | None) -> dict:
@@ -69,7 +69,7 @@ def build_router(sim: Simulator) -> APIRouter:
         return app_user_json(au, base(), embedded)
 
     @r.get("/apps/{app_id}/users")
-    def list_app_users(request: Request, app_id: str, after: str | None = None, q: str | None = None,
+    async def list_app_users(request: Request, app_id: str, after: str | None = None, q: str | None = None,
                        limit: int = Query(50, ge=1, le=500), expand: str | None = None):
         apps_actions.get_app(sim, app_id)
         items = sim.org.app_users_of(app_id)
@@ -80,11 +80,11 @@ def build_router(sim: Simulator) -> APIRouter:
         return _respond([_app_user_body(au, expand) for au in chunk], sim, request, params if nxt else None)
 
     @r.get("/apps/{app_id}/users/{user_id}")
-    def get_app_user(app_id: str, user_id: str, expand: str | None = None):
+    async def get_app_user(app_id: str, user_id: str, expand: str | None = None):
         return _app_user_body(apps_actions.get_app_user(sim, app_id, user_id), expand)
 
     @r.post("/apps/{app_id}/users/{user_id}")
-    def update_app_user(request: Request, app_id: str, user_id: str, body: dict = Body(...)):
+    async def update_app_user(request: Request, app_id: str, user_id: str, body: dict = Body(...)):
         token_id = request.state.token_id
         au = apps_actions.get_app_user(sim, app_id, user_id)
         user_name = (body.get("credentials") or {}).get("userName")
@@ -95,7 +95,7 @@ def build_router(sim: Simulator) -> APIRouter:
         return app_user_json(au, base())
 
     @r.get("/apps/{app_id}/groups")
-    def list_app_groups(request: Request, app_id: str, after: str | None = None,
+    async def list_app_groups(request: Request, app_id: str, after: str | None = None,
                         limit: int = Query(20, ge=1, le=200)):
         groups = sim.org.groups_of_app(apps_actions.get_app(sim, app_id).id)
         chunk, nxt = _page_by_id(groups, lambda g: g.id, after, limit)
@@ -106,11 +106,11 @@ def build_router(sim: Simulator) -> APIRouter:
         return _respond(body, sim, request, params if nxt else None)
 
     @r.get("/groups/{group_id}")
-    def get_group(group_id: str):
+    async def get_group(group_id: str):
         return group_json(groups_actions.get_group(sim, group_id), base())
 
     @r.get("/groups/{group_id}/users")
-    def list_group_users(request: Request, group_id: str, after: str | None = None,
+    async def list_group_users(request: Request, group_id: str, after: str | None = None,
                          limit: int = Query(1000, ge=1, le=10000)):
         group = groups_actions.get_group(sim, group_id)
         users = [sim.org.users[u] for u in group.members if u in sim.org.users]

@@ -40,6 +40,7 @@ class Poller:
     def __init__(self, cfg: PollerConfig, source: LogSource, store: StateStore, outbox: Outbox) -> None:
         self.cfg, self.source, self.store, self.outbox = cfg, source, store, outbox
         self.state = CursorState(None, None, [])
+        self.last_page_size = 0
 
     async def start(self) -> None:
         """First start, new apps and an expired cursor each bring apps in line by a full sync."""
@@ -66,13 +67,19 @@ class Poller:
         return self.source.server_now() - FRESH_LINK_MARGIN
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Adaptive: again at once after a full page, else back off towards the idle interval. A failed poll
+        """Adaptive: again at once after a full page, soon after a page with events, else back off towards the idle
+        interval. A failed poll
         (Okta 429/5xx, broker or database down) moved no cursor: it is logged and tried again with backoff."""
         interval = self.cfg.min_interval_s
         while not stop.is_set():
             try:
                 full = await self.poll_once()
-                interval = 0.0 if full else min(max(interval * 2, self.cfg.min_interval_s), self.cfg.idle_interval_s)
+                if full:
+                    interval = 0.0
+                elif self.last_page_size:  # work is flowing: stay quick
+                    interval = self.cfg.min_interval_s
+                else:
+                    interval = min(max(interval * 2, self.cfg.min_interval_s), self.cfg.idle_interval_s)
             except Exception as exc:  # noqa: BLE001 - logged, retried; nothing was acknowledged
                 interval = min(max(interval * 2, 1.0), 60.0)
                 log.warning("poll failed (%s: %s); next try in %.0fs", type(exc).__name__, exc, interval)
@@ -94,6 +101,7 @@ class Poller:
                 await self.store.save(self.state)
                 return True
             span.set_attribute("okta.log.page_size", len(events))
+            self.last_page_size = len(events)
             await self._publish_page(events, span.get_span_context())
             self.state.next_link = next_link or self.state.next_link
             self.state.last_success_at = datetime.now(UTC)
