@@ -142,6 +142,19 @@ class OktaClient:
         """``POST /api/v1/apps/{appId}/users/{userId}`` with only the changed profile attributes."""
         await self.post(f"/api/v1/apps/{app_id}/users/{user_id}", {"profile": profile})
 
+    async def get_group(self, group_id: str) -> dict[str, Any]:
+        return (await self.get(f"/api/v1/groups/{group_id}")).body
+
+    async def list_group_members(self, group_id: str, limit: int = 200):
+        """Yields pages of a group's members from the groups bucket, ``limit=200`` as Okta recommends."""
+        page = await self.get(f"/api/v1/groups/{group_id}/users", {"limit": limit})
+        while True:
+            yield page.body
+            nxt = page.links.get("next")
+            if not nxt or not page.body:
+                return
+            page = await self.get(nxt)
+
     async def list_app_users(self, app_id: str, limit: int = 500):
         """Yields pages of an app's assignments, each user embedded (`expand=user`): ceil(n/500) calls."""
         page = await self.get(f"/api/v1/apps/{app_id}/users", {"limit": limit, "expand": "user"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -47,6 +48,13 @@ class MongoPollerState:
                 raise
 
     async def users_with_assignments(self, user_ids: list[str], app_ids: list[str]) -> set[str]:
-        cursor = self._db.assignments.find(
-            {"org": self._org, "user_id": {"$in": user_ids}, "app_id": {"$in": app_ids}}, {"user_id": 1})
-        return {d["user_id"] async for d in cursor}
+        """One equality look-up per user on the (org, user_id) index, concurrently: an index-friendly query on
+        any MongoDB, where an ``$in`` over a secondary field may not use the index."""
+        wanted = set(app_ids)
+
+        async def assigned(user_id: str) -> bool:
+            cursor = self._db.assignments.find({"org": self._org, "user_id": user_id}, {"app_id": 1})
+            return any([d["app_id"] in wanted async for d in cursor])
+
+        flags = await asyncio.gather(*(assigned(u) for u in user_ids))
+        return {u for u, ok in zip(user_ids, flags) if ok}

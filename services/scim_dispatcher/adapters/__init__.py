@@ -7,10 +7,12 @@ from .scim_errors import (
     ScimAuthError,
     ScimConflictError,
     ScimError,
+    ScimGroupsUnsupportedError,
     ScimNotFoundError,
     ScimPermanentError,
     ScimTransientError,
 )
+from .scim_groups import GroupUpdate, ScimGroup, ScimGroupClient, split_until_isolated
 from .scim_user import ScimUser
 
 __all__ = [
@@ -18,13 +20,18 @@ __all__ = [
     "SCIM20",
     "USER_AGENT",
     "Dialect",
+    "GroupUpdate",
     "ScimAuthError",
     "ScimClient",
     "ScimConflictError",
     "ScimError",
+    "ScimGroup",
+    "ScimGroupClient",
+    "ScimGroupsUnsupportedError",
     "ScimNotFoundError",
     "ScimPermanentError",
     "ScimTransientError",
     "ScimUser",
     "auth_headers",
+    "split_until_isolated",
 ]

@@ -5,6 +5,7 @@
     └── ScimPermanentError        dead-letter with the reason: other 4xx, 2xx without the expected SCIM JSON
         ├── ScimAuthError         401 / 403 (the connector's credentials are wrong or lack rights)
         ├── ScimNotFoundError     404
+        ├── ScimGroupsUnsupportedError  the target has no Groups (404 on /Groups, 501): see scim_groups
         └── ScimConflictError     409 (uniqueness: the user already exists)
 
 A 500 on PATCH/PUT for a missing user stays transient: some real servers answer 404 on GET but 500 on
@@ -24,6 +25,7 @@ __all__ = [
     "ScimAuthError",
     "ScimConflictError",
     "ScimError",
+    "ScimGroupsUnsupportedError",
     "ScimNotFoundError",
     "ScimPermanentError",
     "ScimTransientError",
@@ -75,6 +77,11 @@ class ScimAuthError(ScimPermanentError):
 
 class ScimNotFoundError(ScimPermanentError):
     """404: the resource (or, on a search, the endpoint) does not exist."""
+
+
+class ScimGroupsUnsupportedError(ScimPermanentError):
+    """The target does not support groups (404 on the ``/Groups`` collection, or 501): group push cannot work
+    against it until the target (or the connector's base URL) changes."""
 
 
 class ScimConflictError(ScimPermanentError):

@@ -26,8 +26,10 @@ class MongoAssignments:
         return _row(doc) if doc else None
 
     async def for_user(self, user_id: str, app_ids: list[str]) -> list[Assignment]:
-        cursor = self._db.assignments.find({"org": self._org, "user_id": user_id, "app_id": {"$in": app_ids}})
-        return [_row(d) async for d in cursor]
+        """Equality on the (org, user_id) index only; the app filter is applied here (a user has few rows)."""
+        wanted = set(app_ids)
+        cursor = self._db.assignments.find({"org": self._org, "user_id": user_id})
+        return [_row(d) async for d in cursor if d["app_id"] in wanted]
 
     async def set(self, app_id: str, user_id: str, *, assigned: bool | None = None,
                   app_username: str | None = None, sync_id: str | None = None) -> None:
