@@ -101,8 +101,8 @@ class Translator:
                    user: dict[str, Any] | None = None, read: bool = False,
                    app_profile: dict[str, Any] | None = None) -> None:
         app = self.apps[app_id]
-        version = await self.store.next_version(app_id, user_id)  # before the read: a later read gets a later version
-        assignment = await self.store.get(app_id, user_id)
+        # the version is taken before the Okta read: a later read always gets a later version
+        version, assignment = await self.store.next_version_and_get(app_id, user_id)
         if not read:
             user = await self._read_user(user_id)
         status = user.get("status") if user else None

@@ -146,6 +146,9 @@ class FakeAssignments:
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.versions: dict[tuple[str, str], int] = defaultdict(int)
 
+    async def next_version_and_get(self, app_id, user_id):
+        return await self.next_version(app_id, user_id), await self.get(app_id, user_id)
+
     async def next_version(self, app_id: str, user_id: str) -> int:
         self.versions[(app_id, user_id)] += 1
         return self.versions[(app_id, user_id)]

@@ -16,10 +16,16 @@ class MongoAssignments:
         self._db, self._org = db, org
 
     async def next_version(self, app_id: str, user_id: str) -> int:
-        doc = await self._db.plan_versions.find_one_and_update(
-            {"_id": key(self._org, app_id, user_id)}, {"$inc": {"v": 1}},
+        return (await self.next_version_and_get(app_id, user_id))[0]
+
+    async def next_version_and_get(self, app_id: str, user_id: str) -> tuple[int, Assignment | None]:
+        """One round trip: ``$inc`` the key's plan version (kept on its assignment row) and read the row."""
+        doc = await self._db.assignments.find_one_and_update(
+            {"_id": key(self._org, app_id, user_id)},
+            {"$inc": {"plan_version": 1},
+             "$setOnInsert": {"org": self._org, "app_id": app_id, "user_id": user_id, "assigned": False}},
             upsert=True, return_document=ReturnDocument.AFTER)
-        return int(doc["v"])
+        return int(doc["plan_version"]), _row(doc)
 
     async def get(self, app_id: str, user_id: str) -> Assignment | None:
         doc = await self._db.assignments.find_one({"_id": key(self._org, app_id, user_id)})
