@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 from faststream import AckPolicy, FastStream
 from faststream.rabbit.annotations import RabbitMessage
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from okta_bridge.audit import BrokerAudit
 from okta_bridge.connectors import load_connectors
@@ -25,6 +24,9 @@ from translator.adapters.mongo_assignments import MongoAssignments, MongoWriteba
 from translator.handlers import Translator
 
 log = logging.getLogger("translator")
+# By shape, not routing key (a message back from a retry tier carries the work queue's name as its key); the
+# contracts forbid extra fields, so exactly one of them accepts a given message.
+TRANSLATOR_MESSAGES = TypeAdapter(AppSyncRequested | TargetValuesObserved | OktaEventReceived)
 MAX_ATTEMPTS = 10
 
 
@@ -85,7 +87,7 @@ async def handle_message(state: dict, msg: RabbitMessage) -> None:
     republisher: Republisher = state["republisher"]
     attempt = int((msg.headers or {}).get(ATTEMPT_HEADER, 0)) + 1
     try:
-        message = _contract_of(msg.body).model_validate_json(msg.body)
+        message = TRANSLATOR_MESSAGES.validate_json(msg.body)
     except ValidationError as exc:
         await republisher.dead_letter(msg.body, f"invalid message: {exc.error_count()} error(s)", attempt, "translator")
         await state["audit"].record(AuditStep.DEAD_LETTERED, detail="translator: invalid message")
@@ -105,21 +107,6 @@ async def handle_message(state: dict, msg: RabbitMessage) -> None:
         log.exception("translation failed; retry %d", attempt)
         await _retry_or_dead_letter(state, message, OktaTransientError(f"{type(exc).__name__}: {exc}"), attempt)
     await msg.ack()
-
-
-def _contract_of(body: bytes):
-    """By shape, not routing key: a message back from a retry tier carries the work queue's name as its key."""
-    try:
-        fields = json.loads(body)
-    except ValueError:
-        fields = {}
-    if not isinstance(fields, dict):
-        fields = {}
-    if "sync_id" in fields:
-        return AppSyncRequested
-    if "values" in fields:
-        return TargetValuesObserved
-    return OktaEventReceived
 
 
 async def _retry_or_dead_letter(state: dict, message, exc: OktaError, attempt: int) -> None:
