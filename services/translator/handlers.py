@@ -44,8 +44,8 @@ class Translator:
             if app_id not in self.apps or user_id is None:
                 await self._skip(event, app_id, user_id, "app is not in the connectors file")
                 return
-            await self._record_membership(event, app_id, user_id)
-            await self.plan(app_id, user_id, cause=event.event_type, event_uuid=event.event_uuid)
+            await self.plan(app_id, user_id, cause=event.event_type, event_uuid=event.event_uuid,
+                            membership=_membership_change(event))
         elif event.event_type in USER_EVENTS and user_id:
             rows = await self.store.for_user(user_id, list(self.apps))
             if not rows:
@@ -57,16 +57,6 @@ class Translator:
                                 user=user, read=True)
         else:
             await self._skip(event, None, user_id, f"event type {event.event_type} needs no work")
-
-    async def _record_membership(self, event: OktaEventReceived, app_id: str, user_id: str) -> None:
-        app_user = next((t for t in event.targets if t.type == "AppUser"), None)
-        username = app_user.alternate_id if app_user else None
-        if event.event_type.endswith(".add"):
-            await self.store.set(app_id, user_id, assigned=True, app_username=username)
-        elif event.event_type.endswith(".remove"):
-            await self.store.set(app_id, user_id, assigned=False)
-        elif event.event_type.endswith(".change_username") and username:
-            await self.store.set(app_id, user_id, app_username=username)
 
     async def handle_sync(self, request: AppSyncRequested) -> int:
         """Full sync: list the app's assignments (ceil(n/500) calls) and plan every user; returns users planned."""
@@ -99,10 +89,10 @@ class Translator:
 
     async def plan(self, app_id: str, user_id: str, *, cause: str, event_uuid: str | None = None,
                    user: dict[str, Any] | None = None, read: bool = False,
-                   app_profile: dict[str, Any] | None = None) -> None:
+                   app_profile: dict[str, Any] | None = None, membership: dict[str, Any] | None = None) -> None:
         app = self.apps[app_id]
         # the version is taken before the Okta read: a later read always gets a later version
-        version, assignment = await self.store.next_version_and_get(app_id, user_id)
+        version, assignment = await self.store.next_version_and_get(app_id, user_id, **(membership or {}))
         if not read:
             user = await self._read_user(user_id)
         status = user.get("status") if user else None
@@ -152,3 +142,16 @@ class Translator:
     async def _skip(self, event: OktaEventReceived, app_id: str | None, user_id: str | None, why: str) -> None:
         await self.audit.record(AuditStep.SKIPPED, event_uuid=event.event_uuid, event_type=event.event_type,
                                 app_id=app_id, okta_user_id=user_id, detail=why)
+
+
+def _membership_change(event: OktaEventReceived) -> dict[str, Any]:
+    """What a membership event says about the assignment; the app username is the AppUser's alternateId."""
+    app_user = next((t for t in event.targets if t.type == "AppUser"), None)
+    username = app_user.alternate_id if app_user else None
+    if event.event_type.endswith(".add"):
+        return {"assigned": True, "app_username": username}
+    if event.event_type.endswith(".remove"):
+        return {"assigned": False}
+    if event.event_type.endswith(".change_username") and username:
+        return {"app_username": username}
+    return {}

@@ -17,8 +17,10 @@ class Assignment:
 
 
 class AssignmentStore(Protocol):
-    async def next_version_and_get(self, app_id: str, user_id: str) -> tuple[int, Assignment | None]:
-        """Takes the next plan version of the key (before any Okta read) and returns its assignment row."""
+    async def next_version_and_get(self, app_id: str, user_id: str, *, assigned: bool | None = None,
+                                   app_username: str | None = None) -> tuple[int, Assignment | None]:
+        """Records a membership change if given, takes the next plan version of the key (before any Okta read)
+        and returns its assignment row."""
         ...
     async def get(self, app_id: str, user_id: str) -> Assignment | None: ...
     async def for_user(self, user_id: str, app_ids: list[str]) -> list[Assignment]: ...

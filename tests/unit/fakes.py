@@ -146,7 +146,9 @@ class FakeAssignments:
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.versions: dict[tuple[str, str], int] = defaultdict(int)
 
-    async def next_version_and_get(self, app_id, user_id):
+    async def next_version_and_get(self, app_id, user_id, *, assigned=None, app_username=None):
+        if assigned is not None or app_username is not None:
+            await self.set(app_id, user_id, assigned=assigned, app_username=app_username)
         return await self.next_version(app_id, user_id), await self.get(app_id, user_id)
 
     async def next_version(self, app_id: str, user_id: str) -> int:

@@ -18,12 +18,21 @@ class MongoAssignments:
     async def next_version(self, app_id: str, user_id: str) -> int:
         return (await self.next_version_and_get(app_id, user_id))[0]
 
-    async def next_version_and_get(self, app_id: str, user_id: str) -> tuple[int, Assignment | None]:
-        """One round trip: ``$inc`` the key's plan version (kept on its assignment row) and read the row."""
+    async def next_version_and_get(self, app_id: str, user_id: str, *, assigned: bool | None = None,
+                                   app_username: str | None = None) -> tuple[int, Assignment | None]:
+        """One round trip: record what a membership event says (if anything), ``$inc`` the key's plan version
+        (kept on its assignment row) and read the row back."""
+        fields: dict = {"updated_at": datetime.now(UTC)}
+        if assigned is not None:
+            fields["assigned"] = assigned
+        if app_username is not None:
+            fields["app_username"] = app_username
+        on_insert = {"org": self._org, "app_id": app_id, "user_id": user_id}
+        if assigned is None:
+            on_insert["assigned"] = False
         doc = await self._db.assignments.find_one_and_update(
             {"_id": key(self._org, app_id, user_id)},
-            {"$inc": {"plan_version": 1},
-             "$setOnInsert": {"org": self._org, "app_id": app_id, "user_id": user_id, "assigned": False}},
+            {"$inc": {"plan_version": 1}, "$set": fields, "$setOnInsert": on_insert},
             upsert=True, return_document=ReturnDocument.AFTER)
         return int(doc["plan_version"]), _row(doc)
 
