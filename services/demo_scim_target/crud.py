@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from typing import Callable
 
 from fastapi import Request
@@ -10,7 +12,7 @@ from fastapi.responses import Response
 from .common import (CORE11, LIST20, V1, V2, ScimError, render, scim_response, select_attributes,
                      state_of)
 from .filters import FilterError, compile_filter
-from .store import GROUP, Record, clean
+from .store import GROUP, UNIQUE, Record, clean
 
 MAX_COUNT = 200
 
@@ -43,6 +45,20 @@ def list_response(dialect: str, resources: list[dict], total: int, start: int) -
     return body
 
 
+_UNIQUE_EQ = re.compile(r'\s*(\w+)\s+eq\s+"((?:[^"\\]|\\.)*)"\s*', re.IGNORECASE)
+
+
+def _candidates(store, kind: str, params: dict) -> list:
+    """Look-ups by the unique attribute (`userName eq "…"`, Okta's find-user) skip rendering every record;
+    the full filter still runs on what is left."""
+    match = _UNIQUE_EQ.fullmatch(params.get("filter") or "")
+    records = store.list(kind)
+    if match and match.group(1).lower() == UNIQUE[kind].lower():
+        wanted = match.group(2).lower()
+        return [rec for rec in records if str(rec.attrs.get(UNIQUE[kind], "")).lower() == wanted]
+    return records
+
+
 def query(request: Request, kinds: list[str], dialect: str, params: dict) -> dict:
     """Filter + paginate over the given kinds (params: filter, startIndex, count,
     attributes, excludedAttributes)."""
@@ -53,7 +69,7 @@ def query(request: Request, kinds: list[str], dialect: str, params: dict) -> dic
             pred = compile_filter(params["filter"])
         except FilterError as exc:
             raise ScimError(400, f"Invalid filter: {exc}", "invalidFilter") from exc
-    rendered = [render(request, rec, dialect) for kind in kinds for rec in store.list(kind)]
+    rendered = [render(request, rec, dialect) for kind in kinds for rec in _candidates(store, kind, params)]
     if pred is not None:
         rendered = [r for r in rendered if pred(r)]
     start = max(int(params.get("startIndex") or 1), 1)
