@@ -39,3 +39,39 @@ def mongo_db() -> str:
 
     with MongoClient(MONGODB_URL, serverSelectionTimeoutMS=5000) as client:
         client.drop_database(name)
+
+
+SCIM2_SERVER_TOKEN = "scim2-server-t0ken"
+
+
+def venv_tool(name: str) -> str:
+    """A console script of the test dependencies (pyproject's ``test`` extra): missing is a set-up error."""
+    from pathlib import Path
+    import shutil
+    import sys
+
+    script = Path(sys.executable).with_name(name)
+    found = str(script) if script.exists() else shutil.which(name)
+    assert found, f"{name} is not installed: `make test` installs the test extra (pip install -e '.[test]')"
+    return found
+
+
+@pytest.fixture(scope="module")
+def scim2_server():
+    """PyPI's scim2-server (an independent SCIM 2.0 server, served at ``/``) as a real process."""
+    from okta_bridge.devstack import free_port, wait_http
+
+    port = free_port()
+    process = subprocess.Popen([venv_tool("scim2-server"), "--hostname", "127.0.0.1", "--port", str(port),
+                                "--bearer-token", SCIM2_SERVER_TOKEN],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ServiceProviderConfig", 30, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

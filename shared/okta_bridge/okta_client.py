@@ -145,19 +145,17 @@ class OktaClient:
     async def get_group(self, group_id: str) -> dict[str, Any]:
         return (await self.get(f"/api/v1/groups/{group_id}")).body
 
-    async def list_group_members(self, group_id: str, limit: int = 200):
-        """Yields pages of a group's members from the groups bucket, ``limit=200`` as Okta recommends."""
-        page = await self.get(f"/api/v1/groups/{group_id}/users", {"limit": limit})
-        while True:
-            yield page.body
-            nxt = page.links.get("next")
-            if not nxt or not page.body:
-                return
-            page = await self.get(nxt)
+    def list_group_members(self, group_id: str, limit: int = 200):
+        """Pages of a group's members from the groups bucket, ``limit=200`` as Okta recommends."""
+        return self._pages(f"/api/v1/groups/{group_id}/users", {"limit": limit})
 
-    async def list_app_users(self, app_id: str, limit: int = 500):
-        """Yields pages of an app's assignments, each user embedded (`expand=user`): ceil(n/500) calls."""
-        page = await self.get(f"/api/v1/apps/{app_id}/users", {"limit": limit, "expand": "user"})
+    def list_app_users(self, app_id: str, limit: int = 500):
+        """Pages of an app's assignments, each user embedded (`expand=user`): ceil(n/500) calls."""
+        return self._pages(f"/api/v1/apps/{app_id}/users", {"limit": limit, "expand": "user"})
+
+    async def _pages(self, path: str, params: dict[str, Any]):
+        """Follows ``rel="next"`` until an empty page or no link."""
+        page = await self.get(path, params)
         while True:
             yield page.body
             nxt = page.links.get("next")

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
 
 from demo_scim_target.admin_client import TargetAdmin
-from okta_bridge.devstack import free_port, wait_http
 from okta_simulator.admin_client import SimulatorAdmin
 from tests.e2e.conftest import eventually
+from tests.conftest import SCIM2_SERVER_TOKEN
 from tests.e2e.scenario import start_scenario
 
 pytestmark = pytest.mark.e2e
@@ -40,25 +37,10 @@ async def test_scim20_demo_target_full_lifecycle(stack):
         assert posts[-1]["user_agent"] == "Okta SCIM Client 1.0.0"
 
 
-@pytest.fixture
-def scim2_server(tmp_path: Path):
-    port = free_port()
-    log = (tmp_path / "scim2-server.log").open("wb")
-    exe = Path(sys.executable).with_name("scim2-server")
-    proc = subprocess.Popen([str(exe), "--hostname", "127.0.0.1", "--port", str(port), "--bearer-token", "s2-token"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/ServiceProviderConfig", 30, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 async def test_independent_scim2_server(stack, scim2_server):
     """PyPI's scim2-server serves at the root: the URL says neither /v1/ nor /v2/, so scim_version says 2.0."""
     stack.start_fixtures()
-    stack.extra_env["S2_TOKEN"] = "s2-token"
+    stack.extra_env["S2_TOKEN"] = SCIM2_SERVER_TOKEN
     async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
         sc = await start_scenario(stack, okta, target, connector={
             "base_url": scim2_server + "/", "scim_version": "2.0",
@@ -66,7 +48,7 @@ async def test_independent_scim2_server(stack, scim2_server):
                      "value_prefix": "Bearer "}})
         user = await sc.new_user("donald.knuth@example.com")
         await okta.assign_user(sc.app_id, user)
-        headers = {"Authorization": "Bearer s2-token"}
+        headers = {"Authorization": f"Bearer {SCIM2_SERVER_TOKEN}"}
 
         async def account(active: bool):
             async with httpx.AsyncClient() as http:

@@ -13,16 +13,14 @@ import pytest
 from demo_scim_target.admin_client import TargetAdmin
 from demo_scim_target.process import free_port, start_target
 
+from tests.conftest import venv_tool
+
 pytestmark = pytest.mark.integration
 TOKEN = "it-token"
 
 
 def scim2_cli() -> str:
-    candidate = Path(sys.executable).parent / "scim2"
-    found = str(candidate) if candidate.exists() else shutil.which("scim2")
-    if not found:
-        pytest.skip("scim2-cli is not installed")
-    return found
+    return venv_tool("scim2")
 
 
 @pytest.fixture(scope="module")

@@ -23,52 +23,7 @@ from scim_dispatcher.adapters import ScimAuthError, ScimClient, ScimConflictErro
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "integration-t0ken"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _command(port: int) -> list[str]:
-    script = Path(sys.executable).with_name("scim2-server")
-    exe = str(script) if script.exists() else shutil.which("scim2-server")
-    if exe is None:
-        pytest.skip("scim2-server is not installed (pip install -e '.[test]')")
-    return [exe, "--hostname", "127.0.0.1", "--port", str(port), "--bearer-token", TOKEN]
-
-
-@pytest.fixture(scope="module")
-def scim2_server() -> Iterator[str]:
-    port = _free_port()
-    process = subprocess.Popen(_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(base, process)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_until_up(base: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            err = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            raise RuntimeError(f"scim2-server exited with {process.returncode}: {err[-500:]}")
-        try:
-            httpx.get(f"{base}/ServiceProviderConfig", timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("scim2-server did not answer within 20 s")
+from tests.conftest import SCIM2_SERVER_TOKEN as TOKEN
 
 
 @pytest.fixture

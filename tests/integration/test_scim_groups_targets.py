@@ -35,6 +35,7 @@ from scim_dispatcher.adapters import (
 pytestmark = pytest.mark.integration
 
 TOKEN = "groups-it-t0ken"
+from tests.conftest import SCIM2_SERVER_TOKEN  # noqa: E402
 QUIRK_SETS = {
     "plain": (),
     "id-equals-username": ("id-equals-username",),
@@ -223,47 +224,12 @@ async def test_demo_target_without_groups(demo_plain: RunningTarget, http: httpx
             await admin.clear_faults()
 
 
-# -- PyPI's scim2-server -----------------------------------------------------------------------------------------
-
-def _scim2_command(port: int) -> list[str]:
-    script = Path(sys.executable).with_name("scim2-server")
-    exe = str(script) if script.exists() else shutil.which("scim2-server")
-    if exe is None:
-        pytest.skip("scim2-server is not installed (pip install -e '.[test]')")
-    return [exe, "--hostname", "127.0.0.1", "--port", str(port), "--bearer-token", TOKEN]
-
-
-@pytest.fixture(scope="module")
-def scim2_server() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(_scim2_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                err = process.stderr.read().decode(errors="replace") if process.stderr else ""
-                raise RuntimeError(f"scim2-server exited with {process.returncode}: {err[-500:]}")
-            try:
-                httpx.get(f"{base}/ServiceProviderConfig", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("scim2-server did not answer within 20 s") from None
-                time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+# -- PyPI's scim2-server (fixture `scim2_server` in tests/conftest.py) ------------------------------------------
 
 
 @pytest.mark.parametrize("group_update", ["PATCH", "PUT"])
 async def test_scim2_server_group_lifecycle(scim2_server: str, http: httpx.AsyncClient, group_update: str) -> None:
-    client = ScimGroupClient(http, scim2_server, "2.0", headers={"Authorization": f"Bearer {TOKEN}"},
+    client = ScimGroupClient(http, scim2_server, "2.0", headers={"Authorization": f"Bearer {SCIM2_SERVER_TOKEN}"},
                              group_update=group_update)  # type: ignore[arg-type]
     await _group_lifecycle(client, f"s2{group_update.lower()}", unique_names=False)
 
