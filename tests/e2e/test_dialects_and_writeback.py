@@ -69,7 +69,8 @@ async def test_accept_user_updates_writes_changed_values_back_and_ignores_its_ow
         login = "pre0.user@example.com"
         user = sc.users[login]
         account = (await sc.target_users())[login][0]
-        changed = {**account, "displayName": "Set By Target"}
+        # the target answers the PUT with what it stored: the new first name, and a displayName of its own
+        changed = {**account, "displayName": "Set By Target", "name": {**account["name"], "givenName": "Pre"}}
         await target.add_fault(200, method="PUT", path_regex=r"^/scim/v1/Users/", body=changed,
                                content_type="application/json", times=1)
         await okta.update_profile(user, {"firstName": "Pre"})
