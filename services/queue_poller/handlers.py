@@ -21,6 +21,7 @@ from queue_poller.ports import CursorState, LogSource, Outbox, StateStore
 
 log = logging.getLogger(__name__)
 FRESH_LINK_MARGIN = timedelta(seconds=60)
+PUBLISH_WINDOW = 50  # events of a page published concurrently; the translator plans from state, order is free
 tracer = trace.get_tracer("queue_poller")
 
 
@@ -126,12 +127,10 @@ class Poller:
             await self.store.mark_seen(sorted(unseen_bad))
         relevant = await self._relevant(parsed)
         unseen = await self.store.unseen([e.event_uuid for e in relevant])
-        published = []
-        for event in relevant:
-            if event.event_uuid in unseen and event.event_uuid not in published:
-                await self.outbox.publish_event(event, poll_ctx)
-                published.append(event.event_uuid)
-        await self.store.mark_seen(published)
+        todo = list({e.event_uuid: e for e in relevant if e.event_uuid in unseen}.values())
+        for start in range(0, len(todo), PUBLISH_WINDOW):  # confirms awaited together, a window at a time
+            await asyncio.gather(*(self.outbox.publish_event(e, poll_ctx) for e in todo[start:start + PUBLISH_WINDOW]))
+        await self.store.mark_seen([e.event_uuid for e in todo])
 
     async def _relevant(self, events: list[OktaEventReceived]) -> list[OktaEventReceived]:
         apps = set(self.cfg.app_ids)

@@ -112,8 +112,9 @@ async def handle_plan(state: dict, republisher: Republisher, msg: RabbitMessage)
         await republisher.dead_letter(plan, "app not served by this pool's configuration", attempt, "dispatcher")
         await audit.record(AuditStep.DEAD_LETTERED, detail="app is not in the connectors file", **fields)
     elif not circuits.allow(plan.app_id):
+        reason = circuits.reason(plan.app_id)  # read now: a probe may close the circuit while we publish
         await republisher.hold(plan, attempt - 1)
-        await audit.record(AuditStep.HELD, detail=f"app circuit open, held: {circuits.reason(plan.app_id)}", **fields)
+        await audit.record(AuditStep.HELD, detail=f"app circuit open, held: {reason}", **fields)
     else:
         await _apply(state, republisher, plan, attempt, fields)
     await msg.ack()

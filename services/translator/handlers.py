@@ -6,6 +6,7 @@ to apps through it; full syncs re-list an app's assignments, 500 a call, with ea
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -111,8 +112,9 @@ class Translator:
                                     cause=cause, event_uuid=event_uuid)
         span.set_attribute(ATTR.PLAN_VERSION, version)
         span.set_attribute(ATTR.PLAN_ACTION, decision.action.value)
-        await self.outbox.publish(plan, app.pool)
-        await self.audit.record(AuditStep.PLANNED, detail=f"{decision.action.value}: {decision.reason}", **common)
+        await asyncio.gather(  # both confirmed before the message is acked; their order does not matter
+            self.outbox.publish(plan, app.pool),
+            self.audit.record(AuditStep.PLANNED, detail=f"{decision.action.value}: {decision.reason}", **common))
 
     async def handle_writeback(self, observed: TargetValuesObserved) -> None:
         """``accept_user_updates``: the values the target answered differently go to the Okta app-user profile,

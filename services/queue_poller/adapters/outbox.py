@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -28,11 +29,12 @@ class BrokerOutbox:
                                           links=links, kind=trace.SpanKind.PRODUCER) as span:
             span.set_attribute(ATTR.EVENT_UUID, event.event_uuid)
             span.set_attribute(ATTR.EVENT_TYPE, event.event_type)
-            await self._broker.publish(event, exchange=EVENTS_EXCHANGE,
-                                       routing_key=EVENT_ROUTING_PREFIX + event.event_type,
-                                       persist=True, message_id=event.event_uuid)
-            await self._audit.record(AuditStep.RECEIVED, event_uuid=event.event_uuid, event_type=event.event_type,
-                                     okta_user_id=_user(event), app_id=_app(event))
+            await asyncio.gather(
+                self._broker.publish(event, exchange=EVENTS_EXCHANGE,
+                                     routing_key=EVENT_ROUTING_PREFIX + event.event_type,
+                                     persist=True, message_id=event.event_uuid),
+                self._audit.record(AuditStep.RECEIVED, event_uuid=event.event_uuid, event_type=event.event_type,
+                                   okta_user_id=_user(event), app_id=_app(event)))
 
     async def request_sync(self, app_id: str, reason: SyncReason) -> None:
         with tracer.start_as_current_span(f"full sync requested ({reason})", context=context.Context()) as span:
