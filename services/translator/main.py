@@ -58,7 +58,8 @@ def build() -> FastStream:
         okta_client = OktaClient(okta.org_url, okta.api_token.get_secret_value(), timeout_s=okta.request_timeout_s)
         state.update(client=client, okta=okta_client, audit=audit, translator=Translator(
             okta.org_url, connectors.by_app_id(), MongoAssignments(db, okta.org_url), okta_client,
-            BrokerPlanOutbox(broker), audit, MongoWritebacks(db, okta.org_url)), republisher=Republisher(broker, TRANSLATOR_QUEUE.name, MAX_ATTEMPTS))
+            BrokerPlanOutbox(broker), audit, MongoWritebacks(db, okta.org_url)),
+            republisher=Republisher(broker, TRANSLATOR_QUEUE.name, MAX_ATTEMPTS))
 
     @app.on_startup
     async def declare() -> None:  # before any consumer starts: nothing is ever published to an undeclared exchange
