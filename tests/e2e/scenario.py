@@ -45,10 +45,7 @@ class Scenario:
         assert not dupes, f"duplicated accounts: {dupes}"
 
     async def audit(self, **params) -> list[dict]:
-        async with httpx.AsyncClient() as http:
-            response = await http.get(f"{self.stack.audit_url}/audit", params={"limit": 1000, **params})
-            response.raise_for_status()
-            return response.json()["items"]
+        return await audit_records(self.stack, **params)
 
     async def posts_for(self, login: str) -> int:
         count = 0
@@ -72,6 +69,14 @@ async def start_scenario(stack: DevStack, okta: SimulatorAdmin, target: TargetAd
     for n in range(preassigned):
         await sc.wait_active(f"pre{n}.user@example.com")
     return sc
+
+
+async def audit_records(stack: DevStack, **params) -> list[dict]:
+    """The audit trail of the stack's audit-recorder (newest first), through its HTTP API."""
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{stack.audit_url}/audit", params={"limit": 1000, **params})
+        response.raise_for_status()
+        return response.json()["items"]
 
 
 async def dead_letters(stack: DevStack) -> list[tuple[dict, bytes]]:

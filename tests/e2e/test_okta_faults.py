@@ -12,9 +12,7 @@ import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
-import aio_pika
 import httpx
 import pytest
 import yaml
@@ -23,6 +21,7 @@ from demo_scim_target.admin_client import TargetAdmin
 from okta_bridge.devstack import SERVICES, DevStack, wait_http
 from okta_simulator.admin_client import SimulatorAdmin
 from tests.e2e.conftest import eventually, jira_connector
+from tests.e2e.scenario import audit_records, dead_letters
 
 pytestmark = pytest.mark.e2e
 
@@ -38,13 +37,6 @@ def _profile(login: str) -> dict[str, str]:
 
 async def _new_users(okta: SimulatorAdmin, *logins: str) -> dict[str, str]:
     return {login: await okta.create_user(_profile(login)) for login in logins}
-
-
-async def _audit(stack: DevStack, **params: str) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient(timeout=10.0) as http:
-        response = await http.get(f"{stack.audit_url}/audit", params={"limit": 1000, **params})
-        response.raise_for_status()
-        return response.json()["items"]
 
 
 async def _okta_active_usernames(stack: DevStack, app_ids: list[str]) -> set[str]:
@@ -108,7 +100,7 @@ def _sync_records(records: list[dict], app_id: str | None = None) -> list[dict]:
 
 
 async def _sync_records_of(stack: DevStack, app_id: str) -> list[dict]:
-    return _sync_records(await _audit(stack, app=app_id), app_id)
+    return _sync_records(await audit_records(stack, app=app_id), app_id)
 
 
 def _assert_services_alive(stack: DevStack, *names: str) -> None:
@@ -118,17 +110,7 @@ def _assert_services_alive(stack: DevStack, *names: str) -> None:
 
 async def _dead_letters(stack: DevStack) -> list[tuple[str, bytes]]:
     """(x-bridge-reason, body) of every message in `bridge.dead-letters`; nothing is acknowledged (they stay)."""
-    connection = await aio_pika.connect(stack.rabbitmq_url)
-    try:
-        channel = await connection.channel()
-        queue = await channel.get_queue("bridge.dead-letters", ensure=True)
-        out = []
-        while (message := await queue.get(no_ack=False, fail=False, timeout=5)) is not None:
-            out.append((str((message.headers or {}).get("x-bridge-reason", "")), message.body))
-        await channel.close()  # unacknowledged: back to the queue
-        return out
-    finally:
-        await connection.close()
+    return [(str(headers.get("x-bridge-reason", "")), body) for headers, body in await dead_letters(stack)]
 
 
 def _now_iso() -> str:
@@ -185,12 +167,12 @@ async def test_malformed_and_unknown_log_events_are_dead_lettered_or_ignored(sta
         assert not any(unknown.encode() in body for _, body in letters), "an unknown event type was dead-lettered"
 
         async def audited():
-            recs = await _audit(stack, status="dead_lettered")
+            recs = await audit_records(stack, status="dead_lettered")
             uuids = {r.get("event_uuid") for r in recs}
             return len(recs) >= 4 and {no_event_type, no_user_target} <= uuids and recs
         records = await eventually(audited, what="dead_lettered audit records")
         assert all(r["service"] == "queue-poller" and "malformed" in r["detail"] for r in records), records
-        assert not await _audit(stack, event=unknown), "an unknown event type was published"
+        assert not await audit_records(stack, event=unknown), "an unknown event type was published"
         assert "malformed log event dead-lettered" in stack.processes["queue_poller"].output()
 
         await assert_target_matches_okta(stack, target, [app_id])
@@ -210,7 +192,7 @@ async def test_log_event_with_unreadable_transaction_is_dead_lettered_not_a_pois
         bob = (await _new_users(okta, "bob@example.com"))["bob@example.com"]
         await okta.assign_user(app_id, bob)
         await eventually(lambda: _has_active(target, "bob@example.com"), what="a valid event after the malformed one")
-        records = await eventually(lambda: _audit(stack, event=bad, status="dead_lettered"),
+        records = await eventually(lambda: audit_records(stack, event=bad, status="dead_lettered"),
                                    what="dead_lettered audit of the malformed event")
         assert records[0]["service"] == "queue-poller"
         await assert_target_matches_okta(stack, target, [app_id])
@@ -229,13 +211,13 @@ async def test_user_deleted_right_after_assignment_leaves_no_active_account(stac
         stack.restart("translator")
 
         async def planned_from_404():
-            recs = await _audit(stack, user=gone, status="planned")
+            recs = await audit_records(stack, user=gone, status="planned")
             return [r for r in recs if "no longer exists" in (r.get("detail") or "")]
         plan = (await eventually(planned_from_404, what="plan for a user Okta no longer has"))[0]
         assert plan["service"] == "translator"
 
         async def dispatched():
-            recs = await _audit(stack, user=gone)
+            recs = await audit_records(stack, user=gone)
             return [r for r in recs if r["step"] in DISPATCHER_OUTCOMES and r.get("plan_version") is not None
                     and r["plan_version"] >= plan["plan_version"]]
         await eventually(dispatched, what="dispatcher outcome of the plan")
@@ -266,7 +248,7 @@ async def test_okta_429_and_5xx_are_retried(stack):
         await eventually(renamed, timeout=180, what="profile update despite faults")
 
         async def retried_both():
-            retried = [r for r in await _audit(stack, status="retried") if r["service"] == "translator"]
+            retried = [r for r in await audit_records(stack, status="retried") if r["service"] == "translator"]
             details = " | ".join(r.get("detail") or "" for r in retried)
             return "-> 503" in details and "-> 429" in details
         await eventually(retried_both, what="translator audit `retried` for the 503 and the 429")
@@ -284,7 +266,7 @@ async def test_rejected_cursor_triggers_full_sync_of_every_app(stack):
         await okta.reject_cursors()
 
         async def sync_requested():
-            return [r for r in _sync_records(await _audit(stack, app=app_id))
+            return [r for r in _sync_records(await audit_records(stack, app=app_id))
                     if r["event_type"] == "sync:cursor_rejected"]
         await eventually(sync_requested, what="full sync after the rejected cursor")
         assert "Okta rejected the stored cursor" in stack.processes["queue_poller"].output()
@@ -294,7 +276,7 @@ async def test_rejected_cursor_triggers_full_sync_of_every_app(stack):
         await eventually(lambda: _has_active(target, "before@example.com", "after@example.com"),
                          what="changes made around the rejection")
         async def through_the_new_cursor():
-            planned = await _audit(stack, user=after, status="planned")
+            planned = await audit_records(stack, user=after, status="planned")
             return any(r["event_type"] == "application.user_membership.add" for r in planned)
         await eventually(through_the_new_cursor, what="the change after the rejection read from the log")
         await assert_target_matches_okta(stack, target, [app_id])
@@ -320,7 +302,7 @@ async def test_expired_cursor_triggers_full_sync(stack):
         await eventually(expired_sync, what="audit `received` sync:cursor_expired")
 
         async def planned_by_sync():
-            planned = await _audit(stack, user=late, status="planned")
+            planned = await audit_records(stack, user=late, status="planned")
             return any(r["event_type"] == "sync:cursor_expired" for r in planned)
         await eventually(planned_by_sync, what="the late assignment planned by the full sync")
         assert "cursor expired" in poller.output()
@@ -349,7 +331,7 @@ async def test_new_app_in_connectors_file_is_synced_alone(stack):
                          what="users of the new app synced")
         confluence_syncs = await eventually(lambda: _sync_records_of(stack, confluence), what="sync:new_app audited")
         assert [r["event_type"] for r in confluence_syncs] == ["sync:new_app"], confluence_syncs
-        jira_syncs = _sync_records(await _audit(stack, app=jira))
+        jira_syncs = _sync_records(await audit_records(stack, app=jira))
         assert [r["event_type"] for r in jira_syncs] == ["sync:initial"], "the first app was synced again"
         await assert_target_matches_okta(stack, target, [jira, confluence])
         assert _rate_limited(await okta.stats()) == {}, "a normal run was rate-limited"
@@ -418,8 +400,8 @@ async def test_own_writes_are_ignored_but_the_same_change_by_an_admin_is_not(sta
         assert len(own) == 1 and len(admin) == 1, updates
 
         # the admin's event comes after ours in the log: once it is received, ours was read and passed over
-        await eventually(lambda: _audit(stack, event=admin[0], status="received"), what="admin's change received")
-        await eventually(lambda: _audit(stack, event=admin[0], status="planned"), what="admin's change planned")
-        assert await _audit(stack, event=own[0]) == [], "the bridge's own write was published"
+        await eventually(lambda: audit_records(stack, event=admin[0], status="received"), what="admin's change received")
+        await eventually(lambda: audit_records(stack, event=admin[0], status="planned"), what="admin's change planned")
+        assert await audit_records(stack, event=own[0]) == [], "the bridge's own write was published"
         await assert_target_matches_okta(stack, target, [app_id])
         _assert_services_alive(stack)
