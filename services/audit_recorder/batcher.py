@@ -28,16 +28,24 @@ class Batcher:
         future = asyncio.get_running_loop().create_future()
         self._items.append((doc, future, trace.get_current_span().get_span_context()))
         if len(self._items) >= self._max_size:
-            asyncio.ensure_future(self.flush())
+            # taken now, so a record that arrives before the write starts opens the next batch instead of riding
+            # along and leaving a partial tail behind that would wait for the delay
+            asyncio.ensure_future(self._write_batch(self._take()))
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._max_delay, lambda: asyncio.ensure_future(self.flush()))
         await future
 
-    async def flush(self) -> None:
+    def _take(self) -> list[tuple[dict[str, Any], asyncio.Future, trace.SpanContext]]:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         items, self._items = self._items, []
+        return items
+
+    async def flush(self) -> None:
+        await self._write_batch(self._take())
+
+    async def _write_batch(self, items: list[tuple[dict[str, Any], asyncio.Future, trace.SpanContext]]) -> None:
         if not items:
             return
         links = [trace.Link(ctx) for _, _, ctx in items if ctx.is_valid][:128]
