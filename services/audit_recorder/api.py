@@ -25,6 +25,7 @@ def add_routes(app: FastAPI, db_of: Any, health: Any) -> None:
     @app.get("/audit")
     async def audit(
         user: str | None = Query(None, description="Okta user id (00u…)"),
+        group: str | None = Query(None, description="Okta group id (00g…)"),
         app_id: str | None = Query(None, alias="app", description="Okta app id (0oa…)"),
         status: AuditStep | None = Query(None, description="the step: applied, retried, dead_lettered, …"),
         event: str | None = Query(None, description="System Log event uuid"),
@@ -35,7 +36,7 @@ def add_routes(app: FastAPI, db_of: Any, health: Any) -> None:
         after: str | None = Query(None, description="the `next` value of the previous page"),
     ) -> dict[str, Any]:
         query: dict[str, Any] = {}
-        for field, value in (("okta_user_id", user), ("app_id", app_id), ("event_uuid", event), ("trace_id", trace_id)):
+        for field, value in (("okta_user_id", user), ("okta_group_id", group), ("app_id", app_id), ("event_uuid", event), ("trace_id", trace_id)):
             if value:
                 query[field] = value
         if status:

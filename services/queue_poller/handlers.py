@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 from opentelemetry import trace
 
 from okta_bridge.contracts import OktaEventReceived, SyncReason
-from okta_bridge.events import MEMBERSHIP_EVENTS, USER_EVENTS, MalformedEvent, parse_event, target_id, user_id_of
+from okta_bridge.events import (GROUP_EVENTS, MEMBERSHIP_EVENTS, USER_EVENTS, MalformedEvent, group_id_of, parse_event,
+                                target_id, user_id_of)
 from okta_bridge.okta_client import OktaCursorRejectedError
 from queue_poller.ports import CursorState, LogSource, Outbox, StateStore
 
@@ -35,6 +36,7 @@ class PollerConfig:
     page_limit: int
     idle_interval_s: float
     min_interval_s: float
+    group_names: frozenset[str] = frozenset()  # push_groups entries that are names, for group.lifecycle.create
 
 
 class Poller:
@@ -61,6 +63,8 @@ class Poller:
             await self._sync(new, SyncReason.NEW_APP)
             self.state = CursorState(stored.next_link, stored.last_success_at, apps)
         await self.store.save(self.state)
+        for app_id in apps:  # push_groups may have changed: resolve names, push, unlink what was dropped
+            await self.outbox.request_group_sync(app_id, SyncReason.STARTUP)
 
     def _fresh_since(self) -> datetime:
         """Polling afresh: from Okta's clock (the last answer's Date header), a minute back. Events of that minute
@@ -138,8 +142,15 @@ class Poller:
         user_events = [e for e in events if e.event_type in USER_EVENTS]
         assigned = await self.store.users_with_assignments(
             list({user_id_of(e) for e in user_events}), list(apps)) if user_events else set()
+        pushed = await self.store.pushed_group_ids() if any(e.event_type in GROUP_EVENTS for e in events) else set()
         for e in events:
-            if e.event_type in MEMBERSHIP_EVENTS and target_id(e, "AppInstance") in apps:
+            if e.event_type == "group.lifecycle.create":
+                target = next(t for t in e.targets if t.type == "UserGroup")
+                if target.display_name in self.cfg.group_names:
+                    out.append(e)
+            elif e.event_type in GROUP_EVENTS and group_id_of(e) in pushed:
+                out.append(e)
+            elif e.event_type in MEMBERSHIP_EVENTS and target_id(e, "AppInstance") in apps:
                 if self._own_write(e):
                     log.debug("event %s was caused by our own token: ignored", e.event_uuid)
                     continue

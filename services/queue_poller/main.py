@@ -54,7 +54,8 @@ async def main() -> None:
     poller = Poller(
         PollerConfig(org=okta.org_url, app_ids=tuple(connectors.by_app_id()), own_token_id=okta.api_token_id,
                      start_from=cfg.start_from, max_cursor_age=timedelta(seconds=cfg.max_cursor_age_s),
-                     page_limit=cfg.page_limit, idle_interval_s=cfg.idle_interval_s, min_interval_s=cfg.min_interval_s),
+                     page_limit=cfg.page_limit, idle_interval_s=cfg.idle_interval_s, min_interval_s=cfg.min_interval_s,
+                     group_names=frozenset(n for a in connectors.apps for n in a.pushed_group_names)),
         OktaLogSource(okta_client, cfg.page_limit), MongoPollerState(db, okta.org_url),
         BrokerOutbox(broker, BrokerAudit(broker, "queue-poller", okta.org_url), okta.org_url),
     )

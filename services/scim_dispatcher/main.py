@@ -12,7 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from okta_bridge.audit import BrokerAudit
 from okta_bridge.connectors import load_connectors
-from okta_bridge.contracts import AuditStep, ScimOperationPlanned, TargetValuesObserved
+from okta_bridge.contracts import AuditStep, PlanAction, ScimOperationPlanned, TargetValuesObserved
+from okta_bridge.group_state import GroupState
+from okta_bridge.leases import Leases
 from okta_bridge.logs import register_secret, setup_logging, register_settings_secrets
 from okta_bridge.mongo import connect
 from okta_bridge.runtime import ATTEMPT_HEADER, Republisher, make_broker
@@ -21,7 +23,10 @@ from okta_bridge.telemetry import setup_tracing, shutdown_tracing
 from okta_bridge.topology import (EVENTS_EXCHANGE, WRITEBACK_ROUTING_KEY, declare_dispatcher_pool, declare_translator,
                                   dispatcher_queue)
 from scim_dispatcher.adapters.mongo_links import MongoLinks
-from scim_dispatcher.adapters.scim_client import ScimClient
+from scim_dispatcher.adapters.mongo_group_links import MongoGroupLinks
+from scim_dispatcher.adapters.scim_groups import ScimGroupClient
+from scim_dispatcher.group_main import PLAN_MESSAGES, handle_group_plan, publish_pending_memberships
+from scim_dispatcher.groups import GroupDispatcher
 from scim_dispatcher.adapters.traced_http import traced_client
 from scim_dispatcher.adapters.scim_errors import ScimAuthError, ScimError, ScimTransientError
 from scim_dispatcher.circuit import Circuits
@@ -37,6 +42,7 @@ class DispatcherSettings(BaseSettings):
     pools: str = Field(default="default", description="comma-separated pools this dispatcher serves")
     max_attempts: int = Field(default=15, description="transient failures before a plan is dead-lettered")
     probe_interval_s: float = 10.0
+    group_lease_ttl_s: float = Field(default=120.0, description="a dead holder's group lease frees after this")
 
 
 def build() -> FastStream:
@@ -59,11 +65,18 @@ def build() -> FastStream:
     async def connect_stores() -> None:
         client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
         http = traced_client()
-        clients = {a.okta_app_id: ScimClient(http, a.base_url, a.version, headers=a.auth_headers(),
-                                             timeout_s=a.timeout_s, unique_field=a.unique_user_field,
-                                             deactivate_with=a.deactivate_with) for a in apps.values()}
-        state.update(mongo=client, http=http, dispatcher=Dispatcher(apps, clients, MongoLinks(db, okta.org_url)),
-                     audit=BrokerAudit(broker, "scim-dispatcher", okta.org_url))
+        clients = {a.okta_app_id: ScimGroupClient(http, a.base_url, a.version, headers=a.auth_headers(),
+                                                  timeout_s=a.timeout_s, unique_field=a.unique_user_field,
+                                                  deactivate_with=a.deactivate_with, group_update=a.group_update)
+                   for a in apps.values()}
+        links, group_links, group_state = MongoLinks(db, okta.org_url), MongoGroupLinks(db, okta.org_url), \
+            GroupState(db, okta.org_url)
+        await group_links.ensure_indexes()
+        await group_state.ensure_indexes()
+        state.update(mongo=client, http=http, dispatcher=Dispatcher(apps, clients, links),
+                     groups=GroupDispatcher(apps, clients, group_state, group_links, links,
+                                            Leases(db.leases, ttl_s=cfg.group_lease_ttl_s)),
+                     group_state=group_state, audit=BrokerAudit(broker, "scim-dispatcher", okta.org_url))
 
     @stream.on_startup
     async def declare() -> None:
@@ -98,10 +111,14 @@ async def handle_plan(state: dict, republisher: Republisher, msg: RabbitMessage)
     audit: BrokerAudit = state["audit"]
     attempt = int((msg.headers or {}).get(ATTEMPT_HEADER, 0)) + 1
     try:
-        plan = ScimOperationPlanned.model_validate_json(msg.body)
+        plan = PLAN_MESSAGES.validate_json(msg.body)
     except ValidationError as exc:
         await republisher.dead_letter(msg.body, f"invalid plan: {exc.error_count()} error(s)", attempt, "dispatcher")
         await audit.record(AuditStep.DEAD_LETTERED, detail="dispatcher: invalid plan message")
+        await msg.ack()
+        return
+    if not isinstance(plan, ScimOperationPlanned):
+        await handle_group_plan(state, republisher, plan, attempt)
         await msg.ack()
         return
     fields = dict(event_uuid=plan.event_uuid, event_type=plan.cause, app_id=plan.app_id,
@@ -151,6 +168,8 @@ async def _apply(state: dict, republisher: Republisher, plan: ScimOperationPlann
                        scim_status=outcome.http_status, duration_ms=outcome.duration_ms, detail=outcome.detail,
                        **fields)
     app = state["dispatcher"].apps[plan.app_id]
+    if app.push_groups and outcome.status == "applied" and outcome.target_id and plan.action is PlanAction.UPSERT:
+        await publish_pending_memberships(state, plan)
     if app.accept_user_updates and outcome.returned:
         values = observed_changes(app, plan, outcome.returned)
         if values:

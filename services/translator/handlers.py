@@ -17,9 +17,10 @@ from okta_bridge.audit import Audit
 from okta_bridge.connectors import AppConnector
 from okta_bridge.contracts import (AppSyncRequested, AuditStep, OktaEventReceived, ScimOperationPlanned,
                                    TargetValuesObserved)
-from okta_bridge.events import MEMBERSHIP_EVENTS, USER_EVENTS, target_id, user_id_of
+from okta_bridge.events import GROUP_EVENTS, MEMBERSHIP_EVENTS, USER_EVENTS, target_id, user_id_of
 from okta_bridge.okta_client import OktaNotFoundError
 from okta_bridge.telemetry import ATTR
+from translator.groups import GroupPlanner
 from translator.mapping import map_user
 from translator.ports import AssignmentStore, OktaReader, PlanOutbox, WritebackStore
 from translator.state_table import decide
@@ -37,10 +38,13 @@ class Translator:
     outbox: PlanOutbox
     audit: Audit
     writebacks: WritebackStore | None = None
+    groups: GroupPlanner | None = None
 
     async def handle_event(self, event: OktaEventReceived) -> None:
         user_id = user_id_of(event)
-        if event.event_type in MEMBERSHIP_EVENTS:
+        if event.event_type in GROUP_EVENTS and self.groups is not None:
+            await self.groups.handle_event(event)
+        elif event.event_type in MEMBERSHIP_EVENTS:
             app_id = target_id(event, "AppInstance")
             if app_id not in self.apps or user_id is None:
                 await self._skip(event, app_id, user_id, "app is not in the connectors file")

@@ -11,8 +11,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from okta_bridge.audit import BrokerAudit
 from okta_bridge.connectors import load_connectors
-from okta_bridge.contracts import (AppSyncRequested, AuditStep, OktaEventReceived, ScimOperationPlanned,
-                                   TargetValuesObserved)
+from okta_bridge.contracts import (AppSyncRequested, AuditStep, GroupPlanned, MembershipPlanned, OktaEventReceived,
+                                   ScimOperationPlanned, TargetValuesObserved)
 from okta_bridge.logs import register_secret, setup_logging, register_settings_secrets
 from okta_bridge.mongo import claim_org, connect, ensure_indexes
 from okta_bridge.okta_client import OktaClient, OktaError, OktaTransientError
@@ -21,6 +21,8 @@ from okta_bridge.settings import BridgeSettings, OktaSettings
 from okta_bridge.telemetry import setup_tracing, shutdown_tracing
 from okta_bridge.topology import PLANS_EXCHANGE, TRANSLATOR_QUEUE, declare_dispatcher_pool, declare_translator
 from translator.adapters.mongo_assignments import MongoAssignments, MongoWritebacks
+from okta_bridge.group_state import GroupState
+from translator.groups import GroupPlanner
 from translator.handlers import Translator
 
 log = logging.getLogger("translator")
@@ -34,7 +36,7 @@ class BrokerPlanOutbox:
     def __init__(self, broker) -> None:
         self._broker = broker
 
-    async def publish(self, plan: ScimOperationPlanned, pool: str) -> None:
+    async def publish(self, plan: ScimOperationPlanned | GroupPlanned | MembershipPlanned, pool: str) -> None:
         await self._broker.publish(plan, exchange=PLANS_EXCHANGE, routing_key=pool, persist=True)
 
 
@@ -56,9 +58,13 @@ def build() -> FastStream:
         await ensure_indexes(db)
         audit = BrokerAudit(broker, "translator", okta.org_url)
         okta_client = OktaClient(okta.org_url, okta.api_token.get_secret_value(), timeout_s=okta.request_timeout_s)
+        group_state = GroupState(db, okta.org_url)
+        await group_state.ensure_indexes()
+        outbox = BrokerPlanOutbox(broker)
+        groups = GroupPlanner(okta.org_url, connectors.by_app_id(), group_state, okta_client, outbox, audit)
         state.update(client=client, okta=okta_client, audit=audit, translator=Translator(
             okta.org_url, connectors.by_app_id(), MongoAssignments(db, okta.org_url), okta_client,
-            BrokerPlanOutbox(broker), audit, MongoWritebacks(db, okta.org_url)),
+            outbox, audit, MongoWritebacks(db, okta.org_url), groups),
             republisher=Republisher(broker, TRANSLATOR_QUEUE.name, MAX_ATTEMPTS))
 
     @app.on_startup
@@ -97,6 +103,9 @@ async def handle_message(state: dict, msg: RabbitMessage) -> None:
     try:
         if isinstance(message, TargetValuesObserved):
             await translator.handle_writeback(message)
+        elif isinstance(message, AppSyncRequested) and message.scope == "groups":
+            count = await translator.groups.handle_sync(message)
+            log.info("group sync of %s (%s): %d group(s) pushed", message.app_id, message.reason, count)
         elif isinstance(message, AppSyncRequested):
             count = await translator.handle_sync(message)
             log.info("full sync of %s (%s): %d user(s) planned", message.app_id, message.reason, count)

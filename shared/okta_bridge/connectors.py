@@ -6,13 +6,14 @@ A wrong file fails at start with :class:`ConnectorsFileError`, whose message nam
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-__all__ = ["AppConnector", "ConnectorsFile", "ConnectorsFileError", "DEFAULT_MAPPINGS", "load_connectors"]
+__all__ = ["AppConnector", "is_group_id", "ConnectorsFile", "ConnectorsFileError", "DEFAULT_MAPPINGS", "load_connectors"]
 
 DEFAULT_MAPPINGS: dict[str, str] = {
     "userName": "credentials.userName",
@@ -23,7 +24,13 @@ DEFAULT_MAPPINGS: dict[str, str] = {
     "locale": "profile.locale",
     "externalId": "id",
 }
+_GROUP_ID = re.compile(r"00g[A-Za-z0-9]{17}")
 _SOURCE_ROOTS = ("profile.", "credentials.userName", "id", "appProfile.")
+
+
+def is_group_id(entry: str) -> bool:
+    """An Okta group id: ``00g`` and 17 more letters or digits (anything else in push_groups is a name)."""
+    return bool(_GROUP_ID.fullmatch(entry))
 
 
 class ConnectorsFileError(ValueError):
@@ -95,6 +102,37 @@ class AppConnector(_Strict):
     deactivate_with: Literal["PUT", "PATCH"] = "PUT"
     accept_user_updates: bool = False
     attribute_mappings: dict[str, str | None] = Field(default_factory=dict)
+    push_groups: list[str] = Field(
+        default_factory=list, description="Okta groups pushed to the app: group ids (00g…) or exact group names")
+    link_existing_groups: bool = Field(
+        default=False, description="link a pushed group to a target group of the same displayName instead of "
+                                   "failing; off: a pushed group is always created in the target")
+    membership_authority: Literal["additive", "okta"] = Field(
+        default="additive", description="additive: adds and removes only, members added on the target survive; "
+                                        "okta: the target's member list is made equal to Okta's")
+    group_update: Literal["PATCH", "PUT"] = Field(
+        default="PATCH", description="PUT: read-modify-write of the whole group (App Integration Wizard apps)")
+    membership_batch_size: int = Field(default=100, ge=1, le=1000, description="members per membership request")
+
+    @field_validator("push_groups")
+    @classmethod
+    def _push_groups_distinct(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for entry in value:
+            if not entry.strip():
+                raise ValueError("an entry is empty")
+            if entry in seen:
+                raise ValueError(f"{entry!r} is listed twice")
+            seen.add(entry)
+        return value
+
+    @property
+    def pushed_group_ids(self) -> list[str]:
+        return [g for g in self.push_groups if is_group_id(g)]
+
+    @property
+    def pushed_group_names(self) -> list[str]:
+        return [g for g in self.push_groups if not is_group_id(g)]
 
     @field_validator("attribute_mappings")
     @classmethod

@@ -8,6 +8,9 @@ is in :mod:`okta_bridge.topology`.
     ScimOperationPlanned  translator    -> scim-dispatcher  the desired target state of one (app, user), versioned
     TargetValuesObserved  scim-dispatcher -> translator     values the target returned that differ from Okta's
                                                             (``accept_user_updates``: written to the app user)
+    GroupPlanned          translator    -> scim-dispatcher  push / unlink / delete one (app, group), versioned
+    MembershipPlanned     translator    -> scim-dispatcher  "look at these members of (app, group) again"; the
+                          scim-dispatcher -> itself         desired state and its version are read when applied
     AuditRecorded         every service -> audit-recorder   one step of one change
 """
 
@@ -24,6 +27,9 @@ __all__ = [
     "AuditRecorded",
     "AuditStep",
     "EventTarget",
+    "GroupAction",
+    "GroupPlanned",
+    "MembershipPlanned",
     "MappedAttribute",
     "OktaEventReceived",
     "PlanAction",
@@ -65,6 +71,7 @@ class SyncReason(StrEnum):
     CURSOR_REJECTED = "cursor_rejected"
     CURSOR_EXPIRED = "cursor_expired"
     OPERATOR = "operator"
+    STARTUP = "startup"
 
 
 class AppSyncRequested(_Contract):
@@ -72,6 +79,9 @@ class AppSyncRequested(_Contract):
     org: str
     app_id: str = Field(examples=["0oa1b2c3d4"])
     reason: SyncReason
+    scope: Literal["users", "groups"] = Field(
+        default="users", description="users: re-list the assignments; groups: resolve push_groups, push each one "
+                                     "with its members and unlink the groups no longer listed")
     sync_id: str = Field(description="unique id of this sync run; assignments not seen in it are unassigned")
 
 
@@ -109,6 +119,39 @@ class TargetValuesObserved(_Contract):
     event_uuid: str | None = None
 
 
+class GroupAction(StrEnum):
+    PUSH = "push"  # create or link the target group, name it, then bring its members in line
+    UNLINK = "unlink"  # forget the target group and leave it in place (unpushed, or deleted in Okta)
+    DELETE = "delete"  # operator command only: delete the target group, then unlink
+
+
+class GroupPlanned(_Contract):
+    schema_version: Literal[1] = 1
+    org: str
+    app_id: str
+    okta_group_id: str = Field(examples=["00g1b2c3d4"])
+    version: int = Field(description="grows per (org, app, group) by a MongoDB $inc taken before the Okta read")
+    action: GroupAction
+    display_name: str | None = Field(default=None, description="the Okta group's name (push)")
+    description: str | None = None
+    cause: str = Field(description="event type, 'sync:<reason>' or 'operator:<command>'")
+    event_uuid: str | None = None
+
+
+class MembershipPlanned(_Contract):
+    """Names members of one pushed group to bring in line; the desired state (member or not) and its version are
+    stored per (org, app, group, member) and read under the group's lease when applied, so plans can be reordered,
+    duplicated or stale without effect."""
+
+    schema_version: Literal[1] = 1
+    org: str
+    app_id: str
+    okta_group_id: str
+    okta_user_ids: tuple[str, ...] = Field(min_length=1)
+    cause: str
+    event_uuid: str | None = None
+
+
 class AuditStep(StrEnum):
     RECEIVED = "received"
     PLANNED = "planned"
@@ -131,6 +174,7 @@ class AuditRecorded(_Contract):
     event_type: str | None = None
     app_id: str | None = None
     okta_user_id: str | None = None
+    okta_group_id: str | None = None
     plan_version: int | None = None
     target_id: str | None = None
     scim_method: str | None = None

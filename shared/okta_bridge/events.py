@@ -1,6 +1,8 @@
 """Which System Log events mean work, and how a raw event becomes an ``OktaEventReceived``.
 
-Event types that mean work for a user-provisioning app (brief, section 3). Group events join in the group issue.
+Event types that mean work (brief, section 3): app-user membership and user events for provisioning, group events
+for pushed groups. Group assignment to an app needs no event of its own: Okta writes an app-user membership event
+per member.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pydantic import ValidationError
 
 from okta_bridge.contracts import EventTarget, OktaEventReceived
 
-__all__ = ["MEMBERSHIP_EVENTS", "USER_EVENTS", "MalformedEvent", "parse_event", "target_id", "user_id_of"]
+__all__ = ["GROUP_EVENTS", "GROUP_MEMBER_EVENTS", "MEMBERSHIP_EVENTS", "group_id_of", "USER_EVENTS", "MalformedEvent", "parse_event", "target_id", "user_id_of"]
 
 MEMBERSHIP_EVENTS = frozenset({
     "application.user_membership.add",
@@ -29,6 +31,9 @@ USER_EVENTS = frozenset({
     "user.lifecycle.delete.initiated",
     "user.account.update_profile",
 })
+
+GROUP_MEMBER_EVENTS = frozenset({"group.user_membership.add", "group.user_membership.remove"})
+GROUP_EVENTS = GROUP_MEMBER_EVENTS | {"group.profile.update", "group.lifecycle.create", "group.lifecycle.delete"}
 
 
 class MalformedEvent(ValueError):
@@ -59,6 +64,10 @@ def parse_event(org: str, raw: Any) -> OktaEventReceived:
         kinds = {t.type for t in targets}
         if not {"AppInstance", "User"} <= kinds:
             raise MalformedEvent(f"event {event.event_uuid}: {event.event_type} without AppInstance and User targets")
+    if event.event_type in GROUP_EVENTS and not group_id_of(event):
+        raise MalformedEvent(f"event {event.event_uuid}: {event.event_type} without a UserGroup target")
+    if event.event_type in GROUP_MEMBER_EVENTS and not user_id_of(event):
+        raise MalformedEvent(f"event {event.event_uuid}: {event.event_type} without a User target")
     if event.event_type in USER_EVENTS and not user_id_of(event):
         raise MalformedEvent(f"event {event.event_uuid}: {event.event_type} without a User target")
     return event
@@ -70,3 +79,7 @@ def target_id(event: OktaEventReceived, kind: str) -> str | None:
 
 def user_id_of(event: OktaEventReceived) -> str | None:
     return target_id(event, "User")
+
+
+def group_id_of(event: OktaEventReceived) -> str | None:
+    return target_id(event, "UserGroup")

@@ -47,5 +47,6 @@ async def ensure_indexes(db: AsyncDatabase, audit_ttl_days: int | None = None) -
         await db.audit.create_index("at", expireAfterSeconds=audit_ttl_days * 86400, name="audit_ttl")
         await db.audit.create_index([("okta_user_id", ASCENDING), ("at", DESCENDING)])
         await db.audit.create_index([("app_id", ASCENDING), ("at", DESCENDING)])
+        await db.audit.create_index([("okta_group_id", ASCENDING), ("at", DESCENDING)], sparse=True)
         await db.audit.create_index([("step", ASCENDING), ("at", DESCENDING)])
         await db.audit.create_index([("event_uuid", ASCENDING)])

@@ -145,6 +145,14 @@ class OktaClient:
     async def get_group(self, group_id: str) -> dict[str, Any]:
         return (await self.get(f"/api/v1/groups/{group_id}")).body
 
+    async def find_groups_named(self, name: str) -> list[dict[str, Any]]:
+        """Okta groups whose name is exactly ``name`` (Okta's ``eq`` search ignores case; the bridge does not)."""
+        escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+        found: list[dict[str, Any]] = []
+        async for page in self._pages("/api/v1/groups", {"search": f'profile.name eq "{escaped}"', "limit": 200}):
+            found.extend(g for g in page if (g.get("profile") or {}).get("name") == name)
+        return found
+
     def list_group_members(self, group_id: str, limit: int = 200):
         """Pages of a group's members from the groups bucket, ``limit=200`` as Okta recommends."""
         return self._pages(f"/api/v1/groups/{group_id}/users", {"limit": limit})

@@ -98,6 +98,7 @@ class FakePollerState:
         self.saved: list[CursorState] = []
         self.seen: set[str] = set()
         self.assignments = assignments or set()  # (app_id, user_id)
+        self.pushed_groups: set[str] = set()
         self.log: list[str] = []  # order of the writes that matter, shared with the outbox
 
     async def load(self) -> CursorState | None:
@@ -118,11 +119,15 @@ class FakePollerState:
     async def users_with_assignments(self, user_ids: list[str], app_ids: list[str]) -> set[str]:
         return {u for a, u in self.assignments if u in user_ids and a in app_ids}
 
+    async def pushed_group_ids(self) -> set[str]:
+        return set(self.pushed_groups)
+
 
 class FakeOutbox:
     def __init__(self, log: list[str] | None = None) -> None:
         self.events: list[OktaEventReceived] = []
         self.syncs: list[tuple[str, SyncReason]] = []
+        self.group_syncs: list[tuple[str, SyncReason]] = []
         self.dead: list[tuple[Any, str]] = []
         self.log = log if log is not None else []
 
@@ -132,6 +137,9 @@ class FakeOutbox:
 
     async def request_sync(self, app_id: str, reason: SyncReason) -> None:
         self.syncs.append((app_id, reason))
+
+    async def request_group_sync(self, app_id: str, reason: SyncReason) -> None:
+        self.group_syncs.append((app_id, reason))
 
     async def dead_letter(self, raw: Any, reason: str) -> None:
         self.dead.append((raw, reason))

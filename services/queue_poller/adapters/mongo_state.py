@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from okta_bridge.group_state import GroupState
 from okta_bridge.mongo import key
 from queue_poller.ports import CursorState
 
@@ -46,6 +47,10 @@ class MongoPollerState:
         except BulkWriteError as exc:  # already seen (a re-read page): only duplicate keys are acceptable
             if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                 raise
+
+    async def pushed_group_ids(self) -> set[str]:
+        """The groups pushed to any app (a handful of documents, read once per page with group events)."""
+        return await GroupState(self._db, self._org).pushed_group_ids()
 
     async def users_with_assignments(self, user_ids: list[str], app_ids: list[str]) -> set[str]:
         """One equality look-up per user on the (org, user_id) index, concurrently: an index-friendly query on

@@ -44,6 +44,15 @@ class BrokerOutbox:
             await self._audit.record(AuditStep.RECEIVED, app_id=app_id, event_type=f"sync:{reason}",
                                      detail=f"full sync requested: {reason}")
 
+    async def request_group_sync(self, app_id: str, reason: SyncReason) -> None:
+        with tracer.start_as_current_span(f"group sync requested ({reason})", context=context.Context()) as span:
+            span.set_attribute(ATTR.APP_ID, app_id)
+            msg = AppSyncRequested(org=self._org, app_id=app_id, reason=reason, sync_id=uuid.uuid4().hex,
+                                   scope="groups")
+            await self._broker.publish(msg, exchange=EVENTS_EXCHANGE, routing_key=SYNC_ROUTING_KEY, persist=True)
+            await self._audit.record(AuditStep.RECEIVED, app_id=app_id, event_type=f"sync:{reason}",
+                                     detail=f"group sync requested: {reason}")
+
     async def dead_letter(self, raw: Any, reason: str) -> None:
         body = json.dumps(raw, default=str).encode()
         await self._broker.publish(body, exchange=DLX, routing_key="queue-poller.malformed", persist=True,
