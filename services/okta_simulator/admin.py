@@ -23,6 +23,7 @@ class NewUser(BaseModel):
 class NewApp(BaseModel):
     label: str
     name: str | None = None
+    provisioning: bool = Field(False, description="Okta provisions the app itself (group push mappings exist)")
 
 
 class Assignment(BaseModel):
@@ -74,7 +75,7 @@ def build_admin_router(sim: Simulator) -> APIRouter:
 
     @r.post("/apps")
     async def create_app(body: NewApp):
-        return {"id": apps.create_app(sim, body.label, body.name).id}
+        return {"id": apps.create_app(sim, body.label, body.name, provisioning=body.provisioning).id}
 
     @r.post("/apps/{app_id}/users")
     async def assign(app_id: str, body: Assignment):

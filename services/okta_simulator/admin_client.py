@@ -52,8 +52,10 @@ class SimulatorAdmin:
     async def delete_user(self, user_id: str) -> str:
         return (await self._call("DELETE", f"/users/{user_id}"))["id"]
 
-    async def create_app(self, label: str, name: str | None = None) -> str:
-        return (await self._call("POST", "/apps", {"label": label, "name": name}))["id"]
+    async def create_app(self, label: str, name: str | None = None, provisioning: bool = False) -> str:
+        """`provisioning=True`: an app Okta provisions itself, the only kind with group push mappings."""
+        body = {"label": label, "name": name, "provisioning": provisioning}
+        return (await self._call("POST", "/apps", body))["id"]
 
     async def assign_user(self, app_id: str, user_id: str, user_name: str | None = None,
                           profile: dict | None = None) -> str:

@@ -1,6 +1,7 @@
 """The Okta Management API subset a provisioning bridge reads (and the one write it makes)."""
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Query, Request
@@ -8,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from . import apps_actions, groups_actions, users_actions
 from .errors import invalid
+from .push_mappings import build_push_mappings_router
 from .serialize import app_json, app_user_json, group_json, user_json
 from .sim import Simulator
 
@@ -35,6 +37,21 @@ def _page_by_id(items: list, key, after: str | None, limit: int) -> tuple[list, 
     chunk = items[start:start + limit]
     more = start + limit < len(items)
     return chunk, (key(chunk[-1]) if more and chunk else None)
+
+
+_NAME_SEARCH = re.compile(r'^\s*profile\.name\s+(eq|sw|co)\s+"((?:[^"\\]|\\.)*)"\s*$')
+
+
+def _name_matches(name: str, search: str) -> bool:
+    match = _NAME_SEARCH.match(search)
+    if match is None:
+        raise invalid("search: only profile.name eq|sw|co \"…\" is simulated")
+    op, value = match.group(1), match.group(2).replace('\\"', '"')
+    if op == "eq":
+        return name.lower() == value.lower()  # Okta search is case-insensitive
+    if op == "sw":
+        return name.lower().startswith(value.lower())
+    return value.lower() in name.lower()
 
 
 def build_router(sim: Simulator) -> APIRouter:
@@ -105,6 +122,19 @@ def build_router(sim: Simulator) -> APIRouter:
         params = {"limit": request.query_params.get("limit"), "after": nxt}
         return _respond(body, sim, request, params if nxt else None)
 
+    @r.get("/groups")
+    async def list_groups(request: Request, q: str | None = None, search: str | None = None,
+                          after: str | None = None, limit: int = Query(10000, ge=1, le=10000)):
+        """``q`` (name prefix) and ``search`` on ``profile.name`` with ``eq`` / ``sw`` / ``co``, as the spec lists."""
+        groups = sorted(sim.org.groups.values(), key=lambda g: g.id)
+        if q:
+            groups = [g for g in groups if g.name.lower().startswith(q.lower())]
+        if search:
+            groups = [g for g in groups if _name_matches(g.name, search)]
+        chunk, nxt = _page_by_id(groups, lambda g: g.id, after, limit)
+        params = {"limit": request.query_params.get("limit"), "q": q, "search": search, "after": nxt}
+        return _respond([group_json(g, base()) for g in chunk], sim, request, params if nxt else None)
+
     @r.get("/groups/{group_id}")
     async def get_group(group_id: str):
         return group_json(groups_actions.get_group(sim, group_id), base())
@@ -118,4 +148,5 @@ def build_router(sim: Simulator) -> APIRouter:
         params = {"limit": request.query_params.get("limit"), "after": nxt}
         return _respond([user_json(u, base()) for u in chunk], sim, request, params if nxt else None)
 
+    r.include_router(build_push_mappings_router(sim))
     return r

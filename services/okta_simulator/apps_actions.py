@@ -27,9 +27,12 @@ def get_app_user(sim: Simulator, app_id: str, user_id: str) -> AppUser:
     return au
 
 
-def create_app(sim: Simulator, label: str, name: str | None = None, app_id: str | None = None) -> App:
+def create_app(sim: Simulator, label: str, name: str | None = None, app_id: str | None = None,
+               provisioning: bool = False) -> App:
+    """`provisioning`: Okta provisions the app itself (then it has group push mappings); off = SSO only."""
     now = sim.now()
-    app = App(app_id or okta_id("0oa"), name or label.lower().replace(" ", "_"), label, now, now)
+    app = App(app_id or okta_id("0oa"), name or label.lower().replace(" ", "_"), label, now, now,
+              provisioning=provisioning)
     sim.org.apps[app.id] = app
     sim.record("application.lifecycle.create", [app_target(app)], "/api/v1/apps")
     return app

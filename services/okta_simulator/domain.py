@@ -30,6 +30,7 @@ class App:
     created: float
     last_updated: float
     status: str = "ACTIVE"
+    provisioning: bool = False  # Okta provisions the app itself (push mappings exist only then)
 
 
 @dataclass
@@ -61,12 +62,28 @@ class Group:
 
 
 @dataclass
+class PushMapping:
+    """Okta's own group push: `source_group_id` (an Okta group) pushed to `target_group_id`, a group in the app."""
+
+    id: str
+    app_id: str
+    source_group_id: str
+    target_group_id: str
+    status: str
+    created: float
+    last_updated: float
+    last_push: float | None = None
+
+
+@dataclass
 class Org:
     users: dict[str, User] = field(default_factory=dict)
     apps: dict[str, App] = field(default_factory=dict)
     app_users: dict[tuple[str, str], AppUser] = field(default_factory=dict)
     groups: dict[str, Group] = field(default_factory=dict)
     app_groups: dict[str, list[str]] = field(default_factory=dict)
+    push_mappings: dict[str, PushMapping] = field(default_factory=dict)
+    target_groups: dict[str, dict[str, str]] = field(default_factory=dict)  # app id -> {group id in app: name}
 
     def find_user(self, id_or_login: str) -> User | None:
         if id_or_login in self.users:

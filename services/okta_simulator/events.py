@@ -6,12 +6,16 @@ Target order per event type (as in the public samples):
   group.user_membership.add/remove     User, UserGroup
   group.lifecycle.*, group.profile.*   UserGroup
   group.application_assignment.*       AppInstance, UserGroup   (derived, no public sample found)
+  application.provision.group_push.*   AppInstance, UserGroup (the source group), GroupPushMapping (gPm…)
+                                       (derived from the Okta Workflows "Group Push Failed" card, which names
+                                       these three objects; the type string "GroupPushMapping" is our guess)
+Group push event names are ODD's (`event-types` legacy table): only `.mapping.created` has `mapping` in it.
 """
 from __future__ import annotations
 
 import uuid
 
-from .domain import App, AppUser, Group, User
+from .domain import App, AppUser, Group, PushMapping, User
 from .ids import iso, transaction_id
 
 # eventType -> (displayMessage, legacyEventType)
@@ -36,6 +40,12 @@ EVENT_META: dict[str, tuple[str, str | None]] = {
     "group.lifecycle.delete": ("Delete Okta group", None),
     "group.application_assignment.add": ("Add application assignment to group", None),
     "group.application_assignment.remove": ("Remove application assignment from group", None),
+    "application.provision.group_push.mapping.created": ("Create group push mapping", "app.user_management.grouppush.mapping.created"),
+    "application.provision.group_push.activate_mapping": ("Activate group push mapping", None),
+    "application.provision.group_push.deactivate_mapping": ("Deactivate group push mapping", None),
+    "application.provision.group_push.pushed": ("Push group to application", "app.user_management.grouppush.pushed"),
+    "application.provision.group_push.updated": ("Update pushed group in application", "app.user_management.grouppush.updated"),
+    "application.provision.group_push.removed": ("Remove group push mapping", "app.user_management.grouppush.removed"),
 }
 
 
@@ -57,6 +67,10 @@ def app_user_target(au: AppUser, user: User) -> dict:
 
 def group_target(group: Group) -> dict:
     return _target(group.id, "UserGroup", "unknown", group.name)
+
+
+def push_mapping_target(mapping: PushMapping, group: Group) -> dict:
+    return _target(mapping.id, "GroupPushMapping", mapping.target_group_id, group.name)
 
 
 def actor_of(user: User) -> dict:

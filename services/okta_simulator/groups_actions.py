@@ -11,6 +11,7 @@ from .domain import Group, new_app_user
 from .errors import not_found
 from .events import app_target, group_target, user_target
 from .ids import okta_id
+from .push_mappings import push_group_update, remove_mappings_of_group
 from .sim import Simulator
 from .users_actions import get_user
 
@@ -36,6 +37,7 @@ def update_group(sim: Simulator, group_id: str, name: str | None = None, descrip
     group.description = description if description is not None else group.description
     group.last_updated = sim.now()
     sim.record("group.profile.update", [group_target(group)], f"/api/v1/groups/{group.id}")
+    push_group_update(sim, group.id)
     return group
 
 
@@ -43,6 +45,7 @@ def delete_group(sim: Simulator, group_id: str) -> None:
     group = get_group(sim, group_id)
     for app_id in [a for a, groups in sim.org.app_groups.items() if group.id in groups]:
         unassign_group(sim, app_id, group.id)
+    remove_mappings_of_group(sim, group.id)
     sim.record("group.lifecycle.delete", [group_target(group)], f"/api/v1/groups/{group.id}")
     del sim.org.groups[group.id]
 

@@ -191,17 +191,19 @@ class GroupDispatcher:
 
     async def _delete(self, app: AppConnector, plan: GroupPlanned, link: GroupLink | None,
                       started: float) -> GroupOutcome:
-        if link is None or link.target_id is None:
-            return GroupOutcome("skipped", None, "no linked target group to delete", _ms(started))
+        target_id = link and (link.target_id or link.last_target_id)
+        if not target_id:
+            return GroupOutcome("skipped", None, "this Okta group was never linked to a target group",
+                                _ms(started))
         client = self.clients[app.okta_app_id]
         try:
-            await client.delete_group(link.target_id)
-            detail = f"deleted target group {link.target_id} ({plan.cause}) and unlinked"
+            await client.delete_group(target_id)
+            detail = f"deleted target group {target_id} ({plan.cause}) and unlinked"
         except ScimNotFoundError:
-            detail = f"target group {link.target_id} was already gone; unlinked"
+            detail = f"target group {target_id} was already gone; unlinked"
         await self.group_links.save(app.okta_app_id, plan.okta_group_id, None, None, plan.version)
         await self.state.forget_group(app.okta_app_id, plan.okta_group_id)
-        return GroupOutcome("applied", link.target_id, detail, _ms(started))
+        return GroupOutcome("applied", target_id, detail, _ms(started))
 
     # --- members ---------------------------------------------------------------------------------------------------
     async def _reconcile(self, app: AppConnector, client: ScimGroupClient, group_id: str, group: ScimGroup,

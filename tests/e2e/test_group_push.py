@@ -127,3 +127,180 @@ def _add_body(version: str, member: str) -> dict:
         return {"schemas": ["urn:scim:schemas:core:1.0"], "members": [{"value": member}]}
     return {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
             "Operations": [{"op": "add", "path": "members", "value": [{"value": member}]}]}
+
+
+def reconfigure(stack, sc: Scenario, version: str, **connector) -> None:
+    """An operator edits the connectors file and restarts the services that read it."""
+    from tests.e2e.conftest import jira_connector
+
+    names = [n for n in stack.processes if n.startswith(("translator", "scim_dispatcher", "queue_poller"))]
+    for name in names:
+        stack.processes[name].stop()
+    stack.write_connectors([jira_connector(stack, sc.app_id, version, **connector)])
+    for name in names:
+        stack.restart(name)
+
+
+async def provisioned(sc: Scenario, count: int) -> list[str]:
+    ids = [await sc.new_user(login(n)) for n in range(count)]
+    for user_id in ids:
+        await sc.okta.assign_user(sc.app_id, user_id)
+    for n in range(count):
+        await sc.wait_active(login(n))
+    return ids
+
+
+async def test_a_refused_member_is_isolated_and_the_rest_of_the_batch_lands(stack):
+    """Six provisioned members pushed at once in batches of 4; one account was deleted on the target side, so the
+    target refuses its batch (400): the batch is split until that member is alone; the others land, the refused one
+    is audited as failed and dead-lettered with the reason."""
+    stack.start_fixtures()
+    async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
+        sc = await start_scenario(stack, okta, target)
+        ids = await provisioned(sc, 6)
+        group = await okta.create_group("Batch")
+        for user_id in ids:
+            await okta.add_group_member(group, user_id)
+        groups = Groups(sc, "v1")
+        gone = (await sc.target_users())[login(2)][0]
+        assert (await groups.call("DELETE", f"/Users/{gone['id']}")).status_code == 204
+        reconfigure(stack, sc, "v1", push_groups=["Batch"], membership_batch_size=4)
+        await groups.wait_members("Batch", {login(n) for n in (0, 1, 3, 4, 5)})
+
+        async def refused():
+            return [r for r in await audit_records(stack, group=group, status="dead_lettered")
+                    if r.get("okta_user_id") == ids[2]]
+        (record,) = await eventually(refused, 60, "the refused member dead-lettered")
+        assert "add refused" in record["detail"] and "400" in record["detail"]
+        letters = [h for h, body in await dead_letters(stack) if ids[2].encode() in body]
+        assert letters and "add refused" in letters[0]["x-bridge-reason"]
+        patches = [r for r in await target.requests() if r["method"] == "PATCH" and "/Groups/" in r["path"]]
+        assert [p["status"] for p in patches].count(400) >= 2, "the batch was split (several refused tries)"
+        assert len(patches) <= 8, f"{len(patches)} PATCHes for 6 members"
+
+
+async def test_unpushing_leaves_the_target_group_and_deleting_it_is_an_audited_command(stack):
+    stack.start_fixtures()
+    async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
+        sc = Scenario(stack, okta, target)
+        sc.app_id = await okta.create_app("Jira", "jira")
+        group = await okta.create_group("Contractors")
+        await start_scenario_with(stack, sc, "v2", push_groups=[group])  # by id
+        ids = await provisioned(sc, 2)
+        for user_id in ids:
+            await okta.add_group_member(group, user_id)
+        groups = Groups(sc, "v2")
+        await groups.wait_members("Contractors", {login(0), login(1)})
+
+        refused = _delete_group(stack, group)
+        assert refused.returncode == 2 and "still pushed" in refused.stderr
+
+        reconfigure(stack, sc, "v2", push_groups=[])
+
+        async def unlinked():
+            return [r for r in await audit_records(stack, group=group, status="applied")
+                    if "unlinked" in (r.get("detail") or "")]
+        await eventually(unlinked, 60, "group unlinked after it left push_groups")
+        await okta.remove_group_member(group, ids[0])  # no longer followed
+        await okta.assign_user(sc.app_id, await sc.new_user("late.user@example.com"))
+        await sc.wait_active("late.user@example.com")
+        assert await groups.members("Contractors") == {login(0), login(1)}, "an unpushed group is left in place"
+
+        run = _delete_group(stack, group)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert await groups.named("Contractors") is None
+        trail = await audit_records(stack, group=group)
+        asked = [r for r in trail if r["service"] == "operator-cli"]
+        assert asked and "requested by ci-operator" in asked[0]["detail"]
+        deleted = [r for r in trail if r["step"] == "applied" and "deleted target group" in (r.get("detail") or "")]
+        assert deleted and deleted[0]["event_type"] == "operator:delete-group by ci-operator"
+
+
+def _delete_group(stack, group: str):
+    import subprocess
+    import sys
+
+    env = {**stack.service_env("cli"), "USER": "ci-operator"}
+    return subprocess.run([sys.executable, "-m", "scim_dispatcher.cli", "delete-group", "--app", "jira", "--group",
+                           group, "--yes"], env=env, capture_output=True, text=True, timeout=120)
+
+
+async def test_a_target_without_groups_fails_clearly_and_users_are_still_provisioned(stack):
+    stack.start_fixtures()
+    async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
+        await target.add_fault(404, path_regex=r"/Groups")  # this target has no /Groups at all
+        sc = Scenario(stack, okta, target)
+        sc.app_id = await okta.create_app("Jira", "jira")
+        group = await okta.create_group("Everyone")
+        await start_scenario_with(stack, sc, "v2", push_groups=["Everyone"])
+        ids = await provisioned(sc, 2)
+        await okta.add_group_member(group, ids[0])
+
+        async def failed():
+            return [r for r in await audit_records(stack, group=group, status="dead_lettered")]
+        records = await eventually(failed, 60, "the group push dead-lettered")
+        assert "does not support groups" in records[0]["detail"]
+        await sc.wait_active(login(1))
+
+
+async def test_link_existing_authority_okta_same_names_and_a_group_created_later(stack):
+    """link_existing_groups links the target's own group of that name; authority okta makes its member list
+    Okta's; two pushed groups with one name: the second fails clearly; a group created after start is pushed."""
+    stack.start_fixtures()
+    async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
+        sc = Scenario(stack, okta, target)
+        sc.app_id = await okta.create_app("Jira", "jira")
+        groups = Groups(sc, "v2")
+        local = (await groups.call("POST", "/Users", json=_user_body("v2", "local.admin@example.com"))).json()
+        ops = (await groups.call("POST", "/Groups", json={
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Ops",
+            "members": [{"value": local["id"]}]})).json()
+        ops_group = await okta.create_group("Ops")
+        first, second = await okta.create_group("Twin"), await okta.create_group("Twin")
+        await start_scenario_with(stack, sc, "v2", push_groups=["Ops", first, second, "Later"],
+                                  link_existing_groups=True, membership_authority="okta")
+        ids = await provisioned(sc, 2)
+        await okta.add_group_member(ops_group, ids[0])
+        await groups.wait_members("Ops", {login(0)})  # the local member is gone: Okta is the authority
+        assert (await groups.named("Ops"))["id"] == ops["id"], "linked, not created"
+
+        async def twin_refused():
+            return [r for r in await audit_records(stack, status="dead_lettered")
+                    if "two pushed groups have the same name" in (r.get("detail") or "")]
+        refused = await eventually(twin_refused, 60, "the second group named Twin refused")
+        assert refused[0]["okta_group_id"] in (first, second)
+        assert len([g for g in await groups.all() if g["displayName"] == "Twin"]) == 1
+
+        later = await okta.create_group("Later")
+        await okta.add_group_member(later, ids[1])
+        await groups.wait_members("Later", {login(1)})
+
+
+async def test_a_burst_of_joins_and_leaves_ends_in_oktas_membership_with_three_dispatchers(stack):
+    import random
+
+    stack.start_fixtures()
+    async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
+        sc = Scenario(stack, okta, target)
+        sc.app_id = await okta.create_app("Jira", "jira")
+        group = await okta.create_group("Burst")
+        stack.write_connectors([__import__("tests.e2e.conftest", fromlist=["x"]).jira_connector(
+            stack, sc.app_id, "v2", push_groups=["Burst"], max_concurrency=8)])
+        stack.start_services(dispatchers=3)
+        ids = await provisioned(sc, 12)
+        rng = random.Random(7)
+        members: set[str] = set()
+        for _ in range(120):
+            user_id = rng.choice(ids)
+            if user_id in members:
+                await okta.remove_group_member(group, user_id)
+                members.discard(user_id)
+            else:
+                await okta.add_group_member(group, user_id)
+                members.add(user_id)
+        expected = {login(ids.index(u)) for u in members}
+        groups = Groups(sc, "v2")
+        await groups.wait_members("Burst", expected, timeout=180)
+        served = {r["service"] for r in await audit_records(stack, group=group, status="applied")}
+        assert served == {"scim-dispatcher"}
+        assert not await dead_letters(stack)

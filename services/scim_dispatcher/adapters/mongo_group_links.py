@@ -18,6 +18,7 @@ class GroupLink:
     target_id: str | None  # None: unlinked (the version stays, so an older push cannot link it again)
     display_name: str | None
     applied_version: int
+    last_target_id: str | None = None  # the target group it was linked to, kept after an unlink (delete command)
 
 
 class MongoGroupLinks:
@@ -41,7 +42,9 @@ class MongoGroupLinks:
     async def save(self, app_id: str, group_id: str, target_id: str | None, display_name: str | None, version: int) -> bool:
         """Conditional on the version, as user links are: False when a newer plan was applied meanwhile."""
         fields = {"org": self._org, "app_id": app_id, "group_id": group_id, "target_id": target_id,
-                  "display_name": display_name, "applied_version": version, "updated_at": datetime.now(UTC)}
+                  "applied_version": version, "updated_at": datetime.now(UTC)}
+        if target_id is not None:
+            fields.update(last_target_id=target_id, display_name=display_name)
         try:
             await self._db.group_links.update_one(
                 {"_id": key(self._org, app_id, group_id), "applied_version": {"$lt": version}}, {"$set": fields},
@@ -53,7 +56,8 @@ class MongoGroupLinks:
     async def relink(self, app_id: str, group_id: str, target_id: str) -> None:
         """A recreated target group keeps the link's version (the caller holds the group's lease)."""
         await self._db.group_links.update_one({"_id": key(self._org, app_id, group_id)},
-                                              {"$set": {"target_id": target_id, "updated_at": datetime.now(UTC)}})
+                                              {"$set": {"target_id": target_id, "last_target_id": target_id,
+                                                        "updated_at": datetime.now(UTC)}})
 
     async def of_app(self, app_id: str) -> list[GroupLink]:
         docs = self._db.group_links.find({"org": self._org, "app_id": app_id, "target_id": {"$ne": None}})
@@ -61,4 +65,5 @@ class MongoGroupLinks:
 
 
 def _link(doc: dict) -> GroupLink:
-    return GroupLink(doc["group_id"], doc.get("target_id"), doc.get("display_name"), int(doc.get("applied_version", 0)))
+    return GroupLink(doc["group_id"], doc.get("target_id"), doc.get("display_name"), int(doc.get("applied_version", 0)),
+                     doc.get("last_target_id"))
