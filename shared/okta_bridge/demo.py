@@ -2,7 +2,8 @@
 
 Seeds a small org (some users assigned before the bridge starts: they arrive by the initial full sync), starts the
 four services as separate processes, then acts as an Okta admin (assign, update, suspend, deactivate, reactivate,
-unassign) and shows the changes arriving in the app, live. Ctrl-C stops everything it started, and nothing else.
+unassign, and joins and leaves of the pushed group ``jira-developers``) and shows the changes arriving in the app,
+live. Ctrl-C stops everything it started, and nothing else.
 """
 
 from __future__ import annotations
@@ -56,16 +57,17 @@ async def run(duration: float, sim_port: int, target_port: int, audit_port: int)
         console.print("[bold]starting the Okta simulator and the demo SCIM app[/]")
         stack.start_fixtures()
         async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
-            app_id, users = await _seed(okta)
+            app_id, users, group_id = await _seed(okta)
             stack.write_connectors([{
                 "okta_app_id": app_id, "name": "jira", "base_url": f"{stack.target_url}/scim/v1/",
                 "auth": {"type": "header", "header_name": "Authorization", "value_env": "DEMO_TARGET_TOKEN",
                          "value_prefix": "Bearer "},
                 "attribute_mappings": {"urn:okta:jira:1.0:user:department": "profile.department"},
+                "push_groups": ["jira-developers"],
             }])
             console.print("[bold]starting audit-recorder, translator, scim-dispatcher, queue-poller[/]")
             stack.start_services()
-            admin = asyncio.create_task(_act_as_admin(okta, app_id, users, stop))
+            admin = asyncio.create_task(_act_as_admin(okta, app_id, users, group_id, stop))
             await _show(console, stack, target, stop, duration)
             admin.cancel()
             with suppress(asyncio.CancelledError):
@@ -89,7 +91,7 @@ async def _fresh_state(stack: DevStack) -> None:
                 await channel.queue_delete(name)
 
 
-async def _seed(okta: SimulatorAdmin) -> tuple[str, list[str]]:
+async def _seed(okta: SimulatorAdmin) -> tuple[str, list[str], str]:
     app_id = await okta.create_app("Jira (on-prem)", "jira")
     users = []
     for first, last in PEOPLE:
@@ -98,14 +100,19 @@ async def _seed(okta: SimulatorAdmin) -> tuple[str, list[str]]:
                                              "displayName": f"{first} {last}", "department": "R&D"}))
     for user_id in users[:3]:  # assigned before the bridge starts: the initial full sync brings them
         await okta.assign_user(app_id, user_id)
-    return app_id, users
+    group_id = await okta.create_group("jira-developers", "pushed to Jira by the bridge (push_groups)")
+    for user_id in users[:4]:  # users[3] joins the target group once the script assigns (provisions) them
+        await okta.add_group_member(group_id, user_id)
+    return app_id, users, group_id
 
 
-async def _act_as_admin(okta: SimulatorAdmin, app_id: str, users: list[str], stop: asyncio.Event) -> None:
+async def _act_as_admin(okta: SimulatorAdmin, app_id: str, users: list[str], group_id: str,
+                        stop: asyncio.Event) -> None:
     script = [
-        ("assign", users[3]), ("assign", users[4]), ("update", users[0]), ("suspend", users[1]),
-        ("unsuspend", users[1]), ("deactivate", users[2]), ("assign", users[5]), ("unassign", users[4]),
-        ("reactivate", users[2]), ("activate", users[2]), ("assign", users[6]),
+        ("assign", users[3]), ("assign", users[4]), ("update", users[0]), ("join", users[4]), ("suspend", users[1]),
+        ("unsuspend", users[1]), ("leave", users[0]), ("deactivate", users[2]), ("assign", users[5]),
+        ("unassign", users[4]), ("reactivate", users[2]), ("activate", users[2]), ("assign", users[6]),
+        ("join", users[6]),
     ]
     await asyncio.sleep(4)
     step = 0
@@ -118,6 +125,10 @@ async def _act_as_admin(okta: SimulatorAdmin, app_id: str, users: list[str], sto
                 await okta.assign_user(app_id, user_id)
             elif action == "unassign":
                 await okta.unassign_user(app_id, user_id)
+            elif action == "join":
+                await okta.add_group_member(group_id, user_id)
+            elif action == "leave":
+                await okta.remove_group_member(group_id, user_id)
             elif action == "update":
                 await okta.update_profile(user_id, {"department": random.choice(["R&D", "Ops", "Sales", "Legal"])})
             else:
@@ -149,6 +160,14 @@ async def _render(stack: DevStack, target: TargetAdmin) -> Group:
             ext = u.get("urn:okta:jira:1.0:user") or {}
             users.add_row(u.get("userName", ""), u.get("displayName", ""),
                           "[green]yes[/]" if u.get("active") else "[red]no[/]", str(ext.get("department", "")))
+    groups = Table(title="Jira: groups pushed from Okta", expand=True)
+    for column in ("displayName", "members"):
+        groups.add_column(column, overflow="fold")
+    with suppress(httpx.HTTPError):
+        names = {u.get("id"): u.get("userName", "") for u in await target.users()}
+        for g in sorted(await target.groups(), key=lambda g: g.get("displayName", "")):
+            members = sorted(names.get(m.get("value"), m.get("value")) for m in g.get("members") or [])
+            groups.add_row(g.get("displayName", ""), ", ".join(members))
     trail = Table(title="audit trail (newest first)", expand=True)
     for column in ("time", "service", "step", "cause", "okta user", "detail"):
         trail.add_column(column, overflow="fold")
@@ -164,7 +183,7 @@ async def _render(stack: DevStack, target: TargetAdmin) -> Group:
         f"traces: {'OTLP to ' + otel + ' (open Jaeger UI)' if otel else 'export off: set OTEL_EXPORTER_OTLP_ENDPOINT (Jaeger: http://localhost:4318)'}\n"
         f"Okta simulator: {stack.okta_url}   demo app: {stack.target_url}/scim/v1/   logs: {stack.workdir}\n"
         "Ctrl-C stops everything the demo started", title="where to look")
-    return Group(where, users, trail)
+    return Group(where, users, groups, trail)
 
 
 def _stop_started_dependencies() -> None:

@@ -3,6 +3,8 @@ the target over SCIM."""
 
 from __future__ import annotations
 
+import os
+
 import httpx
 import pytest
 
@@ -303,4 +305,107 @@ async def test_a_burst_of_joins_and_leaves_ends_in_oktas_membership_with_three_d
         await groups.wait_members("Burst", expected, timeout=180)
         served = {r["service"] for r in await audit_records(stack, group=group, status="applied")}
         assert served == {"scim-dispatcher"}
+        assert not await dead_letters(stack)
+
+
+# 5,000 takes about 10 minutes here, most of it provisioning the members first; `make bench` pushes 5,000 (and
+# 50 x 100) and reports peak RSS. GROUP_TEST_SIZE=5000 runs this test at full size.
+LARGE_GROUP = int(os.environ.get("GROUP_TEST_SIZE", "1000"))
+
+
+async def test_a_large_group_is_pushed_in_batched_patches(stack):
+    """Members provisioned by the initial sync, then pushed in PATCHes of 100 (the default batch); Okta's member
+    listing takes calls of 200 from the groups bucket. Peak RSS of each service is printed (the memory target lives
+    in ``make bench``)."""
+    stack.start_fixtures()
+    async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
+        sc = Scenario(stack, okta, target)
+        sc.app_id = await okta.create_app("Jira", "jira")
+        group = await okta.create_group("Everyone")
+        for n in range(LARGE_GROUP):
+            user_id = await okta.create_user({"login": login(n), "email": login(n), "firstName": "M",
+                                              "lastName": str(n)})
+            await okta.assign_user(sc.app_id, user_id)
+            await okta.add_group_member(group, user_id)
+        await start_scenario_with(stack, sc, "v2", max_concurrency=16)
+
+        async def all_provisioned():
+            return len(await target.users()) >= LARGE_GROUP
+        await eventually(all_provisioned, 900, f"{LARGE_GROUP} users provisioned")
+        before = (await okta.stats())
+        reconfigure(stack, sc, "v2", max_concurrency=16, push_groups=["Everyone"])
+        groups = Groups(sc, "v2")
+
+        async def complete():
+            found = await groups.named("Everyone")
+            return found is not None and len(found.get("members") or []) == LARGE_GROUP
+        await eventually(complete, 600, f"a target group with {LARGE_GROUP} members")
+        patches = [r for r in await target.requests() if r["method"] == "PATCH" and "/Groups/" in r["path"]]
+        assert LARGE_GROUP // 100 <= len(patches) <= LARGE_GROUP // 100 + 2, f"{len(patches)} membership PATCHes"
+        calls = _delta(before, await okta.stats())
+        print("okta calls by bucket during the push:", calls)
+        pages = -(-LARGE_GROUP // 200)
+        assert pages <= calls.get("groups", 0) <= pages + 2, "member listing: limit=200 from the groups bucket"
+        for name, process in stack.processes.items():
+            print(f"{name}: peak RSS {_peak_rss_mb(process.proc.pid)} MB")
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def _delta(before: dict, after: dict) -> dict:
+    calls_before, calls_after = before.get("callsByBucket", {}), after.get("callsByBucket", {})
+    return {k: v - calls_before.get(k, 0) for k, v in calls_after.items() if v - calls_before.get(k, 0)}
+
+
+async def test_group_push_to_pypis_scim2_server(stack, scim2_server):
+    """An independent SCIM 2.0 server: the pushed group is created there with its provisioned members, follows a
+    join and a leave, and a rename."""
+    from tests.conftest import SCIM2_SERVER_TOKEN
+
+    stack.start_fixtures()
+    stack.extra_env["S2_TOKEN"] = SCIM2_SERVER_TOKEN
+    headers = {"Authorization": f"Bearer {SCIM2_SERVER_TOKEN}"}
+    async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
+        sc = Scenario(stack, okta, target)
+        sc.app_id = await okta.create_app("Jira", "jira")
+        group = await okta.create_group("Platform")
+        ids = []
+        for n in range(3):
+            ids.append(await sc.new_user(login(n)))
+            await okta.assign_user(sc.app_id, ids[-1])
+        for user_id in ids[:2]:
+            await okta.add_group_member(group, user_id)
+        stack.write_connectors([{
+            "okta_app_id": sc.app_id, "name": "jira", "base_url": scim2_server + "/", "scim_version": "2.0",
+            "auth": {"type": "header", "header_name": "Authorization", "value_env": "S2_TOKEN",
+                     "value_prefix": "Bearer "}, "push_groups": ["Platform"]}])
+        stack.start_services()
+
+        async def members(name: str) -> set[str] | None:
+            async with httpx.AsyncClient() as http:
+                found = (await http.get(f"{scim2_server}/Groups", headers=headers)).json().get("Resources", [])
+                users = (await http.get(f"{scim2_server}/Users", headers=headers)).json().get("Resources", [])
+            names = {u["id"]: u["userName"].lower() for u in users}
+            match = [g for g in found if g.get("displayName") == name]
+            return {names.get(m["value"], m["value"]) for m in match[0].get("members") or []} if match else None
+
+        async def wait(name: str, expected: set[str]):
+            async def check():
+                return await members(name) == expected
+            await eventually(check, 90, f"scim2-server group {name!r} with {sorted(expected)}")
+
+        await wait("Platform", {login(0), login(1)})
+        await okta.add_group_member(group, ids[2])
+        await okta.remove_group_member(group, ids[0])
+        await wait("Platform", {login(1), login(2)})
+        await okta.update_group(group, name="Platform Team")
+        await wait("Platform Team", {login(1), login(2)})
         assert not await dead_letters(stack)
