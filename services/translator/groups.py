@@ -78,6 +78,12 @@ class GroupPlanner:
                 await self._audit_group(AuditStep.FAILED, app.okta_app_id, entry, cause,
                                         "push_groups: no Okta group has this id (deleted?); not pushed")
                 return None
+        for doc in await self.state.pushed_of_app(app.okta_app_id):
+            if doc.get("entry") == entry:  # resolved before: the push follows the id, even after a rename in Okta
+                try:
+                    return await self.okta.get_group(doc["group_id"])
+                except OktaNotFoundError:
+                    break  # deleted in Okta: the name may now belong to another group
         found = await self.okta.find_groups_named(entry)
         if len(found) > 1:  # the one already pushed under this entry stays pushed; a newcomer is not taken
             pushed = {d["group_id"] for d in await self.state.pushed_of_app(app.okta_app_id) if d.get("entry") == entry}

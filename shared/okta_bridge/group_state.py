@@ -81,14 +81,15 @@ class GroupState:
         facts = list(facts)
         if not facts:
             return []
-        ops = []
+        writes: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (filter, fields)
         for user_id, member in facts:
             fields: dict[str, Any] = {"org": self._org, "app_id": app_id, "group_id": group_id, "user_id": user_id,
                                       "member": member, "version": version}
             if listing:
                 fields["listing"] = listing
-            ops.append(UpdateOne({"_id": key(self._org, app_id, group_id, user_id), "version": {"$lt": version}},
-                                 {"$set": fields, "$setOnInsert": {"applied_version": 0}}, upsert=True))
+            writes.append(({"_id": key(self._org, app_id, group_id, user_id), "version": {"$lt": version}}, fields))
+        ops = [UpdateOne(f, {"$set": fields, "$setOnInsert": {"applied_version": 0}}, upsert=True)
+               for f, fields in writes]
         stale: set[int] = set()
         try:
             await self._db.group_members.bulk_write(ops, ordered=False)
@@ -96,7 +97,13 @@ class GroupState:
             others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
             if others:
                 raise
-            stale = {e["index"] for e in exc.details.get("writeErrors", [])}
+            collided = [e["index"] for e in exc.details.get("writeErrors", [])]
+            # a duplicate key means the fact exists with a version not older than ours, or another writer inserted
+            # it at the same moment; MongoDB does not retry such an upsert, so try once more as a plain update
+            for i in collided:
+                retry = await self._db.group_members.update_one(writes[i][0], {"$set": writes[i][1]})
+                if retry.matched_count == 0:
+                    stale.add(i)
         return [user_id for i, (user_id, _) in enumerate(facts) if i not in stale]
 
     async def left_since_listing(self, app_id: str, group_id: str, listing: str, version: int) -> int:
