@@ -1,5 +1,7 @@
 """Applying one plan to one SCIM target, exactly as Okta's client would, without duplicates or regressions.
 
+* one writer per key: a plan is applied under its (app, user) lease in MongoDB, so with any number of dispatcher
+  processes no two apply plans of one key at once, and the version check below happens under the lease;
 * stale: a plan whose version is not newer than the last applied for its key is skipped;
 * upsert: linked -> GET + PUT by the stored id (404 -> look up again, relink or recreate); not linked -> look up
   by the unique field first (a create whose answer was lost is found, not created twice), then POST; a 409 on POST
@@ -20,6 +22,8 @@ from opentelemetry import trace
 
 from okta_bridge.connectors import AppConnector
 from okta_bridge.contracts import PlanAction, ScimOperationPlanned
+from okta_bridge.leases import Leases
+from okta_bridge.mongo import key
 from okta_bridge.telemetry import ATTR
 from scim_dispatcher.adapters.scim_client import ScimClient
 from scim_dispatcher.adapters.scim_errors import ScimConflictError, ScimNotFoundError, ScimPermanentError
@@ -45,17 +49,23 @@ class Dispatcher:
     apps: dict[str, AppConnector]
     clients: dict[str, ScimClient]
     links: LinkStore
+    leases: Leases | None = None  # None: one process only (unit tests); a lock per key within the process
     _key_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     _app_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
 
     def _slots(self, app: AppConnector) -> asyncio.Semaphore:
         return self._app_slots.setdefault(app.okta_app_id, asyncio.Semaphore(app.max_concurrency))
 
+    def _exclusive(self, plan: ScimOperationPlanned):
+        """One writer per (app, user) across every dispatcher process: the key's lease in MongoDB."""
+        if self.leases is None:
+            return self._key_locks[(plan.app_id, plan.okta_user_id)]
+        return self.leases.hold(key("user", plan.org, plan.app_id, plan.okta_user_id))
+
     async def apply(self, plan: ScimOperationPlanned) -> Outcome:
         app = self.apps[plan.app_id]
         started = time.perf_counter()
-        lock = self._key_locks[(plan.app_id, plan.okta_user_id)]
-        async with lock, self._slots(app):
+        async with self._exclusive(plan), self._slots(app):
             link = await self.links.get(plan.app_id, plan.okta_user_id)
             if link and link.applied_version >= plan.version:
                 return Outcome("skipped_stale", link.target_id, None, None, None,

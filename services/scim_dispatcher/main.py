@@ -14,7 +14,7 @@ from okta_bridge.audit import BrokerAudit
 from okta_bridge.connectors import load_connectors
 from okta_bridge.contracts import AuditStep, PlanAction, ScimOperationPlanned, TargetValuesObserved
 from okta_bridge.group_state import GroupState
-from okta_bridge.leases import Leases
+from okta_bridge.leases import LeaseBusyError, Leases, ensure_lease_index
 from okta_bridge.logs import register_secret, setup_logging, register_settings_secrets
 from okta_bridge.mongo import connect
 from okta_bridge.runtime import ATTEMPT_HEADER, Republisher, make_broker
@@ -42,6 +42,8 @@ class DispatcherSettings(BaseSettings):
     pools: str = Field(default="default", description="comma-separated pools this dispatcher serves")
     max_attempts: int = Field(default=15, description="transient failures before a plan is dead-lettered")
     probe_interval_s: float = 10.0
+    lease_ttl_s: float = Field(default=60.0, description="a dead holder's (app, user) lease frees after this; "
+                                                         "longer than any one plan's SCIM calls")
     group_lease_ttl_s: float = Field(default=120.0, description="a dead holder's group lease frees after this")
 
 
@@ -73,9 +75,13 @@ def build() -> FastStream:
             GroupState(db, okta.org_url)
         await group_links.ensure_indexes()
         await group_state.ensure_indexes()
-        state.update(mongo=client, http=http, dispatcher=Dispatcher(apps, clients, links),
+        # a lease outlives the longest apply (lookup, write, read back at the app's timeout) by a margin
+        ttl = max([cfg.lease_ttl_s, *(4 * a.timeout_s for a in apps.values())])
+        await ensure_lease_index(db.leases)
+        state.update(mongo=client, http=http,
+                     dispatcher=Dispatcher(apps, clients, links, Leases(db.leases, ttl_s=ttl)),
                      groups=GroupDispatcher(apps, clients, group_state, group_links, links,
-                                            Leases(db.leases, ttl_s=cfg.group_lease_ttl_s)),
+                                            Leases(db.leases, ttl_s=max(ttl, cfg.group_lease_ttl_s))),
                      group_state=group_state, audit=BrokerAudit(broker, "scim-dispatcher", okta.org_url))
 
     @stream.on_startup
@@ -151,6 +157,9 @@ async def _apply(state: dict, republisher: Republisher, plan: ScimOperationPlann
     except ScimTransientError as exc:
         await audit.record(AuditStep.FAILED, detail=exc.message, **_scim(exc), **fields)
         await _retry(republisher, audit, plan, attempt, exc.message, exc.retry_after_s, _scim(exc), fields)
+        return
+    except LeaseBusyError as exc:  # another dispatcher is applying this key: later, through the retry tiers
+        await _retry(republisher, audit, plan, attempt, str(exc), None, {}, fields)
         return
     except ScimError as exc:
         log.warning("plan v%s for %s dead-lettered: %s", plan.version, plan.app_id, exc.message)

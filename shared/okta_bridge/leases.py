@@ -3,8 +3,9 @@
 A lease is one document ``{_id: key, owner, expires, token}``. Taking it is one ``find_one_and_update`` with an
 update pipeline: it matches when the lease is free, expired (``expires < $$NOW``, the server's time, so clocks of
 the hosts do not matter) or already ours, and sets ``expires = $$NOW + ttl``. When someone else holds it, the upsert
-collides on ``_id`` (``DuplicateKeyError``): busy. ``token`` grows on each change of holder; a holder passes it
-with its writes where a fencing check is needed. A holder that dies leaves the lease to expire.
+collides on ``_id`` (``DuplicateKeyError``): busy. ``token`` grows on each change of holder (a release keeps the
+document, so it never restarts); a holder passes it with its writes where a fencing check is needed. A holder that
+dies leaves the lease to expire.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import random
 import secrets
 import socket
+from datetime import UTC, datetime
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -20,7 +22,13 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-__all__ = ["LeaseBusyError", "Leases"]
+__all__ = ["LeaseBusyError", "Leases", "ensure_lease_index"]
+
+
+async def ensure_lease_index(collection: AsyncCollection) -> None:
+    """Leases of holders that died are taken over when their key is used again; this TTL index removes those of
+    keys never used again, an hour after they expired."""
+    await collection.create_index("expires", expireAfterSeconds=3600)
 
 
 class LeaseBusyError(RuntimeError):
@@ -32,11 +40,13 @@ class Leases:
         self._coll = collection
         self.owner = owner or f"{socket.gethostname()}:{secrets.token_hex(4)}"
         self._ttl_ms = int(ttl_s * 1000)
-        self._local: dict[str, asyncio.Lock] = {}  # one per key seen (pushed groups: a few thousand at most)
+        self._local: dict[str, tuple[asyncio.Lock, int]] = {}  # key -> (lock, tasks using it); dropped at 0
 
     async def try_acquire(self, key: str) -> int | None:
         """The fencing token when the lease is now ours (taken or renewed), else None."""
-        free = {"$or": [{"owner": self.owner}, {"$expr": {"$lt": ["$expires", "$$NOW"]}}]}
+        # dates compared as milliseconds ($toLong of a date, documented): the same answer on every MongoDB-wire server
+        expired = {"$lt": [{"$toLong": "$expires"}, {"$toLong": "$$NOW"}]}
+        free = {"$or": [{"owner": self.owner}, {"$expr": expired}]}
         taking = {"$ne": ["$owner", self.owner]}
         try:
             doc = await self._coll.find_one_and_update(
@@ -49,22 +59,33 @@ class Leases:
         return int(doc["token"])
 
     async def release(self, key: str) -> None:
-        await self._coll.delete_one({"_id": key, "owner": self.owner})
+        """Frees the lease and keeps its document, so the next holder's token is still greater than ours."""
+        await self._coll.update_one({"_id": key, "owner": self.owner},
+                                    {"$set": {"owner": None, "expires": datetime.fromtimestamp(0, UTC)}})
 
     @asynccontextmanager
     async def hold(self, key: str, wait_s: float = 15.0) -> AsyncIterator[int]:
         """Exclusive across processes (the lease) and within this one (a lock, so only one task asks the database).
         Raises :class:`LeaseBusyError` after ``wait_s``; the caller retries later."""
-        lock = self._local.setdefault(key, asyncio.Lock())
-        async with lock:
-            loop = asyncio.get_running_loop()
-            deadline, delay = loop.time() + wait_s, 0.02
-            while (token := await self.try_acquire(key)) is None:
-                if loop.time() >= deadline:
-                    raise LeaseBusyError(f"lease {key.split('|')[0]} held by another process")
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 0.5)
-            try:
-                yield token
-            finally:
-                await self.release(key)
+        lock, users = self._local.get(key, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._local[key] = (lock, users + 1)
+        try:
+            async with lock:
+                loop = asyncio.get_running_loop()
+                deadline, delay = loop.time() + wait_s, 0.02
+                while (token := await self.try_acquire(key)) is None:
+                    if loop.time() >= deadline:
+                        raise LeaseBusyError(f"lease {key.split('|')[0]} held by another process")
+                    await asyncio.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, 0.5)
+                try:
+                    yield token
+                finally:
+                    await self.release(key)
+        finally:
+            lock, users = self._local[key]
+            if users <= 1:
+                del self._local[key]
+            else:
+                self._local[key] = (lock, users - 1)
