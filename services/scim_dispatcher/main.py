@@ -92,7 +92,7 @@ def build() -> FastStream:
             await declare_dispatcher_pool(broker, pool)
         log.info("serving pools %s (%d app(s))", ", ".join(pools), len(apps))
 
-    @stream.on_shutdown
+    @stream.after_shutdown  # after the broker drained in-flight messages (graceful_timeout): they still need the database
     async def close() -> None:
         if "http" in state:
             await state["http"].aclose()

@@ -74,7 +74,7 @@ def build() -> FastStream:
         for pool in connectors.pools():  # plans are never unroutable, even before any dispatcher started
             await declare_dispatcher_pool(broker, pool)
 
-    @app.on_shutdown
+    @app.after_shutdown  # after the broker drained in-flight messages (graceful_timeout): they still need the database
     async def close() -> None:
         if state:
             await state["okta"].aclose()
