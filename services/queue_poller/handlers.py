@@ -18,7 +18,7 @@ from okta_bridge.contracts import OktaEventReceived, SyncReason
 from okta_bridge.events import (GROUP_EVENTS, MEMBERSHIP_EVENTS, USER_EVENTS, MalformedEvent, group_id_of, parse_event,
                                 target_id, user_id_of)
 from okta_bridge.okta_client import OktaCursorRejectedError
-from queue_poller.ports import CursorState, LogSource, Outbox, StateStore
+from queue_poller.ports import CursorState, LeadershipLost, LogSource, Outbox, StateStore
 
 log = logging.getLogger(__name__)
 FRESH_LINK_MARGIN = timedelta(seconds=60)
@@ -85,6 +85,8 @@ class Poller:
                     interval = self.cfg.min_interval_s
                 else:
                     interval = min(max(interval * 2, self.cfg.min_interval_s), self.cfg.idle_interval_s)
+            except LeadershipLost:
+                raise
             except Exception as exc:  # noqa: BLE001 - logged, retried; nothing was acknowledged
                 interval = min(max(interval * 2, 1.0), 60.0)
                 log.warning("poll failed (%s: %s); next try in %.0fs", type(exc).__name__, exc, interval)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from contextlib import suppress
 from datetime import datetime, timedelta
 
 from pydantic import Field
@@ -13,16 +14,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from okta_bridge.audit import BrokerAudit
 from okta_bridge.connectors import load_connectors
 from okta_bridge.logs import register_secret, setup_logging, register_settings_secrets
-from okta_bridge.mongo import claim_org, connect, ensure_indexes
+from okta_bridge.mongo import claim_org, connect, ensure_indexes, key
 from okta_bridge.okta_client import OktaClient
 from okta_bridge.runtime import make_broker
 from okta_bridge.settings import BridgeSettings, OktaSettings
+from okta_bridge.leases import Leases, ensure_lease_index
 from okta_bridge.telemetry import setup_tracing, shutdown_tracing
 from okta_bridge.topology import declare_translator
 from queue_poller.adapters.mongo_state import MongoPollerState
 from queue_poller.adapters.okta_log import OktaLogSource
 from queue_poller.adapters.outbox import BrokerOutbox
 from queue_poller.handlers import Poller, PollerConfig
+from queue_poller.ports import LeadershipLost
 
 log = logging.getLogger("queue_poller")
 
@@ -35,6 +38,8 @@ class PollerSettings(BaseSettings):
     min_interval_s: float = 0.5
     start_from: datetime | None = Field(default=None, description="first start: read the log from here (default now)")
     max_cursor_age_s: float = Field(default=7 * 86400, description="older last poll = expired cursor: full sync")
+    lease_ttl_s: float = Field(default=10.0, ge=2.0, description="a dead leader's lease frees after this; renewed "
+                                                                 "every third of it")
 
 
 async def main() -> None:
@@ -51,26 +56,83 @@ async def main() -> None:
     await broker.start()
     await declare_translator(broker)
     okta_client = OktaClient(okta.org_url, okta.api_token.get_secret_value(), timeout_s=okta.request_timeout_s)
+    store = MongoPollerState(db, okta.org_url)
     poller = Poller(
         PollerConfig(org=okta.org_url, app_ids=tuple(connectors.by_app_id()), own_token_id=okta.api_token_id,
                      start_from=cfg.start_from, max_cursor_age=timedelta(seconds=cfg.max_cursor_age_s),
                      page_limit=cfg.page_limit, idle_interval_s=cfg.idle_interval_s, min_interval_s=cfg.min_interval_s,
                      group_names=frozenset(n for a in connectors.apps for n in a.pushed_group_names)),
-        OktaLogSource(okta_client, cfg.page_limit), MongoPollerState(db, okta.org_url),
+        OktaLogSource(okta_client, cfg.page_limit), store,
         BrokerOutbox(broker, BrokerAudit(broker, "queue-poller", okta.org_url), okta.org_url),
     )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    await poller.start()
-    log.info("polling %s for %d app(s)", okta.org_url, len(connectors.apps))
+    await ensure_lease_index(db.leases)
+    leases, lease_key = Leases(db.leases, ttl_s=cfg.lease_ttl_s), key("poller", okta.org_url)
     try:
-        await poller.run(stop)
+        await lead_when_elected(poller, store, leases, lease_key, stop, cfg.lease_ttl_s,
+                                f"polling {okta.org_url} for {len(connectors.apps)} app(s)")
     finally:
+        with suppress(Exception):
+            await leases.release(lease_key)
         await broker.stop()
         await okta_client.aclose()
         await client.close()
         shutdown_tracing()
+
+
+async def lead_when_elected(poller: Poller, store: MongoPollerState, leases: Leases, lease_key: str,
+                            stop: asyncio.Event, ttl_s: float, what: str) -> None:
+    """Several replicas may run; the one holding the lease polls, the others stand by and take over within
+    ``ttl_s`` of its death. The lease's fencing token goes with every cursor write, so a leader that lost its lease
+    (paused, partitioned) cannot move the cursor any more."""
+    standby_logged = False
+    while not stop.is_set():
+        try:
+            token = await leases.try_acquire(lease_key)
+        except Exception as exc:  # noqa: BLE001 - database unreachable: keep trying
+            log.warning("poller lease: %s: %s", type(exc).__name__, exc)
+            token = None
+        if token is None:
+            if not standby_logged:
+                log.info("another poller holds the lease: standing by")
+                standby_logged = True
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            continue
+        standby_logged = False
+        store.fence = token
+        halt = asyncio.Event()
+        renewer = asyncio.create_task(_renew(leases, lease_key, ttl_s, halt, stop))
+        try:
+            await poller.start()
+            log.info("%s (lease token %d)", what, token)
+            await poller.run(halt)
+        except LeadershipLost as exc:
+            log.warning("lost the poller lease (%s): standing by", exc)
+        finally:
+            halt.set()
+            renewer.cancel()
+            with suppress(asyncio.CancelledError):
+                await renewer
+
+
+async def _renew(leases: Leases, lease_key: str, ttl_s: float, halt: asyncio.Event, stop: asyncio.Event) -> None:
+    while not halt.is_set():
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), ttl_s / 3)
+        if stop.is_set():
+            halt.set()
+            return
+        try:
+            renewed = await leases.try_acquire(lease_key)
+        except Exception as exc:  # noqa: BLE001 - keep polling; the fence stops us if someone else took over
+            log.warning("poller lease renewal failed: %s", exc)
+            continue
+        if renewed is None:
+            log.warning("the poller lease was taken by another replica: standing by")
+            halt.set()
 
 
 if __name__ == "__main__":

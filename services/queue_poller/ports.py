@@ -16,6 +16,10 @@ class CursorState:
     known_apps: list[str]
 
 
+class LeadershipLost(RuntimeError):
+    """Another poller holds the lease now (its token fenced our cursor write): stop polling, stand by."""
+
+
 class LogSource(Protocol):
     def polling_link(self, since: datetime) -> str: ...
     def server_now(self) -> datetime: ...

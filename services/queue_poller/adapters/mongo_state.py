@@ -6,16 +6,17 @@ import asyncio
 from datetime import UTC, datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from okta_bridge.group_state import GroupState
 from okta_bridge.mongo import key
-from queue_poller.ports import CursorState
+from queue_poller.ports import CursorState, LeadershipLost
 
 
 class MongoPollerState:
     def __init__(self, db: AsyncDatabase, org: str) -> None:
         self._db, self._org = db, org
+        self.fence: int | None = None  # the poller lease's token; cursor writes with an older one are refused
 
     async def load(self) -> CursorState | None:
         doc = await self._db.poll_cursor.find_one({"_id": self._org})
@@ -24,12 +25,19 @@ class MongoPollerState:
         return CursorState(doc.get("next_link"), doc.get("last_success_at"), doc.get("known_apps", []))
 
     async def save(self, state: CursorState) -> None:
-        await self._db.poll_cursor.update_one(
-            {"_id": self._org},
-            {"$set": {"next_link": state.next_link, "last_success_at": state.last_success_at,
-                      "known_apps": state.known_apps}},
-            upsert=True,
-        )
+        """Fenced: refused (``LeadershipLost``) once a poller with a newer lease token has written the cursor."""
+        fields = {"next_link": state.next_link, "last_success_at": state.last_success_at,
+                  "known_apps": state.known_apps}
+        query: dict = {"_id": self._org}
+        if self.fence is not None:
+            fields["fence"] = self.fence
+            query["$or"] = [{"fence": {"$exists": False}}, {"fence": {"$lte": self.fence}}]
+        try:
+            result = await self._db.poll_cursor.update_one(query, {"$set": fields}, upsert=True)
+        except DuplicateKeyError:
+            raise LeadershipLost(f"the cursor was written by a newer poller (our token {self.fence})") from None
+        if not result.acknowledged:
+            raise LeadershipLost("cursor write not acknowledged")
 
     async def unseen(self, uuids: list[str]) -> set[str]:
         if not uuids:
