@@ -12,6 +12,7 @@ dispatcher applies it under the group's lease) and waits for the outcome.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import typer
@@ -125,6 +126,96 @@ async def _delete_group(app, group_id: str, operator: str, wait_s: float) -> tup
     finally:
         await broker.stop()
         await client.close()
+
+
+@cli.command("drift")
+def drift(app: str = typer.Option(None, help="one app (name or Okta app id); default: every app"),
+          repair: bool = typer.Option(False, "--repair", help="ask for a full sync of each app with drift"),
+          interval: float = typer.Option(0, help="run again every this many seconds (0: once)"),
+          operator: str = typer.Option(None, envvar="USER", help="who asks (recorded in the audit)"),
+          connectors_file: str = typer.Option(None, help="default: CONNECTORS_FILE")) -> None:
+    """Compare Okta's assignments, the target's accounts and the bridge's links; exit 1 when they drift.
+    A dry run unless --repair."""
+    try:
+        apps = load_connectors(connectors_file or BridgeSettings().connectors_file).apps
+    except ConnectorsFileError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    chosen = [a for a in apps if app in (None, a.name, a.okta_app_id)]
+    if not chosen:
+        typer.echo(f"no app {app!r} in the connectors file", err=True)
+        raise typer.Exit(2)
+    while True:
+        results = asyncio.run(_drift(chosen, repair, operator or "operator"))
+        table = Table("app", "assigned", "accounts", "missing", "should be inactive", "unlinked", "broken link",
+                      "unknown", "action")
+        for result, action in results:
+            c = result.counts()
+            table.add_row(result.app, str(result.assigned), str(result.accounts), str(c["missing"]),
+                          str(c["should_be_inactive"]), str(c["unlinked"]), str(c["broken_link"]), str(c["unknown"]),
+                          action)
+        Console(width=200).print(table)
+        for result, _ in results:
+            for kind, ids in result.found.items():
+                if ids:
+                    typer.echo(f"{result.app} {kind}: {', '.join(ids[:10])}{' …' if len(ids) > 10 else ''}")
+        if interval <= 0:
+            raise typer.Exit(1 if any(r.repairable for r, _ in results) else 0)
+        time.sleep(interval)
+
+
+async def _drift(apps, repair: bool, operator: str):
+    from okta_bridge.audit import BrokerAudit
+    from okta_bridge.contracts import AppSyncRequested, AuditStep, SyncReason
+    from okta_bridge.mongo import connect
+    from okta_bridge.okta_client import OktaClient
+    from okta_bridge.runtime import make_broker
+    from okta_bridge.settings import OktaSettings
+    from okta_bridge.topology import EVENTS_EXCHANGE, SYNC_ROUTING_KEY, declare_translator
+    from scim_dispatcher.drift import check_app
+
+    base, okta_cfg = BridgeSettings(), OktaSettings()
+    org = okta_cfg.org_url
+    client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
+    okta = OktaClient(org, okta_cfg.api_token.get_secret_value(), timeout_s=okta_cfg.request_timeout_s)
+    broker = make_broker(base.rabbitmq_url.get_secret_value(), 1)
+    results = []
+    try:
+        await broker.connect()
+        await declare_translator(broker)
+        audit = BrokerAudit(broker, "operator-cli", org)
+        async with httpx.AsyncClient() as http:
+            for app in apps:
+                scim = ScimClient(http, app.base_url, app.version, headers=app.auth_headers(),
+                                  timeout_s=app.timeout_s, unique_field=app.unique_user_field)
+                links = {d["okta_user_id"]: d["target_id"] async for d in db.links.find(
+                    {"org": org, "app_id": app.okta_app_id, "target_id": {"$ne": None}},
+                    {"okta_user_id": 1, "target_id": 1})}
+                try:
+                    result = await check_app(app, okta, scim, links)
+                except ScimError as exc:
+                    typer.echo(f"{app.name}: {exc.message}", err=True)
+                    continue
+                action = "none"
+                summary = ", ".join(f"{n} {k}" for k, n in result.counts().items() if n)
+                if result.repairable and repair:
+                    import uuid
+
+                    await broker.publish(AppSyncRequested(org=org, app_id=app.okta_app_id, reason=SyncReason.OPERATOR,
+                                                          sync_id=uuid.uuid4().hex),
+                                         exchange=EVENTS_EXCHANGE, routing_key=SYNC_ROUTING_KEY, persist=True)
+                    action = "full sync requested"
+                elif result.repairable:
+                    action = "dry run (--repair to fix)"
+                await audit.record(AuditStep.PLANNED if action == "full sync requested" else AuditStep.SKIPPED,
+                                   app_id=app.okta_app_id, event_type="operator:drift",
+                                   detail=f"drift check by {operator}: {summary or 'no drift'}; {action}")
+                results.append((result, action))
+    finally:
+        await broker.stop()
+        await okta.aclose()
+        await client.close()
+    return results
 
 
 if __name__ == "__main__":

@@ -71,6 +71,21 @@ class ScimClient:
         except NoSafeMatch as exc:
             raise self._permanent("GET", redacted, status, str(exc)) from None
 
+    async def list_users(self, page_size: int = 100):
+        """Every account, as Okta's import reads them: ``GET /Users?startIndex=1&count=100``, then startIndex +=
+        the page's size until ``totalResults``. Yields pages of :class:`ScimUser`."""
+        start = 1
+        while True:
+            path = f"/Users?startIndex={start}&count={page_size}"
+            _, data = await self._call("GET", path, "/Users?startIndex=<n>&count=<n>", self._scrub)
+            resources = next((v for k, v in data.items() if k.lower() == "resources"), None) or []
+            users = [u for r in resources if isinstance(r, Mapping) and (u := ScimUser.from_resource(r))]
+            yield users
+            total = next((v for k, v in data.items() if k.lower() == "totalresults"), None)
+            start += len(resources)
+            if not resources or not isinstance(total, int) or start > total:
+                return
+
     async def get_user(self, user_id: str) -> ScimUser:
         scrub = self._scrub.with_values(identifiers=[user_id])
         _, data = await self._call("GET", _user_path(user_id), "/Users/{id}", scrub)

@@ -1,0 +1,99 @@
+"""Drift check and reconcile: the backstop for anything the System Log ever missed.
+
+Per app it compares three views, all read fresh:
+
+* Okta's assignments: ``GET /api/v1/apps/{id}/users?limit=500&expand=user`` (one apps-bucket call per 500);
+* the target's accounts: ``GET /Users?startIndex=…&count=100`` until ``totalResults`` (as Okta's import reads);
+* the bridge's links (Okta user -> target account).
+
+What each assigned user should look like comes from the translator's state table (the same decision a change
+would get). Differences found:
+
+``missing``          should be active, but no account, or an inactive one
+``should_be_inactive`` should be inactive (deactivated, unassigned, suspended), but the account is active
+``unlinked``         an account that belongs to the user (externalId or unique field) but is not linked
+``broken_link``      the link points at an account the target no longer has
+``unknown``          active target accounts that match no Okta user of the app (reported, never touched: they may
+                     be the app's own local accounts)
+
+``repair`` asks the translator for a full sync of the app (``AppSyncRequested(reason=operator)``): every assigned
+user is planned from Okta's state and applied through the usual version checks, lookups before create, retries and
+audit; users known to the bridge and no longer assigned are deactivated. Run on a schedule (``--interval``), a check
+costs ceil(n/500) apps-bucket calls per app, and the Okta client keeps to the rate-limit headers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from okta_bridge.connectors import AppConnector
+from okta_bridge.contracts import PlanAction
+from scim_dispatcher.adapters.scim_client import ScimClient
+from translator.state_table import decide
+
+__all__ = ["Drift", "check_app"]
+
+EXAMPLES = 10
+
+
+@dataclass
+class Drift:
+    app: str
+    assigned: int = 0
+    accounts: int = 0
+    found: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in (
+        "missing", "should_be_inactive", "unlinked", "broken_link", "unknown")})
+
+    @property
+    def repairable(self) -> int:
+        return sum(len(v) for k, v in self.found.items() if k != "unknown")
+
+    def counts(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.found.items()}
+
+
+async def check_app(app: AppConnector, okta: Any, scim: ScimClient, links: dict[str, str]) -> Drift:
+    """``links``: Okta user id -> target account id, as the bridge stored them."""
+    drift = Drift(app.name)
+    accounts: dict[str, Any] = {}
+    async for page in scim.list_users():
+        for user in page:
+            accounts[user.id] = user
+    drift.accounts = len(accounts)
+    by_external = {str(u.raw.get("externalId")): u for u in accounts.values() if u.raw.get("externalId")}
+    by_unique = {str(u.raw.get(app.unique_user_field, "")).lower(): u for u in accounts.values()}
+    claimed: set[str] = set()
+    assigned: set[str] = set()
+    async for page in okta.list_app_users(app.okta_app_id):
+        for app_user in page:
+            user_id = app_user["id"]
+            assigned.add(user_id)
+            drift.assigned += 1
+            user = (app_user.get("_embedded") or {}).get("user") or {}
+            decision = decide(user.get("status"), True, app)
+            linked = links.get(user_id)
+            account = accounts.get(linked) if linked else None
+            if linked and account is None:
+                drift.found["broken_link"].append(user_id)
+            if account is None:
+                username = ((app_user.get("credentials") or {}).get("userName") or "").lower()
+                account = by_external.get(user_id) or by_unique.get(username)
+                if account is not None and linked != account.id:
+                    drift.found["unlinked"].append(user_id)
+            if account is not None:
+                claimed.add(account.id)
+            active = bool(account is not None and account.active is not False)
+            if decision.action is PlanAction.UPSERT and not active:
+                drift.found["missing"].append(user_id)
+            elif decision.action is PlanAction.DEACTIVATE and active:
+                drift.found["should_be_inactive"].append(user_id)
+    for user_id, target_id in links.items():  # linked users no longer assigned: should be inactive
+        account = accounts.get(target_id)
+        if user_id not in assigned and account is not None:
+            claimed.add(target_id)
+            if account.active is not False and app.actions.deactivate_users:
+                drift.found["should_be_inactive"].append(user_id)
+    drift.found["unknown"] = sorted(a.id for a in accounts.values()
+                                    if a.id not in claimed and a.active is not False)
+    return drift
