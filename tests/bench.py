@@ -16,6 +16,13 @@ Scenarios:
   ``--rate-seconds`` s.
 * **workforce** (b) - a fresh stack on the Workforce plan at the default 50 % token share, ``--workforce-users``
   users assigned.
+* **groups** (d) - Push Groups on a fresh stack (plan ``generous``): one group of 5,000 members and 50 groups of
+  100 (``--group-scale`` scales the sizes), all members assigned and provisioned first through the initial full
+  sync (setup, not measured). Then translator, scim-dispatcher and queue-poller are restarted with ``push_groups``
+  naming every group, as an operator starts pushing; measured from that restart until the target's groups, read
+  back over SCIM (``GET /Groups``, a user agent of its own, left out of the counts), have exactly Okta's members.
+  Reports the time to converge, the bridge's SCIM requests by kind (request log), Okta calls by bucket, and peak
+  RSS/CPU per process during the push.
 
 Latency of a change = SCIM write time in the target's request log (the POST/PUT that carries the user, matched
 by ``externalId``; for the paced scenario by the unique ``name.givenName`` value sent) minus the ``published``
@@ -28,6 +35,7 @@ Figures are printed as tables and written to ``.run/bench-<timestamp>.json``; lo
     python -m tests.bench                       # ~3-5 minutes on 2 cores
     python -m tests.bench --users 500 --rate-seconds 10 --scenarios baselines,bulk,paced
     python -m tests.bench --env POLLER_IDLE_INTERVAL_S=1 --max-concurrency 16
+    python -m tests.bench --scenarios groups --group-scale 0.1   # the group scenario alone, about a minute
 """
 
 from __future__ import annotations
@@ -62,7 +70,7 @@ MONGODB_URL = os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017/")
 SERVICES = ("queue_poller", "translator", "scim_dispatcher", "audit_recorder")
 HARNESS = ("okta-simulator", "demo-target")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-ALL_SCENARIOS = ("baselines", "bulk", "paced", "workforce")
+ALL_SCENARIOS = ("baselines", "bulk", "paced", "workforce", "groups")
 
 console = Console()
 
@@ -128,8 +136,10 @@ def ms(value: float | None) -> float | None:
 
 
 def infra_pids() -> dict[str, int]:
-    """The broker's and the database's server pids, read-only (for CPU and RSS; never signalled)."""
+    """The broker's and the database's server pids, read-only (for CPU and RSS; never signalled). With several
+    database servers on the host, the one whose command line names MONGODB_URL's port."""
     found: dict[str, int] = {}
+    databases: list[tuple[int, str]] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -140,7 +150,15 @@ def infra_pids() -> dict[str, int]:
         if "beam.smp" in cmd and "-s rabbit boot" in cmd:
             found.setdefault("rabbitmq", int(entry.name))
         elif ("secantusd" in cmd or cmd.split(" ")[0].endswith("mongod")) and "bench" not in cmd:
-            found.setdefault("mongodb", int(entry.name))
+            databases.append((int(entry.name), cmd))
+    port = urlsplit(MONGODB_URL).port or 27017
+    for pid, cmd in sorted(databases):
+        if f"--port {port} " in cmd + " " or f"--port={port} " in cmd + " " or (port == 27017 and "--port" not in cmd):
+            found["mongodb"] = pid
+            break
+    else:
+        if databases:
+            found["mongodb"] = min(databases)[0]
     return found
 
 
@@ -793,6 +811,314 @@ async def paced_phase(args, okta, stack, user_ids: list[str], writes: WriteLog, 
     }
 
 
+# --------------------------------------------------------------------------------------------------- group scenario
+
+GROUP_BIG, GROUP_TEAM, GROUP_TEAMS = 5000, 100, 50
+VERIFY_UA = "okta-bridge-bench-verify"  # the bench's own SCIM reads, left out of the request counts
+
+
+def group_sizes(scale: float) -> tuple[int, int, int]:
+    """(members of the big group, members of each team group, team groups) at ``--group-scale``."""
+    return max(1, round(GROUP_BIG * scale)), max(1, round(GROUP_TEAM * scale)), GROUP_TEAMS
+
+
+class TargetGroupReader:
+    """The target's groups read over its own SCIM API, as any SCIM client would (``GET /Groups`` paged), with a
+    user agent of its own so that these reads are told apart from the bridge's in the request log."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=60,
+                                      headers={"Authorization": f"Bearer {token}", "User-Agent": VERIFY_UA})
+        self.reads = 0
+        self.ids: dict[str, str] = {}  # displayName -> target group id, as last read
+
+    async def groups(self) -> dict[str, list[str]]:
+        """displayName -> member values (target user ids), in the target's order."""
+        out: dict[str, list[str]] = {}
+        start = 1
+        while True:
+            self.reads += 1
+            response = await self.http.get("/Groups", params={"startIndex": start, "count": 100})
+            response.raise_for_status()
+            data = response.json()
+            page = data.get("Resources") or []
+            for group in page:
+                out[group["displayName"]] = [m["value"] for m in group.get("members") or []]
+                self.ids[group["displayName"]] = group["id"]
+            start += len(page)
+            if not page or start > int(data.get("totalResults", 0)):
+                return out
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def scim_request_kind(entry: dict) -> str:
+    method, path, query = entry.get("method"), entry.get("path") or "", entry.get("query") or ""
+    if "/Groups" in path:
+        if path.rstrip("/").endswith("/Groups"):
+            return f"{method} /Groups" + ("?filter" if "filter" in query else "")
+        return f"{method} /Groups/{{id}}"
+    if "/Users" in path:
+        return f"{method} /Users" + ("/{id}" if not path.rstrip("/").endswith("/Users") else "")
+    return f"{method} other"
+
+
+def patch_member_count(body: Any) -> int:
+    if not isinstance(body, dict):
+        return 0
+    if isinstance(body.get("Operations"), list):  # 2.0: add carries a list; remove is one op per member
+        return sum(len(op["value"]) if isinstance(op.get("value"), list) else 1 for op in body["Operations"]
+                   if isinstance(op, dict) and str(op.get("path", "")).startswith("members"))
+    return len(body.get("members") or [])  # 1.1
+
+
+async def wait_provisioned(okta_users: list[str], target, stack, app_id: str, timeout: float, tag: str) -> int:
+    """Setup: waits until every user has an account on the target and its link in the database (the dispatcher
+    writes the link after the SCIM write; group push only pushes members whose link exists)."""
+    from pymongo import AsyncMongoClient
+
+    wanted = set(okta_users)
+    deadline = time.monotonic() + timeout
+    started, last_report = time.monotonic(), 0.0
+    client: AsyncMongoClient = AsyncMongoClient(MONGODB_URL, serverSelectionTimeoutMS=10_000)
+    try:
+        links = client[stack.mongodb_db].links
+        on_target = 0
+        while time.monotonic() < deadline:
+            on_target = sum(1 for u in await target.users() if u.get("externalId") in wanted)
+            if on_target >= len(wanted):
+                linked = await links.count_documents({"app_id": app_id, "target_id": {"$ne": None}})
+                if linked >= len(wanted):
+                    return linked
+            if time.monotonic() - last_report > 10:
+                last_report = time.monotonic()
+                console.log(f"[{tag}] setup: {on_target:,}/{len(wanted):,} users provisioned "
+                            f"({on_target / max(time.monotonic() - started, 1e-6):.0f}/s)")
+            await asyncio.sleep(2.0)
+        return on_target
+    finally:
+        await client.close()
+
+
+async def group_audit(db_name: str, since: float) -> dict[str, Any]:
+    """From the audit trail: when the translator planned each group push, when the dispatcher applied it, and what
+    the dispatcher said it did (e.g. "5000 added, 0 removed in 50 request(s)")."""
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient = AsyncMongoClient(MONGODB_URL, tz_aware=True, serverSelectionTimeoutMS=10_000)
+    rows: list[dict] = []
+    try:
+        cursor = client[db_name].audit.find(
+            {"at": {"$gte": datetime.fromtimestamp(since - 1, timezone.utc)}, "okta_group_id": {"$ne": None}},
+            {"_id": 0, "at": 1, "step": 1, "service": 1, "okta_group_id": 1, "okta_user_id": 1, "detail": 1})
+        rows = [doc async for doc in cursor]
+    finally:
+        await client.close()
+    steps: dict[str, int] = {}
+    planned: dict[str, float] = {}
+    applied: dict[str, tuple[float, str]] = {}
+    for row in rows:
+        steps[row["step"]] = steps.get(row["step"], 0) + 1
+        at, gid = row["at"].timestamp(), row["okta_group_id"]
+        if row["step"] == "planned" and not row.get("okta_user_id"):
+            planned[gid] = min(planned.get(gid, at), at)
+        elif row["step"] == "applied" and not row.get("okta_user_id"):
+            applied[gid] = max(applied.get(gid, (at, "")), (at, row.get("detail") or ""))
+    return {"steps": steps, "planned": planned, "applied": applied}
+
+
+async def run_groups(args, *, tag: str, workdir: Path) -> dict[str, Any]:
+    """Group push: one big group and ``GROUP_TEAMS`` team groups, every member provisioned in the app first
+    (setup, not measured); then the services that read the connectors file are restarted with ``push_groups``
+    naming every group (what an operator does to start pushing), and the push is measured from that restart until
+    the target's groups, read back over SCIM, have exactly Okta's members."""
+    from demo_scim_target.admin_client import TargetAdmin
+    from okta_bridge.devstack import DevStack
+    from okta_simulator.admin_client import SimulatorAdmin
+
+    big, team, teams = group_sizes(args.group_scale)
+    n_users = max(big, team * teams)
+    vhost, url = new_vhost(tag)
+    db = f"bench_{tag}_{uuid.uuid4().hex[:8]}"
+    extra_env = dict(kv.split("=", 1) for kv in args.env)
+    stack = DevStack(workdir / tag, rabbitmq_url=url, mongodb_db=db, plan="generous", extra_env=dict(extra_env))
+    result: dict[str, Any] = {"plan": "generous", "scale": args.group_scale, "users": n_users,
+                              "groups": {"big": big, "team_size": team, "teams": teams}, "vhost": vhost,
+                              "database": db, "logs": str(workdir / tag), "service_env": extra_env}
+    sampler: ProcSampler | None = None
+    depths: QueueDepths | None = None
+    reader: TargetGroupReader | None = None
+    try:
+        stack.start_fixtures()
+        async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
+            # --- setup (not measured): users assigned, groups and their members in Okta, users provisioned --------
+            app_id = await okta.create_app("Bench", "bench")
+            t0 = time.time()
+            user_ids: list[str] = await gather_limited(n_users, lambda i: okta.create_user(
+                {"login": f"gbench{i:06d}@example.com", "email": f"gbench{i:06d}@example.com",
+                 "firstName": "Group", "lastName": f"Bench{i}", "displayName": f"Group Bench{i}"}), limit=1)
+            await gather_limited(n_users, lambda i: okta.assign_user(app_id, user_ids[i]), args.admin_concurrency)
+            names = ["Bench All"] + [f"Bench Team {k:02d}" for k in range(teams)]
+            expected: dict[str, set[str]] = {names[0]: set(user_ids[:big])}
+            for k in range(teams):
+                expected[names[k + 1]] = set(user_ids[k * team:(k + 1) * team])
+            group_ids = {name: await okta.create_group(name) for name in names}
+            pairs = [(group_ids[name], u) for name in names for u in sorted(expected[name])]
+            await gather_limited(len(pairs), lambda i: okta.add_group_member(*pairs[i]), args.admin_concurrency)
+            console.log(f"[{tag}] setup: {n_users:,} users assigned, {len(names)} groups with {len(pairs):,} "
+                        f"memberships created in the simulator in {time.time() - t0:.1f}s")
+            # The bridge starts after all that: its first start reads the System Log from now (the memberships made
+            # above are history to it, as for a bridge installed in an org that has groups) and provisions the
+            # assigned users through its initial full sync.
+            stack.extra_env["POLLER_START_FROM"] = datetime.now(timezone.utc).isoformat()
+            base_connector = connector(stack, app_id, args.max_concurrency)
+            stack.write_connectors([base_connector])
+            stack.start_services(dispatchers=args.dispatchers)
+            t1 = time.time()
+            linked = await wait_provisioned(user_ids, target, stack, app_id, args.group_setup_timeout, tag)
+            result["setup"] = {"users_provisioned": linked, "provision_s": round(time.time() - t1, 1)}
+            if linked < n_users:
+                raise TimeoutError(f"setup: only {linked:,}/{n_users:,} users provisioned within "
+                                   f"{args.group_setup_timeout:g}s (--group-setup-timeout)")
+            console.log(f"[{tag}] setup: {linked:,} users provisioned in {time.time() - t1:.1f}s")
+            await asyncio.sleep(2.0)  # the last audit records land; the poller is idle
+            ext_of = {u["id"]: u.get("externalId") for u in await target.users()}
+
+            # --- the push (measured) ------------------------------------------------------------------------------
+            restarted = [n for n in stack.processes if n.startswith(("translator", "scim_dispatcher", "queue_poller"))]
+            for name in restarted:
+                stack.processes[name].stop()
+            entry = {**base_connector, "push_groups": names}
+            if args.group_batch_size:
+                entry["membership_batch_size"] = args.group_batch_size
+            stack.write_connectors([entry])
+            writes = WriteLog(target, await target.last_seq())
+            before, ops_before = await okta.stats(), await mongo_opcounters()
+            t_start = time.time()
+            for name in restarted:
+                stack.restart(name)
+            pids = {n: p.proc.pid for n, p in stack.processes.items() if p.proc and p.alive()}
+            sampler = ProcSampler({**pids, **infra_pids()})
+            sampler.start()
+            sampler.mark(f"{tag}.push.start")
+            depths = QueueDepths(url)
+            depths.start()
+            reader = TargetGroupReader(f"{stack.target_url}/scim/v2", stack.target_token)
+
+            total = sum(len(v) for v in expected.values())
+            top: list[str] = []
+            converged, verified_at, landed = False, None, 0
+            deadline = time.monotonic() + args.timeout
+            last_report = time.monotonic()
+            while time.monotonic() < deadline:
+                await writes.pull()
+                on_target = await reader.groups()
+                landed, exact = 0, 0
+                for name, want in expected.items():
+                    members = [ext_of.get(m, m) for m in on_target.get(name, [])]
+                    landed += len(want & set(members))
+                    exact += len(members) == len(want) and set(members) == want
+                if exact == len(expected) and len(on_target) == len(expected):
+                    converged, verified_at = True, time.time()
+                    break
+                if not top and landed >= total / 2:
+                    top.extend(top_snapshot(workdir / f"top-{tag}-push.txt"))
+                if time.monotonic() - last_report > 5:
+                    last_report = time.monotonic()
+                    console.log(f"[{tag}] push: {landed:,}/{total:,} memberships on the target, "
+                                f"{exact}/{len(expected)} groups exact ({time.time() - t_start:.0f}s)")
+                for name, p in stack.processes.items():
+                    if not p.alive():
+                        raise RuntimeError(f"{name} exited: see {p.log_path}")
+                await asyncio.sleep(args.group_check_interval)
+            sampler.mark(f"{tag}.push.end")
+            await asyncio.sleep(1.5)  # the last audit records and poll land before the counters are read
+            await writes.pull()
+            after, ops_after = await okta.stats(), await mongo_opcounters()
+            await depths.stop()
+            await sampler.stop()
+
+            bridge = [e for e in writes.entries if e.get("user_agent") != VERIFY_UA]
+            kinds: dict[str, int] = {}
+            statuses: dict[str, int] = {}
+            for e in bridge:
+                kinds[scim_request_kind(e)] = kinds.get(scim_request_kind(e), 0) + 1
+                statuses[str(e.get("status"))] = statuses.get(str(e.get("status")), 0) + 1
+            group_reqs = [e for e in bridge if "/Groups" in (e.get("path") or "")]
+            group_writes = [e for e in group_reqs if e["method"] in ("POST", "PATCH", "PUT", "DELETE")]
+            patches = [e for e in group_reqs if e["method"] == "PATCH"]
+            members_sent = [patch_member_count(e.get("body")) for e in patches]
+            audit = await group_audit(db, t_start)
+            big_id = group_ids[names[0]]
+            okta_delta = bucket_delta(before, after, total)
+            groups_floor = len(names) + sum(-(-len(v) // 200) for v in expected.values())
+            last_write = max((epoch(e["time"]) for e in group_writes), default=None)
+            first_req = min((epoch(e["time"]) for e in group_reqs), default=None)
+            planned, applied = audit["planned"], audit["applied"]
+
+            def since_start(at: float | None) -> float | None:
+                return None if at is None else round(at - t_start, 2)
+
+            big_target = reader.ids.get(names[0])
+            big_patches = [epoch(e["time"]) for e in patches if big_target and e["path"].endswith("/" + big_target)]
+            team_ids = [group_ids[name] for name in names[1:]]
+            team_lag = [applied[g][0] - planned[g] for g in team_ids if g in applied and g in planned]
+
+            result["push"] = {
+                "converged": converged, "memberships": total, "landed": landed, "groups": len(names),
+                "start": "translator, scim-dispatcher and queue-poller restarted with push_groups set",
+                "converge_s": since_start(verified_at),
+                "last_group_write_s": since_start(last_write),
+                "first_group_request_s": since_start(first_req),
+                "all_planned_s": since_start(max(planned.values())) if len(planned) == len(names) else None,
+                "big_group": {"planned_s": since_start(planned.get(big_id)),
+                              "first_patch_s": since_start(min(big_patches, default=None)),
+                              "last_patch_s": since_start(max(big_patches, default=None)),
+                              "applied_s": since_start(applied.get(big_id, (None,))[0]),
+                              "dispatcher_detail": applied.get(big_id, (None, None))[1]},
+                "team_groups": {"first_planned_s": since_start(min((planned[g] for g in team_ids if g in planned),
+                                                                   default=None)),
+                                "planned_to_applied_s": {k: (round(v, 2) if isinstance(v, float) else v)
+                                                         for k, v in percentiles(team_lag).items()}},
+                "check_interval_s": args.group_check_interval, "verify_reads": reader.reads,
+                "scim_requests": {"total": len(bridge), "by_kind": dict(sorted(kinds.items())),
+                                  "statuses": statuses,
+                                  "patch_members": {"sum": sum(members_sent), "max": max(members_sent, default=0)},
+                                  "patch_duration_ms": {k: (round(v, 1) if isinstance(v, float) else v)
+                                                        for k, v in percentiles(
+                                                            [float(e["duration_ms"]) for e in patches
+                                                             if e.get("duration_ms") is not None]).items()}},
+                "okta": {**okta_delta, "groups_bucket_floor": groups_floor},
+                "audit_steps": audit["steps"],
+                "queue_peak_ready": depths.peaks(t_start, time.time()),
+                "mongo_ops_per_membership_serverwide": _ops_per_change(ops_before, ops_after, total),
+                "cpu_percent": sampler.cpu(f"{tag}.push.start", f"{tag}.push.end"),
+                "restarted": restarted,
+                "top": top,
+            }
+            result["memory"] = sampler.memory()
+            result["audit_counts"] = await audit_counts(stack.audit_url)
+            dead = [n for n, p in stack.processes.items() if not p.alive()]
+            if dead:
+                result["exited_services"] = dead
+    except Exception as exc:  # noqa: BLE001 - reported in the figures; the other scenarios still run
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        console.print(f"[red][{tag}] failed: {result['error']}[/]\n{traceback.format_exc()}")
+        console.print(stack.logs()[-4000:])
+    finally:
+        if reader:
+            await reader.aclose()
+        if depths:
+            await depths.stop()
+        if sampler:
+            await sampler.stop()
+        stack.stop()
+        drop_db(db)
+        drop_vhost(vhost)
+    return result
+
+
 # ------------------------------------------------------------------------------------------------------- reporting
 
 def ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
@@ -888,6 +1214,10 @@ def print_report(report: dict) -> None:
                 row(f"CPU % {svc}", lambda c, s=svc: fmt(c.get("cpu_percent", {}).get(s)))
         console.print(t)
 
+    groups = (scenarios.get("groups") or {}).get("push")
+    if groups:
+        print_groups(scenarios["groups"])
+
     mem = Table(title="Peak RSS per process (VmHWM, MB)")
     mem.add_column("process")
     stacks = [(k, v) for k, v in scenarios.items() if v.get("memory")]
@@ -899,6 +1229,11 @@ def print_report(report: dict) -> None:
     if stacks:
         console.print(mem)
 
+    if groups:
+        console.print("  groups column: VmHWM of the restarted translator, dispatcher and poller covers the push "
+                      "alone; the audit-recorder's and the harness' cover the setup too (the group table has the "
+                      "peak VmRSS sampled during the push)")
+
     ratios = report.get("ratios") or {}
     if ratios:
         t = Table(title="Pipeline as a ratio of the baselines")
@@ -909,6 +1244,61 @@ def print_report(report: dict) -> None:
             for k, v in values.items():
                 t.add_row(scenario, k, fmt(v, 3))
         console.print(t)
+
+
+def print_groups(scenario: dict) -> None:
+    push, sizes = scenario["push"], scenario["groups"]
+    setup_s = fmt(scenario["setup"]["provision_s"])
+    t = Table(title=f"(d) Group push: 1 group of {sizes['big']:,} + {sizes['teams']} groups of {sizes['team_size']:,} "
+                    f"members, {scenario['users']:,} users provisioned first (setup {setup_s} s, not measured)")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_row("start", "translator, dispatcher, poller restarted with push_groups")
+    t.add_row("memberships on the target / converged",
+              f"{fmt(push['landed'])} of {fmt(push['memberships'])} / {'yes' if push['converged'] else 'NO'}")
+    t.add_row("time to converge (verified over SCIM)",
+              f"{fmt(push['converge_s'], 1, ' s')} (read back every {push['check_interval_s']:g} s)")
+    t.add_row("last group write on the target (request log)", fmt(push["last_group_write_s"], 1, " s"))
+    t.add_row("first group request on the target", fmt(push["first_group_request_s"], 1, " s"))
+    t.add_row("all groups planned (translator, audit)", fmt(push["all_planned_s"], 1, " s"))
+    big = push["big_group"]
+    t.add_row("big group planned / first PATCH / last PATCH / applied",
+              " / ".join(fmt(big.get(k), 1, " s") for k in ("planned_s", "first_patch_s", "last_patch_s",
+                                                               "applied_s")))
+    teams = push.get("team_groups") or {}
+    lag = teams.get("planned_to_applied_s") or {}
+    t.add_row("team groups: first planned; planned -> applied p50 / max",
+              f"{fmt(teams.get('first_planned_s'), 1, ' s')}; {fmt(lag.get('p50'), 1, ' s')} / "
+              f"{fmt(lag.get('max'), 1, ' s')}")
+    t.add_row("big group, dispatcher said", big["dispatcher_detail"] or "-")
+    scim = push["scim_requests"]
+    t.add_row("SCIM requests (bridge), total", fmt(scim["total"]))
+    for kind, n in scim["by_kind"].items():
+        t.add_row(f"  {kind}", fmt(n))
+    t.add_row("  non-2xx answers", fmt(sum(n for st, n in scim["statuses"].items() if not st.startswith("2"))))
+    t.add_row("members per PATCH, max / total", f"{fmt(scim['patch_members']['max'])} / "
+                                                 f"{fmt(scim['patch_members']['sum'])}")
+    pd = scim["patch_duration_ms"]
+    t.add_row("PATCH time on the target p50 / p95 / max ms",
+              f"{fmt(pd.get('p50'), 0)} / {fmt(pd.get('p95'), 0)} / {fmt(pd.get('max'), 0)}")
+    okta = push["okta"]
+    for bucket, n in okta["calls"].items():
+        t.add_row(f"Okta `{bucket}` calls", fmt(n))
+    t.add_row("  `groups` floor (1 search per name + ceil(members/200) pages)", fmt(okta["groups_bucket_floor"]))
+    t.add_row("Okta 429s received", fmt(okta["rate_limited_429"]))
+    for queue in QueueDepths.QUEUES:
+        t.add_row(f"peak ready msgs {queue}", fmt((push.get("queue_peak_ready") or {}).get(queue)))
+    t.add_row("audit steps (group records)", ", ".join(f"{k} {v}" for k, v in sorted(push["audit_steps"].items())))
+    t.add_row("Mongo ops / membership (server-wide)", ", ".join(
+        f"{k} {v:g}" for k, v in (push.get("mongo_ops_per_membership_serverwide") or {}).items()) or "-")
+    memory = scenario.get("memory") or {}
+    for svc in (*SERVICES, *HARNESS, "rabbitmq", "mongodb"):
+        names = [n for n in memory if n == svc or n.startswith(svc + "-")]
+        for n in names:
+            t.add_row(f"peak RSS MB {n} (sampled during the push)", fmt(memory[n]["peak_rss_mb"]))
+    for svc, value in (push.get("cpu_percent") or {}).items():
+        t.add_row(f"CPU % {svc}", fmt(value))
+    console.print(t)
 
 
 # ------------------------------------------------------------------------------------------------------------ main
@@ -937,11 +1327,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="extra environment for the four services (repeatable), e.g. POLLER_IDLE_INTERVAL_S=1")
     p.add_argument("--timeout", type=float, default=150.0,
                    help="seconds a phase may take to converge (then its partial figures are reported)")
+    p.add_argument("--group-scale", type=float, default=1.0,
+                   help=f"scales the group scenario's sizes: one group of {GROUP_BIG:,} x SCALE members and "
+                        f"{GROUP_TEAMS} groups of {GROUP_TEAM} x SCALE (e.g. 0.1 for a quick run)")
+    p.add_argument("--group-batch-size", type=int, default=None,
+                   help="connector membership_batch_size in the group scenario (default: the connector default)")
+    p.add_argument("--group-setup-timeout", type=float, default=1200.0,
+                   help="seconds the group scenario's setup may take to provision its users")
+    p.add_argument("--group-check-interval", type=float, default=1.0,
+                   help="seconds between the group scenario's SCIM read-backs of the target's groups")
     args = p.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(args.scenarios) - set(ALL_SCENARIOS)
     if unknown:
         p.error(f"unknown scenario(s) {sorted(unknown)}")
+    if args.group_scale <= 0:
+        p.error("--group-scale must be positive")
     if any("=" not in kv for kv in args.env):
         p.error("--env takes KEY=VALUE")
     args.baseline_messages = args.baseline_messages or args.users
@@ -997,9 +1398,15 @@ async def amain(args: argparse.Namespace) -> int:
         console.log(f"scenario (b) workforce: {args.workforce_users:,} users, plan workforce, 50 % token share")
         report["scenarios"]["workforce"] = await run_stack(args, plan="workforce", users=args.workforce_users,
                                                            paced=False, tag="workforce", workdir=workdir)
+    if "groups" in args.scenarios:
+        big, team, teams = group_sizes(args.group_scale)
+        console.log(f"scenario (d) groups: push 1 group of {big:,} members and {teams} groups of {team:,} "
+                    f"({max(big, team * teams):,} users provisioned first), plan generous")
+        report["scenarios"]["groups"] = await run_groups(args, tag="groups", workdir=workdir)
 
     for s in report["scenarios"].values():
-        if "error" in s or any(not (s.get(k) or {"converged": True})["converged"] for k in ("bulk", "paced")):
+        if "error" in s or any(not (s.get(k) or {"converged": True})["converged"]
+                                    for k in ("bulk", "paced", "push")):
             failed = True
     report["ratios"] = compute_ratios(report)
     report["total_runtime_s"] = round(time.monotonic() - started, 1)
