@@ -96,6 +96,7 @@ class DevStack:
     target_port: int = field(default_factory=free_port)
     audit_port: int = field(default_factory=free_port)
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    source_root: Path | None = None  # run the services from another copy of the code (the fault suite's broken builds)
 
     @property
     def okta_url(self) -> str:
@@ -134,7 +135,7 @@ class DevStack:
         return path
 
     def base_env(self) -> dict[str, str]:
-        services_dir = Path(__file__).resolve().parents[2]
+        services_dir = self.source_root or Path(__file__).resolve().parents[2]
         paths = [str(services_dir / "shared"), str(services_dir / "services"), os.environ.get("PYTHONPATH", "")]
         return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "PYTHONUNBUFFERED": "1"}
 

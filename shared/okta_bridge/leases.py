@@ -11,11 +11,12 @@ dies leaves the lease to expire.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import secrets
 import socket
 from datetime import UTC, datetime
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import AsyncIterator
 
 from pymongo import ReturnDocument
@@ -23,6 +24,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 __all__ = ["LeaseBusyError", "Leases", "ensure_lease_index"]
+log = logging.getLogger(__name__)
 
 
 async def ensure_lease_index(collection: AsyncCollection) -> None:
@@ -58,6 +60,18 @@ class Leases:
             return None
         return int(doc["token"])
 
+    async def _renew(self, key: str) -> None:
+        """Held work can outlast the TTL (a push of 5,000 members): the lease is renewed every third of it."""
+        while True:
+            await asyncio.sleep(self._ttl_ms / 3000)
+            try:
+                if await self.try_acquire(key) is None:
+                    log.warning("lease %s was taken over while held (this process was paused too long)",
+                                key.split("|")[0])
+                    return
+            except Exception as exc:  # noqa: BLE001 - the database is away: the next renewal tries again
+                log.warning("lease renewal failed: %s", exc)
+
     async def release(self, key: str) -> None:
         """Frees the lease and keeps its document, so the next holder's token is still greater than ours."""
         await self._coll.update_one({"_id": key, "owner": self.owner},
@@ -79,9 +93,13 @@ class Leases:
                         raise LeaseBusyError(f"lease {key.split('|')[0]} held by another process")
                     await asyncio.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, 0.5)
+                renewer = asyncio.create_task(self._renew(key))
                 try:
                     yield token
                 finally:
+                    renewer.cancel()
+                    with suppress(asyncio.CancelledError):
+                        await renewer
                     await self.release(key)
         finally:
             lock, users = self._local[key]

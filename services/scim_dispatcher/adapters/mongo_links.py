@@ -40,9 +40,10 @@ class MongoLinks:
 
     async def get_many(self, app_id: str, user_ids: list[str]) -> dict[str, Link]:
         """Links of many users in one query on ``_id`` (the primary index on any MongoDB)."""
-        if not user_ids:
-            return {}
-        docs = self._db.links.find({"_id": {"$in": [key(self._org, app_id, u) for u in user_ids]}},
-                                   {"okta_user_id": 1, "target_id": 1, "applied_version": 1, "active": 1})
-        return {d["okta_user_id"]: Link(d.get("target_id"), int(d.get("applied_version", 0)), d.get("active"))
-                async for d in docs}
+        out: dict[str, Link] = {}
+        for start in range(0, len(user_ids), 200):  # bounded queries, whatever the group's size
+            ids = [key(self._org, app_id, u) for u in user_ids[start:start + 200]]
+            async for d in self._db.links.find({"_id": {"$in": ids}},
+                                               {"okta_user_id": 1, "target_id": 1, "applied_version": 1, "active": 1}):
+                out[d["okta_user_id"]] = Link(d.get("target_id"), int(d.get("applied_version", 0)), d.get("active"))
+        return out

@@ -1,0 +1,409 @@
+"""The fault-injection scenario runner: a stream of mixed changes in the Okta simulator for several apps while
+faults are injected, then the truth read back from the target over SCIM and from its request log.
+
+To make order visible every user's profile updates are numbered in sequence and the number goes into
+``profile.title``, which the connectors file maps to the SCIM ``title``.
+
+* **lost**: an (app, user) or (app, group, member) whose final target state differs from Okta's;
+* **duplicated**: more than one target account for one Okta user, or a member listed twice in a target group;
+* **out of order**: the target's request log shows a user's title going back to an older number after a newer one
+  was applied.
+
+``python -m tests.faults.runner --duration 600`` (``make soak DURATION=600``) runs the long version and prints the
+same table as the short one in ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import shutil
+import signal
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pymongo import AsyncMongoClient
+
+from demo_scim_target.admin_client import TargetAdmin
+from okta_bridge.devstack import DevStack
+from okta_simulator.admin_client import SimulatorAdmin
+from tests.faults.nodes import ROOT, RabbitNode, SecantusNode
+
+ALL_FAULTS = ("kill", "target_5xx", "target_429", "target_down", "okta_429", "mongo_restart", "rabbit_restart")
+BRIDGE = ("queue_poller", "translator", "audit_recorder")
+BROKEN = {
+    # the version check: an older plan may overwrite a newer one
+    "version_check": [("services/scim_dispatcher/handlers.py", "if link and link.applied_version >= plan.version:",
+                       "if False:  # BROKEN BUILD: no version check"),
+                      ("services/scim_dispatcher/adapters/mongo_links.py",
+                       '{"_id": _id, "applied_version": {"$lt": plan.version}}', '{"_id": _id}')],
+}
+
+
+@dataclass
+class Report:
+    changes: int = 0
+    applied: int = 0
+    retried: int = 0
+    held: int = 0
+    dead_lettered: int = 0
+    lost: list[str] = field(default_factory=list)
+    duplicated: list[str] = field(default_factory=list)
+    out_of_order: list[str] = field(default_factory=list)
+    faults: Counter = field(default_factory=Counter)
+    okta_calls: dict[str, int] = field(default_factory=dict)
+
+    def table(self) -> str:
+        rows = [("changes made", self.changes), ("applied", self.applied), ("retried", self.retried),
+                ("held", self.held), ("dead-lettered", self.dead_lettered), ("lost", len(self.lost)),
+                ("duplicated", len(self.duplicated)), ("out of order", len(self.out_of_order))]
+        rows += [(f"fault: {k}", v) for k, v in sorted(self.faults.items())]
+        rows += [(f"okta calls: {k}", v) for k, v in sorted(self.okta_calls.items())]
+        width = max(len(r[0]) for r in rows)
+        lines = [f"{name.ljust(width)}  {value}" for name, value in rows]
+        for label, items in (("lost", self.lost), ("duplicated", self.duplicated), ("out of order", self.out_of_order)):
+            lines += [f"  {label}: {item}" for item in items[:10]]
+        return "\n".join(lines)
+
+
+@dataclass
+class World:
+    """What the runner did in Okta, to compare with the target at the end."""
+    apps: dict[str, str] = field(default_factory=dict)  # app name -> app id
+    users: dict[str, tuple[str, str]] = field(default_factory=dict)  # user id -> (app name, login)
+    seq: dict[str, int] = field(default_factory=dict)  # user id -> last title number
+    groups: dict[str, str] = field(default_factory=dict)  # app name -> pushed group id
+
+
+class Runner:
+    def __init__(self, workdir: Path, *, seed: int = 1, apps: int = 3, users_per_app: int = 6, dispatchers: int = 2,
+                 faults: tuple[str, ...] = ALL_FAULTS, broken: str | None = None, log=print) -> None:
+        self.workdir, self.rng, self.log = workdir, random.Random(seed), log
+        self.n_apps, self.users_per_app, self.dispatchers = apps, users_per_app, dispatchers
+        self.faults, self.broken = faults, broken
+        self.world, self.report = World(), Report()
+        self.rabbit = RabbitNode(workdir / "rabbit")
+        self.mongo = SecantusNode(workdir / "mongo")
+        self.stack: DevStack | None = None
+
+    # --- set-up ----------------------------------------------------------------------------------------------------
+    def _source(self) -> Path | None:
+        if not self.broken:
+            return None
+        src = self.workdir / "broken-build"
+        for part in ("shared", "services"):
+            shutil.copytree(ROOT / part, src / part, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+        for path, old, new in BROKEN[self.broken]:
+            text = (src / path).read_text()
+            assert old in text, f"broken build: {old!r} not found in {path}"
+            (src / path).write_text(text.replace(old, new))
+        return src
+
+    async def start(self) -> None:
+        self.rabbit.start()
+        self.mongo.start()
+        self.stack = DevStack(self.workdir / "stack", rabbitmq_url=self.rabbit.url, mongodb_url=self.mongo.url,
+                              mongodb_db="faults", source_root=self._source(),
+                              extra_env={"POLLER_IDLE_INTERVAL_S": "0.5", "POLLER_MIN_INTERVAL_S": "0.2",
+                                         "POLLER_LEASE_TTL_S": "3", "DISPATCHER_LEASE_TTL_S": "8",
+                                         "DISPATCHER_GROUP_LEASE_TTL_S": "8", "DISPATCHER_PROBE_INTERVAL_S": "2"})
+        self.stack.start_fixtures()
+        async with SimulatorAdmin(self.stack.okta_url) as okta:
+            connectors = []
+            for a in range(self.n_apps):
+                name = f"app{a}"
+                app_id = await okta.create_app(f"App {a}", name)
+                self.world.apps[name] = app_id
+                group = await okta.create_group(f"team-{name}")
+                self.world.groups[name] = group
+                for u in range(self.users_per_app):
+                    login = f"u{u}.{name}@example.com"
+                    user = await okta.create_user({"login": login, "email": login, "firstName": "U", "lastName": str(u),
+                                                   "title": "000000"})
+                    self.world.users[user] = (name, login)
+                    self.world.seq[user] = 0
+                    if u % 2 == 0:  # half assigned before the bridge starts (initial sync), half by the log
+                        await okta.assign_user(app_id, user)
+                connectors.append({
+                    "okta_app_id": app_id, "name": name, "timeout_s": 3,
+                    "base_url": f"{self.stack.target_url}/scim/{'v2' if a % 2 else 'v1'}/",
+                    "auth": {"type": "header", "value_env": "DEMO_TARGET_TOKEN", "value_prefix": "Bearer "},
+                    "attribute_mappings": {"title": "profile.title"}, "push_groups": [f"team-{name}"],
+                    "max_concurrency": 4})
+        self.stack.write_connectors(connectors)
+        self.stack.start_services(dispatchers=self.dispatchers)
+
+    # --- the run ---------------------------------------------------------------------------------------------------
+    async def run(self, duration_s: float) -> Report:
+        try:
+            await self.start()
+            await self._reorder_probe()
+            stop = asyncio.Event()
+            changes = asyncio.create_task(self._changes(stop))
+            faults = asyncio.create_task(self._inject(stop))
+            await asyncio.sleep(duration_s)
+            stop.set()
+            await asyncio.gather(changes, faults)
+            await self._heal()
+            await self._converge()
+            await self._count()
+            return self.report
+        finally:
+            if self.stack:
+                self.stack.stop()
+            self.mongo.stop()
+            self.rabbit.stop()
+
+    async def _reorder_probe(self) -> None:
+        """A deterministic chance to reorder, in every run: the first update's PUT is answered 500 (so its plan waits
+        in a retry tier) and a second update follows once that PUT was refused. With the version check the retried
+        older plan is skipped; without it, it overwrites the newer title (the broken-build test)."""
+        assert self.stack
+        user = next(u for u, (app, login) in self.world.users.items() if app == "app0" and login.startswith("u0."))
+        login = self.world.users[user][1]
+        async with SimulatorAdmin(self.stack.okta_url) as okta, TargetAdmin(self.stack.target_url) as target:
+            account = await _wait_for(lambda: _account(target, login), 120, f"{login} provisioned")
+            seen = await target.last_seq()
+            await target.add_fault(500, method="PUT", path_regex=f"/Users/{account['id']}$", times=1)
+            await self._apply(okta, "update", user, self.world.apps["app0"], self.world.groups["app0"])
+
+            async def refused():
+                return [r for r in await target.requests(since=seen) if r["method"] == "PUT" and r.get("status") == 500]
+            await _wait_for(refused, 60, "the first update's PUT refused")
+            await self._apply(okta, "update", user, self.world.apps["app0"], self.world.groups["app0"])
+            self.report.changes += 2
+
+    async def _changes(self, stop: asyncio.Event) -> None:
+        assert self.stack
+        async with SimulatorAdmin(self.stack.okta_url) as okta:
+            while not stop.is_set():
+                user = self.rng.choice(list(self.world.users))
+                app_name, _ = self.world.users[user]
+                app_id, group = self.world.apps[app_name], self.world.groups[app_name]
+                op = self.rng.choices(["update", "update", "update", "deactivate", "reactivate", "activate",
+                                       "suspend", "unsuspend", "assign", "unassign", "join", "leave"])[0]
+                try:
+                    await self._apply(okta, op, user, app_id, group)
+                    self.report.changes += 1
+                except httpx.HTTPStatusError:
+                    pass  # e.g. suspending a deactivated user: Okta refuses, nothing changed
+                await asyncio.sleep(self.rng.uniform(0.05, 0.3))
+
+    async def _apply(self, okta: SimulatorAdmin, op: str, user: str, app_id: str, group: str) -> None:
+        if op == "update":
+            self.world.seq[user] += 1
+            await okta.update_profile(user, {"title": f"{self.world.seq[user]:06d}"})
+        elif op in ("deactivate", "reactivate", "activate", "suspend", "unsuspend"):
+            await okta.lifecycle(user, op)
+        elif op == "assign":
+            await okta.assign_user(app_id, user)
+        elif op == "unassign":
+            await okta.unassign_user(app_id, user)
+        elif op == "join":
+            await okta.add_group_member(group, user)
+        elif op == "leave":
+            await okta.remove_group_member(group, user)
+
+    async def _inject(self, stop: asyncio.Event) -> None:
+        assert self.stack
+        async with SimulatorAdmin(self.stack.okta_url) as okta, TargetAdmin(self.stack.target_url) as target:
+            while not stop.is_set():
+                await asyncio.sleep(self.rng.uniform(2, 5))
+                if stop.is_set() or not self.faults:
+                    return
+                fault = self.rng.choice(self.faults)
+                self.report.faults[fault] += 1
+                self.log(f"fault: {fault}")
+                if fault == "kill":
+                    names = [n for n in self.stack.processes if n.startswith((*BRIDGE, "scim_dispatcher"))]
+                    name = self.rng.choice(names)
+                    self.stack.processes[name].signal(signal.SIGKILL)
+                    await asyncio.sleep(self.rng.uniform(0.2, 2))
+                    self.stack.restart(name)
+                elif fault == "target_5xx":
+                    await target.add_fault(500, method=self.rng.choice(["PUT", "POST", "PATCH", "GET"]), times=3)
+                elif fault == "target_429":
+                    await target.add_fault(429, headers={"Retry-After": "1"}, times=3)
+                elif fault == "target_down":
+                    await target.add_fault(503, times=None)
+                    await asyncio.sleep(self.rng.uniform(2, 6))
+                    await target.clear_faults()
+                elif fault == "okta_429":
+                    await okta.inject("*", 429, 3)
+                elif fault == "mongo_restart":
+                    await asyncio.to_thread(self.mongo.restart)
+                elif fault == "rabbit_restart":
+                    await asyncio.to_thread(self.rabbit.restart)
+
+    async def _heal(self) -> None:
+        assert self.stack
+        async with SimulatorAdmin(self.stack.okta_url) as okta, TargetAdmin(self.stack.target_url) as target:
+            await target.clear_faults()
+            await okta.clear_faults()
+        for name, process in self.stack.processes.items():
+            if not process.alive():
+                self.log(f"{name} was not running after the faults: restarted")
+                self.stack.restart(name)
+
+    # --- the truth -------------------------------------------------------------------------------------------------
+    async def _expected(self) -> tuple[dict[str, dict], dict[str, set[str]]]:
+        """Per login: {"active": bool | None (no account expected either way), "title": str}; per group: logins."""
+        assert self.stack
+        users: dict[str, dict] = {}
+        groups: dict[str, set[str]] = {}
+        async with httpx.AsyncClient(headers={"Authorization": f"SSWS {self.stack.token}"}) as http:
+            base = self.stack.okta_url
+            for app_name, app_id in self.world.apps.items():
+                assigned = {u["id"] for page in await _pages(http, f"{base}/api/v1/apps/{app_id}/users") for u in page}
+                for user_id, (name, login) in self.world.users.items():
+                    if name != app_name:
+                        continue
+                    status = (await http.get(f"{base}/api/v1/users/{user_id}")).json()["status"]
+                    title = f"{self.world.seq[user_id]:06d}"
+                    if user_id in assigned and status == "ACTIVE":
+                        users[login] = {"active": True, "title": title}
+                    elif user_id in assigned and status in ("STAGED", "PROVISIONED"):
+                        users[login] = {"active": None, "title": None}  # push_pending_users is off: nothing
+                    else:
+                        users[login] = {"active": False, "title": None}  # inactive if it exists
+                members = {u["id"] for page in await _pages(http, f"{base}/api/v1/groups/"
+                                                                    f"{self.world.groups[app_name]}/users")
+                           for u in page}
+                groups[f"team-{app_name}"] = {self.world.users[m][1] for m in members}
+        return users, groups
+
+    async def _actual(self) -> tuple[dict[str, list[dict]], dict[str, list[str]]]:
+        assert self.stack
+        async with TargetAdmin(self.stack.target_url) as target:
+            accounts: dict[str, list[dict]] = defaultdict(list)
+            by_id = {}
+            for u in await target.users():
+                accounts[u["userName"].lower()].append(u)
+                by_id[u["id"]] = u["userName"].lower()
+            groups = {g["displayName"]: [by_id.get(m["value"], m["value"]) for m in g.get("members") or []]
+                      for g in await target.groups()}
+        return accounts, groups
+
+    def _differences(self, expected_users, expected_groups, accounts, groups) -> list[str]:
+        lost = []
+        for login, want in expected_users.items():
+            found = accounts.get(login, [])
+            if want["active"] is True:
+                if not found or found[0].get("active") is not True or found[0].get("title") != want["title"]:
+                    got = found[0] if found else None
+                    lost.append(f"{login}: want active title {want['title']}, target has "
+                                f"{(got or {}).get('active')} {(got or {}).get('title')}")
+            elif want["active"] is False and found and found[0].get("active") is not False:
+                lost.append(f"{login}: want inactive, target has it active")
+        for name, members in expected_groups.items():
+            # only members provisioned in the app are pushed: those the target has an account for
+            want = {m for m in members if m in accounts}
+            got = set(groups.get(name, []))
+            if got != want:
+                lost.append(f"group {name}: missing {sorted(want - got)[:3]}, extra {sorted(got - want)[:3]}")
+        return lost
+
+    async def _converge(self, timeout_s: float = 300, idle_s: float = 30) -> None:
+        """Until the target equals Okta, or nothing has reached the target for ``idle_s`` (retry tiers and the
+        circuit's probes act within that), or ``timeout_s``."""
+        assert self.stack
+        deadline = time.monotonic() + timeout_s
+        lost: list[str] = []
+        last_seq, idle_since = -1, time.monotonic()
+        async with TargetAdmin(self.stack.target_url) as target:
+            while time.monotonic() < deadline:
+                expected_users, expected_groups = await self._expected()
+                accounts, groups = await self._actual()
+                lost = self._differences(expected_users, expected_groups, accounts, groups)
+                if not lost:
+                    break
+                seq = await target.last_seq()
+                if seq != last_seq:
+                    last_seq, idle_since = seq, time.monotonic()
+                elif time.monotonic() - idle_since > idle_s:
+                    break
+                await asyncio.sleep(3)
+        self.report.lost = lost
+        accounts, groups = await self._actual()
+        self.report.duplicated = [f"{login}: {len(a)} accounts" for login, a in accounts.items() if len(a) > 1]
+        self.report.duplicated += [f"group {name}: {m} listed twice" for name, members in groups.items()
+                                   for m, n in Counter(members).items() if n > 1]
+
+    async def _count(self) -> None:
+        assert self.stack
+        async with TargetAdmin(self.stack.target_url) as target, SimulatorAdmin(self.stack.okta_url) as okta:
+            log = await target.requests()
+            self.report.okta_calls = (await okta.stats()).get("callsByBucket", {})
+        applied: dict[str, list[int]] = defaultdict(list)
+        for r in log:
+            body = r.get("body")
+            if r["method"] in ("POST", "PUT") and "/Users" in r["path"] and isinstance(body, dict) \
+                    and 200 <= (r.get("status") or 0) < 300 and str(body.get("title", "")).isdigit():
+                applied[str(body.get("userName", "")).lower()].append(int(body["title"]))
+        for login, titles in applied.items():
+            for before, after in zip(titles, titles[1:]):
+                if after < before:
+                    self.report.out_of_order.append(f"{login}: title {after:06d} applied after {before:06d}")
+        client: AsyncMongoClient = AsyncMongoClient(self.mongo.url)
+        try:
+            steps = {d["_id"]: d["n"] async for d in await client.faults.audit.aggregate(
+                [{"$match": {"service": "scim-dispatcher"}}, {"$group": {"_id": "$step", "n": {"$sum": 1}}}])}
+        finally:
+            await client.close()
+        self.report.applied, self.report.retried = steps.get("applied", 0), steps.get("retried", 0)
+        self.report.held, self.report.dead_lettered = steps.get("held", 0), steps.get("dead_lettered", 0)
+
+
+async def _account(target: TargetAdmin, login: str) -> dict | None:
+    return next((u for u in await target.users() if u["userName"].lower() == login), None)
+
+
+async def _wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = await check()
+        if found:
+            return found
+        await asyncio.sleep(0.25)
+    raise TimeoutError(f"{what} did not happen within {timeout}s")
+
+
+async def _pages(http: httpx.AsyncClient, url: str) -> list[list[dict[str, Any]]]:
+    pages, next_url = [], url + "?limit=200"
+    while next_url:
+        response = await http.get(next_url)
+        response.raise_for_status()
+        pages.append(response.json())
+        next_url = response.links.get("next", {}).get("url") if response.json() else None
+    return pages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=600)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--apps", type=int, default=3)
+    parser.add_argument("--users-per-app", type=int, default=8)
+    parser.add_argument("--dispatchers", type=int, default=2)
+    parser.add_argument("--faults", default=",".join(ALL_FAULTS))
+    parser.add_argument("--workdir", default=str(ROOT / ".run" / "soak"))
+    args = parser.parse_args()
+    workdir = Path(args.workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
+    runner = Runner(workdir, seed=args.seed, apps=args.apps, users_per_app=args.users_per_app,
+                    dispatchers=args.dispatchers, faults=tuple(f for f in args.faults.split(",") if f))
+    report = asyncio.run(runner.run(args.duration))
+    print(report.table())
+    print(json.dumps({"lost": len(report.lost), "duplicated": len(report.duplicated),
+                      "out_of_order": len(report.out_of_order)}))
+    raise SystemExit(1 if report.lost or report.duplicated or report.out_of_order else 0)
+
+
+if __name__ == "__main__":
+    main()

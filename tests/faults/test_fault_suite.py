@@ -1,0 +1,37 @@
+"""The fault-injection suite, short version: real processes, the suite's own RabbitMQ and MongoDB-wire nodes,
+changes for several apps while services are SIGKILLed, the broker and the database restart, the target fails
+and Okta answers 429. The truth is the target's state and request log against Okta's state.
+
+The suite can fail: a deliberately broken build (the version check removed) must be reported with losses or
+reorders by the same runner."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.faults.runner import ALL_FAULTS, Runner
+
+pytestmark = pytest.mark.e2e
+
+if not shutil.which("rabbitmq-server"):
+    pytest.skip("the fault suite starts its own RabbitMQ node: rabbitmq-server is needed", allow_module_level=True)
+
+
+async def test_no_change_is_lost_duplicated_or_reordered_under_faults(tmp_path):
+    runner = Runner(tmp_path, seed=11, apps=3, users_per_app=6, dispatchers=2, faults=ALL_FAULTS)
+    report = await runner.run(duration_s=75)
+    print("\n" + report.table())
+    assert report.changes > 50 and sum(report.faults.values()) >= 10, "the run made changes and injected faults"
+    assert report.retried > 0, "faults made the bridge retry"
+    assert not report.lost, report.lost
+    assert not report.duplicated, report.duplicated
+    assert not report.out_of_order, report.out_of_order
+
+
+async def test_the_suite_reports_a_broken_version_check(tmp_path):
+    runner = Runner(tmp_path, seed=3, apps=1, users_per_app=2, dispatchers=1, faults=(), broken="version_check")
+    report = await runner.run(duration_s=0)
+    print("\n" + report.table())
+    assert report.out_of_order and report.lost, "without the version check the retried older update wins"
