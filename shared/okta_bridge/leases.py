@@ -58,7 +58,7 @@ class Leases:
                 upsert=True, return_document=ReturnDocument.AFTER)
         except DuplicateKeyError:
             return None
-        return int(doc["token"])
+        return int(doc["token"]) if doc else None  # no document: nothing matched and nothing was inserted: busy
 
     async def _renew(self, key: str) -> None:
         """Held work can outlast the TTL (a push of 5,000 members): the lease is renewed every third of it."""
