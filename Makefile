@@ -4,7 +4,7 @@ PY := .venv/bin/python
 export RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/
 export MONGODB_URL ?= mongodb://127.0.0.1:27017/
 
-.PHONY: setup deps run test unit bench clean
+.PHONY: setup deps run test unit bench soak clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -23,6 +23,11 @@ unit: setup
 
 bench: deps
 	@$(PY) -m tests.bench $(BENCH_ARGS)
+
+# the fault-injection suite, long: DURATION seconds of changes and faults (its own RabbitMQ and MongoDB-wire nodes)
+DURATION ?= 600
+soak: setup
+	@$(PY) -m tests.faults.runner --duration $(DURATION) $(SOAK_ARGS)
 
 clean:
 	rm -rf .run
