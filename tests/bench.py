@@ -46,7 +46,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -1157,7 +1156,7 @@ def print_report(report: dict) -> None:
         t.add_column("measure")
         t.add_column("rate", justify="right")
         t.add_column("p50 / p95 / p99 ms", justify="right")
-        for key, label in (("bulk", "RabbitMQ 3 hops, bulk"), ("paced", f"RabbitMQ 3 hops, paced")):
+        for key, label in (("bulk", "RabbitMQ 3 hops, bulk"), ("paced", "RabbitMQ 3 hops, paced")):
             r = rabbit.get(key)
             if r:
                 lat = r["latency_ms"]

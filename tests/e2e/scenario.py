@@ -79,6 +79,17 @@ async def audit_records(stack: DevStack, **params) -> list[dict]:
         return response.json()["items"]
 
 
+async def quiet(stack: DevStack, seconds: float = 3.0) -> None:
+    """Waits until the audit trail stops growing: every plan in flight has been applied."""
+    seen: list[int] = []
+
+    async def still():
+        seen.append(len(await audit_records(stack)))
+        enough = int(seconds / 0.25)
+        return len(seen) > enough and len(set(seen[-enough:])) == 1
+    await eventually(still, 120, "the bridge idle")
+
+
 async def dead_letters(stack: DevStack) -> list[tuple[dict, bytes]]:
     """Reads (and requeues) what is in ``bridge.dead-letters`` of the stack's vhost."""
     out: list[tuple[dict, bytes]] = []

@@ -10,7 +10,7 @@ from demo_scim_target.admin_client import TargetAdmin
 from okta_simulator.admin_client import SimulatorAdmin
 from tests.e2e.conftest import eventually
 from tests.conftest import SCIM2_SERVER_TOKEN
-from tests.e2e.scenario import start_scenario
+from tests.e2e.scenario import quiet, start_scenario
 
 pytestmark = pytest.mark.e2e
 
@@ -68,6 +68,7 @@ async def test_accept_user_updates_writes_changed_values_back_and_ignores_its_ow
         sc = await start_scenario(stack, okta, target, preassigned=1, connector={"accept_user_updates": True})
         login = "pre0.user@example.com"
         user = sc.users[login]
+        await quiet(stack)  # no plan of the start left in flight to take the fault below
         account = (await sc.target_users())[login][0]
         # the target answers the PUT with what it stored: the new first name, and a displayName of its own
         changed = {**account, "displayName": "Set By Target", "name": {**account["name"], "givenName": "Pre"}}

@@ -11,7 +11,7 @@ import pytest
 from demo_scim_target.admin_client import TargetAdmin
 from okta_simulator.admin_client import SimulatorAdmin
 from tests.e2e.conftest import eventually
-from tests.e2e.scenario import Scenario, audit_records, dead_letters, start_scenario
+from tests.e2e.scenario import Scenario, audit_records, dead_letters, quiet, start_scenario
 
 pytestmark = pytest.mark.e2e
 
@@ -144,17 +144,6 @@ def reconfigure(stack, sc: Scenario, version: str, **connector) -> None:
     stack.write_connectors([jira_connector(stack, sc.app_id, version, **connector)])
     for name in names:
         stack.restart(name)
-
-
-async def quiet(stack, seconds: float = 3.0) -> None:
-    """Waits until the audit trail stops growing: every plan in flight has been applied."""
-    seen: list[int] = []
-
-    async def still():
-        seen.append(len(await audit_records(stack)))
-        enough = int(seconds / 0.25)
-        return len(seen) > enough and len(set(seen[-enough:])) == 1
-    await eventually(still, 120, "the bridge idle")
 
 
 async def provisioned(sc: Scenario, count: int) -> list[str]:

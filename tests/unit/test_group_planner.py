@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Iterable
 
-import pytest
 
 from okta_bridge.contracts import (AppSyncRequested, AuditStep, EventTarget, GroupAction, GroupPlanned,
                                    MembershipPlanned, OktaEventReceived, SyncReason)
