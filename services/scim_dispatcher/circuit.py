@@ -1,4 +1,5 @@
-"""Per-app circuit breaker for credentials that stopped working (401/403).
+"""Per-app circuit breaker: for credentials that stopped working (401/403, at once) and for a target that is down
+(``failure_threshold`` transient failures in a row: 5xx, 429, timeouts, refused connections).
 
 Open: the app's plans are parked in the pool's hold queue (a TTL loop back to the work queue: parked messages do
 not count against the delivery limit) and the target is not called, except one probe per ``probe_interval_s``:
@@ -10,7 +11,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["Circuits"]
+from prometheus_client import Gauge
+
+__all__ = ["CIRCUIT_OPEN", "Circuits"]
+
+CIRCUIT_OPEN = Gauge("bridge_dispatcher_circuit_open", "1 while the app's circuit is open (target calls stopped)",
+                     ["app"])
 
 
 @dataclass
@@ -18,12 +24,23 @@ class _State:
     opened_at: float | None = None
     last_probe: float = 0.0
     reason: str = ""
+    failures: int = 0
 
 
 @dataclass
 class Circuits:
     probe_interval_s: float = 10.0
+    failure_threshold: int = 5
+    names: dict[str, str] = field(default_factory=dict)  # app id -> app name, for the metric's label
     _apps: dict[str, _State] = field(default_factory=dict)
+
+    def failure(self, app_id: str, reason: str) -> bool:
+        """A transient failure; True when the circuit is (now) open, so the plan is held instead of retried."""
+        state = self._apps.setdefault(app_id, _State())
+        state.failures += 1
+        if state.opened_at is None and state.failures >= self.failure_threshold:
+            self.open(app_id, f"target unreachable ({state.failures} failures in a row): {reason}")
+        return state.opened_at is not None
 
     def allow(self, app_id: str) -> bool:
         state = self._apps.get(app_id)
@@ -41,9 +58,11 @@ class Circuits:
             state.opened_at = time.monotonic()
         state.last_probe = time.monotonic()
         state.reason = reason
+        CIRCUIT_OPEN.labels(self.names.get(app_id, app_id)).set(1)
 
     def close(self, app_id: str) -> None:
-        self._apps.pop(app_id, None)
+        if self._apps.pop(app_id, None) is not None:
+            CIRCUIT_OPEN.labels(self.names.get(app_id, app_id)).set(0)
 
     def reason(self, app_id: str) -> str:
         state = self._apps.get(app_id)

@@ -21,7 +21,7 @@ from okta_bridge.topology import PLANS_EXCHANGE
 from scim_dispatcher.adapters.scim_errors import (ScimAuthError, ScimError, ScimGroupsUnsupportedError,
                                                   ScimTransientError)
 from scim_dispatcher.circuit import Circuits
-from scim_dispatcher.groups import GroupDispatcher, GroupOutcome
+from scim_dispatcher.groups import GroupDispatcher, GroupNotReadyError, GroupOutcome
 
 log = logging.getLogger("scim_dispatcher")
 # by shape: the contracts forbid extra fields, so exactly one of them accepts a given message
@@ -63,6 +63,12 @@ async def handle_group_plan(state: dict, republisher: Republisher, plan: GroupPl
     except (ScimTransientError, LeaseBusyError) as exc:
         message = exc.message if isinstance(exc, ScimError) else str(exc)
         scim = _scim(exc) if isinstance(exc, ScimError) else {}
+        if isinstance(exc, ScimTransientError) and not isinstance(exc, GroupNotReadyError) \
+                and circuits.failure(plan.app_id, message):
+            await republisher.hold(plan, attempt - 1)
+            await audit.record(AuditStep.HELD, detail=f"app circuit open, held: {circuits.reason(plan.app_id)}",
+                               **scim, **fields)
+            return
         retry_after = getattr(exc, "retry_after_s", None)
         await _retry(republisher, audit, plan, attempt, message, retry_after, scim, fields)
         return

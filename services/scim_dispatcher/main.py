@@ -7,6 +7,7 @@ import logging
 
 from faststream import AckPolicy, FastStream
 from faststream.rabbit.annotations import RabbitMessage
+from prometheus_client import start_http_server
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -42,6 +43,8 @@ class DispatcherSettings(BaseSettings):
     pools: str = Field(default="default", description="comma-separated pools this dispatcher serves")
     max_attempts: int = Field(default=15, description="transient failures before a plan is dead-lettered")
     probe_interval_s: float = 10.0
+    circuit_failures: int = Field(default=5, ge=1, description="transient failures in a row that open the circuit")
+    metrics_port: int = Field(default=9108, description="Prometheus metrics (0: off)")
     lease_ttl_s: float = Field(default=60.0, description="a dead holder's (app, user) lease frees after this; "
                                                          "longer than any one plan's SCIM calls")
     group_lease_ttl_s: float = Field(default=120.0, description="a dead holder's group lease frees after this")
@@ -61,7 +64,8 @@ def build() -> FastStream:
             register_secret(value.split(" ", 1)[-1])
     broker = make_broker(base.rabbitmq_url.get_secret_value(), base.prefetch)
     stream = FastStream(broker)
-    state: dict = {"circuits": Circuits(cfg.probe_interval_s), "broker": broker}
+    state: dict = {"circuits": Circuits(cfg.probe_interval_s, cfg.circuit_failures,
+                                        {a.okta_app_id: a.name for a in apps.values()}), "broker": broker}
 
     @stream.on_startup
     async def connect_stores() -> None:
@@ -83,6 +87,15 @@ def build() -> FastStream:
                      groups=GroupDispatcher(apps, clients, group_state, group_links, links,
                                             Leases(db.leases, ttl_s=max(ttl, cfg.group_lease_ttl_s))),
                      group_state=group_state, audit=BrokerAudit(broker, "scim-dispatcher", okta.org_url))
+
+    @stream.on_startup
+    async def metrics() -> None:
+        if cfg.metrics_port:
+            try:
+                start_http_server(cfg.metrics_port)
+                log.info("metrics on :%d/metrics", cfg.metrics_port)
+            except OSError as exc:  # e.g. a second dispatcher on the same host
+                log.warning("metrics port %d not available (%s): metrics off", cfg.metrics_port, exc)
 
     @stream.on_startup
     async def declare() -> None:
@@ -156,6 +169,11 @@ async def _apply(state: dict, republisher: Republisher, plan: ScimOperationPlann
         return
     except ScimTransientError as exc:
         await audit.record(AuditStep.FAILED, detail=exc.message, **_scim(exc), **fields)
+        if circuits.failure(plan.app_id, exc.message):  # the target is down: stop calling it, park the backlog
+            await republisher.hold(plan, attempt - 1)
+            await audit.record(AuditStep.HELD, detail=f"app circuit open, held: {circuits.reason(plan.app_id)}",
+                               **_scim(exc), **fields)
+            return
         await _retry(republisher, audit, plan, attempt, exc.message, exc.retry_after_s, _scim(exc), fields)
         return
     except LeaseBusyError as exc:  # another dispatcher is applying this key: later, through the retry tiers

@@ -146,7 +146,7 @@ class DevStack:
             "CONNECTORS_FILE": str(self.workdir / "connectors.yaml"),
             "OKTA_ORG_URL": self.okta_url, "OKTA_API_TOKEN": self.token, "OKTA_API_TOKEN_ID": self.token_id,
             "DEMO_TARGET_TOKEN": self.target_token, "AUDIT_PORT": str(self.audit_port),
-            "OTEL_SERVICE_NAME": name.replace("_", "-"),
+            "OTEL_SERVICE_NAME": name.replace("_", "-"), "DISPATCHER_METRICS_PORT": "0",
             **({"OTEL_TRACES_EXPORTER": "none"} if "OTEL_EXPORTER_OTLP_ENDPOINT" not in self.extra_env else {}),
             **self.extra_env,
         }

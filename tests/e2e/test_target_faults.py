@@ -162,3 +162,39 @@ async def test_services_killed_mid_work_lose_and_duplicate_nothing(stack):
         await sc.assert_one_account_each()
         for login in logins:
             assert await sc.posts_for(login) == 1, f"{login} created more than once"
+
+
+async def test_a_target_that_is_down_opens_the_circuit_its_state_is_exported_and_the_backlog_drains(stack):
+    """Transient failures in a row open the app's circuit: the backlog is parked (held), one probe per interval,
+    the gauge ``bridge_dispatcher_circuit_open`` shows it, and everything lands once the target is back."""
+    import httpx
+
+    from okta_bridge.devstack import free_port
+
+    port = free_port()
+    stack.start_fixtures()
+    async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
+        sc = await start_scenario(stack, okta, target, env={
+            "DISPATCHER_PROBE_INTERVAL_S": "1", "DISPATCHER_CIRCUIT_FAILURES": "3",
+            "DISPATCHER_METRICS_PORT": str(port)})
+        await target.add_fault(503)  # down, until cleared
+        logins = [f"down{n}.user@example.com" for n in range(6)]
+        for login in logins:
+            await okta.assign_user(sc.app_id, await sc.new_user(login))
+
+        async def circuit_open():
+            records = await sc.audit(status="held")
+            return [r for r in records if "target unreachable" in (r["detail"] or "")]
+        await eventually(circuit_open, 90, "the circuit opened on a target that is down")
+
+        async def gauge() -> str:
+            async with httpx.AsyncClient() as http:
+                text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+            return next((l for l in text.splitlines() if l.startswith("bridge_dispatcher_circuit_open{")), "")
+        assert (await gauge()).endswith(" 1.0"), await gauge()
+        await target.clear_faults()
+        for login in logins:
+            await sc.wait_active(login)
+        assert (await gauge()).endswith(" 0.0")
+        assert not await sc.audit(status="dead_lettered")
+        await sc.assert_one_account_each()
