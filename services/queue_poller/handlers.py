@@ -22,6 +22,7 @@ from queue_poller.ports import CursorState, LeadershipLost, LogSource, Outbox, S
 
 log = logging.getLogger(__name__)
 FRESH_LINK_MARGIN = timedelta(seconds=60)
+MAX_BACKOFF_S = 15.0  # a failed poll (broker, database or Okta away) is tried again at least this often
 PUBLISH_WINDOW = 50  # events of a page published concurrently; the translator plans from state, order is free
 tracer = trace.get_tracer("queue_poller")
 
@@ -88,7 +89,9 @@ class Poller:
             except LeadershipLost:
                 raise
             except Exception as exc:  # noqa: BLE001 - logged, retried; nothing was acknowledged
-                interval = min(max(interval * 2, 1.0), 60.0)
+                # Okta said when (429 / rate-limit reset): wait that long; else back off, at most MAX_BACKOFF_S
+                told = getattr(exc, "retry_after_s", None)
+                interval = min(max(told, 1.0), 65.0) if told else min(max(interval * 2, 1.0), MAX_BACKOFF_S)
                 log.warning("poll failed (%s: %s); next try in %.0fs", type(exc).__name__, exc, interval)
             if interval:
                 try:

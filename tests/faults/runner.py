@@ -56,18 +56,21 @@ class Report:
     lost: list[str] = field(default_factory=list)
     duplicated: list[str] = field(default_factory=list)
     out_of_order: list[str] = field(default_factory=list)
+    concurrent: list[str] = field(default_factory=list)  # two writes to one account in flight at the same time
     faults: Counter = field(default_factory=Counter)
     okta_calls: dict[str, int] = field(default_factory=dict)
 
     def table(self) -> str:
         rows = [("changes made", self.changes), ("applied", self.applied), ("retried", self.retried),
                 ("held", self.held), ("dead-lettered", self.dead_lettered), ("lost", len(self.lost)),
-                ("duplicated", len(self.duplicated)), ("out of order", len(self.out_of_order))]
+                ("duplicated", len(self.duplicated)), ("out of order", len(self.out_of_order)),
+                ("concurrent writes to one account", len(self.concurrent))]
         rows += [(f"fault: {k}", v) for k, v in sorted(self.faults.items())]
         rows += [(f"okta calls: {k}", v) for k, v in sorted(self.okta_calls.items())]
         width = max(len(r[0]) for r in rows)
         lines = [f"{name.ljust(width)}  {value}" for name, value in rows]
-        for label, items in (("lost", self.lost), ("duplicated", self.duplicated), ("out of order", self.out_of_order)):
+        for label, items in (("lost", self.lost), ("duplicated", self.duplicated), ("out of order", self.out_of_order),
+                             ("concurrent", self.concurrent)):
             lines += [f"  {label}: {item}" for item in items[:10]]
         return "\n".join(lines)
 
@@ -83,10 +86,11 @@ class World:
 
 class Runner:
     def __init__(self, workdir: Path, *, seed: int = 1, apps: int = 3, users_per_app: int = 6, dispatchers: int = 2,
-                 faults: tuple[str, ...] = ALL_FAULTS, broken: str | None = None, log=print) -> None:
+                 faults: tuple[str, ...] = ALL_FAULTS, broken: str | None = None, idle_s: float = 75,
+                 log=print) -> None:
         self.workdir, self.rng, self.log = workdir, random.Random(seed), log
         self.n_apps, self.users_per_app, self.dispatchers = apps, users_per_app, dispatchers
-        self.faults, self.broken = faults, broken
+        self.faults, self.broken, self.idle_s = faults, broken, idle_s
         self.world, self.report = World(), Report()
         self.rabbit = RabbitNode(workdir / "rabbit")
         self.mongo = SecantusNode(workdir / "mongo")
@@ -151,7 +155,7 @@ class Runner:
             stop.set()
             await asyncio.gather(changes, faults)
             await self._heal()
-            await self._converge()
+            await self._converge(idle_s=self.idle_s)
             await self._count()
             return self.report
         finally:
@@ -309,9 +313,9 @@ class Runner:
                 lost.append(f"group {name}: missing {sorted(want - got)[:3]}, extra {sorted(got - want)[:3]}")
         return lost
 
-    async def _converge(self, timeout_s: float = 300, idle_s: float = 30) -> None:
-        """Until the target equals Okta, or nothing has reached the target for ``idle_s`` (retry tiers and the
-        circuit's probes act within that), or ``timeout_s``."""
+    async def _converge(self, timeout_s: float = 420, idle_s: float = 75) -> None:
+        """Until the target equals Okta, or nothing has reached the target for ``idle_s`` (longer than the 60 s
+        retry tier, the poller's backoff and the circuit's probes), or ``timeout_s``."""
         assert self.stack
         deadline = time.monotonic() + timeout_s
         lost: list[str] = []
@@ -350,6 +354,7 @@ class Runner:
             for before, after in zip(titles, titles[1:]):
                 if after < before:
                     self.report.out_of_order.append(f"{login}: title {after:06d} applied after {before:06d}")
+        self.report.concurrent = _overlapping_writes(log)
         client: AsyncMongoClient = AsyncMongoClient(self.mongo.url)
         try:
             steps = {d["_id"]: d["n"] async for d in await client.faults.audit.aggregate(
@@ -358,6 +363,26 @@ class Runner:
             await client.close()
         self.report.applied, self.report.retried = steps.get("applied", 0), steps.get("retried", 0)
         self.report.held, self.report.dead_lettered = steps.get("held", 0), steps.get("dead_lettered", 0)
+
+
+def _overlapping_writes(log: list[dict]) -> list[str]:
+    """Writes to one account (``/Users/{id}``) whose time at the target overlaps: two writers at once."""
+    from datetime import datetime
+
+    spans: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
+    for r in log:
+        parts = r["path"].rstrip("/").split("/")
+        if r["method"] in ("PUT", "PATCH", "DELETE") and len(parts) >= 2 and parts[-2] == "Users" \
+                and r.get("duration_ms") is not None and not r.get("fault"):
+            start = datetime.fromisoformat(r["time"].replace("Z", "+00:00")).timestamp()
+            spans[parts[-1]].append((start, start + r["duration_ms"] / 1000, r["seq"]))
+    out = []
+    for account, items in spans.items():
+        items.sort()
+        for (s1, e1, q1), (s2, _, q2) in zip(items, items[1:]):
+            if s2 < e1 - 0.001:  # the log's times are to the millisecond
+                out.append(f"account {account}: requests {q1} and {q2} overlap")
+    return out
 
 
 async def _account(target: TargetAdmin, login: str) -> dict | None:

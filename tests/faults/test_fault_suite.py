@@ -28,10 +28,27 @@ async def test_no_change_is_lost_duplicated_or_reordered_under_faults(tmp_path):
     assert not report.lost, report.lost
     assert not report.duplicated, report.duplicated
     assert not report.out_of_order, report.out_of_order
+    assert not report.concurrent, report.concurrent
+
+
+@pytest.mark.parametrize("dispatchers", [1, 2, 4])
+async def test_order_holds_with_1_2_and_4_dispatchers_for_20_apps(tmp_path, dispatchers):
+    """Scale-out: twenty apps, dispatchers killed now and then, the target failing now and then; per user and app
+    the changes land in order and never from two dispatchers at once."""
+    runner = Runner(tmp_path, seed=dispatchers, apps=20, users_per_app=2, dispatchers=dispatchers,
+                    faults=("kill", "target_5xx"))
+    report = await runner.run(duration_s=30)
+    print("\n" + report.table())
+    assert report.changes > 20
+    assert not report.lost, report.lost
+    assert not report.duplicated, report.duplicated
+    assert not report.out_of_order, report.out_of_order
+    assert not report.concurrent, report.concurrent
 
 
 async def test_the_suite_reports_a_broken_version_check(tmp_path):
-    runner = Runner(tmp_path, seed=3, apps=1, users_per_app=2, dispatchers=1, faults=(), broken="version_check")
+    runner = Runner(tmp_path, seed=3, apps=1, users_per_app=2, dispatchers=1, faults=(), broken="version_check",
+                    idle_s=20)
     report = await runner.run(duration_s=0)
     print("\n" + report.table())
     assert report.out_of_order and report.lost, "without the version check the retried older update wins"
