@@ -18,7 +18,7 @@ from okta_bridge.mongo import claim_org, connect, ensure_indexes, key
 from okta_bridge.okta_client import OktaClient
 from okta_bridge.runtime import make_broker
 from okta_bridge.settings import BridgeSettings, OktaSettings
-from okta_bridge.leases import Leases, ensure_lease_index
+from okta_bridge.leases import Leases
 from okta_bridge.telemetry import setup_tracing, shutdown_tracing
 from okta_bridge.topology import declare_translator
 from queue_poller.adapters.mongo_state import MongoPollerState
@@ -68,8 +68,8 @@ async def main() -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    await ensure_lease_index(db.leases)
-    leases, lease_key = Leases(db.leases, ttl_s=cfg.lease_ttl_s), key("poller", okta.org_url)
+    # its own collection, without the TTL index of the per-key leases: the fencing token must never restart
+    leases, lease_key = Leases(db.poller_lease, ttl_s=cfg.lease_ttl_s), key("poller", okta.org_url)
     try:
         await lead_when_elected(poller, store, leases, lease_key, stop, cfg.lease_ttl_s,
                                 f"polling {okta.org_url} for {len(connectors.apps)} app(s)")
@@ -111,6 +111,9 @@ async def lead_when_elected(poller: Poller, store: MongoPollerState, leases: Lea
             await poller.run(halt)
         except LeadershipLost as exc:
             log.warning("lost the poller lease (%s): standing by", exc)
+            await leases.release(lease_key)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), ttl_s)
         finally:
             halt.set()
             renewer.cancel()

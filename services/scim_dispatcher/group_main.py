@@ -85,7 +85,8 @@ async def handle_group_plan(state: dict, republisher: Republisher, plan: GroupPl
         log.exception("applying a group plan failed")
         await _retry(republisher, audit, plan, attempt, f"{type(exc).__name__}: {exc}", None, {}, fields)
         return
-    circuits.close(plan.app_id)
+    if outcome.status == "applied":  # the target answered (a stale skip never called it)
+        circuits.close(plan.app_id)
     await _record(audit, plan, outcome, fields)
     for member, reason in outcome.failed:
         member_fields = {**fields, "okta_user_id": member, "plan_version": None}

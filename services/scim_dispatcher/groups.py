@@ -93,9 +93,16 @@ class GroupDispatcher:
         async with self.leases.hold(self._lease_key(plan.org, plan.app_id, plan.okta_group_id)):
             link = await self.group_links.get(plan.app_id, plan.okta_group_id)
             if link and link.applied_version >= plan.version:
-                return GroupOutcome("skipped_stale", link.target_id,
-                                    f"group plan v{plan.version} is older than applied v{link.applied_version}",
-                                    _ms(started))
+                stale = f"group plan v{plan.version} is older than applied v{link.applied_version}"
+                if plan.action is GroupAction.PUSH and link.target_id:  # its listing's facts still need applying
+                    client = self.clients[app.okta_app_id]
+                    try:
+                        group = await client.get_group(link.target_id)
+                    except ScimNotFoundError:
+                        return GroupOutcome("skipped_stale", link.target_id, stale, _ms(started))
+                    return await self._reconcile(app, client, plan.okta_group_id, group, started,
+                                                 stale + "; members brought in line: ")
+                return GroupOutcome("skipped_stale", link.target_id, stale, _ms(started))
             with tracer.start_as_current_span(f"apply group {plan.action.value}") as span:
                 span.set_attribute(ATTR.APP_ID, plan.app_id)
                 span.set_attribute("okta.group.id", plan.okta_group_id)
@@ -168,6 +175,7 @@ class GroupDispatcher:
         notes = notes if notes is not None else []
         existing = await client.find_group(name)
         if existing is None:
+            await self.group_links.mark_creating(app.okta_app_id, group_id, name)
             try:
                 created = await client.create_group(name)
                 notes.append("created")
@@ -182,6 +190,10 @@ class GroupDispatcher:
             raise GroupConflictError("POST", "/Groups", 409,
                                      f"the target group of this name is linked to Okta group {owner.group_id}: "
                                      "two pushed groups have the same name", version=client.version)
+        ours = await self.group_links.was_creating(app.okta_app_id, group_id, name)
+        if ours and owner is None:  # our own create, whose answer was lost (timeout, crash): adopt it
+            notes.append("created (answer lost, found and linked)")
+            return existing
         if not app.link_existing_groups:
             raise GroupConflictError("POST", "/Groups", 409,
                                      "a group of this name exists in the target; set link_existing_groups: true "
@@ -195,6 +207,10 @@ class GroupDispatcher:
         if not target_id:
             return GroupOutcome("skipped", None, "this Okta group was never linked to a target group",
                                 _ms(started))
+        owner = await self.group_links.linked_to(app.okta_app_id, target_id)
+        if owner is not None and owner.group_id != plan.okta_group_id:
+            return GroupOutcome("skipped", target_id, f"target group {target_id} is linked to Okta group "
+                                f"{owner.group_id} now: not deleted", _ms(started))
         client = self.clients[app.okta_app_id]
         try:
             await client.delete_group(target_id)
@@ -260,9 +276,9 @@ class GroupDispatcher:
                 outcome.requests += calls
                 await self.state.mark_applied(app.okta_app_id, group_id,
                                               [(u, v) for u, _, v in done if u is not None])
-                await self.state.mark_applied(app.okta_app_id, group_id,
-                                              [(u, v) for (u, _, v), _ in failed if u is not None],
-                                              error=f"{verb} refused by the target")
+                await self.state.mark_refused(app.okta_app_id, group_id,
+                                              [u for (u, _, _), _ in failed if u is not None],
+                                              f"{verb} refused by the target")
                 if verb == "add":
                     outcome.added += len(done)
                 else:

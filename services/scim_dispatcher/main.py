@@ -189,13 +189,15 @@ async def _apply(state: dict, republisher: Republisher, plan: ScimOperationPlann
         log.exception("applying plan failed")
         await _retry(republisher, audit, plan, attempt, f"{type(exc).__name__}: {exc}", None, {}, fields)
         return
-    circuits.close(plan.app_id)
+    if outcome.status == "applied":  # the target answered (a stale skip never called it)
+        circuits.close(plan.app_id)
     step = {"applied": AuditStep.APPLIED, "skipped": AuditStep.SKIPPED}.get(outcome.status, AuditStep.SKIPPED_STALE)
     await audit.record(step, target_id=outcome.target_id, scim_method=outcome.method, scim_path=outcome.path,
                        scim_status=outcome.http_status, duration_ms=outcome.duration_ms, detail=outcome.detail,
                        **fields)
     app = state["dispatcher"].apps[plan.app_id]
-    if app.push_groups and outcome.status == "applied" and outcome.target_id and plan.action is PlanAction.UPSERT:
+    if app.push_groups and outcome.status in ("applied", "skipped_stale") and outcome.target_id \
+            and plan.action is PlanAction.UPSERT:
         await publish_pending_memberships(state, plan)
     if app.accept_user_updates and outcome.returned:
         values = observed_changes(app, plan, outcome.returned)

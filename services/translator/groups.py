@@ -131,10 +131,10 @@ class GroupPlanner:
 
     async def unlink(self, app: AppConnector, group_id: str, cause: str, event_uuid: str | None, why: str) -> None:
         version = await self.state.next_group_version(app.okta_app_id, group_id)
-        await self.state.set_pushed(app.okta_app_id, group_id, pushed=False, why=why)
         plan = GroupPlanned(org=self.org, app_id=app.okta_app_id, okta_group_id=group_id, version=version,
                             action=GroupAction.UNLINK, cause=cause, event_uuid=event_uuid)
-        await self.outbox.publish(plan, app.pool)
+        await self.outbox.publish(plan, app.pool)  # first: a retry after a failure here still finds it pushed
+        await self.state.set_pushed(app.okta_app_id, group_id, pushed=False, why=why)
         await self._audit_group(AuditStep.PLANNED, app.okta_app_id, group_id, cause, f"unlink: {why}", event_uuid,
                                 version)
 
@@ -165,13 +165,13 @@ class GroupPlanner:
         changed = await self.state.want(app.okta_app_id, group_id, [(user_id, member)], micros(event.published))
         common = dict(event_uuid=event.event_uuid, event_type=event.event_type, app_id=app.okta_app_id,
                       okta_group_id=group_id, okta_user_id=user_id)
-        if not changed:
-            await self.audit.record(AuditStep.SKIPPED, detail="a newer membership fact is already recorded", **common)
-            return
+        # planned even when the fact was not newer: a retry after a failed publish finds its own fact stored, and
+        # the dispatcher reads the stored facts (a plan for an applied fact is skipped there)
         plan = MembershipPlanned(org=self.org, app_id=app.okta_app_id, okta_group_id=group_id,
                                  okta_user_ids=(user_id,), cause=event.event_type, event_uuid=event.event_uuid)
         await self.outbox.publish(plan, app.pool)
-        await self.audit.record(AuditStep.PLANNED, detail="add member" if member else "remove member", **common)
+        detail = ("add member" if member else "remove member") + ("" if changed else " (a newer fact is stored)")
+        await self.audit.record(AuditStep.PLANNED, detail=detail, **common)
 
     async def _renamed(self, app: AppConnector, group_id: str, event: OktaEventReceived) -> None:
         version = await self.state.next_group_version(app.okta_app_id, group_id)

@@ -18,6 +18,7 @@ from okta_bridge.connectors import AppConnector
 from okta_bridge.contracts import (AppSyncRequested, AuditStep, OktaEventReceived, ScimOperationPlanned,
                                    TargetValuesObserved)
 from okta_bridge.events import GROUP_EVENTS, MEMBERSHIP_EVENTS, USER_EVENTS, target_id, user_id_of
+from okta_bridge.group_state import micros
 from okta_bridge.okta_client import OktaNotFoundError
 from okta_bridge.telemetry import ATTR
 from translator.groups import GroupPlanner
@@ -154,10 +155,11 @@ def _membership_change(event: OktaEventReceived) -> dict[str, Any]:
     """What a membership event says about the assignment; the app username is the AppUser's alternateId."""
     app_user = next((t for t in event.targets if t.type == "AppUser"), None)
     username = app_user.alternate_id if app_user else None
+    as_of = micros(event.published)  # events can be processed out of order: the newest decides
     if event.event_type.endswith(".add"):
-        return {"assigned": True, "app_username": username}
+        return {"assigned": True, "app_username": username, "as_of": as_of}
     if event.event_type.endswith(".remove"):
-        return {"assigned": False}
+        return {"assigned": False, "as_of": as_of}
     if event.event_type.endswith(".change_username") and username:
         return {"app_username": username}
     return {}

@@ -18,7 +18,8 @@ class Assignment:
 
 class AssignmentStore(Protocol):
     async def next_version_and_get(self, app_id: str, user_id: str, *, assigned: bool | None = None,
-                                   app_username: str | None = None) -> tuple[int, Assignment | None]:
+                                   app_username: str | None = None,
+                                   as_of: int | None = None) -> tuple[int, Assignment | None]:
         """Records a membership change if given, takes the next plan version of the key (before any Okta read)
         and returns its assignment row."""
         ...

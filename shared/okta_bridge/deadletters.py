@@ -87,7 +87,7 @@ class DeadLetters:
         results: list[tuple[DeadLetter, str]] = []
         connection = await aio_pika.connect(self._url)
         async with connection:
-            channel = await connection.channel(publisher_confirms=True)
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             queue = await channel.get_queue(DEAD_LETTER_QUEUE.name)
             count = (await queue.declare()).message_count or 0
             for _ in range(count):

@@ -130,6 +130,12 @@ class GroupState:
         if ops:
             await self._db.group_members.bulk_write(ops, ordered=False)
 
+    async def mark_refused(self, app_id: str, group_id: str, user_ids: Iterable[str], error: str) -> None:
+        """The target refused these members: noted, not applied (a replay or the next push tries again)."""
+        ids = [key(self._org, app_id, group_id, u) for u in user_ids]
+        if ids:
+            await self._db.group_members.update_many({"_id": {"$in": ids}}, {"$set": {"error": error}})
+
     async def pending_for_user(self, app_id: str, user_id: str) -> list[str]:
         """Groups that want this user as a member and have not had it applied (it was not provisioned then)."""
         docs = self._db.group_members.find({"org": self._org, "app_id": app_id, "user_id": user_id, "member": True},

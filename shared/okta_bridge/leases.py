@@ -60,15 +60,19 @@ class Leases:
             return None
         return int(doc["token"]) if doc else None  # no document: nothing matched and nothing was inserted: busy
 
-    async def _renew(self, key: str) -> None:
-        """Held work can outlast the TTL (a push of 5,000 members): the lease is renewed every third of it."""
+    async def _renew(self, key: str, deadline: asyncio.Timeout, margin: float) -> None:
+        """Held work can outlast the TTL (a push of 5,000 members): the lease is renewed every third of it, and
+        each renewal moves the work's deadline. Work whose lease was not renewed in time is cancelled (TimeoutError
+        in the holder) before anyone else can take the lease: never two holders at once."""
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._ttl_ms / 3000)
             try:
                 if await self.try_acquire(key) is None:
-                    log.warning("lease %s was taken over while held (this process was paused too long)",
-                                key.split("|")[0])
+                    log.warning("lease %s was taken over while held: the work is stopped", key.split("|")[0])
+                    deadline.reschedule(loop.time())
                     return
+                deadline.reschedule(loop.time() + margin)
             except Exception as exc:  # noqa: BLE001 - the database is away: the next renewal tries again
                 log.warning("lease renewal failed: %s", exc)
 
@@ -93,14 +97,16 @@ class Leases:
                         raise LeaseBusyError(f"lease {key.split('|')[0]} held by another process")
                     await asyncio.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, 0.5)
-                renewer = asyncio.create_task(self._renew(key))
-                try:
-                    yield token
-                finally:
-                    renewer.cancel()
-                    with suppress(asyncio.CancelledError):
-                        await renewer
-                    await self.release(key)
+                margin = self._ttl_ms / 1000 * 0.8  # before anyone else can take it
+                async with asyncio.timeout(margin) as deadline:
+                    renewer = asyncio.create_task(self._renew(key, deadline, margin))
+                    try:
+                        yield token
+                    finally:
+                        renewer.cancel()
+                        with suppress(asyncio.CancelledError):
+                            await renewer
+                await self.release(key)
         finally:
             lock, users = self._local[key]
             if users <= 1:

@@ -189,3 +189,17 @@ async def test_concurrent_claims_of_a_fresh_database_admit_one_org(db):
     failures = [r for r in results if isinstance(r, BaseException)]
     assert all(isinstance(f, OrgMismatchError) for f in failures), failures
     assert len(failures) == (3 if owner == OTHER_ORG else 1)
+
+
+async def test_membership_events_out_of_order_end_at_the_newest(db):
+    """An add and a remove of one user, published moments apart, processed in the other order: the newest stands,
+    and every call still takes a new plan version."""
+    store = MongoAssignments(db, ORG)
+    v1, row = await store.next_version_and_get("0oaA", "00u9", assigned=False, as_of=2_000)  # remove, newer
+    v2, row = await store.next_version_and_get("0oaA", "00u9", assigned=True, app_username="u9", as_of=1_000)
+    assert v2 == v1 + 1
+    assert row.assigned is False and row.app_username is None
+    v3, row = await store.next_version_and_get("0oaA", "00u9", assigned=True, app_username="u9", as_of=3_000)
+    assert row.assigned is True and row.app_username == "u9" and v3 == v2 + 1
+    _, row = await store.next_version_and_get("0oaA", "00u9")  # a user event: reads, changes nothing
+    assert row.assigned is True

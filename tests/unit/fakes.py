@@ -154,7 +154,12 @@ class FakeAssignments:
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.versions: dict[tuple[str, str], int] = defaultdict(int)
 
-    async def next_version_and_get(self, app_id, user_id, *, assigned=None, app_username=None):
+    async def next_version_and_get(self, app_id, user_id, *, assigned=None, app_username=None, as_of=None):
+        row = self.rows.get((app_id, user_id), {})
+        if as_of is not None and assigned is not None and as_of < row.get("as_of", -1):
+            assigned = None  # an older membership event: the newer one recorded stands
+        elif as_of is not None and assigned is not None:
+            self.rows.setdefault((app_id, user_id), {})["as_of"] = as_of
         if assigned is not None or app_username is not None:
             await self.set(app_id, user_id, assigned=assigned, app_username=app_username)
         return await self.next_version(app_id, user_id), await self.get(app_id, user_id)

@@ -53,6 +53,17 @@ class MongoGroupLinks:
             return False
         return True
 
+    async def mark_creating(self, app_id: str, group_id: str, name: str) -> None:
+        """Before a POST /Groups: a retry that finds a group of this name unlinked knows it is its own."""
+        await self._db.group_links.update_one(
+            {"_id": key(self._org, app_id, group_id)},
+            {"$set": {"creating": name}, "$setOnInsert": {"org": self._org, "app_id": app_id, "group_id": group_id,
+                                                         "target_id": None, "applied_version": 0}}, upsert=True)
+
+    async def was_creating(self, app_id: str, group_id: str, name: str) -> bool:
+        doc = await self._db.group_links.find_one({"_id": key(self._org, app_id, group_id)}, {"creating": 1})
+        return bool(doc and doc.get("creating") == name)
+
     async def relink(self, app_id: str, group_id: str, target_id: str) -> None:
         """A recreated target group keeps the link's version (the caller holds the group's lease)."""
         await self._db.group_links.update_one({"_id": key(self._org, app_id, group_id)},

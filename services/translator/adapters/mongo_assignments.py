@@ -19,20 +19,27 @@ class MongoAssignments:
         return (await self.next_version_and_get(app_id, user_id))[0]
 
     async def next_version_and_get(self, app_id: str, user_id: str, *, assigned: bool | None = None,
-                                   app_username: str | None = None) -> tuple[int, Assignment | None]:
+                                   app_username: str | None = None,
+                                   as_of: int | None = None) -> tuple[int, Assignment | None]:
         """One round trip: record what a membership event says (if anything), ``$inc`` the key's plan version
-        (kept on its assignment row) and read the row back."""
-        fields: dict = {"updated_at": datetime.now(UTC)}
+        (kept on its assignment row) and read the row back.
+
+        ``as_of`` (the event's ``published`` time, microseconds): the change is recorded only when it is newer than
+        the last one recorded, so membership events processed out of order (add and remove of one user within
+        moments) still end at the latest; without it the change is recorded as it comes (listings)."""
+        newer = {"$gte": [as_of or 0, {"$ifNull": ["$assigned_as_of", -1]}]} if as_of is not None else True
+        fields: dict = {"org": self._org, "app_id": app_id, "user_id": user_id, "updated_at": datetime.now(UTC),
+                        "plan_version": {"$add": [{"$ifNull": ["$plan_version", 0]}, 1]},
+                        "assigned": {"$ifNull": ["$assigned", False]}}
         if assigned is not None:
-            fields["assigned"] = assigned
+            fields["assigned"] = {"$cond": [newer, assigned, {"$ifNull": ["$assigned", False]}]}
         if app_username is not None:
-            fields["app_username"] = app_username
-        on_insert = {"org": self._org, "app_id": app_id, "user_id": user_id}
-        if assigned is None:
-            on_insert["assigned"] = False
+            fields["app_username"] = {"$cond": [newer, app_username, "$app_username"]} if assigned is not None \
+                else app_username
+        if as_of is not None and assigned is not None:
+            fields["assigned_as_of"] = {"$max": [as_of, {"$ifNull": ["$assigned_as_of", -1]}]}
         doc = await self._db.assignments.find_one_and_update(
-            {"_id": key(self._org, app_id, user_id)},
-            {"$inc": {"plan_version": 1}, "$set": fields, "$setOnInsert": on_insert},
+            {"_id": key(self._org, app_id, user_id)}, [{"$set": fields}],
             upsert=True, return_document=ReturnDocument.AFTER)
         return int(doc["plan_version"]), _row(doc)
 
