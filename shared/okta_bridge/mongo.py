@@ -18,8 +18,16 @@ class OrgMismatchError(RuntimeError):
 
 
 def connect(url: str, db: str) -> tuple[AsyncMongoClient, AsyncDatabase]:
-    client: AsyncMongoClient = AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=10_000)
+    # a write is acknowledged once it is journaled on a majority: what the bridge has acked (a message, a cursor,
+    # a version) survives a database crash; an explicit option in the URL still wins
+    client: AsyncMongoClient = AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=10_000,
+                                                **_durable_unless_set(url))
     return client, client[db]
+
+
+def _durable_unless_set(url: str) -> dict:
+    query = url.partition("?")[2].lower()
+    return {} if "w=" in query or "journal=" in query else {"w": "majority", "journal": True}
 
 
 def key(*parts: str) -> str:
