@@ -26,6 +26,7 @@ QUIRKS = {
     "500-instead-of-404": "a missing resource gives 500 on PUT/PATCH/DELETE (GET still 404)",
     "plain-text-401": "401 answers carry a text/plain body",
     "v2-application-json": "SCIM 2.0 answers use Content-Type application/json",
+    "no-unique-username": "userName is not enforced unique: a second POST creates a second account",
 }
 
 
@@ -50,6 +51,7 @@ class TargetState:
         from .faults import FaultSet
         from .requestlog import RequestLog
         self.store.id_equals_name = "id-equals-username" in self.config.quirks
+        self.store.unique_user_names = "no-unique-username" not in self.config.quirks
         self.faults = FaultSet()
         self.log = RequestLog()
 

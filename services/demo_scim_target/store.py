@@ -91,6 +91,7 @@ class Record:
 @dataclass
 class Store:
     id_equals_name: bool = False
+    unique_user_names: bool = True
     records: dict[str, dict[str, Record]] = field(default_factory=lambda: {USER: {}, GROUP: {}})
 
     def reset(self) -> None:
@@ -114,7 +115,7 @@ class Store:
         value = attrs.get(key)
         if not isinstance(value, str) or not value.strip():
             raise StoreError(400, f"Attribute '{key}' is required", "invalidValue")
-        for other in self.records[kind].values():
+        for other in self.records[kind].values() if kind != USER or self.unique_user_names else ():
             if other.id != rid and str(other.attrs.get(key, "")).lower() == value.lower():
                 raise StoreError(409, f"{kind} with {key} '{value}' already exists", "uniqueness")
         if kind == GROUP:

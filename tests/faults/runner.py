@@ -38,6 +38,10 @@ from tests.faults.nodes import ROOT, RabbitNode, SecantusNode
 ALL_FAULTS = ("kill", "target_5xx", "target_429", "target_down", "okta_429", "mongo_restart", "rabbit_restart")
 BRIDGE = ("queue_poller", "translator", "audit_recorder")
 BROKEN = {
+    # the lookup before create: a create whose answer was lost is sent again
+    "lookup_before_create": [("services/scim_dispatcher/handlers.py",
+                              "        return await client.find_user(plan.unique_value)\n",
+                              "        return None  # BROKEN BUILD: no lookup before create\n")],
     # the version check: an older plan may overwrite a newer one
     "version_check": [("services/scim_dispatcher/handlers.py", "if link and link.applied_version >= plan.version:",
                        "if False:  # BROKEN BUILD: no version check"),
@@ -87,10 +91,11 @@ class World:
 class Runner:
     def __init__(self, workdir: Path, *, seed: int = 1, apps: int = 3, users_per_app: int = 6, dispatchers: int = 2,
                  faults: tuple[str, ...] = ALL_FAULTS, broken: str | None = None, idle_s: float = 75,
-                 log=print) -> None:
+                 probes: tuple[str, ...] = ("reorder",), target_quirks: tuple[str, ...] = (), log=print) -> None:
         self.workdir, self.rng, self.log = workdir, random.Random(seed), log
         self.n_apps, self.users_per_app, self.dispatchers = apps, users_per_app, dispatchers
         self.faults, self.broken, self.idle_s = faults, broken, idle_s
+        self.probes, self.target_quirks = probes, target_quirks
         self.world, self.report = World(), Report()
         self.rabbit = RabbitNode(workdir / "rabbit")
         self.mongo = SecantusNode(workdir / "mongo")
@@ -117,7 +122,7 @@ class Runner:
                               extra_env={"POLLER_IDLE_INTERVAL_S": "0.5", "POLLER_MIN_INTERVAL_S": "0.2",
                                          "POLLER_LEASE_TTL_S": "3", "DISPATCHER_LEASE_TTL_S": "8",
                                          "DISPATCHER_GROUP_LEASE_TTL_S": "8", "DISPATCHER_PROBE_INTERVAL_S": "2"})
-        self.stack.start_fixtures()
+        self.stack.start_fixtures([a for q in self.target_quirks for a in ("--quirk", q)])
         async with SimulatorAdmin(self.stack.okta_url) as okta:
             connectors = []
             for a in range(self.n_apps):
@@ -147,7 +152,10 @@ class Runner:
     async def run(self, duration_s: float) -> Report:
         try:
             await self.start()
-            await self._reorder_probe()
+            if "reorder" in self.probes:
+                await self._reorder_probe()
+            if "lost_answer" in self.probes:
+                await self._lost_answer_probe()
             stop = asyncio.Event()
             changes = asyncio.create_task(self._changes(stop))
             faults = asyncio.create_task(self._inject(stop))
@@ -182,6 +190,24 @@ class Runner:
             await _wait_for(refused, 60, "the first update's PUT refused")
             await self._apply(okta, "update", user, self.world.apps["app0"], self.world.groups["app0"])
             self.report.changes += 2
+
+    async def _lost_answer_probe(self) -> None:
+        """A create whose answer is lost: the target writes the account after the bridge's timeout (3 s). The
+        bridge's retry must look up before creating again; a target that does not enforce unique userNames (the
+        ``no-unique-username`` quirk) shows a second POST as a second account."""
+        assert self.stack
+        user = next(u for u, (app, login) in self.world.users.items() if app == "app0" and login.startswith("u1."))
+        login = self.world.users[user][1]
+        async with SimulatorAdmin(self.stack.okta_url) as okta, TargetAdmin(self.stack.target_url) as target:
+            # alone: nothing else in flight that the delayed POST could belong to
+            for other, (app, other_login) in self.world.users.items():
+                if app == "app0" and int(other_login[1:other_login.index(".")]) % 2 == 0:
+                    await _wait_for(lambda l=other_login: _account(target, l), 120, f"{other_login} provisioned")
+            await _wait_for(lambda: _idle(target, 3.0), 120, "the target idle")
+            await target.add_fault(None, method="POST", path_regex=r"/Users$", delay_s=3.2, times=1)
+            await okta.assign_user(self.world.apps["app0"], user)
+            self.report.changes += 1
+            await _wait_for(lambda: _account(target, login), 120, f"{login} created after a lost answer")
 
     async def _changes(self, stop: asyncio.Event) -> None:
         assert self.stack
@@ -383,6 +409,12 @@ def _overlapping_writes(log: list[dict]) -> list[str]:
             if s2 < e1 - 0.001:  # the log's times are to the millisecond
                 out.append(f"account {account}: requests {q1} and {q2} overlap")
     return out
+
+
+async def _idle(target: TargetAdmin, seconds: float) -> bool:
+    before = await target.last_seq()
+    await asyncio.sleep(seconds)
+    return await target.last_seq() == before
 
 
 async def _account(target: TargetAdmin, login: str) -> dict | None:

@@ -52,3 +52,18 @@ async def test_the_suite_reports_a_broken_version_check(tmp_path):
     report = await runner.run(duration_s=0)
     print("\n" + report.table())
     assert report.out_of_order and report.lost, "without the version check the retried older update wins"
+
+
+@pytest.mark.parametrize("broken", [None, "lookup_before_create"])
+async def test_a_lost_create_answer_is_not_created_twice_and_the_suite_sees_it_when_the_lookup_is_removed(
+        tmp_path, broken):
+    """The target writes the account after the bridge gave up waiting (its answer is lost) and does not enforce
+    unique userNames: the bridge's retry must find it; a build without the lookup creates a second account."""
+    runner = Runner(tmp_path, seed=5, apps=1, users_per_app=2, dispatchers=1, faults=(), broken=broken,
+                    probes=("lost_answer",), target_quirks=("no-unique-username",), idle_s=20)
+    report = await runner.run(duration_s=0)
+    print("\n" + report.table())
+    if broken:
+        assert report.duplicated, "without the lookup before create the retried create makes a second account"
+    else:
+        assert not report.duplicated and not report.lost, report.duplicated + report.lost
