@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from okta_bridge.mongo import key
 from translator.ports import Assignment
@@ -38,10 +39,16 @@ class MongoAssignments:
                 else app_username
         if as_of is not None and assigned is not None:
             fields["assigned_as_of"] = {"$max": [as_of, {"$ifNull": ["$assigned_as_of", -1]}]}
-        doc = await self._db.assignments.find_one_and_update(
-            {"_id": key(self._org, app_id, user_id)}, [{"$set": fields}],
-            upsert=True, return_document=ReturnDocument.AFTER)
-        return int(doc["plan_version"]), _row(doc)
+        for _ in range(3):  # two first writes of one row at once: one inserts, the other updates on a retry
+            try:
+                doc = await self._db.assignments.find_one_and_update(
+                    {"_id": key(self._org, app_id, user_id)}, [{"$set": fields}],
+                    upsert=True, return_document=ReturnDocument.AFTER)
+            except DuplicateKeyError:
+                continue
+            if doc is not None:
+                return int(doc["plan_version"]), _row(doc)
+        raise RuntimeError(f"assignment row {app_id}/{user_id}: no document after three upserts")
 
     async def get(self, app_id: str, user_id: str) -> Assignment | None:
         doc = await self._db.assignments.find_one({"_id": key(self._org, app_id, user_id)})
