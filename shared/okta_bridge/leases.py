@@ -98,15 +98,17 @@ class Leases:
                     await asyncio.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, 0.5)
                 margin = self._ttl_ms / 1000 * 0.8  # before anyone else can take it
-                async with asyncio.timeout(margin) as deadline:
-                    renewer = asyncio.create_task(self._renew(key, deadline, margin))
-                    try:
-                        yield token
-                    finally:
-                        renewer.cancel()
-                        with suppress(asyncio.CancelledError):
-                            await renewer
-                await self.release(key)
+                try:
+                    async with asyncio.timeout(margin) as deadline:
+                        renewer = asyncio.create_task(self._renew(key, deadline, margin))
+                        try:
+                            yield token
+                        finally:
+                            renewer.cancel()
+                            with suppress(asyncio.CancelledError):
+                                await renewer
+                finally:  # also after a failure: the next try, here or in another process, need not wait the TTL
+                    await self.release(key)
         finally:
             lock, users = self._local[key]
             if users <= 1:
