@@ -315,7 +315,7 @@ async def test_a_burst_of_joins_and_leaves_ends_in_oktas_membership_with_three_d
 
 # 5,000 takes about 10 minutes here, most of it provisioning the members first; `make bench` pushes 5,000 (and
 # 50 x 100) and reports peak RSS. GROUP_TEST_SIZE=5000 runs this test at full size.
-LARGE_GROUP = int(os.environ.get("GROUP_TEST_SIZE", "600"))
+LARGE_GROUP = int(os.environ.get("GROUP_TEST_SIZE", "400"))
 
 
 async def test_a_large_group_is_pushed_in_batched_patches(stack):

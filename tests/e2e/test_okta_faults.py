@@ -95,8 +95,9 @@ async def _start_bridge(stack: DevStack, okta: SimulatorAdmin, target: TargetAdm
 
 
 def _sync_records(records: list[dict], app_id: str | None = None) -> list[dict]:
+    """Full syncs of the users (each start also requests a groups sync, which is not one)."""
     return [r for r in records if r["step"] == "received" and str(r.get("event_type", "")).startswith("sync:")
-            and (app_id is None or r.get("app_id") == app_id)]
+            and (r.get("detail") or "").startswith("full sync") and (app_id is None or r.get("app_id") == app_id)]
 
 
 async def _sync_records_of(stack: DevStack, app_id: str) -> list[dict]:

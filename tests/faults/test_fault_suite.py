@@ -21,9 +21,9 @@ if not shutil.which("rabbitmq-server"):
 
 async def test_no_change_is_lost_duplicated_or_reordered_under_faults(tmp_path):
     runner = Runner(tmp_path, seed=11, apps=3, users_per_app=6, dispatchers=2, faults=ALL_FAULTS)
-    report = await runner.run(duration_s=75)
+    report = await runner.run(duration_s=50)
     print("\n" + report.table())
-    assert report.changes > 50 and sum(report.faults.values()) >= 10, "the run made changes and injected faults"
+    assert report.changes > 50 and sum(report.faults.values()) >= 8, "the run made changes and injected faults"
     assert report.retried > 0, "faults made the bridge retry"
     assert not report.lost, report.lost
     assert not report.duplicated, report.duplicated
@@ -37,7 +37,7 @@ async def test_order_holds_with_1_2_and_4_dispatchers_for_20_apps(tmp_path, disp
     the changes land in order and never from two dispatchers at once."""
     runner = Runner(tmp_path, seed=dispatchers, apps=20, users_per_app=2, dispatchers=dispatchers,
                     faults=("kill", "target_5xx"))
-    report = await runner.run(duration_s=30)
+    report = await runner.run(duration_s=20)
     print("\n" + report.table())
     assert report.changes > 20
     assert not report.lost, report.lost
