@@ -27,7 +27,7 @@ log = logging.getLogger("scim_dispatcher")
 # by shape: the contracts forbid extra fields, so exactly one of them accepts a given message
 PLAN_MESSAGES = TypeAdapter(ScimOperationPlanned | GroupPlanned | MembershipPlanned)
 
-__all__ = ["PLAN_MESSAGES", "handle_group_plan", "publish_pending_memberships"]
+__all__ = ["PLAN_MESSAGES", "handle_group_plan", "publish_pending_memberships", "retry_or_dead_letter", "scim_fields"]
 
 
 async def handle_group_plan(state: dict, republisher: Republisher, plan: GroupPlanned | MembershipPlanned,
@@ -58,11 +58,11 @@ async def handle_group_plan(state: dict, republisher: Republisher, plan: GroupPl
     except ScimAuthError as exc:
         circuits.open(plan.app_id, exc.message)
         await republisher.hold(plan, attempt - 1)
-        await audit.record(AuditStep.HELD, detail=exc.message, **_scim(exc), **fields)
+        await audit.record(AuditStep.HELD, detail=exc.message, **scim_fields(exc), **fields)
         return
     except (ScimTransientError, LeaseBusyError) as exc:
         message = exc.message if isinstance(exc, ScimError) else str(exc)
-        scim = _scim(exc) if isinstance(exc, ScimError) else {}
+        scim = scim_fields(exc) if isinstance(exc, ScimError) else {}
         if isinstance(exc, ScimTransientError) and not isinstance(exc, GroupNotReadyError) \
                 and circuits.failure(plan.app_id, message):
             await republisher.hold(plan, attempt - 1)
@@ -70,20 +70,20 @@ async def handle_group_plan(state: dict, republisher: Republisher, plan: GroupPl
                                **scim, **fields)
             return
         retry_after = getattr(exc, "retry_after_s", None)
-        await _retry(republisher, audit, plan, attempt, message, retry_after, scim, fields)
+        await retry_or_dead_letter(republisher, audit, plan, attempt, message, retry_after, scim, fields)
         return
     except ScimError as exc:
         message = exc.message
         if isinstance(exc, ScimGroupsUnsupportedError):
             message = f"the target does not support groups, so groups cannot be pushed to it ({exc.message})"
         log.warning("group plan for %s dead-lettered: %s", plan.app_id, message)
-        await audit.record(AuditStep.FAILED, detail=message, **_scim(exc), **fields)
+        await audit.record(AuditStep.FAILED, detail=message, **scim_fields(exc), **fields)
         await republisher.dead_letter(plan, message, attempt, "dispatcher")
-        await audit.record(AuditStep.DEAD_LETTERED, detail=message, **_scim(exc), **fields)
+        await audit.record(AuditStep.DEAD_LETTERED, detail=message, **scim_fields(exc), **fields)
         return
     except Exception as exc:  # noqa: BLE001 - database trouble and the like: transient
         log.exception("applying a group plan failed")
-        await _retry(republisher, audit, plan, attempt, f"{type(exc).__name__}: {exc}", None, {}, fields)
+        await retry_or_dead_letter(republisher, audit, plan, attempt, f"{type(exc).__name__}: {exc}", None, {}, fields)
         return
     if outcome.status == "applied":  # the target answered (a stale skip never called it)
         circuits.close(plan.app_id)
@@ -114,8 +114,8 @@ async def publish_pending_memberships(state: dict, plan: ScimOperationPlanned) -
         await state["broker"].publish(membership, exchange=PLANS_EXCHANGE, routing_key=app.pool, persist=True)
 
 
-async def _retry(republisher: Republisher, audit: BrokerAudit, plan, attempt: int, reason: str,
-                 retry_after: float | None, scim: dict, fields: dict) -> None:
+async def retry_or_dead_letter(republisher: Republisher, audit: BrokerAudit, plan, attempt: int, reason: str,
+                               retry_after: float | None, scim: dict, fields: dict) -> None:
     if attempt >= republisher.max_attempts:
         await republisher.dead_letter(plan, f"gave up after {attempt} attempts: {reason}", attempt, "dispatcher")
         await audit.record(AuditStep.DEAD_LETTERED, detail=f"gave up after {attempt} attempts: {reason}", **scim,
@@ -125,5 +125,5 @@ async def _retry(republisher: Republisher, audit: BrokerAudit, plan, attempt: in
     await audit.record(AuditStep.RETRIED, detail=f"attempt {attempt}: {reason}", **scim, **fields)
 
 
-def _scim(exc: ScimError) -> dict:
+def scim_fields(exc: ScimError) -> dict:
     return {"scim_method": exc.method, "scim_path": exc.path, "scim_status": exc.status}

@@ -27,6 +27,8 @@ from scim_dispatcher.adapters.mongo_links import MongoLinks
 from scim_dispatcher.adapters.mongo_group_links import MongoGroupLinks
 from scim_dispatcher.adapters.scim_groups import ScimGroupClient
 from scim_dispatcher.group_main import PLAN_MESSAGES, handle_group_plan, publish_pending_memberships
+from scim_dispatcher.group_main import retry_or_dead_letter as _retry
+from scim_dispatcher.group_main import scim_fields as _scim
 from scim_dispatcher.groups import GroupDispatcher
 from scim_dispatcher.adapters.traced_http import traced_client
 from scim_dispatcher.adapters.scim_errors import ScimAuthError, ScimError, ScimTransientError
@@ -206,21 +208,6 @@ async def _apply(state: dict, republisher: Republisher, plan: ScimOperationPlann
                 TargetValuesObserved(org=plan.org, app_id=plan.app_id, okta_user_id=plan.okta_user_id,
                                      values=values, event_uuid=plan.event_uuid),
                 exchange=EVENTS_EXCHANGE, routing_key=WRITEBACK_ROUTING_KEY, persist=True)
-
-
-async def _retry(republisher: Republisher, audit: BrokerAudit, plan: ScimOperationPlanned, attempt: int,
-                 reason: str, retry_after: float | None, scim: dict, fields: dict) -> None:
-    if attempt >= republisher.max_attempts:
-        await republisher.dead_letter(plan, f"gave up after {attempt} attempts: {reason}", attempt, "dispatcher")
-        await audit.record(AuditStep.DEAD_LETTERED, detail=f"gave up after {attempt} attempts: {reason}", **scim,
-                           **fields)
-        return
-    await republisher.retry(plan, attempt, retry_after)
-    await audit.record(AuditStep.RETRIED, detail=f"attempt {attempt}: {reason}", **scim, **fields)
-
-
-def _scim(exc: ScimError) -> dict:
-    return {"scim_method": exc.method, "scim_path": exc.path, "scim_status": exc.status}
 
 
 if __name__ == "__main__":
