@@ -49,8 +49,11 @@ async def test_dead_letters_are_listed_inspected_and_replayed_through_the_versio
         replayed = ops(stack, "replay", letter_id)
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr
         await sc.wait_active("refused.once@example.com")
-        trail = await audit_records(stack, user=refused, status="replayed")
-        assert trail and "ci-operator" in trail[0]["detail"]
+
+        async def replay_audited():
+            return await audit_records(stack, user=refused, status="replayed")
+        trail = await eventually(replay_audited, 30, "the replay audited")
+        assert "ci-operator" in trail[0]["detail"]
         assert letter_id not in ops(stack, "list").stdout
 
         # an update refused for good, then the user is deactivated: replaying the old update changes nothing
