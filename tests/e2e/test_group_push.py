@@ -43,7 +43,7 @@ class Groups:
         users = {u["id"]: u["userName"].lower() for u in await self.sc.target.users()}
         return {users.get(m["value"], m["value"]) for m in group.get("members") or []}
 
-    async def wait_members(self, name: str, expected: set[str], timeout: float = 90) -> None:
+    async def wait_members(self, name: str, expected: set[str], timeout: float = 180) -> None:
         async def check():
             return await self.members(name) == expected
         await eventually(check, timeout, f"target group {name!r} with members {sorted(expected)}")
@@ -274,7 +274,7 @@ async def test_link_existing_authority_okta_same_names_and_a_group_created_later
         async def twin_refused():
             return [r for r in await audit_records(stack, status="dead_lettered")
                     if "two pushed groups have the same name" in (r.get("detail") or "")]
-        refused = await eventually(twin_refused, 60, "the second group named Twin refused")
+        refused = await eventually(twin_refused, 180, "the second group named Twin refused")
         assert refused[0]["okta_group_id"] in (first, second)
         assert len([g for g in await groups.all() if g["displayName"] == "Twin"]) == 1
 
