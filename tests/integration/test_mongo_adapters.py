@@ -81,8 +81,10 @@ async def test_concurrent_saves_leave_the_newest_version(db):
 async def test_next_version_is_strictly_increasing_under_concurrency(db):
     assignments = MongoAssignments(db, ORG)
     versions = await asyncio.gather(*(assignments.next_version("0oaAPP", "00u1") for _ in range(50)))
-    assert sorted(versions) == list(range(1, 51))  # no duplicates, no gaps
-    assert await assignments.next_version("0oaAPP", "00u1") == 51
+    # The contract is unique and increasing, not consecutive: the dispatcher only compares versions, and an upsert
+    # retried after a lost answer may have counted once already (a gap, never a repeat).
+    assert len(set(versions)) == 50 and min(versions) >= 1, versions  # no duplicates
+    assert await assignments.next_version("0oaAPP", "00u1") > max(versions)
     assert await assignments.next_version("0oaAPP", "00u2") == 1  # per (org, app, user)
     assert await MongoAssignments(db, OTHER_ORG).next_version("0oaAPP", "00u1") == 1
 
