@@ -13,6 +13,10 @@ would get). Differences found:
 ``should_be_inactive`` should be inactive (deactivated, unassigned, suspended), but the account is active
 ``unlinked``         an account that belongs to the user (externalId or unique field) but is not linked
 ``broken_link``      the link points at an account the target no longer has
+``duplicate``        more than one active account belongs to the user (externalId or unique field): reported,
+                     never touched, because which one holds the app's data is for a person to decide. On a target
+                     that does not enforce unique userNames, a create whose answer was lost can be doubled; this
+                     is where that shows
 ``unknown``          active target accounts that match no Okta user of the app (reported, never touched: they may
                      be the app's own local accounts)
 
@@ -35,6 +39,7 @@ from translator.state_table import decide
 __all__ = ["Drift", "check_app"]
 
 EXAMPLES = 10
+REPORT_ONLY = ("duplicate", "unknown")
 
 
 @dataclass
@@ -43,11 +48,12 @@ class Drift:
     assigned: int = 0
     accounts: int = 0
     found: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in (
-        "missing", "should_be_inactive", "unlinked", "broken_link", "unknown")})
+        "missing", "should_be_inactive", "unlinked", "broken_link", "duplicate", "unknown")})
 
     @property
     def repairable(self) -> int:
-        return sum(len(v) for k, v in self.found.items() if k != "unknown")
+        """What a full sync repairs; duplicates and unknown accounts are for a person."""
+        return sum(len(v) for k, v in self.found.items() if k not in REPORT_ONLY)
 
     def counts(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.found.items()}
@@ -61,8 +67,12 @@ async def check_app(app: AppConnector, okta: Any, scim: ScimClient, links: dict[
         for user in page:
             accounts[user.id] = user
     drift.accounts = len(accounts)
-    by_external = {str(u.raw.get("externalId")): u for u in accounts.values() if u.raw.get("externalId")}
-    by_unique = {str(u.raw.get(app.unique_user_field, "")).lower(): u for u in accounts.values()}
+    by_external: dict[str, list[Any]] = {}
+    by_unique: dict[str, list[Any]] = {}
+    for u in accounts.values():  # in the target's listing order: the first is the one a lookup would find
+        if u.raw.get("externalId"):
+            by_external.setdefault(str(u.raw["externalId"]), []).append(u)
+        by_unique.setdefault(str(u.raw.get(app.unique_user_field, "")).lower(), []).append(u)
     claimed: set[str] = set()
     assigned: set[str] = set()
     async for page in okta.list_app_users(app.okta_app_id):
@@ -76,13 +86,19 @@ async def check_app(app: AppConnector, okta: Any, scim: ScimClient, links: dict[
             account = accounts.get(linked) if linked else None
             if linked and account is None:
                 drift.found["broken_link"].append(user_id)
+            username = ((app_user.get("credentials") or {}).get("userName") or "").lower()
+            owned = {u.id: u for u in [*by_external.get(user_id, []), *(by_unique.get(username, []) if username
+                                                                          else [])]}
             if account is None:
-                username = ((app_user.get("credentials") or {}).get("userName") or "").lower()
-                account = by_external.get(user_id) or by_unique.get(username)
+                account = next(iter(owned.values()), None)
                 if account is not None and linked != account.id:
                     drift.found["unlinked"].append(user_id)
             if account is not None:
                 claimed.add(account.id)
+                others = [u for u in owned.values() if u.id != account.id and u.active is not False]
+                if others:
+                    drift.found["duplicate"].append(user_id)
+                    claimed.update(u.id for u in others)
             active = bool(account is not None and account.active is not False)
             if decision.action is PlanAction.UPSERT and not active:
                 drift.found["missing"].append(user_id)

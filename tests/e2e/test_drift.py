@@ -40,6 +40,9 @@ async def test_drift_is_reported_then_repaired(stack):
                 await http.put(f"{base}/Users/{account['id']}", json={**account, "active": active})
             await http.post(f"{base}/Users", json={"schemas": ["urn:scim:schemas:core:1.0"],
                                                     "userName": "local.admin@example.com", "active": True})
+            double = (await http.post(f"{base}/Users", json={  # a second account of one Okta user
+                "schemas": ["urn:scim:schemas:core:1.0"], "userName": "pre1.copy@example.com", "active": True,
+                "externalId": sc.users[logins[1]]})).json()
 
         dry = drift(stack)
         assert dry.returncode == 1, dry.stdout + dry.stderr
@@ -48,14 +51,19 @@ async def test_drift_is_reported_then_repaired(stack):
         assert sc.users[logins[0]] in lines["jira missing"] and sc.users[logins[1]] in lines["jira missing"]
         assert sc.users[logins[0]] in lines["jira broken_link"]
         assert sc.users[logins[2]] in lines["jira should_be_inactive"]
-        assert "jira unknown" in lines
+        assert sc.users[logins[1]] in lines["jira duplicate"]
+        assert "jira unknown" in lines and double["id"] not in lines["jira unknown"]
         assert (await sc.target_users())[logins[1]][0]["active"] is False, "a dry run changes nothing"
 
         repaired = drift(stack, "--repair")
         assert repaired.returncode == 1 and "full sync requested" in repaired.stdout
+        assert "duplicates need a person" in repaired.stdout
         await sc.wait_active(logins[0])
         await sc.wait_active(logins[1])
         await sc.wait_active(logins[2], active=False)
+
+        async with httpx.AsyncClient(headers=headers) as http:  # the person merges the two accounts
+            assert (await http.delete(f"{base}/Users/{double['id']}")).status_code == 204
 
         async def clean():
             return drift(stack).returncode == 0
