@@ -47,8 +47,7 @@ class RabbitNode:
         (self.workdir / "rabbitmq.conf").write_text(f"listeners.tcp.default = {self.port}\nloopback_users = none\n")
         if shutil.which("chown") and _user_exists("rabbitmq"):  # the server drops to the rabbitmq user
             subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(self.workdir)], check=True)
-        subprocess.run(["rabbitmq-server", "-detached"], env=self._env(), check=True, capture_output=True)
-        self._wait()
+        self._launch()
 
     def _ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run(["rabbitmqctl", "-n", self.name, *args], env=self._env(), capture_output=True,
@@ -62,14 +61,18 @@ class RabbitNode:
             time.sleep(0.5)
         raise TimeoutError(f"RabbitMQ node {self.name} did not start")
 
-    def restart(self) -> None:
-        """The broker application restarts: every connection drops; durable queues and messages survive."""
-        self._ctl("stop_app")
-        self._ctl("start_app")
+    def _launch(self) -> None:
+        subprocess.run(["rabbitmq-server", "-detached"], env=self._env(), check=True, capture_output=True)
         self._wait()
 
+    def restart(self) -> None:
+        """The broker process stops and a new one starts on the same data directory: every connection drops; durable
+        queues and the messages they hold survive."""
+        self._ctl("stop", str(self.workdir / "pid"), timeout=120)  # with the pid file: returns once the OS process ends
+        self._launch()
+
     def stop(self) -> None:
-        self._ctl("stop", timeout=60)
+        self._ctl("stop", str(self.workdir / "pid"), timeout=60)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
