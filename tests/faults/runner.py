@@ -61,6 +61,7 @@ class Report:
     duplicated: list[str] = field(default_factory=list)
     out_of_order: list[str] = field(default_factory=list)
     concurrent: list[str] = field(default_factory=list)  # two writes to one account in flight at the same time
+    dead_letters: list[str] = field(default_factory=list)  # their reasons, from the audit
     faults: Counter = field(default_factory=Counter)
     okta_calls: dict[str, int] = field(default_factory=dict)
 
@@ -74,7 +75,7 @@ class Report:
         width = max(len(r[0]) for r in rows)
         lines = [f"{name.ljust(width)}  {value}" for name, value in rows]
         for label, items in (("lost", self.lost), ("duplicated", self.duplicated), ("out of order", self.out_of_order),
-                             ("concurrent", self.concurrent)):
+                             ("concurrent", self.concurrent), ("dead letter", self.dead_letters)):
             lines += [f"  {label}: {item}" for item in items[:10]]
         return "\n".join(lines)
 
@@ -385,6 +386,11 @@ class Runner:
         try:
             steps = {d["_id"]: d["n"] async for d in await client.faults.audit.aggregate(
                 [{"$match": {"service": "scim-dispatcher"}}, {"$group": {"_id": "$step", "n": {"$sum": 1}}}])}
+            self.report.dead_letters = [
+                f"{d.get('app_id')} {d.get('okta_user_id') or d.get('okta_group_id')} {d.get('event_type')} "
+                f"{d.get('scim_method') or ''} {d.get('scim_status') or ''}: {d.get('detail')}"
+                async for d in client.faults.audit.find(
+                    {"service": "scim-dispatcher", "step": "dead_lettered"})]
         finally:
             await client.close()
         self.report.applied, self.report.retried = steps.get("applied", 0), steps.get("retried", 0)
