@@ -148,7 +148,7 @@ def infra_pids() -> dict[str, int]:
             continue
         if "beam.smp" in cmd and "-s rabbit boot" in cmd:
             found.setdefault("rabbitmq", int(entry.name))
-        elif ("secantusd" in cmd or cmd.split(" ")[0].endswith("mongod")) and "bench" not in cmd:
+        elif ("secantusd" in cmd or cmd.split(" ")[0].endswith("mongod")) and "tests.bench" not in cmd:
             databases.append((int(entry.name), cmd))
     port = urlsplit(MONGODB_URL).port or 27017
     for pid, cmd in sorted(databases):
