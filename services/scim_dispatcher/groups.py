@@ -24,6 +24,7 @@ side stay; ``okta`` also removes target members that are not Okta members of the
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +88,13 @@ class GroupDispatcher:
     def _lease_key(self, org: str, app_id: str, group_id: str) -> str:
         return key("group", org, app_id, group_id)
 
+    def _name_held(self, org: str, app_id: str, name: str):
+        """A target group name is claimed from the look-up before a create or link until the link is saved: two
+        pushed groups of one name, applied at once under their own group leases, would otherwise both find the
+        group the first one just created unlinked, and both link it. Taken inside a group lease, never the other
+        way round, so the two never wait on each other in a cycle."""
+        return self.leases.hold(key("group-name", org, app_id, name.casefold()))
+
     async def apply_group(self, plan: GroupPlanned) -> GroupOutcome:
         started = time.perf_counter()
         app = self.apps[plan.app_id]
@@ -143,8 +151,9 @@ class GroupDispatcher:
                         raise
             # the target group was deleted on the target: recreate it and bring every member in line
             name = link.display_name or plan.okta_group_id
-            group = await self._create_or_link(app, client, plan.okta_group_id, name)
-            await self.group_links.relink(plan.app_id, plan.okta_group_id, group.id)
+            async with self._name_held(plan.org, plan.app_id, name):
+                group = await self._create_or_link(app, client, plan.okta_group_id, name)
+                await self.group_links.relink(plan.app_id, plan.okta_group_id, group.id)
             return await self._reconcile(app, client, plan.okta_group_id, group, started,
                                          "target group was deleted on the target: recreated; ")
 
@@ -159,14 +168,16 @@ class GroupDispatcher:
                 group = await client.get_group(link.target_id)
             except ScimNotFoundError:
                 notes.append("target group was deleted on the target: recreated")
-        if group is None:
-            group = await self._create_or_link(app, client, plan.okta_group_id, name, notes)
-        if group.display_name != name:
-            await client.rename_group(group.id, name)
-            notes.append(f"renamed (was {group.display_name!r})" if group.display_name else "named")
-        if not await self.group_links.save(app.okta_app_id, plan.okta_group_id, group.id, name, plan.version):
-            return GroupOutcome("skipped_stale", group.id, f"a newer group plan than v{plan.version} was applied",
-                                _ms(started))
+        naming = group is None or group.display_name != name
+        async with self._name_held(plan.org, app.okta_app_id, name) if naming else nullcontext():
+            if group is None:
+                group = await self._create_or_link(app, client, plan.okta_group_id, name, notes)
+            if group.display_name != name:
+                await client.rename_group(group.id, name)
+                notes.append(f"renamed (was {group.display_name!r})" if group.display_name else "named")
+            if not await self.group_links.save(app.okta_app_id, plan.okta_group_id, group.id, name, plan.version):
+                return GroupOutcome("skipped_stale", group.id, f"a newer group plan than v{plan.version} was applied",
+                                    _ms(started))
         prefix = "; ".join(notes) + "; " if notes else ""
         return await self._reconcile(app, client, plan.okta_group_id, group, started, prefix)
 
