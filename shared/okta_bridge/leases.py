@@ -1,9 +1,9 @@
 """Leases in MongoDB: at most one holder of a key across processes, expiring on the database server's clock.
 
-A lease is one document ``{_id: key, owner, expires, token}``. Taking it is one ``find_one_and_update`` on the
-``_id`` with an update pipeline: when the lease is free, expired (``expires < $$NOW``, the server's time, so clocks
-of the hosts do not matter) or already ours, it sets ``owner`` and ``expires = $$NOW + ttl``; otherwise it leaves
-the document as it is, and the returned owner says busy. ``token`` grows on each change of holder (a release keeps the
+A lease is one document ``{_id: key, owner, expires, token}``. Taking it is one ``find_one_and_update`` with an
+update pipeline: it matches when the lease is free, expired (``expires < $$NOW``, the server's time, so clocks of
+the hosts do not matter) or already ours, and sets ``expires = $$NOW + ttl``. When someone else holds it, the upsert
+collides on ``_id`` (``DuplicateKeyError``): busy. ``token`` grows on each change of holder (a release keeps the
 document, so it never restarts); a holder passes it with its writes where a fencing check is needed. A holder that
 dies leaves the lease to expire.
 
@@ -79,25 +79,20 @@ class Leases:
         return int(doc["token"]) if doc else None
 
     async def _take(self, key: str) -> dict[str, Any] | None:
-        """The document when the lease is now ours (taken or renewed), else None.
-
-        The filter is the ``_id`` alone and the condition lives in the update pipeline (every field computed from
-        the document as it was), so the write is a point update on the primary index on any server; a filter with
-        ``$or`` or ``$expr`` may be planned as a scan."""
+        """The document when the lease is now ours (taken or renewed), else None."""
         # dates compared as milliseconds ($toLong of a date, documented): the same answer on every MongoDB-wire server
-        expired = {"$lt": [{"$toLong": "$expires"}, {"$toLong": "$$NOW"}]}  # a missing expires is null: lowest
-        free = {"$or": [{"$eq": ["$owner", self.owner]}, expired]}
-        taking = {"$and": [free, {"$ne": ["$owner", self.owner]}]}
+        expired = {"$lt": [{"$toLong": "$expires"}, {"$toLong": "$$NOW"}]}
+        free = {"$or": [{"owner": self.owner}, {"$expr": expired}]}
+        taking = {"$ne": ["$owner", self.owner]}
         try:
             doc = await self._coll.find_one_and_update(
-                {"_id": key},
+                {"_id": key, **free},
                 [{"$set": {"token": {"$cond": [taking, {"$add": [{"$ifNull": ["$token", 0]}, 1]}, "$token"]},
-                           "owner": {"$cond": [free, self.owner, "$owner"]},
-                           "expires": {"$cond": [free, {"$add": ["$$NOW", self._ttl_ms]}, "$expires"]}}}],
+                           "owner": self.owner, "expires": {"$add": ["$$NOW", self._ttl_ms]}}}],
                 upsert=True, return_document=ReturnDocument.AFTER)
-        except DuplicateKeyError:  # two first takes of one key at once: the other inserted it
+        except DuplicateKeyError:
             return None
-        return doc if doc is not None and doc.get("owner") == self.owner else None
+        return doc  # None: nothing matched and nothing was inserted: busy
 
     async def _renew(self, key: str, deadline: asyncio.Timeout, margin: float) -> None:
         """Held work can outlast the TTL (a push of 5,000 members): the lease is renewed every third of it, and

@@ -46,7 +46,8 @@ BROKEN = {
     "version_check": [("services/scim_dispatcher/handlers.py", "if link and link.applied_version >= plan.version:",
                        "if False:  # BROKEN BUILD: no version check"),
                       ("services/scim_dispatcher/adapters/mongo_links.py",
-                       '"applied_version": {"$not": {"$gte": plan.version}}', '"broken": {"$exists": False}')],
+                       '{"$or": [{"applied_version": {"$lt": plan.version}}, {"applied_version": {"$exists": False}}]}',
+                       '{}')],
 }
 
 

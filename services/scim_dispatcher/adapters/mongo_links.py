@@ -51,7 +51,7 @@ class MongoLinks:
         if active is not None:
             fields["active"] = active
         if release_owner is not None:  # the document exists: the lease was taken on it
-            newer = {"applied_version": {"$not": {"$gte": plan.version}}}  # older, or none yet (documented $not)
+            newer = {"$or": [{"applied_version": {"$lt": plan.version}}, {"applied_version": {"$exists": False}}]}
             result = await self._db.links.update_one({"_id": _id, "owner": release_owner, **newer},
                                                      {"$set": {**fields, **release_fields()}})
             return result.matched_count == 1
