@@ -1,9 +1,7 @@
 """Applying one plan to one SCIM target, exactly as Okta's client would, without duplicates or regressions.
 
 * one writer per key: a plan is applied under its (app, user) lease in MongoDB, so with any number of dispatcher
-  processes no two apply plans of one key at once, and the version check below happens under the lease. The lease
-  lives on the key's link document: taking it returns the link, and the version-checked save of the link frees it
-  (two single-document writes per plan, no separate read or release);
+  processes no two apply plans of one key at once, and the version check below happens under the lease;
 * stale: a plan whose version is not newer than the last applied for its key is skipped;
 * upsert: linked -> GET + PUT by the stored id (404 -> look up again, relink or recreate); not linked -> look up
   by the unique field first (a create whose answer was lost is found, not created twice), then POST; a 409 on POST
@@ -17,17 +15,16 @@ import asyncio
 import secrets
 import time
 from collections import defaultdict
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
 
 from opentelemetry import trace
 
 from okta_bridge.connectors import AppConnector
 from okta_bridge.contracts import PlanAction, ScimOperationPlanned
-from okta_bridge.leases import Held, Leases
+from okta_bridge.leases import Leases
+from okta_bridge.mongo import key
 from okta_bridge.telemetry import ATTR
-from scim_dispatcher.adapters.mongo_links import link_from_doc, link_key
 from scim_dispatcher.adapters.scim_client import ScimClient
 from scim_dispatcher.adapters.scim_errors import ScimConflictError, ScimNotFoundError, ScimPermanentError
 from scim_dispatcher.ports import Link, LinkStore
@@ -52,39 +49,24 @@ class Dispatcher:
     apps: dict[str, AppConnector]
     clients: dict[str, ScimClient]
     links: LinkStore
-    # on the links collection (the lease lives on the link document); None: one process only (unit tests), a lock
-    # per key within the process
-    leases: Leases | None = None
+    leases: Leases | None = None  # None: one process only (unit tests); a lock per key within the process
     _key_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     _app_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
 
     def _slots(self, app: AppConnector) -> asyncio.Semaphore:
         return self._app_slots.setdefault(app.okta_app_id, asyncio.Semaphore(app.max_concurrency))
 
-    @asynccontextmanager
-    async def _exclusive(self, plan: ScimOperationPlanned) -> AsyncIterator[Held | None]:
+    def _exclusive(self, plan: ScimOperationPlanned):
         """One writer per (app, user) across every dispatcher process: the key's lease in MongoDB."""
         if self.leases is None:
-            async with self._key_locks[(plan.app_id, plan.okta_user_id)]:
-                yield None
-            return
-        async with self.leases.hold_record(link_key(plan.org, plan.app_id, plan.okta_user_id)) as held:
-            yield held
-
-    async def _save(self, held: Held | None, plan: ScimOperationPlanned, target_id: str | None,
-                    active: bool | None) -> bool:
-        if held is None:
-            return await self.links.save(plan, target_id, active)
-        await held.stop_renewing()  # no renewal may take the lease again after the save frees it
-        saved = await self.links.save(plan, target_id, active, release_owner=self.leases.owner)  # type: ignore[union-attr]
-        held.released = saved  # when stale, nothing was written: the lease is released on the way out
-        return saved
+            return self._key_locks[(plan.app_id, plan.okta_user_id)]
+        return self.leases.hold(key("user", plan.org, plan.app_id, plan.okta_user_id))
 
     async def apply(self, plan: ScimOperationPlanned) -> Outcome:
         app = self.apps[plan.app_id]
         started = time.perf_counter()
-        async with self._exclusive(plan) as held, self._slots(app):
-            link = link_from_doc(held.doc) if held else await self.links.get(plan.app_id, plan.okta_user_id)
+        async with self._exclusive(plan), self._slots(app):
+            link = await self.links.get(plan.app_id, plan.okta_user_id)
             if link and link.applied_version >= plan.version:
                 return Outcome("skipped_stale", link.target_id, None, None, None,
                                f"plan v{plan.version} is older than applied v{link.applied_version}", _ms(started))
@@ -97,7 +79,7 @@ class Dispatcher:
                 else:
                     result = await self._upsert(app, plan, link)
                 status, target_id, method, path, code, detail, active, *rest = result
-                if not await self._save(held, plan, target_id, active):
+                if not await self.links.save(plan, target_id, active):
                     status, detail = "skipped_stale", f"a newer plan than v{plan.version} was applied meanwhile"
                 if target_id:
                     span.set_attribute(ATTR.TARGET_ID, target_id)

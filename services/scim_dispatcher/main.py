@@ -83,9 +83,9 @@ def build() -> FastStream:
         await group_state.ensure_indexes()
         # a lease outlives the longest apply (lookup, write, read back at the app's timeout) by a margin
         ttl = max([cfg.lease_ttl_s, *(4 * a.timeout_s for a in apps.values())])
-        await ensure_lease_index(db.leases)  # group leases; a user's lease lives on its link (no TTL index there)
+        await ensure_lease_index(db.leases)
         state.update(mongo=client, http=http,
-                     dispatcher=Dispatcher(apps, clients, links, Leases(db.links, ttl_s=ttl)),
+                     dispatcher=Dispatcher(apps, clients, links, Leases(db.leases, ttl_s=ttl)),
                      groups=GroupDispatcher(apps, clients, group_state, group_links, links,
                                             Leases(db.leases, ttl_s=max(ttl, cfg.group_lease_ttl_s))),
                      group_state=group_state, audit=BrokerAudit(broker, "scim-dispatcher", okta.org_url))

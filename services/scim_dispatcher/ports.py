@@ -19,8 +19,6 @@ class Link:
 
 class LinkStore(Protocol):
     async def get(self, app_id: str, user_id: str) -> Link | None: ...
-    async def save(self, plan: ScimOperationPlanned, target_id: str | None, active: bool | None,
-                   release_owner: str | None = None) -> bool:
-        """Stores the link if ``plan.version`` is newer than the stored one; False when it was stale.
-        ``release_owner``: frees that holder's lease on the link in the same write (see mongo_links)."""
+    async def save(self, plan: ScimOperationPlanned, target_id: str | None, active: bool | None) -> bool:
+        """Stores the link if ``plan.version`` is newer than the stored one; False when it was stale."""
         ...

@@ -6,11 +6,6 @@ the hosts do not matter) or already ours, and sets ``expires = $$NOW + ttl``. Wh
 collides on ``_id`` (``DuplicateKeyError``): busy. ``token`` grows on each change of holder (a release keeps the
 document, so it never restarts); a holder passes it with its writes where a fencing check is needed. A holder that
 dies leaves the lease to expire.
-
-A lease may live on a record of its own kind (the dispatcher keeps a user's lease on that user's link document):
-taking it then returns the record (:meth:`Leases.hold_record`), and the holder may free it in its own final write of
-the record (:func:`release_fields`, then ``held.released = True``), saving the separate release. Such a collection
-must not carry the TTL index of :func:`ensure_lease_index`.
 """
 
 from __future__ import annotations
@@ -20,16 +15,15 @@ import logging
 import random
 import secrets
 import socket
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import AsyncIterator
 
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-__all__ = ["Held", "LeaseBusyError", "Leases", "ensure_lease_index", "release_fields"]
+__all__ = ["LeaseBusyError", "Leases", "ensure_lease_index"]
 log = logging.getLogger(__name__)
 
 
@@ -43,29 +37,6 @@ class LeaseBusyError(RuntimeError):
     """Another process holds the lease for longer than we were willing to wait (a transient condition)."""
 
 
-def release_fields() -> dict[str, Any]:
-    """What frees a lease, for a holder's own final write of the document (filtered on ``owner``)."""
-    return {"owner": None, "expires": datetime.fromtimestamp(0, UTC)}
-
-
-@dataclass
-class Held:
-    """A lease being held: its fencing token and the document as it was taken."""
-
-    token: int
-    doc: dict[str, Any]
-    released: bool = False  # set by a holder that freed the lease in its own write: no separate release
-    _renewer: asyncio.Task | None = field(default=None, repr=False)
-
-    async def stop_renewing(self) -> None:
-        """Before the holder's own releasing write: no renewal may land after it and take the lease again. The
-        work's deadline still stands, so that write happens while the lease is ours."""
-        if self._renewer is not None:
-            self._renewer.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._renewer
-
-
 class Leases:
     def __init__(self, collection: AsyncCollection, owner: str | None = None, ttl_s: float = 60.0) -> None:
         self._coll = collection
@@ -75,11 +46,6 @@ class Leases:
 
     async def try_acquire(self, key: str) -> int | None:
         """The fencing token when the lease is now ours (taken or renewed), else None."""
-        doc = await self._take(key)
-        return int(doc["token"]) if doc else None
-
-    async def _take(self, key: str) -> dict[str, Any] | None:
-        """The document when the lease is now ours (taken or renewed), else None."""
         # dates compared as milliseconds ($toLong of a date, documented): the same answer on every MongoDB-wire server
         expired = {"$lt": [{"$toLong": "$expires"}, {"$toLong": "$$NOW"}]}
         free = {"$or": [{"owner": self.owner}, {"$expr": expired}]}
@@ -92,7 +58,7 @@ class Leases:
                 upsert=True, return_document=ReturnDocument.AFTER)
         except DuplicateKeyError:
             return None
-        return doc  # None: nothing matched and nothing was inserted: busy
+        return int(doc["token"]) if doc else None  # no document: nothing matched and nothing was inserted: busy
 
     async def _renew(self, key: str, deadline: asyncio.Timeout, margin: float) -> None:
         """Held work can outlast the TTL (a push of 5,000 members): the lease is renewed every third of it, and
@@ -112,18 +78,13 @@ class Leases:
 
     async def release(self, key: str) -> None:
         """Frees the lease and keeps its document, so the next holder's token is still greater than ours."""
-        await self._coll.update_one({"_id": key, "owner": self.owner}, {"$set": release_fields()})
+        await self._coll.update_one({"_id": key, "owner": self.owner},
+                                    {"$set": {"owner": None, "expires": datetime.fromtimestamp(0, UTC)}})
 
     @asynccontextmanager
     async def hold(self, key: str, wait_s: float = 15.0) -> AsyncIterator[int]:
         """Exclusive across processes (the lease) and within this one (a lock, so only one task asks the database).
-        Yields the fencing token. Raises :class:`LeaseBusyError` after ``wait_s``; the caller retries later."""
-        async with self.hold_record(key, wait_s) as held:
-            yield held.token
-
-    @asynccontextmanager
-    async def hold_record(self, key: str, wait_s: float = 15.0) -> AsyncIterator[Held]:
-        """As :meth:`hold`, yielding the lease's document too; released on exit unless the holder did it."""
+        Raises :class:`LeaseBusyError` after ``wait_s``; the caller retries later."""
         lock, users = self._local.get(key, (None, 0))
         lock = lock or asyncio.Lock()
         self._local[key] = (lock, users + 1)
@@ -131,23 +92,23 @@ class Leases:
             async with lock:
                 loop = asyncio.get_running_loop()
                 deadline, delay = loop.time() + wait_s, 0.02
-                while (doc := await self._take(key)) is None:
+                while (token := await self.try_acquire(key)) is None:
                     if loop.time() >= deadline:
                         raise LeaseBusyError(f"lease {key.split('|')[0]} held by another process")
                     await asyncio.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, 0.5)
-                held = Held(int(doc["token"]), doc)
                 margin = self._ttl_ms / 1000 * 0.8  # before anyone else can take it
                 try:
                     async with asyncio.timeout(margin) as deadline:
-                        held._renewer = asyncio.create_task(self._renew(key, deadline, margin))
+                        renewer = asyncio.create_task(self._renew(key, deadline, margin))
                         try:
-                            yield held
+                            yield token
                         finally:
-                            await held.stop_renewing()
+                            renewer.cancel()
+                            with suppress(asyncio.CancelledError):
+                                await renewer
                 finally:  # also after a failure: the next try, here or in another process, need not wait the TTL
-                    if not held.released:
-                        await self.release(key)
+                    await self.release(key)
         finally:
             lock, users = self._local[key]
             if users <= 1:

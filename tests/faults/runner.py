@@ -46,8 +46,7 @@ BROKEN = {
     "version_check": [("services/scim_dispatcher/handlers.py", "if link and link.applied_version >= plan.version:",
                        "if False:  # BROKEN BUILD: no version check"),
                       ("services/scim_dispatcher/adapters/mongo_links.py",
-                       '{"$or": [{"applied_version": {"$lt": plan.version}}, {"applied_version": {"$exists": False}}]}',
-                       '{}')],
+                       '{"_id": _id, "applied_version": {"$lt": plan.version}}', '{"_id": _id}')],
 }
 
 

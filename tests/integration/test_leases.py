@@ -169,15 +169,3 @@ async def test_concurrent_holds_of_two_owners_run_one_at_a_time(db):
     await asyncio.wait_for(asyncio.gather(*(work(owners[i % 2]) for i in range(8))), timeout=120)
     assert (peak, done) == (1, 8)
     assert sorted(set(holders)) == ["owner-a", "owner-b"]
-
-
-async def test_hold_record_yields_the_document_and_skips_the_release_a_holder_did_itself(db):
-    leases = Leases(db.leases, "owner-a")
-    await db.leases.insert_one({"_id": KEY, "payload": "kept", "owner": None, "token": 4})
-    async with leases.hold_record(KEY) as held:
-        assert held.doc["payload"] == "kept" and held.token == 5
-        held.released = True  # as if the holder's own write had freed it: the hold must not write again
-    assert (await db.leases.find_one({"_id": KEY}))["owner"] == "owner-a"
-    async with leases.hold_record(KEY) as held:  # ours still: renewed, same token
-        assert held.token == 5
-    assert (await db.leases.find_one({"_id": KEY}))["owner"] is None

@@ -12,8 +12,7 @@ from okta_bridge.contracts import PlanAction, ScimOperationPlanned
 from okta_bridge.mongo import OrgMismatchError, claim_org, connect, ensure_indexes
 from queue_poller.adapters.mongo_state import MongoPollerState
 from queue_poller.ports import CursorState
-from okta_bridge.leases import Leases
-from scim_dispatcher.adapters.mongo_links import MongoLinks, link_from_doc, link_key
+from scim_dispatcher.adapters.mongo_links import MongoLinks
 from scim_dispatcher.ports import Link
 from translator.adapters.mongo_assignments import MongoAssignments
 from translator.ports import Assignment
@@ -75,29 +74,6 @@ async def test_concurrent_saves_leave_the_newest_version(db):
     assert (await links.get("0oaAPP", user)).applied_version == 20
     assert results[0] is True
     assert (await db.links.count_documents({"okta_user_id": user})) == 1
-
-
-async def test_the_lease_on_a_link_is_freed_by_the_save_and_fences_a_lost_holder(db):
-    """The dispatcher's lease lives on the link: taking it returns the link, the version-checked save frees it, and
-    a holder that lost the lease (or a stale plan) writes nothing."""
-    links = MongoLinks(db, ORG)
-    a, b = Leases(db.links, "disp-a"), Leases(db.links, "disp-b")
-    link_id = link_key(ORG, "0oaAPP", "00uL")
-    async with a.hold_record(link_id) as held:
-        assert link_from_doc(held.doc) is None, "a lease taken before any plan is no link"
-        assert await links.get("0oaAPP", "00uL") is None and await links.get_many("0oaAPP", ["00uL"]) == {}
-        assert await b.try_acquire(link_id) is None
-        await held.stop_renewing()
-        held.released = await links.save(plan(2, "00uL"), "t-2", True, release_owner="disp-a")
-        assert held.released
-    assert await links.get("0oaAPP", "00uL") == Link("t-2", 2, True)
-    async with b.hold_record(link_id) as held:  # free without waiting: the save released it
-        assert link_from_doc(held.doc) == Link("t-2", 2, True) and held.token == 2
-        assert not await links.save(plan(2, "00uL"), "t-x", False, release_owner="disp-b"), "not newer: stale"
-        assert not await links.save(plan(3, "00uL"), "t-x", False, release_owner="disp-a"), "not the holder"
-        assert (await db.links.find_one({"_id": link_id}))["owner"] == "disp-b", "stale saves leave the lease held"
-    assert (await db.links.find_one({"_id": link_id}))["owner"] is None, "and the hold frees it on the way out"
-    assert await links.get("0oaAPP", "00uL") == Link("t-2", 2, True)
 
 
 # --- translator: plan versions and assignments ----------------------------------------------------------------------

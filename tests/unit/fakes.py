@@ -261,9 +261,8 @@ class FakeLinks:
     async def get(self, app_id: str, user_id: str) -> Link | None:
         return self.links.get((app_id, user_id))
 
-    async def save(self, plan: ScimOperationPlanned, target_id: str | None, active: bool | None,
-                   release_owner: str | None = None) -> bool:
-        key = (plan.app_id, plan.okta_user_id)  # no leases here: unit tests run the dispatcher without them
+    async def save(self, plan: ScimOperationPlanned, target_id: str | None, active: bool | None) -> bool:
+        key = (plan.app_id, plan.okta_user_id)
         old = self.links.get(key)
         if old is not None and old.applied_version >= plan.version:
             return False
