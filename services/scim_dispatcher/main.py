@@ -26,9 +26,8 @@ from okta_bridge.topology import (EVENTS_EXCHANGE, WRITEBACK_ROUTING_KEY, declar
 from scim_dispatcher.adapters.mongo_links import MongoLinks
 from scim_dispatcher.adapters.mongo_group_links import MongoGroupLinks
 from scim_dispatcher.adapters.scim_groups import ScimGroupClient
-from scim_dispatcher.group_main import PLAN_MESSAGES, handle_group_plan, publish_pending_memberships
-from scim_dispatcher.group_main import retry_or_dead_letter as _retry
-from scim_dispatcher.group_main import scim_fields as _scim
+from scim_dispatcher.group_main import (PLAN_MESSAGES, handle_group_plan, publish_pending_memberships,
+                                        retry_or_dead_letter, scim_fields)
 from scim_dispatcher.groups import GroupDispatcher
 from scim_dispatcher.adapters.traced_http import traced_client
 from scim_dispatcher.adapters.scim_errors import ScimAuthError, ScimError, ScimTransientError
@@ -167,29 +166,30 @@ async def _apply(state: dict, republisher: Republisher, plan: ScimOperationPlann
         circuits.open(plan.app_id, exc.message)
         log.warning("app %s: credentials rejected (%s); circuit open, backlog held", plan.app_id, exc.message)
         await republisher.hold(plan, attempt - 1)
-        await audit.record(AuditStep.HELD, detail=exc.message, **_scim(exc), **fields)
+        await audit.record(AuditStep.HELD, detail=exc.message, **scim_fields(exc), **fields)
         return
     except ScimTransientError as exc:
-        await audit.record(AuditStep.FAILED, detail=exc.message, **_scim(exc), **fields)
+        await audit.record(AuditStep.FAILED, detail=exc.message, **scim_fields(exc), **fields)
         if circuits.failure(plan.app_id, exc.message):  # the target is down: stop calling it, park the backlog
             await republisher.hold(plan, attempt - 1)
             await audit.record(AuditStep.HELD, detail=f"app circuit open, held: {circuits.reason(plan.app_id)}",
-                               **_scim(exc), **fields)
+                               **scim_fields(exc), **fields)
             return
-        await _retry(republisher, audit, plan, attempt, exc.message, exc.retry_after_s, _scim(exc), fields)
+        await retry_or_dead_letter(republisher, audit, plan, attempt, exc.message, exc.retry_after_s,
+                                   scim_fields(exc), fields)
         return
     except LeaseBusyError as exc:  # another dispatcher is applying this key: later, through the retry tiers
-        await _retry(republisher, audit, plan, attempt, str(exc), None, {}, fields)
+        await retry_or_dead_letter(republisher, audit, plan, attempt, str(exc), None, {}, fields)
         return
     except ScimError as exc:
         log.warning("plan v%s for %s dead-lettered: %s", plan.version, plan.app_id, exc.message)
-        await audit.record(AuditStep.FAILED, detail=exc.message, **_scim(exc), **fields)
+        await audit.record(AuditStep.FAILED, detail=exc.message, **scim_fields(exc), **fields)
         await republisher.dead_letter(plan, exc.message, attempt, "dispatcher")
-        await audit.record(AuditStep.DEAD_LETTERED, detail=exc.message, **_scim(exc), **fields)
+        await audit.record(AuditStep.DEAD_LETTERED, detail=exc.message, **scim_fields(exc), **fields)
         return
     except Exception as exc:  # noqa: BLE001 - database trouble and the like: transient
         log.exception("applying plan failed")
-        await _retry(republisher, audit, plan, attempt, f"{type(exc).__name__}: {exc}", None, {}, fields)
+        await retry_or_dead_letter(republisher, audit, plan, attempt, f"{type(exc).__name__}: {exc}", None, {}, fields)
         return
     if outcome.status == "applied":  # the target answered (a stale skip never called it)
         circuits.close(plan.app_id)
