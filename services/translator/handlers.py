@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Callable
 
 from opentelemetry import context, trace
 
@@ -19,15 +21,22 @@ from okta_bridge.contracts import (AppSyncRequested, AuditStep, OktaEventReceive
                                    TargetValuesObserved)
 from okta_bridge.events import GROUP_EVENTS, MEMBERSHIP_EVENTS, USER_EVENTS, target_id, user_id_of
 from okta_bridge.group_state import micros
-from okta_bridge.okta_client import OktaNotFoundError
+from okta_bridge.okta_client import OktaNotFoundError, OktaTransientError
 from okta_bridge.telemetry import ATTR
 from translator.groups import GroupPlanner
 from translator.mapping import map_user
-from translator.ports import AssignmentStore, OktaReader, PlanOutbox, WritebackStore
+from translator.ports import AssignmentStore, OktaReader, PlanOutbox, Take, WritebackStore
 from translator.state_table import decide
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("translator")
+
+# The longest a plan may take from its version take to its check after the Okta read (budget waits are at most
+# about 65 s, a request times out after 35 s). A slower plan is planned again; a full sync re-reads a listed user
+# whose key took a version within this window before the page was asked for.
+PLAN_WINDOW_S = 300.0
+# Okta's clock is known from Date headers, to the second: a listing counts as of two seconds before it was asked for
+LISTING_MARGIN_US = 2_000_000
 
 
 @dataclass
@@ -40,6 +49,7 @@ class Translator:
     audit: Audit
     writebacks: WritebackStore | None = None
     groups: GroupPlanner | None = None
+    monotonic: Callable[[], float] = time.monotonic
 
     async def handle_event(self, event: OktaEventReceived) -> None:
         user_id = user_id_of(event)
@@ -50,57 +60,105 @@ class Translator:
             if app_id not in self.apps or user_id is None:
                 await self._skip(event, app_id, user_id, "app is not in the connectors file")
                 return
-            await self.plan(app_id, user_id, cause=event.event_type, event_uuid=event.event_uuid,
-                            membership=_membership_change(event))
+            await self._plan_read(user_id, [(app_id, _membership_change(event))], cause=event.event_type,
+                                  event_uuid=event.event_uuid)
         elif event.event_type in USER_EVENTS and user_id:
             rows = await self.store.for_user(user_id, list(self.apps))
             if not rows:
                 await self._skip(event, None, user_id, "user is assigned to no configured app")
                 return
-            user = await self._read_user(user_id)
-            for row in rows:
-                await self.plan(row.app_id, user_id, cause=event.event_type, event_uuid=event.event_uuid,
-                                user=user, read=True)
+            await self._plan_read(user_id, [(row.app_id, {}) for row in rows], cause=event.event_type,
+                                  event_uuid=event.event_uuid)
         else:
             await self._skip(event, None, user_id, f"event type {event.event_type} needs no work")
 
     async def handle_sync(self, request: AppSyncRequested) -> int:
-        """Full sync: list the app's assignments (ceil(n/500) calls) and plan every user; returns users planned."""
+        """Full sync: list the app's assignments (ceil(n/500) calls) and plan every user; returns users planned.
+
+        A listed user is planned from the listing itself, with no read, unless another plan of the same key took
+        its version from ``PLAN_WINDOW_S`` before the page was asked for until the sync's own take: such a plan
+        may hold a read newer than the page, so the user is read again after the sync's take."""
         app = self.apps.get(request.app_id)
         if app is None:
             await self.audit.record(AuditStep.SKIPPED, app_id=request.app_id, detail="sync: app not configured")
             return 0
-        planned = 0
+        planned, cause, started_as_of = 0, f"sync:{request.reason}", None
         with tracer.start_as_current_span("okta list app users") as listing:
             listing.set_attribute(ATTR.APP_ID, app.okta_app_id)
-            async for page in self.okta.list_app_users(app.okta_app_id):
+            pages = aiter(self.okta.list_app_users(app.okta_app_id))
+            while True:
+                # before the page is asked for: the database's clock (fence for the takes) and Okta's (for rows)
+                fence = await self.store.now() - timedelta(seconds=PLAN_WINDOW_S)
+                as_of = micros(self.okta.server_now()) - LISTING_MARGIN_US
+                started_as_of = started_as_of or as_of
+                try:
+                    page = await anext(pages)
+                except StopAsyncIteration:
+                    break
                 rows = [(u["id"], (u.get("credentials") or {}).get("userName")) for u in page]
-                await self.store.record_listing(app.okta_app_id, rows, request.sync_id)
-                for app_user, (user_id, username) in zip(page, rows):
-                    user = (app_user.get("_embedded") or {}).get("user")
-                    await self._plan_linked(listing, app.okta_app_id, user_id, f"sync:{request.reason}", user,
-                                            app_user.get("profile"))
+                await self.store.record_listing(app.okta_app_id, rows, request.sync_id, as_of)
+                for app_user, (user_id, _) in zip(page, rows):
+                    with _linked_span(listing):
+                        await self._plan_listed(app.okta_app_id, user_id, app_user, fence, cause)
                     planned += 1
-            for user_id in await self.store.unassign_missing(app.okta_app_id, request.sync_id):
-                await self._plan_linked(listing, app.okta_app_id, user_id, f"sync:{request.reason}", None)
+            for user_id in await self.store.unassign_missing(app.okta_app_id, request.sync_id, started_as_of):
+                with _linked_span(listing):
+                    await self._plan_read(user_id, [(app.okta_app_id, {})], cause=cause)
                 planned += 1
         return planned
 
-    async def _plan_linked(self, listing: trace.Span, app_id: str, user_id: str, cause: str,
-                           user: dict[str, Any] | None, app_profile: dict[str, Any] | None = None) -> None:
-        """Work shared by many users (one listing) is its own span, linked to each user's own trace."""
-        with tracer.start_as_current_span("plan from listing", context=context.Context(),
-                                          links=[trace.Link(listing.get_span_context())]):
-            await self.plan(app_id, user_id, cause=cause, user=user, read=user is not None, app_profile=app_profile)
+    async def _plan_listed(self, app_id: str, user_id: str, app_user: dict[str, Any], fence: datetime,
+                           cause: str) -> None:
+        started = self.monotonic()
+        take = await self.store.take_version(app_id, user_id)
+        user = (app_user.get("_embedded") or {}).get("user")
+        if user is not None and (take.previous_at is None or take.previous_at < fence):
+            await self._publish(app_id, user_id, take, user, cause=cause, app_profile=app_user.get("profile"))
+            return
+        user = await self._read_user(user_id)  # a plan since the fence may hold a newer read than the page
+        self._within_window(started, app_id, user_id)
+        if not await self._superseded(app_id, user_id, take, cause, None):
+            await self._publish(app_id, user_id, take, user, cause=cause, app_profile=app_user.get("profile"))
 
-    async def plan(self, app_id: str, user_id: str, *, cause: str, event_uuid: str | None = None,
-                   user: dict[str, Any] | None = None, read: bool = False,
-                   app_profile: dict[str, Any] | None = None, membership: dict[str, Any] | None = None) -> None:
+    async def _plan_read(self, user_id: str, keys: list[tuple[str, dict[str, Any]]], *, cause: str,
+                         event_uuid: str | None = None) -> None:
+        """Versions first, then one read of the user, then each version is checked to be still the key's newest.
+
+        A version taken before the read means a later read gets a later version; the check after the read drops a
+        plan whose key took a newer version meanwhile (that plan reads after it took its version and decides).
+        So the plans that go out read Okta in the order of their versions, and the dispatcher's version check
+        keeps that order on the target."""
+        started = self.monotonic()
+        takes = [(app_id, await self.store.take_version(app_id, user_id, **membership)) for app_id, membership in keys]
+        user = await self._read_user(user_id)
+        for app_id, _ in takes:
+            self._within_window(started, app_id, user_id)
+        for app_id, take in takes:
+            if not await self._superseded(app_id, user_id, take, cause, event_uuid):
+                await self._publish(app_id, user_id, take, user, cause=cause, event_uuid=event_uuid)
+
+    def _within_window(self, started: float, app_id: str, user_id: str) -> None:
+        """A plan that took longer than the window from its take to its check is planned again (a retry takes a
+        new version): a full sync trusts its listing only for keys with no take in the window before its page."""
+        elapsed = self.monotonic() - started
+        if elapsed > PLAN_WINDOW_S:
+            raise OktaTransientError(f"plan of {app_id}/{user_id} read Okta for {elapsed:.0f} s, longer than the "
+                                     f"{PLAN_WINDOW_S:.0f} s plan window; planned again")
+
+    async def _superseded(self, app_id: str, user_id: str, take: Take, cause: str, event_uuid: str | None) -> bool:
+        newest = await self.store.version(app_id, user_id)
+        if newest == take.version:
+            return False
+        await self.audit.record(AuditStep.SKIPPED, event_uuid=event_uuid, event_type=cause, app_id=app_id,
+                                okta_user_id=user_id, plan_version=take.version,
+                                detail=f"superseded: version {newest} of this key was taken while this plan read "
+                                       f"Okta; it reads after its take and decides")
+        return True
+
+    async def _publish(self, app_id: str, user_id: str, take: Take, user: dict[str, Any] | None, *, cause: str,
+                       event_uuid: str | None = None, app_profile: dict[str, Any] | None = None) -> None:
         app = self.apps[app_id]
-        # the version is taken before the Okta read: a later read always gets a later version
-        version, assignment = await self.store.next_version_and_get(app_id, user_id, **(membership or {}))
-        if not read:
-            user = await self._read_user(user_id)
+        version, assignment = take.version, take.assignment
         status = user.get("status") if user else None
         decision = decide(status, bool(assignment and assignment.assigned), app)
         span = trace.get_current_span()
@@ -149,6 +207,12 @@ class Translator:
     async def _skip(self, event: OktaEventReceived, app_id: str | None, user_id: str | None, why: str) -> None:
         await self.audit.record(AuditStep.SKIPPED, event_uuid=event.event_uuid, event_type=event.event_type,
                                 app_id=app_id, okta_user_id=user_id, detail=why)
+
+
+def _linked_span(listing: trace.Span):
+    """Work shared by many users (one listing) is its own span, linked to each user's own trace."""
+    return tracer.start_as_current_span("plan from listing", context=context.Context(),
+                                        links=[trace.Link(listing.get_span_context())])
 
 
 def _membership_change(event: OktaEventReceived) -> dict[str, Any]:

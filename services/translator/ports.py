@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, AsyncIterator, Protocol
 
 from okta_bridge.contracts import ScimOperationPlanned
@@ -16,22 +17,43 @@ class Assignment:
     assigned: bool
 
 
+@dataclass(frozen=True)
+class Take:
+    """A plan version taken for one (app, user) key."""
+    version: int
+    assignment: Assignment | None
+    previous_at: datetime | None  # the database's time of the key's previous take (None: this is the first)
+
+
 class AssignmentStore(Protocol):
-    async def next_version_and_get(self, app_id: str, user_id: str, *, assigned: bool | None = None,
-                                   app_username: str | None = None,
-                                   as_of: int | None = None) -> tuple[int, Assignment | None]:
-        """Records a membership change if given, takes the next plan version of the key (before any Okta read)
-        and returns its assignment row."""
+    async def take_version(self, app_id: str, user_id: str, *, assigned: bool | None = None,
+                           app_username: str | None = None, as_of: int | None = None) -> Take:
+        """Records a membership change if given, takes the next plan version of the key (before any Okta read),
+        stamps it with the database's clock and returns the assignment row."""
+        ...
+    async def version(self, app_id: str, user_id: str) -> int:
+        """The key's newest plan version (0: none taken)."""
+        ...
+    async def now(self) -> datetime:
+        """The database's clock: the one the takes are stamped with."""
         ...
     async def get(self, app_id: str, user_id: str) -> Assignment | None: ...
     async def for_user(self, user_id: str, app_ids: list[str]) -> list[Assignment]: ...
     async def set(self, app_id: str, user_id: str, *, assigned: bool | None = None,
                   app_username: str | None = None, sync_id: str | None = None) -> None: ...
-    async def record_listing(self, app_id: str, rows: list[tuple[str, str | None]], sync_id: str) -> None: ...
-    async def unassign_missing(self, app_id: str, sync_id: str) -> list[str]: ...
+    async def record_listing(self, app_id: str, rows: list[tuple[str, str | None]], sync_id: str,
+                             as_of: int) -> None:
+        """Marks the rows listed by this sync; a row takes the listing's assignment only when no membership event
+        newer than ``as_of`` (Okta's time before the page was asked for, microseconds) was recorded."""
+        ...
+    async def unassign_missing(self, app_id: str, sync_id: str, as_of: int) -> list[str]:
+        """Rows this sync did not list, assigned as of before ``as_of`` (Okta's time before the sync's first page):
+        marked unassigned and returned. A row assigned by an event published since is left alone."""
+        ...
 
 
 class OktaReader(Protocol):
+    def server_now(self) -> datetime: ...
     async def get_user(self, user_id: str) -> dict[str, Any]: ...
     def list_app_users(self, app_id: str) -> AsyncIterator[list[dict[str, Any]]]: ...
     async def update_app_user_profile(self, app_id: str, user_id: str, profile: dict[str, Any]) -> None: ...

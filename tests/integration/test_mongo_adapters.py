@@ -91,22 +91,23 @@ async def test_next_version_is_strictly_increasing_under_concurrency(db):
 
 async def test_record_listing_and_unassign_missing(db):
     assignments = MongoAssignments(db, ORG)
-    await assignments.record_listing("0oaAPP", [("00u1", "ann"), ("00u2", "bob"), ("00u3", None)], "sync-1")
-    assert await assignments.unassign_missing("0oaAPP", "sync-1") == []
+    t1, t2 = 1_000_000, 2_000_000  # Okta's time before each sync's first page, microseconds
+    await assignments.record_listing("0oaAPP", [("00u1", "ann"), ("00u2", "bob"), ("00u3", None)], "sync-1", t1)
+    assert await assignments.unassign_missing("0oaAPP", "sync-1", t1) == []
     assert await assignments.get("0oaAPP", "00u3") == Assignment("0oaAPP", "00u3", None, True)
-    await assignments.record_listing("0oaAPP", [], "sync-1")  # an empty page is fine
+    await assignments.record_listing("0oaAPP", [], "sync-1", t1)  # an empty page is fine
 
     # another app and another org are not touched by this app's sync
-    await assignments.record_listing("0oaOTHER", [("00u1", "ann")], "sync-x")
-    await MongoAssignments(db, OTHER_ORG).record_listing("0oaAPP", [("00u2", "bob")], "sync-o")
+    await assignments.record_listing("0oaOTHER", [("00u1", "ann")], "sync-x", t1)
+    await MongoAssignments(db, OTHER_ORG).record_listing("0oaAPP", [("00u2", "bob")], "sync-o", t1)
 
-    await assignments.record_listing("0oaAPP", [("00u1", "ann.new")], "sync-2")
-    await assignments.record_listing("0oaAPP", [("00u3", "cat")], "sync-2")
-    assert sorted(await assignments.unassign_missing("0oaAPP", "sync-2")) == ["00u2"]
+    await assignments.record_listing("0oaAPP", [("00u1", "ann.new")], "sync-2", t2)
+    await assignments.record_listing("0oaAPP", [("00u3", "cat")], "sync-2", t2)
+    assert sorted(await assignments.unassign_missing("0oaAPP", "sync-2", t2)) == ["00u2"]
     assert await assignments.get("0oaAPP", "00u2") == Assignment("0oaAPP", "00u2", "bob", False)
     assert await assignments.get("0oaAPP", "00u1") == Assignment("0oaAPP", "00u1", "ann.new", True)
     assert await assignments.get("0oaAPP", "00u3") == Assignment("0oaAPP", "00u3", "cat", True)
-    assert await assignments.unassign_missing("0oaAPP", "sync-2") == []  # already unassigned: reported once
+    assert await assignments.unassign_missing("0oaAPP", "sync-2", t2) == []  # already unassigned: reported once
 
     assert await assignments.get("0oaOTHER", "00u1") == Assignment("0oaOTHER", "00u1", "ann", True)
     assert await MongoAssignments(db, OTHER_ORG).get("0oaAPP", "00u2") == Assignment("0oaAPP", "00u2", "bob", True)
@@ -114,7 +115,7 @@ async def test_record_listing_and_unassign_missing(db):
         "0oaAPP", "0oaOTHER"}
 
     # re-listed after being removed: assigned again
-    await assignments.record_listing("0oaAPP", [("00u2", "bob")], "sync-3")
+    await assignments.record_listing("0oaAPP", [("00u2", "bob")], "sync-3", 3_000_000)
     assert (await assignments.get("0oaAPP", "00u2")).assigned is True
 
 
@@ -162,9 +163,9 @@ async def test_concurrent_mark_seen_of_the_same_page(db):
 
 async def test_users_with_assignments(db):
     assignments = MongoAssignments(db, ORG)
-    await assignments.record_listing("0oaA", [("00u1", "a"), ("00u2", "b")], "s1")
-    await assignments.record_listing("0oaB", [("00u3", "c")], "s1")
-    await MongoAssignments(db, OTHER_ORG).record_listing("0oaA", [("00u4", "d")], "s1")
+    await assignments.record_listing("0oaA", [("00u1", "a"), ("00u2", "b")], "s1", 1)
+    await assignments.record_listing("0oaB", [("00u3", "c")], "s1", 1)
+    await MongoAssignments(db, OTHER_ORG).record_listing("0oaA", [("00u4", "d")], "s1", 1)
     state = MongoPollerState(db, ORG)
     assert await state.users_with_assignments(["00u1", "00u3", "00u4", "00u9"], ["0oaA"]) == {"00u1"}
     assert await state.users_with_assignments(["00u1", "00u3", "00u4"], ["0oaA", "0oaB"]) == {"00u1", "00u3"}
@@ -197,11 +198,46 @@ async def test_membership_events_out_of_order_end_at_the_newest(db):
     """An add and a remove of one user, published moments apart, processed in the other order: the newest stands,
     and every call still takes a new plan version."""
     store = MongoAssignments(db, ORG)
-    v1, row = await store.next_version_and_get("0oaA", "00u9", assigned=False, as_of=2_000)  # remove, newer
-    v2, row = await store.next_version_and_get("0oaA", "00u9", assigned=True, app_username="u9", as_of=1_000)
-    assert v2 == v1 + 1
-    assert row.assigned is False and row.app_username is None
-    v3, row = await store.next_version_and_get("0oaA", "00u9", assigned=True, app_username="u9", as_of=3_000)
-    assert row.assigned is True and row.app_username == "u9" and v3 == v2 + 1
-    _, row = await store.next_version_and_get("0oaA", "00u9")  # a user event: reads, changes nothing
-    assert row.assigned is True
+    first = await store.take_version("0oaA", "00u9", assigned=False, as_of=2_000)  # remove, newer
+    second = await store.take_version("0oaA", "00u9", assigned=True, app_username="u9", as_of=1_000)
+    assert second.version == first.version + 1
+    assert second.assignment.assigned is False and second.assignment.app_username is None
+    third = await store.take_version("0oaA", "00u9", assigned=True, app_username="u9", as_of=3_000)
+    assert third.assignment == Assignment("0oaA", "00u9", "u9", True) and third.version == second.version + 1
+    fourth = await store.take_version("0oaA", "00u9")  # a user event: reads, changes nothing
+    assert fourth.assignment.assigned is True
+
+
+async def test_a_listing_and_membership_events_end_at_the_newest(db):
+    """A listing asked for at t counts as of t: a membership event published later stands against it, an earlier
+    one does not; a sync never unassigns a row assigned by an event published after its first page was asked for."""
+    store = MongoAssignments(db, ORG)
+    await store.take_version("0oaA", "00u1", assigned=False, as_of=5_000)  # removed after the listing below
+    await store.take_version("0oaA", "00u2", assigned=False, as_of=1_000)  # removed, then re-added before it
+    await store.record_listing("0oaA", [("00u1", "ann"), ("00u2", "bob")], "s1", 3_000)
+    assert (await store.get("0oaA", "00u1")).assigned is False
+    assert await store.get("0oaA", "00u2") == Assignment("0oaA", "00u2", "bob", True)
+    await store.take_version("0oaA", "00u1", assigned=True, app_username="ann", as_of=4_000)  # older than the remove
+    assert (await store.get("0oaA", "00u1")).assigned is False
+
+    await store.take_version("0oaA", "00u3", assigned=True, app_username="cy", as_of=7_000)  # added during sync s2
+    await store.take_version("0oaA", "00u4", assigned=True, app_username="di", as_of=2_000)  # added, then removed
+    await store.record_listing("0oaA", [("00u2", "bob")], "s2", 6_000)
+    assert sorted(await store.unassign_missing("0oaA", "s2", 6_000)) == ["00u4"]
+    assert (await store.get("0oaA", "00u3")).assigned is True
+    assert (await store.get("0oaA", "00u4")).assigned is False
+    late_add = await store.take_version("0oaA", "00u4", assigned=True, app_username="di", as_of=5_500)
+    assert late_add.assignment.assigned is False  # the event is older than the sync that found it gone
+
+
+async def test_a_take_is_stamped_with_the_database_clock_and_returns_the_previous_stamp(db):
+    store = MongoAssignments(db, ORG)
+    before = await store.now()
+    first = await store.take_version("0oaA", "00u1")
+    assert first.previous_at is None and await store.version("0oaA", "00u1") == first.version
+    await asyncio.sleep(0.05)
+    second = await store.take_version("0oaA", "00u1")
+    after = await store.now()
+    assert second.version == first.version + 1 and await store.version("0oaA", "00u1") == second.version
+    assert before.tzinfo is not None and before <= second.previous_at < after
+    assert await store.version("0oaA", "00u-none") == 0

@@ -5,11 +5,12 @@ Fakes over mocks (docs/style.md): each keeps what it was asked so tests assert o
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -20,7 +21,7 @@ from okta_bridge.contracts import AuditStep, OktaEventReceived, ScimOperationPla
 from okta_bridge.okta_client import OktaNotFoundError
 from queue_poller.ports import CursorState
 from scim_dispatcher.ports import Link
-from translator.ports import Assignment
+from translator.ports import Assignment, Take
 
 ORG = "https://acme.okta.com"
 
@@ -148,13 +149,15 @@ class FakeOutbox:
 # ---------------------------------------------------------------- translator ports
 
 class FakeAssignments:
-    """Same semantics as ``MongoAssignments``."""
+    """Same semantics as ``MongoAssignments``; ``clock`` stands for the database's clock (tests move it)."""
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.versions: dict[tuple[str, str], int] = defaultdict(int)
+        self.taken_at: dict[tuple[str, str], datetime] = {}
+        self.clock = datetime(2026, 11, 1, tzinfo=UTC)
 
-    async def next_version_and_get(self, app_id, user_id, *, assigned=None, app_username=None, as_of=None):
+    async def take_version(self, app_id, user_id, *, assigned=None, app_username=None, as_of=None) -> Take:
         row = self.rows.get((app_id, user_id), {})
         if as_of is not None and assigned is not None and as_of < row.get("as_of", -1):
             assigned = None  # an older membership event: the newer one recorded stands
@@ -162,11 +165,19 @@ class FakeAssignments:
             self.rows.setdefault((app_id, user_id), {})["as_of"] = as_of
         if assigned is not None or app_username is not None:
             await self.set(app_id, user_id, assigned=assigned, app_username=app_username)
-        return await self.next_version(app_id, user_id), await self.get(app_id, user_id)
+        previous = self.taken_at.get((app_id, user_id))
+        self.taken_at[(app_id, user_id)] = self.clock
+        return Take(await self.next_version(app_id, user_id), await self.get(app_id, user_id), previous)
 
     async def next_version(self, app_id: str, user_id: str) -> int:
         self.versions[(app_id, user_id)] += 1
         return self.versions[(app_id, user_id)]
+
+    async def version(self, app_id: str, user_id: str) -> int:
+        return self.versions[(app_id, user_id)]
+
+    async def now(self) -> datetime:
+        return self.clock
 
     async def get(self, app_id: str, user_id: str) -> Assignment | None:
         row = self.rows.get((app_id, user_id))
@@ -185,15 +196,19 @@ class FakeAssignments:
         if sync_id is not None:
             row["sync_id"] = sync_id
 
-    async def record_listing(self, app_id: str, rows: list[tuple[str, str | None]], sync_id: str) -> None:
+    async def record_listing(self, app_id: str, rows: list[tuple[str, str | None]], sync_id: str,
+                             as_of: int) -> None:
         for user_id, username in rows:
-            self.rows[(app_id, user_id)] = {"assigned": True, "app_username": username, "sync_id": sync_id}
+            row = self.rows.setdefault((app_id, user_id), {})
+            row["sync_id"] = sync_id
+            if row.get("as_of", -1) < as_of:  # no membership event since the listing was asked for
+                row.update(assigned=True, app_username=username, as_of=as_of)
 
-    async def unassign_missing(self, app_id: str, sync_id: str) -> list[str]:
-        missing = [u for (a, u), r in self.rows.items()
-                   if a == app_id and r.get("assigned") and r.get("sync_id") != sync_id]
+    async def unassign_missing(self, app_id: str, sync_id: str, as_of: int) -> list[str]:
+        missing = [u for (a, u), r in self.rows.items() if a == app_id and r.get("assigned")
+                   and r.get("sync_id") != sync_id and r.get("as_of", -1) < as_of]
         for user_id in missing:
-            self.rows[(app_id, user_id)]["assigned"] = False
+            self.rows[(app_id, user_id)].update(assigned=False, as_of=as_of)
         return missing
 
 
@@ -210,6 +225,12 @@ class FakeOkta:
         self.page_size = page_size
         self.get_user_calls: list[str] = []
         self.listing_calls = 0
+        self.after_page = None  # async callable run after a page was read, before the sync uses it (races)
+        self.on_get_user = None  # async callable run while a user is read (races)
+        self.now = datetime(2026, 11, 1, tzinfo=UTC)
+
+    def server_now(self) -> datetime:
+        return self.now
 
     def assign(self, app_id: str, user: dict[str, Any], username: str | None = None,
                app_profile: dict[str, Any] | None = None) -> None:
@@ -220,6 +241,9 @@ class FakeOkta:
 
     async def get_user(self, user_id: str) -> dict[str, Any]:
         self.get_user_calls.append(user_id)
+        if self.on_get_user is not None:
+            hook, self.on_get_user = self.on_get_user, None
+            await hook(user_id)
         if user_id not in self.users:
             raise OktaNotFoundError("okta GET /api/v1/users/{id} -> 404: E0000007 Not found", 404)
         return self.users[user_id]
@@ -228,7 +252,11 @@ class FakeOkta:
         rows = self.app_users.get(app_id, [])
         for start in range(0, max(len(rows), 1), self.page_size):
             self.listing_calls += 1
-            yield rows[start:start + self.page_size]
+            page = copy.deepcopy(rows[start:start + self.page_size])  # as read now: later changes are not in it
+            if self.after_page is not None:
+                hook, self.after_page = self.after_page, None
+                await hook()
+            yield page
 
 
 class FakePlanOutbox:

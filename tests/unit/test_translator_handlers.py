@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
 from okta_bridge.contracts import AppSyncRequested, AuditStep, PlanAction, SyncReason
 from okta_bridge.events import parse_event
 from tests.unit.fakes import (ORG, FakeAssignments, FakeAudit, FakeOkta, FakePlanOutbox, app_connector,
                               membership_event, okta_user, user_event)
-from translator.handlers import Translator
+from okta_bridge.okta_client import OktaTransientError
+from translator.handlers import PLAN_WINDOW_S, Translator
 
 JIRA, WIKI = "0oa1jira", "0oa2wiki"
 
@@ -211,3 +216,137 @@ async def test_sync_versions_follow_event_versions():
     t.okta.assign(JIRA, okta_user("00u1"))
     await t.handle_sync(sync())
     assert [p.version for p in plans(t)] == [1, 2]
+
+
+# ------------------------------------------------------------------ plans read Okta in the order of their versions
+
+
+def titles(t: Translator, user_id: str) -> list[tuple[int, str]]:
+    return [(p.version, attrs(p).get("title")) for p in plans(t) if p.okta_user_id == user_id]
+
+
+async def test_a_change_planned_between_the_page_read_and_the_syncs_take_makes_the_sync_read_the_user_again():
+    """The race the fault suite found: a listing read, then a change planned from a fresher read, then the sync's
+    take. Planned from its listing, the sync would carry the older title with the newer version."""
+    t = make()
+    t.apps[JIRA] = app_connector(JIRA, "jira", attribute_mappings={"title": "profile.title"})
+    t.okta.assign(JIRA, okta_user("00u1", title="000000"), username="ann.jira")
+    t.okta.assign(JIRA, okta_user("00u2", title="000000"), username="bob.jira")
+    await t.handle_event(event(membership_event("e0", user_id="00u1", username="ann.jira")))
+    t.store.clock += timedelta(seconds=PLAN_WINDOW_S + 1)  # that first plan is long done
+
+    async def change_after_the_page_was_read():
+        t.okta.users["00u1"]["profile"]["title"] = "000001"
+        await t.handle_event(event(user_event("e1", user_id="00u1")))
+
+    t.okta.after_page = change_after_the_page_was_read
+    t.okta.get_user_calls.clear()
+    assert await t.handle_sync(sync()) == 2
+    assert titles(t, "00u1") == [(1, "000000"), (2, "000001"), (3, "000001")]
+    assert t.okta.get_user_calls == ["00u1", "00u1"]  # the event's read, then the sync's; 00u2 from the listing
+    assert titles(t, "00u2") == [(1, "000000")]
+
+
+async def test_a_sync_trusts_its_listing_for_keys_whose_last_take_is_older_than_the_window():
+    t = make()
+    t.okta.assign(JIRA, okta_user("00u1"), username="ann.jira")
+    await t.handle_sync(sync(sync_id="s1"))
+    t.store.clock += timedelta(seconds=PLAN_WINDOW_S + 1)
+    await t.handle_sync(sync(sync_id="s2"))
+    assert t.okta.get_user_calls == []
+    t.store.clock += timedelta(seconds=PLAN_WINDOW_S - 1)  # a take within the window before the page: read
+    await t.handle_sync(sync(sync_id="s3"))
+    assert t.okta.get_user_calls == ["00u1"]
+    assert [p.version for p in plans(t)] == [1, 2, 3]
+
+
+async def test_a_plan_whose_key_took_a_newer_version_during_its_read_is_dropped():
+    """Two events of one user at once: the first took version 1 and reads slowly; the second takes version 2 and
+    reads first. The first's read may be newer than the second's, so it must not go out below version 2."""
+    t = make({"00u1": okta_user("00u1", title="old")})
+    t.apps[JIRA] = app_connector(JIRA, "jira", attribute_mappings={"title": "profile.title"})
+    await t.handle_event(event(membership_event("e0", user_id="00u1")))
+    t.outbox.plans.clear()
+
+    async def a_second_event_overtakes(_user_id):
+        await t.handle_event(event(user_event("e2", user_id="00u1")))
+        t.okta.users["00u1"]["profile"]["title"] = "new"  # changed after the second read, before the first's
+
+    t.okta.on_get_user = a_second_event_overtakes
+    await t.handle_event(event(user_event("e1", user_id="00u1")))
+    assert titles(t, "00u1") == [(3, "old")]
+    skipped = [f for s, f in t.audit.records if s is AuditStep.SKIPPED]
+    assert skipped[-1]["plan_version"] == 2 and skipped[-1]["detail"].startswith("superseded: version 3")
+
+
+async def test_a_plan_slower_than_the_window_is_planned_again_and_publishes_nothing():
+    clock = iter([0.0, PLAN_WINDOW_S + 5])
+    t = make({"00u1": okta_user("00u1")})
+    t.monotonic = lambda: next(clock)
+    with pytest.raises(OktaTransientError, match="longer than the 300 s plan window"):
+        await t.handle_event(event(membership_event("e1", user_id="00u1")))
+    assert plans(t) == []
+
+
+async def test_user_events_take_every_apps_version_before_the_one_read():
+    t = make({"00u1": okta_user("00u1")})
+    for app_id in (JIRA, WIKI):
+        await t.handle_event(event(membership_event(f"m-{app_id}", app_id=app_id, user_id="00u1")))
+    seen = []
+
+    async def versions_at_read(_user_id):
+        seen.append((await t.store.version(JIRA, "00u1"), await t.store.version(WIKI, "00u1")))
+
+    t.okta.on_get_user = versions_at_read
+    t.outbox.plans.clear()
+    await t.handle_event(event(user_event("e1", user_id="00u1")))
+    assert seen == [(2, 2)]
+    assert sorted((p.app_id, p.version) for p in plans(t)) == [(JIRA, 2), (WIKI, 2)]
+    assert t.okta.get_user_calls.count("00u1") == 3  # one read per event, not per app
+
+
+# ------------------------------------------------------------------ a listing never overrides a newer membership event
+
+
+def membership_at(uuid: str, kind: str, published: str, user_id: str = "00u1") -> dict:
+    raw = membership_event(uuid, kind, user_id=user_id, username="ann.jira")
+    raw["published"] = published
+    return raw
+
+
+async def test_a_removal_published_after_the_listing_was_asked_for_stands():
+    t = make()
+    t.okta.assign(JIRA, okta_user("00u1"), username="ann.jira")
+    t.okta.now = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
+
+    async def removed_after_the_page_was_read():
+        await t.handle_event(event(membership_at("e1", "remove", "2026-11-01T12:00:01.000Z")))
+
+    t.okta.after_page = removed_after_the_page_was_read
+    await t.handle_sync(sync())
+    assert not (await t.store.get(JIRA, "00u1")).assigned
+    assert plans(t)[-1].action is PlanAction.DEACTIVATE
+
+
+async def test_a_listing_overrides_a_membership_event_published_before_it():
+    t = make()
+    t.okta.assign(JIRA, okta_user("00u1"), username="ann.jira")
+    await t.handle_event(event(membership_at("e1", "remove", "2026-11-01T11:00:00.000Z")))  # missed re-add since
+    t.okta.now = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
+    await t.handle_sync(sync())
+    assert (await t.store.get(JIRA, "00u1")).assigned
+    assert plans(t)[-1].action is PlanAction.UPSERT
+
+
+async def test_a_user_assigned_while_the_sync_runs_is_not_unassigned_by_it():
+    t = make({"00u7": okta_user("00u7")})
+    t.okta.assign(JIRA, okta_user("00u1"), username="ann.jira")
+    t.okta.now = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
+
+    async def assigned_after_the_page_was_read():
+        await t.handle_event(event(membership_at("e7", "add", "2026-11-01T12:00:01.000Z", user_id="00u7")))
+
+    t.okta.after_page = assigned_after_the_page_was_read
+    assert await t.handle_sync(sync()) == 1
+    assert (await t.store.get(JIRA, "00u7")).assigned
+    assert [p.action for p in plans(t) if p.okta_user_id == "00u7"] == [PlanAction.UPSERT]

@@ -9,7 +9,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from okta_bridge.mongo import key
-from translator.ports import Assignment
+from translator.ports import Assignment, Take
 
 
 class MongoAssignments:
@@ -17,20 +17,21 @@ class MongoAssignments:
         self._db, self._org = db, org
 
     async def next_version(self, app_id: str, user_id: str) -> int:
-        return (await self.next_version_and_get(app_id, user_id))[0]
+        return (await self.take_version(app_id, user_id)).version
 
-    async def next_version_and_get(self, app_id: str, user_id: str, *, assigned: bool | None = None,
-                                   app_username: str | None = None,
-                                   as_of: int | None = None) -> tuple[int, Assignment | None]:
+    async def take_version(self, app_id: str, user_id: str, *, assigned: bool | None = None,
+                           app_username: str | None = None, as_of: int | None = None) -> Take:
         """One round trip: record what a membership event says (if anything), ``$inc`` the key's plan version
-        (kept on its assignment row) and read the row back.
+        (kept on its assignment row), stamp it with the server's ``$$NOW`` (keeping the previous stamp) and read
+        the row back.
 
         ``as_of`` (the event's ``published`` time, microseconds): the change is recorded only when it is newer than
         the last one recorded, so membership events processed out of order (add and remove of one user within
-        moments) still end at the latest; without it the change is recorded as it comes (listings)."""
+        moments) still end at the latest; without it the change is recorded as it comes."""
         newer = {"$gte": [as_of or 0, {"$ifNull": ["$assigned_as_of", -1]}]} if as_of is not None else True
         fields: dict = {"org": self._org, "app_id": app_id, "user_id": user_id, "updated_at": datetime.now(UTC),
                         "plan_version": {"$add": [{"$ifNull": ["$plan_version", 0]}, 1]},
+                        "previous_plan_at": "$plan_at", "plan_at": "$$NOW",
                         "assigned": {"$ifNull": ["$assigned", False]}}
         if assigned is not None:
             fields["assigned"] = {"$cond": [newer, assigned, {"$ifNull": ["$assigned", False]}]}
@@ -47,8 +48,16 @@ class MongoAssignments:
             except DuplicateKeyError:
                 continue
             if doc is not None:
-                return int(doc["plan_version"]), _row(doc)
+                return Take(int(doc["plan_version"]), _row(doc), _utc(doc.get("previous_plan_at")))
         raise RuntimeError(f"assignment row {app_id}/{user_id}: no document after three upserts")
+
+    async def version(self, app_id: str, user_id: str) -> int:
+        doc = await self._db.assignments.find_one({"_id": key(self._org, app_id, user_id)}, {"plan_version": 1})
+        return int((doc or {}).get("plan_version") or 0)
+
+    async def now(self) -> datetime:
+        """``hello``'s ``localTime``: the clock ``$$NOW`` reads on the same server."""
+        return _utc((await self._db.command("hello"))["localTime"])
 
     async def get(self, app_id: str, user_id: str) -> Assignment | None:
         doc = await self._db.assignments.find_one({"_id": key(self._org, app_id, user_id)})
@@ -71,24 +80,35 @@ class MongoAssignments:
             fields["sync_id"] = sync_id
         await self._db.assignments.update_one({"_id": key(self._org, app_id, user_id)}, {"$set": fields}, upsert=True)
 
-    async def record_listing(self, app_id: str, rows: list[tuple[str, str | None]], sync_id: str) -> None:
+    async def record_listing(self, app_id: str, rows: list[tuple[str, str | None]], sync_id: str,
+                             as_of: int) -> None:
         if not rows:
             return
         now = datetime.now(UTC)
+        newer = {"$lt": [{"$ifNull": ["$assigned_as_of", -1]}, as_of]}  # no membership event since the listing
         await self._db.assignments.bulk_write([
-            UpdateOne({"_id": key(self._org, app_id, user_id)},
-                      {"$set": {"org": self._org, "app_id": app_id, "user_id": user_id, "assigned": True,
-                                "app_username": username, "sync_id": sync_id, "updated_at": now}}, upsert=True)
+            UpdateOne({"_id": key(self._org, app_id, user_id)}, [{"$set": {
+                "org": self._org, "app_id": app_id, "user_id": user_id, "sync_id": sync_id, "updated_at": now,
+                "assigned": {"$cond": [newer, True, {"$ifNull": ["$assigned", False]}]},
+                "app_username": {"$cond": [newer, username, "$app_username"]},
+                "assigned_as_of": {"$max": [as_of, {"$ifNull": ["$assigned_as_of", -1]}]}}}], upsert=True)
             for user_id, username in rows
         ], ordered=False)
 
-    async def unassign_missing(self, app_id: str, sync_id: str) -> list[str]:
-        query = {"org": self._org, "app_id": app_id, "assigned": True, "sync_id": {"$ne": sync_id}}
+    async def unassign_missing(self, app_id: str, sync_id: str, as_of: int) -> list[str]:
+        query = {"org": self._org, "app_id": app_id, "assigned": True, "sync_id": {"$ne": sync_id},
+                 "assigned_as_of": {"$not": {"$gte": as_of}}}  # missing counts as old
         users = [d["user_id"] async for d in self._db.assignments.find(query, {"user_id": 1})]
         if users:
             await self._db.assignments.update_many(
-                {**query, "user_id": {"$in": users}}, {"$set": {"assigned": False, "updated_at": datetime.now(UTC)}})
+                {**query, "user_id": {"$in": users}},
+                {"$set": {"assigned": False, "assigned_as_of": as_of, "updated_at": datetime.now(UTC)}})
         return users
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    """PyMongo decodes BSON dates as naive UTC unless the client is tz-aware."""
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
 def _row(doc: dict) -> Assignment:
