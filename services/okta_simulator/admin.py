@@ -2,9 +2,10 @@
 read call counters. No SSWS here; this is the test harness's side door."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, HTTPException
 from pydantic import BaseModel, Field
 
 from . import apps_actions as apps
@@ -39,8 +40,10 @@ class NewGroup(BaseModel):
 
 class Injection(BaseModel):
     bucket: str = Field("*", description=f"one of {BUCKETS} or * for any")
-    status: int = 429
+    status: int | None = Field(429, description="429 or 5xx instead of the answer; null: the answer, late")
     count: int = 1
+    delay_s: float = Field(0.0, ge=0, le=120, description="the answer, computed when asked, is sent this much later")
+    path_regex: str | None = Field(None, description="only requests whose path matches")
 
 
 class PlanChange(BaseModel):
@@ -139,7 +142,10 @@ def build_admin_router(sim: Simulator) -> APIRouter:
 
     @r.post("/faults/inject")
     async def inject(body: Injection):
-        sim.faults.inject(body.bucket, body.status, body.count)
+        try:
+            sim.faults.inject(body.bucket, body.status, body.count, body.delay_s, body.path_regex)
+        except (ValueError, re.error) as exc:
+            raise HTTPException(422, str(exc)) from None
         return {"status": "ok"}
 
     @r.delete("/faults")

@@ -100,8 +100,11 @@ class SimulatorAdmin:
     async def expire_before(self, before_iso: str) -> int:
         return (await self._call("POST", "/faults/expire", {"before": before_iso}))["dropped"]
 
-    async def inject(self, bucket: str = "*", status: int = 429, count: int = 1) -> None:
-        await self._call("POST", "/faults/inject", {"bucket": bucket, "status": status, "count": count})
+    async def inject(self, bucket: str = "*", status: int | None = 429, count: int = 1, *, delay_s: float = 0.0,
+                     path_regex: str | None = None) -> None:
+        """``status`` instead of the answer, or (``status=None``) the answer itself, computed now, ``delay_s`` late."""
+        await self._call("POST", "/faults/inject", {"bucket": bucket, "status": status, "count": count,
+                                                    "delay_s": delay_s, "path_regex": path_regex})
 
     async def clear_faults(self) -> None:
         await self._call("DELETE", "/faults")

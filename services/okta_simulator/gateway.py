@@ -2,6 +2,7 @@
 Okta sends (`X-Rate-Limit-*` on every answer, `Date` from the simulator's clock)."""
 from __future__ import annotations
 
+import asyncio
 from email.utils import formatdate
 
 from fastapi import FastAPI, Request
@@ -44,12 +45,16 @@ def install(app: FastAPI, sim: Simulator) -> None:
         decision = sim.limiter.check(bucket, token_id, now)
         headers = {**date, "X-Rate-Limit-Limit": str(decision.limit),
                    "X-Rate-Limit-Remaining": str(decision.remaining), "X-Rate-Limit-Reset": str(decision.reset)}
-        fault = sim.faults.take(bucket)
-        if fault is not None:
-            return error_response(rate_limited() if fault == 429 else server_error(fault), headers=headers)
+        fault = sim.faults.take(bucket, request.url.path)
+        if fault is not None and fault.status is not None:
+            await asyncio.sleep(fault.delay_s)
+            return error_response(rate_limited() if fault.status == 429 else server_error(fault.status),
+                                  headers=headers)
         if not decision.allowed:
             return error_response(rate_limited(), headers=headers)
         request.state.token_id = token_id
-        response = await call_next(request)
+        response = await call_next(request)  # the answer is computed now ...
+        if fault is not None:
+            await asyncio.sleep(fault.delay_s)  # ... and arrives late: a slow network or a slow Okta
         response.headers.update(headers)
         return response

@@ -6,6 +6,7 @@ Fixed one-minute windows aligned on the minute; each token gets `share` of the p
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
@@ -64,21 +65,35 @@ class RateLimiter:
                 "limits": {b: self.limit_for(b) for b in PLANS[self.plan]}}
 
 
+@dataclass(frozen=True)
+class Fault:
+    status: int | None  # 429 or 5xx instead of the answer; None: the answer itself, late
+    delay_s: float = 0.0  # the answer (computed when asked) is sent this much later: what it says is as of the ask
+    path: re.Pattern | None = None  # only requests whose path matches; None: any in the bucket
+
+
 class FaultInjector:
-    """Queues of HTTP statuses (429 or 5xx) to answer, per endpoint group ("*" = any group)."""
+    """Queues of faults to answer with, per endpoint group ("*" = any group), in the order they were injected."""
 
     def __init__(self) -> None:
-        self._queues: dict[str, deque[int]] = defaultdict(deque)
+        self._queues: dict[str, deque[Fault]] = defaultdict(deque)
 
-    def inject(self, bucket: str, status: int, count: int) -> None:
-        if status != 429 and not 500 <= status <= 599:
+    def inject(self, bucket: str, status: int | None, count: int, delay_s: float = 0.0,
+               path_regex: str | None = None) -> None:
+        if status is None and delay_s <= 0:
+            raise ValueError("a fault is a status (429 or 5xx), a delay, or both")
+        if status is not None and status != 429 and not 500 <= status <= 599:
             raise ValueError("status must be 429 or 5xx")
-        self._queues[bucket].extend([status] * count)
+        fault = Fault(status, delay_s, re.compile(path_regex) if path_regex else None)
+        self._queues[bucket].extend([fault] * count)
 
-    def take(self, bucket: str) -> int | None:
+    def take(self, bucket: str, path: str = "") -> Fault | None:
         for key in (bucket, "*"):
-            if self._queues.get(key):
-                return self._queues[key].popleft()
+            queue = self._queues.get(key)
+            for fault in queue or ():
+                if fault.path is None or fault.path.search(path):
+                    queue.remove(fault)
+                    return fault
         return None
 
     def clear(self) -> None:

@@ -22,16 +22,20 @@ import random
 import shutil
 import signal
 import time
+import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 
 from demo_scim_target.admin_client import TargetAdmin
+from okta_bridge.contracts import AppSyncRequested, SyncReason
 from okta_bridge.devstack import DevStack
+from okta_bridge.topology import EVENTS_EXCHANGE, SYNC_ROUTING_KEY
 from okta_simulator.admin_client import SimulatorAdmin
 from tests.faults.nodes import ROOT, RabbitNode, SecantusNode
 
@@ -43,6 +47,10 @@ BROKEN = {
                               "        return await client.find_user(plan.unique_value)\n",
                               "        return None  # BROKEN BUILD: no lookup before create\n")],
     # the version check: an older plan may overwrite a newer one
+    # the full sync's fence: a listed user is planned from the listing even when a change was planned since
+    "listing_fence": [("services/translator/handlers.py",
+                       "if user is not None and (take.previous_at is None or take.previous_at < fence):",
+                       "if user is not None:  # BROKEN BUILD: the sync trusts its listing")],
     "version_check": [("services/scim_dispatcher/handlers.py", "if link and link.applied_version >= plan.version:",
                        "if False:  # BROKEN BUILD: no version check"),
                       ("services/scim_dispatcher/adapters/mongo_links.py",
@@ -92,7 +100,8 @@ class World:
 class Runner:
     def __init__(self, workdir: Path, *, seed: int = 1, apps: int = 3, users_per_app: int = 6, dispatchers: int = 2,
                  faults: tuple[str, ...] = ALL_FAULTS, broken: str | None = None, idle_s: float = 75,
-                 probes: tuple[str, ...] = ("reorder",), target_quirks: tuple[str, ...] = (), log=print) -> None:
+                 probes: tuple[str, ...] = ("reorder", "stale_listing"), target_quirks: tuple[str, ...] = (),
+                 log=print) -> None:
         self.workdir, self.rng, self.log = workdir, random.Random(seed), log
         self.n_apps, self.users_per_app, self.dispatchers = apps, users_per_app, dispatchers
         self.faults, self.broken, self.idle_s = faults, broken, idle_s
@@ -157,6 +166,8 @@ class Runner:
                 await self._reorder_probe()
             if "lost_answer" in self.probes:
                 await self._lost_answer_probe()
+            if "stale_listing" in self.probes:
+                await self._stale_listing_probe()
             stop = asyncio.Event()
             changes = asyncio.create_task(self._changes(stop))
             faults = asyncio.create_task(self._inject(stop))
@@ -209,6 +220,32 @@ class Runner:
             await okta.assign_user(self.world.apps["app0"], user)
             self.report.changes += 1
             await _wait_for(lambda: _account(target, login), 120, f"{login} created after a lost answer")
+
+    async def _stale_listing_probe(self) -> None:
+        """A full sync whose listing arrives late: Okta computes the page, the user's title changes and that change
+        is planned and applied, then the page (with the old title) arrives and the sync plans from it. The sync's
+        take is the newest, so a sync that trusted its listing would set the old title again (out of order, and
+        lost until the next change); the fenced sync sees the take since its page was asked for and reads again."""
+        assert self.stack
+        user = next(u for u, (app, login) in self.world.users.items() if app == "app0" and login.startswith("u0."))
+        login, app_id = self.world.users[user][1], self.world.apps["app0"]
+        async with SimulatorAdmin(self.stack.okta_url) as okta, TargetAdmin(self.stack.target_url) as target:
+            title = lambda: f"{self.world.seq[user]:06d}"  # noqa: E731
+            await _wait_for(lambda: _has_title(target, login, title()), 120, f"{login} at title {title()}")
+            asked = (await okta.stats())["callsByBucket"].get("apps", 0)
+            await okta.inject("apps", None, 1, delay_s=8, path_regex=f"/apps/{app_id}/users$")
+            async with RabbitBroker(self.rabbit.url) as broker:
+                await broker.publish(AppSyncRequested(org=self.stack.okta_url, app_id=app_id,
+                                                      reason=SyncReason.OPERATOR, sync_id=uuid.uuid4().hex),
+                                     exchange=EVENTS_EXCHANGE, routing_key=SYNC_ROUTING_KEY, persist=True)
+
+            async def listing_asked():
+                return (await okta.stats())["callsByBucket"].get("apps", 0) > asked
+            await _wait_for(listing_asked, 60, "the sync's listing asked for")
+            await self._apply(okta, "update", user, app_id, self.world.groups["app0"])
+            self.report.changes += 1
+            await _wait_for(lambda: _has_title(target, login, title()), 60, f"{login} at title {title()}")
+            await asyncio.sleep(10)  # the late page arrives (8 s) and the sync plans from it
 
     async def _changes(self, stop: asyncio.Event) -> None:
         assert self.stack
@@ -425,6 +462,11 @@ async def _idle(target: TargetAdmin, seconds: float) -> bool:
 
 async def _account(target: TargetAdmin, login: str) -> dict | None:
     return next((u for u in await target.users() if u["userName"].lower() == login), None)
+
+
+async def _has_title(target: TargetAdmin, login: str, title: str) -> bool:
+    account = await _account(target, login)
+    return bool(account and account.get("active") is True and account.get("title") == title)
 
 
 async def _wait_for(check, timeout: float, what: str):

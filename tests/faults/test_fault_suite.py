@@ -2,8 +2,8 @@
 changes for several apps while services are SIGKILLed, the broker and the database restart, the target fails
 and Okta answers 429. The truth is the target's state and request log against Okta's state.
 
-The suite can fail: a deliberately broken build (the version check removed) must be reported with losses or
-reorders by the same runner."""
+The suite can fail: deliberately broken builds (the version check removed, the lookup before create removed,
+the full sync's fence removed) must be reported with losses, duplicates or reorders by the same runner."""
 
 from __future__ import annotations
 
@@ -49,10 +49,20 @@ async def test_order_holds_with_1_2_and_4_dispatchers_for_20_apps(tmp_path, disp
 
 async def test_the_suite_reports_a_broken_version_check(tmp_path):
     runner = Runner(tmp_path, seed=3, apps=1, users_per_app=2, dispatchers=1, faults=(), broken="version_check",
-                    idle_s=20)
+                    probes=("reorder",), idle_s=20)
     report = await runner.run(duration_s=0)
     print("\n" + report.table())
     assert report.out_of_order and report.lost, "without the version check the retried older update wins"
+
+
+async def test_the_suite_reports_a_full_sync_that_trusts_a_stale_listing(tmp_path):
+    """The full sync's fence switched off: a page computed before a change, arriving after the change was applied,
+    is planned with the newest version and sets the old title again."""
+    runner = Runner(tmp_path, seed=7, apps=1, users_per_app=2, dispatchers=1, faults=(), broken="listing_fence",
+                    probes=("stale_listing",), idle_s=20)
+    report = await runner.run(duration_s=0)
+    print("\n" + report.table())
+    assert report.out_of_order and report.lost, "a sync that trusts a stale listing sets the old title again"
 
 
 @pytest.mark.parametrize("broken", [None, "lookup_before_create"])

@@ -2,10 +2,12 @@
 rate limits and fault injection."""
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from openapi_core import Config, OpenAPI
@@ -273,6 +275,32 @@ def test_injected_faults_hit_only_their_bucket(client, org, status):
     assert client.get(f"/api/v1/apps/{org['app']}", headers=A).status_code == 200
     codes = [client.get(f"/api/v1/users/{org['alice']}", headers=A).status_code for _ in range(3)]
     assert codes == [status, status, 200]
+
+
+async def test_a_late_answer_says_what_was_true_when_it_was_asked(clock):
+    """The slow-answer fault (the fault suite's stale-listing probe): the answer is computed when asked and sent
+    ``delay_s`` later, only for paths that match; a change made meanwhile is not in it."""
+    settings = Settings(plan="workforce", token_share=0.5, tokens=dict(TOKENS), org_url=SERVER)
+    transport = httpx.ASGITransport(app=create_app(settings, clock))
+    async with httpx.AsyncClient(transport=transport, base_url="http://sim") as http:
+        user = (await http.post("/_admin/users", json={"profile": {"login": "a@example.com", "firstName": "A",
+                                                                    "lastName": "A", "title": "old"}})).json()["id"]
+        app = (await http.post("/_admin/apps", json={"label": "Demo"})).json()["id"]
+        await http.post(f"/_admin/apps/{app}/users", json={"userId": user})
+        refused = await http.post("/_admin/faults/inject", json={"bucket": "apps", "status": None, "delay_s": 0})
+        assert refused.status_code == 422 and "a status" in refused.json()["detail"]
+        await http.post("/_admin/faults/inject", json={"bucket": "apps", "status": None, "delay_s": 0.5,
+                                                       "path_regex": f"/apps/{app}/users$"})
+        assert (await http.get(f"/api/v1/apps/{app}", headers=A)).status_code == 200  # no match: not delayed
+        listing = asyncio.create_task(http.get(f"/api/v1/apps/{app}/users?expand=user", headers=A))
+        await asyncio.sleep(0.1)
+        assert not listing.done()
+        await http.post(f"/_admin/users/{user}/profile", json={"profile": {"title": "new"}})
+        answer = await listing
+        assert answer.status_code == 200
+        assert answer.json()[0]["_embedded"]["user"]["profile"]["title"] == "old"
+        fresh = await http.get(f"/api/v1/apps/{app}/users?expand=user", headers=A)  # the fault was used once
+        assert fresh.json()[0]["_embedded"]["user"]["profile"]["title"] == "new"
 
 
 # --- event conformance with public samples -----------------------------------------------------
