@@ -116,7 +116,7 @@ class Translator:
             await self._publish(app_id, user_id, take, user, cause=cause, app_profile=app_user.get("profile"))
             return
         user = await self._read_user(user_id)  # a plan since the fence may hold a newer read than the page
-        self._within_window(started, app_id, user_id)
+        self._within_window(started, user_id)
         if not await self._superseded(app_id, user_id, take, cause, None):
             await self._publish(app_id, user_id, take, user, cause=cause, app_profile=app_user.get("profile"))
 
@@ -131,18 +131,17 @@ class Translator:
         started = self.monotonic()
         takes = [(app_id, await self.store.take_version(app_id, user_id, **membership)) for app_id, membership in keys]
         user = await self._read_user(user_id)
-        for app_id, _ in takes:
-            self._within_window(started, app_id, user_id)
+        self._within_window(started, user_id)
         for app_id, take in takes:
             if not await self._superseded(app_id, user_id, take, cause, event_uuid):
                 await self._publish(app_id, user_id, take, user, cause=cause, event_uuid=event_uuid)
 
-    def _within_window(self, started: float, app_id: str, user_id: str) -> None:
+    def _within_window(self, started: float, user_id: str) -> None:
         """A plan that took longer than the window from its take to its check is planned again (a retry takes a
         new version): a full sync trusts its listing only for keys with no take in the window before its page."""
         elapsed = self.monotonic() - started
         if elapsed > PLAN_WINDOW_S:
-            raise OktaTransientError(f"plan of {app_id}/{user_id} read Okta for {elapsed:.0f} s, longer than the "
+            raise OktaTransientError(f"plan of user {user_id} read Okta for {elapsed:.0f} s, longer than the "
                                      f"{PLAN_WINDOW_S:.0f} s plan window; planned again")
 
     async def _superseded(self, app_id: str, user_id: str, take: Take, cause: str, event_uuid: str | None) -> bool:
