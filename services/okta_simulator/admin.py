@@ -160,7 +160,7 @@ def build_admin_router(sim: Simulator) -> APIRouter:
 
     @r.get("/stats")
     async def stats():
-        return sim.limiter.stats()
+        return {**sim.limiter.stats(), "faults": {"pending": sim.faults.pending(), "used": sim.faults.used}}
 
     @r.get("/events")
     async def events():

@@ -45,7 +45,7 @@ def install(app: FastAPI, sim: Simulator) -> None:
         decision = sim.limiter.check(bucket, token_id, now)
         headers = {**date, "X-Rate-Limit-Limit": str(decision.limit),
                    "X-Rate-Limit-Remaining": str(decision.remaining), "X-Rate-Limit-Reset": str(decision.reset)}
-        fault = sim.faults.take(bucket, request.url.path)
+        fault = sim.faults.take(bucket, request.url.path, answered=decision.allowed)
         if fault is not None and fault.status is not None:
             await asyncio.sleep(fault.delay_s)
             return error_response(rate_limited() if fault.status == 429 else server_error(fault.status),

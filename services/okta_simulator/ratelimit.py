@@ -77,6 +77,7 @@ class FaultInjector:
 
     def __init__(self) -> None:
         self._queues: dict[str, deque[Fault]] = defaultdict(deque)
+        self.used = 0
 
     def inject(self, bucket: str, status: int | None, count: int, delay_s: float = 0.0,
                path_regex: str | None = None) -> None:
@@ -87,14 +88,19 @@ class FaultInjector:
         fault = Fault(status, delay_s, re.compile(path_regex) if path_regex else None)
         self._queues[bucket].extend([fault] * count)
 
-    def take(self, bucket: str, path: str = "") -> Fault | None:
+    def take(self, bucket: str, path: str = "", answered: bool = True) -> Fault | None:
+        """The next fault for this request; a late answer only for a request that gets its answer (not a 429)."""
         for key in (bucket, "*"):
             queue = self._queues.get(key)
             for fault in queue or ():
-                if fault.path is None or fault.path.search(path):
+                if (fault.path is None or fault.path.search(path)) and (answered or fault.status is not None):
                     queue.remove(fault)
+                    self.used += 1
                     return fault
         return None
+
+    def pending(self) -> int:
+        return sum(len(q) for q in self._queues.values())
 
     def clear(self) -> None:
         self._queues.clear()

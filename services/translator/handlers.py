@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Callable
 
 from opentelemetry import context, trace
@@ -25,16 +25,18 @@ from okta_bridge.okta_client import OktaNotFoundError, OktaTransientError
 from okta_bridge.telemetry import ATTR
 from translator.groups import GroupPlanner
 from translator.mapping import map_user
-from translator.ports import AssignmentStore, OktaReader, PlanOutbox, Take, WritebackStore
+from translator.ports import AssignmentStore, ListingFence, OktaReader, PlanOutbox, Take, WritebackStore
 from translator.state_table import decide
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("translator")
 
-# The longest a plan may take from its version take to its check after the Okta read (budget waits are at most
-# about 65 s, a request times out after 35 s). A slower plan is planned again; a full sync re-reads a listed user
-# whose key took a version within this window before the page was asked for.
+# The longest a plan may take from its version take to its check after the Okta read, on the database's clock
+# (budget waits are at most about 65 s, a request times out after 35 s). A slower plan is planned again; a full
+# sync re-reads a listed user whose key took a reading plan's version within this window before the page.
 PLAN_WINDOW_S = 300.0
+# The page's time on the database's clock counts this much earlier: clocks of replica-set members after a failover
+CLOCK_MARGIN = timedelta(seconds=5)
 # Okta's clock is known from Date headers, to the second: a listing counts as of two seconds before it was asked for
 LISTING_MARGIN_US = 2_000_000
 
@@ -49,7 +51,7 @@ class Translator:
     audit: Audit
     writebacks: WritebackStore | None = None
     groups: GroupPlanner | None = None
-    monotonic: Callable[[], float] = time.monotonic
+    monotonic: Callable[[], float] = time.monotonic  # only to bound Okta's clock around a page
 
     async def handle_event(self, event: OktaEventReceived) -> None:
         user_id = user_id_of(event)
@@ -73,51 +75,55 @@ class Translator:
             await self._skip(event, None, user_id, f"event type {event.event_type} needs no work")
 
     async def handle_sync(self, request: AppSyncRequested) -> int:
-        """Full sync: list the app's assignments (ceil(n/500) calls) and plan every user; returns users planned.
+        """Full sync: list the app's assignments (ceil(n/500) calls) and plan every user; returns users looked at.
 
-        A listed user is planned from the listing itself, with no read, unless another plan of the same key took
-        its version from ``PLAN_WINDOW_S`` before the page was asked for until the sync's own take: such a plan
-        may hold a read newer than the page, so the user is read again after the sync's take."""
+        A listed user is planned from the page itself, with no read, when its take is ``trusted``: no earlier
+        plan of the key can hold data newer than the page (see ``AssignmentStore.take_version``). Otherwise the
+        user is read again after the take, like any plan."""
         app = self.apps.get(request.app_id)
         if app is None:
             await self.audit.record(AuditStep.SKIPPED, app_id=request.app_id, detail="sync: app not configured")
             return 0
         planned, cause, started_as_of = 0, f"sync:{request.reason}", None
+        window = timedelta(seconds=PLAN_WINDOW_S)
         with tracer.start_as_current_span("okta list app users") as listing:
             listing.set_attribute(ATTR.APP_ID, app.okta_app_id)
             pages = aiter(self.okta.list_app_users(app.okta_app_id))
             while True:
-                # before the page is asked for: the database's clock (fence for the takes) and Okta's (for rows)
-                fence = await self.store.now() - timedelta(seconds=PLAN_WINDOW_S)
-                as_of = micros(self.okta.server_now()) - LISTING_MARGIN_US
-                started_as_of = started_as_of or as_of
+                # before the page is asked for: the database's clock (for the takes) and Okta's (for the rows)
+                fence = ListingFence(await self.store.now() - CLOCK_MARGIN, window)
+                okta_before, asked = micros(self.okta.server_now()), self.monotonic()
                 try:
                     page = await anext(pages)
                 except StopAsyncIteration:
                     break
+                # Okta's clock is known from Date headers (to the second); before the first answer it is the local
+                # clock, so the page's own Date, less the time the answer took, bounds it too: the earlier counts
+                okta_after = micros(self.okta.server_now()) - int((self.monotonic() - asked) * 1_000_000)
+                as_of = min(okta_before, okta_after) - LISTING_MARGIN_US
+                started_as_of = started_as_of or as_of
                 rows = [(u["id"], (u.get("credentials") or {}).get("userName")) for u in page]
                 await self.store.record_listing(app.okta_app_id, rows, request.sync_id, as_of)
                 for app_user, (user_id, _) in zip(page, rows):
                     with _linked_span(listing):
                         await self._plan_listed(app.okta_app_id, user_id, app_user, fence, cause)
                     planned += 1
-            for user_id in await self.store.unassign_missing(app.okta_app_id, request.sync_id, started_as_of):
+            for user_id in await self.store.unassign_missing(app.okta_app_id, request.sync_id,
+                                                             started_as_of or micros(self.okta.server_now())):
                 with _linked_span(listing):
                     await self._plan_read(user_id, [(app.okta_app_id, {})], cause=cause)
                 planned += 1
         return planned
 
-    async def _plan_listed(self, app_id: str, user_id: str, app_user: dict[str, Any], fence: datetime,
+    async def _plan_listed(self, app_id: str, user_id: str, app_user: dict[str, Any], fence: ListingFence,
                            cause: str) -> None:
-        started = self.monotonic()
-        take = await self.store.take_version(app_id, user_id)
         user = (app_user.get("_embedded") or {}).get("user")
-        if user is not None and (take.previous_at is None or take.previous_at < fence):
+        take = await self.store.take_version(app_id, user_id, listing=fence if user is not None else None)
+        if take.trusted:
             await self._publish(app_id, user_id, take, user, cause=cause, app_profile=app_user.get("profile"))
             return
-        user = await self._read_user(user_id)  # a plan since the fence may hold a newer read than the page
-        self._within_window(started, user_id)
-        if not await self._superseded(app_id, user_id, take, cause, None):
+        user = await self._read_user(user_id)  # another plan of the key may hold a read newer than the page
+        if (await self._still_newest(user_id, [(app_id, take)], cause, None))[0]:
             await self._publish(app_id, user_id, take, user, cause=cause, app_profile=app_user.get("profile"))
 
     async def _plan_read(self, user_id: str, keys: list[tuple[str, dict[str, Any]]], *, cause: str,
@@ -128,31 +134,31 @@ class Translator:
         plan whose key took a newer version meanwhile (that plan reads after it took its version and decides).
         So the plans that go out read Okta in the order of their versions, and the dispatcher's version check
         keeps that order on the target."""
-        started = self.monotonic()
         takes = [(app_id, await self.store.take_version(app_id, user_id, **membership)) for app_id, membership in keys]
         user = await self._read_user(user_id)
-        self._within_window(started, user_id)
-        for app_id, take in takes:
-            if not await self._superseded(app_id, user_id, take, cause, event_uuid):
+        for (app_id, take), keep in zip(takes, await self._still_newest(user_id, takes, cause, event_uuid)):
+            if keep:
                 await self._publish(app_id, user_id, take, user, cause=cause, event_uuid=event_uuid)
 
-    def _within_window(self, started: float, user_id: str) -> None:
-        """A plan that took longer than the window from its take to its check is planned again (a retry takes a
-        new version): a full sync trusts its listing only for keys with no take in the window before its page."""
-        elapsed = self.monotonic() - started
-        if elapsed > PLAN_WINDOW_S:
-            raise OktaTransientError(f"plan of user {user_id} read Okta for {elapsed:.0f} s, longer than the "
-                                     f"{PLAN_WINDOW_S:.0f} s plan window; planned again")
-
-    async def _superseded(self, app_id: str, user_id: str, take: Take, cause: str, event_uuid: str | None) -> bool:
-        newest = await self.store.version(app_id, user_id)
-        if newest == take.version:
-            return False
-        await self.audit.record(AuditStep.SKIPPED, event_uuid=event_uuid, event_type=cause, app_id=app_id,
-                                okta_user_id=user_id, plan_version=take.version,
-                                detail=f"superseded: version {newest} of this key was taken while this plan read "
-                                       f"Okta; it reads after its take and decides")
-        return True
+    async def _still_newest(self, user_id: str, takes: list[tuple[str, Take]], cause: str,
+                            event_uuid: str | None) -> list[bool]:
+        """After the read: each take is checked to be its key's newest (else the plan is dropped, superseded) and
+        the read to have ended within the plan window of every take, on the database's clock (else the message
+        is planned again: a retry takes new versions)."""
+        checks = [await self.store.check(app_id, user_id) for app_id, _ in takes]
+        for (_, take), (_, now) in zip(takes, checks):
+            if now - take.at > timedelta(seconds=PLAN_WINDOW_S):
+                raise OktaTransientError(f"plan of user {user_id} read Okta for {(now - take.at).total_seconds():.0f}"
+                                         f" s, longer than the {PLAN_WINDOW_S:.0f} s plan window; planned again")
+        keep = []
+        for (app_id, take), (newest, _) in zip(takes, checks):
+            keep.append(newest == take.version)
+            if newest != take.version:
+                await self.audit.record(AuditStep.SKIPPED, event_uuid=event_uuid, event_type=cause, app_id=app_id,
+                                        okta_user_id=user_id, plan_version=take.version,
+                                        detail=f"superseded: version {newest} of this key was taken while this "
+                                               f"plan read Okta; the newer plan decides")
+        return keep
 
     async def _publish(self, app_id: str, user_id: str, take: Take, user: dict[str, Any] | None, *, cause: str,
                        event_uuid: str | None = None, app_profile: dict[str, Any] | None = None) -> None:
@@ -224,5 +230,5 @@ def _membership_change(event: OktaEventReceived) -> dict[str, Any]:
     if event.event_type.endswith(".remove"):
         return {"assigned": False, "as_of": as_of}
     if event.event_type.endswith(".change_username") and username:
-        return {"app_username": username}
+        return {"app_username": username, "as_of": as_of}
     return {}

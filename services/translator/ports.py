@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Protocol
 
 from okta_bridge.contracts import ScimOperationPlanned
@@ -18,21 +18,35 @@ class Assignment:
 
 
 @dataclass(frozen=True)
+class ListingFence:
+    """A full sync's page: the database's time just before it was asked for, and the plan window."""
+    asked_at: datetime
+    window: timedelta
+
+
+@dataclass(frozen=True)
 class Take:
     """A plan version taken for one (app, user) key."""
     version: int
     assignment: Assignment | None
-    previous_at: datetime | None  # the database's time of the key's previous take (None: this is the first)
+    at: datetime  # the database's time of this take
+    trusted: bool = False  # a listing take: no plan of the key can hold data newer than the page (see take_version)
 
 
 class AssignmentStore(Protocol):
     async def take_version(self, app_id: str, user_id: str, *, assigned: bool | None = None,
-                           app_username: str | None = None, as_of: int | None = None) -> Take:
+                           app_username: str | None = None, as_of: int | None = None,
+                           listing: ListingFence | None = None) -> Take:
         """Records a membership change if given, takes the next plan version of the key (before any Okta read),
-        stamps it with the database's clock and returns the assignment row."""
+        stamps it with the database's clock and returns the assignment row.
+
+        ``listing``: the take is for a user listed on that page, and is ``trusted`` when no earlier plan of the key
+        can hold data newer than the page: every earlier take was before the page was asked for, and every earlier
+        take that read Okta was more than the window before (its read ended within the window of its take). An
+        untrusted take reads Okta like any plan."""
         ...
-    async def version(self, app_id: str, user_id: str) -> int:
-        """The key's newest plan version (0: none taken)."""
+    async def check(self, app_id: str, user_id: str) -> tuple[int, datetime]:
+        """The key's newest plan version (0: none taken) and the database's time now."""
         ...
     async def now(self) -> datetime:
         """The database's clock: the one the takes are stamped with."""

@@ -232,19 +232,22 @@ class Runner:
         async with SimulatorAdmin(self.stack.okta_url) as okta, TargetAdmin(self.stack.target_url) as target:
             title = lambda: f"{self.world.seq[user]:06d}"  # noqa: E731
             await _wait_for(lambda: _has_title(target, login, title()), 120, f"{login} at title {title()}")
-            asked = (await okta.stats())["callsByBucket"].get("apps", 0)
+            used = (await okta.stats())["faults"]["used"]
             await okta.inject("apps", None, 1, delay_s=8, path_regex=f"/apps/{app_id}/users$")
             async with RabbitBroker(self.rabbit.url) as broker:
                 await broker.publish(AppSyncRequested(org=self.stack.okta_url, app_id=app_id,
                                                       reason=SyncReason.OPERATOR, sync_id=uuid.uuid4().hex),
                                      exchange=EVENTS_EXCHANGE, routing_key=SYNC_ROUTING_KEY, persist=True)
 
-            async def listing_asked():
-                return (await okta.stats())["callsByBucket"].get("apps", 0) > asked
-            await _wait_for(listing_asked, 60, "the sync's listing asked for")
+            async def page_computed_and_held():  # the late answer was taken by this app's listing, and is held
+                return (await okta.stats())["faults"]["used"] > used
+            await _wait_for(page_computed_and_held, 60, "the sync's page computed and held back")
+            held = time.monotonic()
             await self._apply(okta, "update", user, app_id, self.world.groups["app0"])
             self.report.changes += 1
             await _wait_for(lambda: _has_title(target, login, title()), 60, f"{login} at title {title()}")
+            if time.monotonic() - held > 8:
+                self.log("stale-listing probe: the change was applied after the late page arrived (no race this time)")
             await asyncio.sleep(10)  # the late page arrives (8 s) and the sync plans from it
 
     async def _changes(self, stop: asyncio.Event) -> None:

@@ -15,7 +15,7 @@ from queue_poller.ports import CursorState
 from scim_dispatcher.adapters.mongo_links import MongoLinks
 from scim_dispatcher.ports import Link
 from translator.adapters.mongo_assignments import MongoAssignments
-from translator.ports import Assignment
+from translator.ports import Assignment, ListingFence
 
 pytestmark = pytest.mark.integration
 
@@ -201,7 +201,8 @@ async def test_membership_events_out_of_order_end_at_the_newest(db):
     first = await store.take_version("0oaA", "00u9", assigned=False, as_of=2_000)  # remove, newer
     second = await store.take_version("0oaA", "00u9", assigned=True, app_username="u9", as_of=1_000)
     assert second.version == first.version + 1
-    assert second.assignment.assigned is False and second.assignment.app_username is None
+    # the assignment stays at the newer removal; the username is the newest one known (the removal names none)
+    assert second.assignment.assigned is False and second.assignment.app_username == "u9"
     third = await store.take_version("0oaA", "00u9", assigned=True, app_username="u9", as_of=3_000)
     assert third.assignment == Assignment("0oaA", "00u9", "u9", True) and third.version == second.version + 1
     fourth = await store.take_version("0oaA", "00u9")  # a user event: reads, changes nothing
@@ -230,14 +231,55 @@ async def test_a_listing_and_membership_events_end_at_the_newest(db):
     assert late_add.assignment.assigned is False  # the event is older than the sync that found it gone
 
 
-async def test_a_take_is_stamped_with_the_database_clock_and_returns_the_previous_stamp(db):
+async def test_a_take_is_stamped_with_the_database_clock_and_a_listing_take_is_trusted_only_when_quiet(db):
     store = MongoAssignments(db, ORG)
+    window = timedelta(seconds=300)
     before = await store.now()
-    first = await store.take_version("0oaA", "00u1")
-    assert first.previous_at is None and await store.version("0oaA", "00u1") == first.version
-    await asyncio.sleep(0.05)
-    second = await store.take_version("0oaA", "00u1")
-    after = await store.now()
-    assert second.version == first.version + 1 and await store.version("0oaA", "00u1") == second.version
-    assert before.tzinfo is not None and before <= second.previous_at < after
-    assert await store.version("0oaA", "00u-none") == 0
+    first = await store.take_version("0oaA", "00u1")  # a plan that reads Okta
+    assert before.tzinfo is not None and before <= first.at and not first.trusted
+    version, now = await store.check("0oaA", "00u1")
+    assert version == first.version and now >= first.at
+    assert (await store.check("0oaA", "00u-none"))[0] == 0
+
+    # a page asked for within the window of that reading take: not trusted, and the take reads Okta itself
+    listed = await store.take_version("0oaA", "00u1", listing=ListingFence(first.at + window / 2, window))
+    assert not listed.trusted and listed.version == first.version + 1
+    # a page asked for more than a window after every reading take, and after every take: trusted
+    trusted = await store.take_version("0oaA", "00u1", listing=ListingFence(listed.at + window * 2, window))
+    assert trusted.trusted
+    stamps = await db.assignments.find_one({"_id": "|".join([ORG, "0oaA", "00u1"])})
+    assert stamps["last_take_at"] == trusted.at
+    assert stamps["last_read_take_at"] == listed.at  # a trusted take read nothing: it does not move the read stamp
+    # a page asked for before the last take (a sync that overlaps another): not trusted
+    assert not (await store.take_version("0oaA", "00u1", listing=ListingFence(trusted.at, window))).trusted
+    assert (await store.take_version("0oaA", "00u9", listing=ListingFence(first.at, window))).trusted  # a new key
+
+
+async def test_a_row_with_versions_from_before_the_stamps_is_never_trusted(db):
+    store = MongoAssignments(db, ORG)
+    await db.assignments.insert_one({"_id": "|".join([ORG, "0oaA", "00u1"]), "org": ORG, "app_id": "0oaA",
+                                     "user_id": "00u1", "assigned": True, "plan_version": 7})
+    far = ListingFence(datetime(2100, 1, 1, tzinfo=UTC), timedelta(seconds=300))
+    take = await store.take_version("0oaA", "00u1", listing=far)
+    assert take.version == 8 and not take.trusted
+
+
+async def test_values_from_okta_that_look_like_expressions_are_stored_as_text(db):
+    store = MongoAssignments(db, ORG)
+    await store.record_listing("0oaA", [("00u1", "$ann"), ("00u2", "$$bob")], "s1", 1_000)
+    assert (await store.get("0oaA", "00u1")).app_username == "$ann"
+    assert (await store.get("0oaA", "00u2")).app_username == "$$bob"
+    take = await store.take_version("0oaA", "00u3", assigned=True, app_username="$$NOW", as_of=2_000)
+    assert take.assignment.app_username == "$$NOW"
+
+
+async def test_renames_and_listings_end_at_the_newest_username(db):
+    store = MongoAssignments(db, ORG)
+    await store.take_version("0oaA", "00u1", assigned=True, app_username="ann", as_of=1_000)
+    await store.take_version("0oaA", "00u1", app_username="ann3", as_of=3_000)  # renamed twice, newest first
+    await store.take_version("0oaA", "00u1", app_username="ann2", as_of=2_000)
+    assert (await store.get("0oaA", "00u1")).app_username == "ann3"
+    await store.record_listing("0oaA", [("00u1", "ann2")], "s1", 2_500)  # a page asked for before the rename
+    assert (await store.get("0oaA", "00u1")).app_username == "ann3"
+    await store.record_listing("0oaA", [("00u1", "ann4")], "s2", 4_000)  # renamed again since: the page says so
+    assert (await store.get("0oaA", "00u1")).app_username == "ann4"

@@ -21,7 +21,7 @@ from okta_bridge.contracts import AuditStep, OktaEventReceived, ScimOperationPla
 from okta_bridge.okta_client import OktaNotFoundError
 from queue_poller.ports import CursorState
 from scim_dispatcher.ports import Link
-from translator.ports import Assignment, Take
+from translator.ports import Assignment, ListingFence, Take
 
 ORG = "https://acme.okta.com"
 
@@ -154,26 +154,35 @@ class FakeAssignments:
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.versions: dict[tuple[str, str], int] = defaultdict(int)
-        self.taken_at: dict[tuple[str, str], datetime] = {}
+        self.stamps: dict[tuple[str, str], dict[str, datetime]] = defaultdict(dict)
         self.clock = datetime(2026, 11, 1, tzinfo=UTC)
 
-    async def take_version(self, app_id, user_id, *, assigned=None, app_username=None, as_of=None) -> Take:
-        row = self.rows.get((app_id, user_id), {})
-        if as_of is not None and assigned is not None and as_of < row.get("as_of", -1):
-            assigned = None  # an older membership event: the newer one recorded stands
-        elif as_of is not None and assigned is not None:
-            self.rows.setdefault((app_id, user_id), {})["as_of"] = as_of
-        if assigned is not None or app_username is not None:
-            await self.set(app_id, user_id, assigned=assigned, app_username=app_username)
-        previous = self.taken_at.get((app_id, user_id))
-        self.taken_at[(app_id, user_id)] = self.clock
-        return Take(await self.next_version(app_id, user_id), await self.get(app_id, user_id), previous)
+    async def take_version(self, app_id, user_id, *, assigned=None, app_username=None, as_of=None,
+                           listing: ListingFence | None = None) -> Take:
+        row = self.rows.setdefault((app_id, user_id), {})
+        if assigned is not None and (as_of is None or as_of >= row.get("as_of", -1)):
+            row["assigned"] = assigned
+            if as_of is not None:
+                row["as_of"] = max(as_of, row.get("as_of", -1))
+        row.setdefault("assigned", False)
+        if app_username is not None and (as_of is None or as_of >= row.get("username_as_of", -1)):
+            row["app_username"] = app_username
+            if as_of is not None:
+                row["username_as_of"] = max(as_of, row.get("username_as_of", -1))
+        stamps = self.stamps[(app_id, user_id)]
+        past = datetime(1970, 1, 1, tzinfo=UTC)
+        trusted = listing is not None and stamps.get("take", past) < listing.asked_at \
+            and stamps.get("read", past) < listing.asked_at - listing.window
+        stamps["take"] = self.clock
+        if not trusted:
+            stamps["read"] = self.clock
+        return Take(await self.next_version(app_id, user_id), await self.get(app_id, user_id), self.clock, trusted)
+
+    async def check(self, app_id: str, user_id: str) -> tuple[int, datetime]:
+        return self.versions[(app_id, user_id)], self.clock
 
     async def next_version(self, app_id: str, user_id: str) -> int:
         self.versions[(app_id, user_id)] += 1
-        return self.versions[(app_id, user_id)]
-
-    async def version(self, app_id: str, user_id: str) -> int:
         return self.versions[(app_id, user_id)]
 
     async def now(self) -> datetime:
@@ -202,7 +211,9 @@ class FakeAssignments:
             row = self.rows.setdefault((app_id, user_id), {})
             row["sync_id"] = sync_id
             if row.get("as_of", -1) < as_of:  # no membership event since the listing was asked for
-                row.update(assigned=True, app_username=username, as_of=as_of)
+                row.update(assigned=True, as_of=as_of)
+            if row.get("username_as_of", -1) < as_of:
+                row.update(app_username=username, username_as_of=as_of)
 
     async def unassign_missing(self, app_id: str, sync_id: str, as_of: int) -> list[str]:
         missing = [u for (a, u), r in self.rows.items() if a == app_id and r.get("assigned")

@@ -301,6 +301,16 @@ async def test_a_late_answer_says_what_was_true_when_it_was_asked(clock):
         assert answer.json()[0]["_embedded"]["user"]["profile"]["title"] == "old"
         fresh = await http.get(f"/api/v1/apps/{app}/users?expand=user", headers=A)  # the fault was used once
         assert fresh.json()[0]["_embedded"]["user"]["profile"]["title"] == "new"
+        assert (await http.get("/_admin/stats")).json()["faults"] == {"pending": 0, "used": 1}
+
+
+def test_a_late_answer_is_not_used_up_by_a_request_answered_429(client, org):
+    client.post("/_admin/plan", json={"plan": "developer_free"})  # apps 20/min -> 10 per token
+    for _ in range(10):
+        assert client.get(f"/api/v1/apps/{org['app']}/users", headers=A).status_code == 200
+    client.post("/_admin/faults/inject", json={"bucket": "apps", "status": None, "delay_s": 0.01})
+    assert client.get(f"/api/v1/apps/{org['app']}/users", headers=A).status_code == 429
+    assert client.get("/_admin/stats").json()["faults"] == {"pending": 1, "used": 0}
 
 
 # --- event conformance with public samples -----------------------------------------------------

@@ -247,22 +247,45 @@ async def test_a_change_planned_between_the_page_read_and_the_syncs_take_makes_t
     assert titles(t, "00u2") == [(1, "000000")]
 
 
-async def test_a_sync_trusts_its_listing_for_keys_whose_last_take_is_older_than_the_window():
+async def test_a_sync_trusts_its_listing_unless_a_reading_plan_took_a_version_within_the_window():
     t = make()
     t.okta.assign(JIRA, okta_user("00u1"), username="ann.jira")
     await t.handle_sync(sync(sync_id="s1"))
-    t.store.clock += timedelta(seconds=PLAN_WINDOW_S + 1)
-    await t.handle_sync(sync(sync_id="s2"))
+    t.store.clock += timedelta(seconds=10)
+    await t.handle_sync(sync(sync_id="s2"))  # a sync again (or a retried one): its earlier takes read nothing
     assert t.okta.get_user_calls == []
-    t.store.clock += timedelta(seconds=PLAN_WINDOW_S - 1)  # a take within the window before the page: read
-    await t.handle_sync(sync(sync_id="s3"))
-    assert t.okta.get_user_calls == ["00u1"]
-    assert [p.version for p in plans(t)] == [1, 2, 3]
+    await t.handle_event(event(user_event("e1", user_id="00u1")))  # a plan that reads Okta
+    t.store.clock += timedelta(seconds=PLAN_WINDOW_S - 1)
+    await t.handle_sync(sync(sync_id="s3"))  # that read may have ended just before this page: read again
+    assert t.okta.get_user_calls == ["00u1", "00u1"]
+    t.store.clock += timedelta(seconds=PLAN_WINDOW_S + 10)
+    await t.handle_sync(sync(sync_id="s4"))
+    assert t.okta.get_user_calls == ["00u1", "00u1"]
+    assert [p.version for p in plans(t)] == [1, 2, 3, 4, 5]
+
+
+async def test_the_fence_is_read_before_the_page_is_asked_for():
+    """A page that takes longer than the window to arrive, with a change planned meanwhile: the fence from before
+    the ask still covers that change's take."""
+    t = make()
+    t.apps[JIRA] = app_connector(JIRA, "jira", attribute_mappings={"title": "profile.title"})
+    t.okta.assign(JIRA, okta_user("00u1", title="1"), username="ann.jira")
+    await t.handle_event(event(membership_event("e0", user_id="00u1", username="ann.jira")))
+    t.store.clock += timedelta(seconds=PLAN_WINDOW_S + 10)
+
+    async def slow_page_with_a_change_meanwhile():
+        t.okta.users["00u1"]["profile"]["title"] = "2"
+        await t.handle_event(event(user_event("e1", user_id="00u1")))
+        t.store.clock += timedelta(seconds=PLAN_WINDOW_S + 60)
+
+    t.okta.after_page = slow_page_with_a_change_meanwhile
+    await t.handle_sync(sync())
+    assert titles(t, "00u1") == [(1, "1"), (2, "2"), (3, "2")]
 
 
 async def test_a_plan_whose_key_took_a_newer_version_during_its_read_is_dropped():
-    """Two events of one user at once: the first took version 1 and reads slowly; the second takes version 2 and
-    reads first. The first's read may be newer than the second's, so it must not go out below version 2."""
+    """Two events of one user at once: the first took version 2 and reads slowly; the second takes version 3 and
+    reads first. The first's read may be newer than the second's, so it must not go out below version 3."""
     t = make({"00u1": okta_user("00u1", title="old")})
     t.apps[JIRA] = app_connector(JIRA, "jira", attribute_mappings={"title": "profile.title"})
     await t.handle_event(event(membership_event("e0", user_id="00u1")))
@@ -279,12 +302,48 @@ async def test_a_plan_whose_key_took_a_newer_version_during_its_read_is_dropped(
     assert skipped[-1]["plan_version"] == 2 and skipped[-1]["detail"].startswith("superseded: version 3")
 
 
-async def test_a_plan_slower_than_the_window_is_planned_again_and_publishes_nothing():
-    clock = iter([0.0, PLAN_WINDOW_S + 5])
+async def test_a_syncs_re_read_is_dropped_too_when_a_newer_version_was_taken_during_it():
+    t = make()
+    t.okta.assign(JIRA, okta_user("00u1"), username="ann.jira")
+    await t.handle_event(event(user_event("e0", user_id="00u1")))  # not assigned yet: no row, no plan
+    await t.handle_event(event(membership_event("e1", user_id="00u1", username="ann.jira")))
+    t.outbox.plans.clear()
+
+    async def an_event_during_the_syncs_read(_user_id):
+        await t.handle_event(event(user_event("e2", user_id="00u1")))
+
+    t.okta.on_get_user = an_event_during_the_syncs_read
+    await t.handle_sync(sync())
+    assert [(p.version, p.cause) for p in plans(t)] == [(3, "user.account.update_profile")]
+    skipped = [f for s, f in t.audit.records if s is AuditStep.SKIPPED]
+    assert skipped[-1]["plan_version"] == 2 and skipped[-1]["event_type"] == "sync:initial"
+
+
+async def test_a_plan_whose_read_outlasts_the_window_is_planned_again_and_publishes_nothing():
     t = make({"00u1": okta_user("00u1")})
-    t.monotonic = lambda: next(clock)
+
+    async def a_long_budget_wait(_user_id):
+        t.store.clock += timedelta(seconds=PLAN_WINDOW_S + 5)
+
+    t.okta.on_get_user = a_long_budget_wait
     with pytest.raises(OktaTransientError, match="longer than the 300 s plan window"):
         await t.handle_event(event(membership_event("e1", user_id="00u1")))
+    assert plans(t) == [] and t.okta.get_user_calls == ["00u1"]
+    assert (await t.store.check(JIRA, "00u1"))[0] == 1  # the version was taken; the retry takes the next
+
+
+async def test_a_syncs_re_read_that_outlasts_the_window_fails_the_sync_for_a_retry():
+    t = make()
+    t.okta.assign(JIRA, okta_user("00u1"), username="ann.jira")
+    await t.handle_event(event(membership_event("e1", user_id="00u1", username="ann.jira")))
+    t.outbox.plans.clear()
+
+    async def a_long_budget_wait(_user_id):
+        t.store.clock += timedelta(seconds=PLAN_WINDOW_S + 5)
+
+    t.okta.on_get_user = a_long_budget_wait
+    with pytest.raises(OktaTransientError, match="plan window"):
+        await t.handle_sync(sync())
     assert plans(t) == []
 
 
@@ -295,7 +354,7 @@ async def test_user_events_take_every_apps_version_before_the_one_read():
     seen = []
 
     async def versions_at_read(_user_id):
-        seen.append((await t.store.version(JIRA, "00u1"), await t.store.version(WIKI, "00u1")))
+        seen.append(((await t.store.check(JIRA, "00u1"))[0], (await t.store.check(WIKI, "00u1"))[0]))
 
     t.okta.on_get_user = versions_at_read
     t.outbox.plans.clear()
@@ -308,8 +367,8 @@ async def test_user_events_take_every_apps_version_before_the_one_read():
 # ------------------------------------------------------------------ a listing never overrides a newer membership event
 
 
-def membership_at(uuid: str, kind: str, published: str, user_id: str = "00u1") -> dict:
-    raw = membership_event(uuid, kind, user_id=user_id, username="ann.jira")
+def membership_at(uuid: str, kind: str, published: str, user_id: str = "00u1", username: str = "ann.jira") -> dict:
+    raw = membership_event(uuid, kind, user_id=user_id, username=username)
     raw["published"] = published
     return raw
 
@@ -350,3 +409,57 @@ async def test_a_user_assigned_while_the_sync_runs_is_not_unassigned_by_it():
     assert await t.handle_sync(sync()) == 1
     assert (await t.store.get(JIRA, "00u7")).assigned
     assert [p.action for p in plans(t) if p.okta_user_id == "00u7"] == [PlanAction.UPSERT]
+
+
+async def test_a_sync_unassigns_only_rows_assigned_as_of_before_its_first_page():
+    t = make({"00u7": okta_user("00u7")}, page_size=1)
+    t.okta.assign(JIRA, okta_user("00u1"), username="ann.jira")
+    t.okta.assign(JIRA, okta_user("00u2"), username="bob.jira")
+    t.okta.now = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
+
+    async def assigned_between_the_pages():
+        t.okta.now = datetime(2026, 11, 1, 12, 0, 10, tzinfo=UTC)
+        await t.handle_event(event(membership_at("e7", "add", "2026-11-01T12:00:05.000Z", user_id="00u7")))
+
+    t.okta.after_page = assigned_between_the_pages
+    assert await t.handle_sync(sync()) == 2
+    assert (await t.store.get(JIRA, "00u7")).assigned
+
+
+async def test_a_rename_published_after_the_listing_was_asked_for_stands():
+    t = make()
+    t.okta.assign(JIRA, okta_user("00u1"), username="ann")
+    await t.handle_event(event(membership_at("e0", "add", "2026-11-01T11:00:00.000Z", username="ann")))
+    t.okta.now = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
+
+    async def renamed_after_the_page_was_read():
+        await t.handle_event(event(membership_at("e1", "change_username", "2026-11-01T12:00:01.000Z",
+                                                 username="ann2")))
+
+    t.okta.after_page = renamed_after_the_page_was_read
+    await t.handle_sync(sync())
+    assert (await t.store.get(JIRA, "00u1")).app_username == "ann2"
+    assert [p.unique_value for p in plans(t)] == ["ann", "ann2", "ann2"]
+
+
+async def test_renames_processed_out_of_order_end_at_the_newest():
+    t = make({"00u1": okta_user("00u1")})
+    await t.handle_event(event(membership_at("e2", "change_username", "2026-11-01T12:00:02.000Z", username="new")))
+    await t.handle_event(event(membership_at("e1", "change_username", "2026-11-01T12:00:01.000Z", username="mid")))
+    assert (await t.store.get(JIRA, "00u1")).app_username == "new"
+
+
+async def test_before_okta_answered_once_the_pages_own_date_bounds_the_listings_time():
+    """A fresh translator knows Okta's clock only from the local one, here a minute ahead: the page's Date (the
+    answer's) puts the listing back where it was, so a removal published just after it still stands."""
+    t = make()
+    t.okta.assign(JIRA, okta_user("00u1"), username="ann.jira")
+    t.okta.now = datetime(2026, 11, 1, 12, 1, 0, tzinfo=UTC)  # the local clock, before any answer
+
+    async def the_answer_sets_the_clock_and_a_removal_follows():
+        t.okta.now = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
+        await t.handle_event(event(membership_at("e1", "remove", "2026-11-01T12:00:01.000Z")))
+
+    t.okta.after_page = the_answer_sets_the_clock_and_a_removal_follows
+    await t.handle_sync(sync())
+    assert not (await t.store.get(JIRA, "00u1")).assigned

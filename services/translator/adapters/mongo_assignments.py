@@ -3,61 +3,82 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import ReadPreference, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from okta_bridge.mongo import key
-from translator.ports import Assignment, Take
+from translator.ports import Assignment, ListingFence, Take
+
+FAR_PAST, FAR_FUTURE = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 
 
 class MongoAssignments:
     def __init__(self, db: AsyncDatabase, org: str) -> None:
         self._db, self._org = db, org
+        # the version check after a read must see the newest take: never a secondary
+        self._primary = db.assignments.with_options(read_preference=ReadPreference.PRIMARY)
 
     async def next_version(self, app_id: str, user_id: str) -> int:
         return (await self.take_version(app_id, user_id)).version
 
     async def take_version(self, app_id: str, user_id: str, *, assigned: bool | None = None,
-                           app_username: str | None = None, as_of: int | None = None) -> Take:
+                           app_username: str | None = None, as_of: int | None = None,
+                           listing: ListingFence | None = None) -> Take:
         """One round trip: record what a membership event says (if anything), ``$inc`` the key's plan version
-        (kept on its assignment row), stamp it with the server's ``$$NOW`` (keeping the previous stamp) and read
-        the row back.
+        (kept on its assignment row), stamp the take with the server's ``$$NOW`` and read the row back.
 
-        ``as_of`` (the event's ``published`` time, microseconds): the change is recorded only when it is newer than
-        the last one recorded, so membership events processed out of order (add and remove of one user within
-        moments) still end at the latest; without it the change is recorded as it comes."""
-        newer = {"$gte": [as_of or 0, {"$ifNull": ["$assigned_as_of", -1]}]} if as_of is not None else True
-        fields: dict = {"org": self._org, "app_id": app_id, "user_id": user_id, "updated_at": datetime.now(UTC),
-                        "plan_version": {"$add": [{"$ifNull": ["$plan_version", 0]}, 1]},
-                        "previous_plan_at": "$plan_at", "plan_at": "$$NOW",
+        ``as_of`` (the event's ``published`` time, microseconds): the assignment and the app username are each
+        recorded only when the event is no older than the last one recorded for them (``assigned_as_of``,
+        ``username_as_of``), so membership events processed out of order still end at the latest; without it the
+        change is recorded as it comes.
+
+        Stamps: ``last_take_at`` (every take) and ``last_read_take_at`` (takes whose plan reads Okta: all but a
+        trusted listing take). A row with versions from before the stamps existed is never trusted."""
+        stamp_default = {"$cond": [{"$gt": [{"$ifNull": ["$plan_version", 0]}, 0]}, FAR_FUTURE, FAR_PAST]}
+        trusted: Any = False
+        if listing is not None:
+            trusted = {"$and": [
+                {"$lt": [{"$ifNull": ["$last_take_at", stamp_default]}, listing.asked_at]},
+                {"$lt": [{"$ifNull": ["$last_read_take_at", stamp_default]}, listing.asked_at - listing.window]}]}
+        fields: dict = {"org": _lit(self._org), "app_id": _lit(app_id), "user_id": _lit(user_id),
+                        "updated_at": datetime.now(UTC), "take_trusted": trusted,
                         "assigned": {"$ifNull": ["$assigned", False]}}
         if assigned is not None:
-            fields["assigned"] = {"$cond": [newer, assigned, {"$ifNull": ["$assigned", False]}]}
+            fields["assigned"] = {"$cond": [_newer(as_of, "assigned_as_of"), assigned, {"$ifNull": ["$assigned", False]}]}
+            if as_of is not None:
+                fields["assigned_as_of"] = {"$max": [as_of, {"$ifNull": ["$assigned_as_of", -1]}]}
         if app_username is not None:
-            fields["app_username"] = {"$cond": [newer, app_username, "$app_username"]} if assigned is not None \
-                else app_username
-        if as_of is not None and assigned is not None:
-            fields["assigned_as_of"] = {"$max": [as_of, {"$ifNull": ["$assigned_as_of", -1]}]}
+            fields["app_username"] = {"$cond": [_newer(as_of, "username_as_of"), _lit(app_username), "$app_username"]}
+            if as_of is not None:
+                fields["username_as_of"] = {"$max": [as_of, {"$ifNull": ["$username_as_of", -1]}]}
+        stamps = {"plan_version": {"$add": [{"$ifNull": ["$plan_version", 0]}, 1]}, "last_take_at": "$$NOW",
+                  "last_read_take_at": {"$cond": ["$take_trusted", "$last_read_take_at", "$$NOW"]}}
         for _ in range(3):  # two first writes of one row at once: one inserts, the other updates on a retry
             try:
                 doc = await self._db.assignments.find_one_and_update(
-                    {"_id": key(self._org, app_id, user_id)}, [{"$set": fields}],
+                    {"_id": key(self._org, app_id, user_id)}, [{"$set": fields}, {"$set": stamps}],
                     upsert=True, return_document=ReturnDocument.AFTER)
             except DuplicateKeyError:
                 continue
             if doc is not None:
-                return Take(int(doc["plan_version"]), _row(doc), _utc(doc.get("previous_plan_at")))
+                return Take(int(doc["plan_version"]), _row(doc), _utc(doc["last_take_at"]), bool(doc["take_trusted"]))
         raise RuntimeError(f"assignment row {app_id}/{user_id}: no document after three upserts")
 
-    async def version(self, app_id: str, user_id: str) -> int:
-        doc = await self._db.assignments.find_one({"_id": key(self._org, app_id, user_id)}, {"plan_version": 1})
-        return int((doc or {}).get("plan_version") or 0)
+    async def check(self, app_id: str, user_id: str) -> tuple[int, datetime]:
+        """One read from the primary: the key's newest version and the server's ``$$NOW``."""
+        cursor = await self._primary.aggregate([{"$match": {"_id": key(self._org, app_id, user_id)}},
+                                                {"$project": {"plan_version": 1, "now": "$$NOW"}}])
+        docs = await cursor.to_list()
+        if not docs:
+            return 0, await self.now()
+        return int(docs[0].get("plan_version") or 0), _utc(docs[0]["now"])
 
     async def now(self) -> datetime:
-        """``hello``'s ``localTime``: the clock ``$$NOW`` reads on the same server."""
-        return _utc((await self._db.command("hello"))["localTime"])
+        """``hello``'s ``localTime`` on the primary: the clock ``$$NOW`` reads there."""
+        return _utc((await self._db.command("hello", read_preference=ReadPreference.PRIMARY))["localTime"])
 
     async def get(self, app_id: str, user_id: str) -> Assignment | None:
         doc = await self._db.assignments.find_one({"_id": key(self._org, app_id, user_id)})
@@ -86,12 +107,15 @@ class MongoAssignments:
             return
         now = datetime.now(UTC)
         newer = {"$lt": [{"$ifNull": ["$assigned_as_of", -1]}, as_of]}  # no membership event since the listing
+        newer_name = {"$lt": [{"$ifNull": ["$username_as_of", -1]}, as_of]}
         await self._db.assignments.bulk_write([
             UpdateOne({"_id": key(self._org, app_id, user_id)}, [{"$set": {
-                "org": self._org, "app_id": app_id, "user_id": user_id, "sync_id": sync_id, "updated_at": now,
+                "org": _lit(self._org), "app_id": _lit(app_id), "user_id": _lit(user_id), "sync_id": _lit(sync_id),
+                "updated_at": now,
                 "assigned": {"$cond": [newer, True, {"$ifNull": ["$assigned", False]}]},
-                "app_username": {"$cond": [newer, username, "$app_username"]},
-                "assigned_as_of": {"$max": [as_of, {"$ifNull": ["$assigned_as_of", -1]}]}}}], upsert=True)
+                "assigned_as_of": {"$max": [as_of, {"$ifNull": ["$assigned_as_of", -1]}]},
+                "app_username": {"$cond": [newer_name, _lit(username), "$app_username"]},
+                "username_as_of": {"$max": [as_of, {"$ifNull": ["$username_as_of", -1]}]}}}], upsert=True)
             for user_id, username in rows
         ], ordered=False)
 
@@ -104,6 +128,16 @@ class MongoAssignments:
                 {**query, "user_id": {"$in": users}},
                 {"$set": {"assigned": False, "assigned_as_of": as_of, "updated_at": datetime.now(UTC)}})
         return users
+
+
+def _lit(value: Any) -> dict:
+    """A value in an update pipeline is an expression: a string from Okta that starts with ``$`` must stay text."""
+    return {"$literal": value}
+
+
+def _newer(as_of: int | None, field: str) -> Any:
+    """The event is no older than the last one recorded for ``field`` (always, for a change without a time)."""
+    return {"$gte": [as_of, {"$ifNull": [f"${field}", -1]}]} if as_of is not None else True
 
 
 def _utc(at: datetime | None) -> datetime | None:
