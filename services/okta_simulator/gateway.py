@@ -47,6 +47,7 @@ def install(app: FastAPI, sim: Simulator) -> None:
                    "X-Rate-Limit-Remaining": str(decision.remaining), "X-Rate-Limit-Reset": str(decision.reset)}
         fault = sim.faults.take(bucket, request.url.path, answered=decision.allowed)
         if fault is not None and fault.status is not None:
+            sim.faults.used += 1
             await asyncio.sleep(fault.delay_s)
             return error_response(rate_limited() if fault.status == 429 else server_error(fault.status),
                                   headers=headers)
@@ -55,6 +56,7 @@ def install(app: FastAPI, sim: Simulator) -> None:
         request.state.token_id = token_id
         response = await call_next(request)  # the answer is computed now ...
         if fault is not None:
+            sim.faults.used += 1
             await asyncio.sleep(fault.delay_s)  # ... and arrives late: a slow network or a slow Okta
         response.headers.update(headers)
         return response

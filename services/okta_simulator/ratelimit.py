@@ -77,7 +77,7 @@ class FaultInjector:
 
     def __init__(self) -> None:
         self._queues: dict[str, deque[Fault]] = defaultdict(deque)
-        self.used = 0
+        self.used = 0  # counted by the gateway: once the fault's answer is decided (a late one: computed)
 
     def inject(self, bucket: str, status: int | None, count: int, delay_s: float = 0.0,
                path_regex: str | None = None) -> None:
@@ -95,7 +95,6 @@ class FaultInjector:
             for fault in queue or ():
                 if (fault.path is None or fault.path.search(path)) and (answered or fault.status is not None):
                     queue.remove(fault)
-                    self.used += 1
                     return fault
         return None
 

@@ -108,8 +108,9 @@ class Translator:
                     with _linked_span(listing):
                         await self._plan_listed(app.okta_app_id, user_id, app_user, fence, cause)
                     planned += 1
-            for user_id in await self.store.unassign_missing(app.okta_app_id, request.sync_id,
-                                                             started_as_of or micros(self.okta.server_now())):
+            missing = [] if started_as_of is None else await self.store.unassign_missing(  # no page: nothing known
+                app.okta_app_id, request.sync_id, started_as_of)
+            for user_id in missing:
                 with _linked_span(listing):
                     await self._plan_read(user_id, [(app.okta_app_id, {})], cause=cause)
                 planned += 1

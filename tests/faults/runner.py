@@ -49,8 +49,8 @@ BROKEN = {
     # the version check: an older plan may overwrite a newer one
     # the full sync's fence: a listed user is planned from the listing even when a change was planned since
     "listing_fence": [("services/translator/handlers.py",
-                       "if user is not None and (take.previous_at is None or take.previous_at < fence):",
-                       "if user is not None:  # BROKEN BUILD: the sync trusts its listing")],
+                       "        if take.trusted:\n",
+                       "        if user is not None:  # BROKEN BUILD: the sync trusts its listing\n")],
     "version_check": [("services/scim_dispatcher/handlers.py", "if link and link.applied_version >= plan.version:",
                        "if False:  # BROKEN BUILD: no version check"),
                       ("services/scim_dispatcher/adapters/mongo_links.py",

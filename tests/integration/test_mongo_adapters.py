@@ -250,9 +250,22 @@ async def test_a_take_is_stamped_with_the_database_clock_and_a_listing_take_is_t
     stamps = await db.assignments.find_one({"_id": "|".join([ORG, "0oaA", "00u1"])})
     assert stamps["last_take_at"] == trusted.at
     assert stamps["last_read_take_at"] == listed.at  # a trusted take read nothing: it does not move the read stamp
-    # a page asked for before the last take (a sync that overlaps another): not trusted
-    assert not (await store.take_version("0oaA", "00u1", listing=ListingFence(trusted.at, window))).trusted
-    assert (await store.take_version("0oaA", "00u9", listing=ListingFence(first.at, window))).trusted  # a new key
+
+
+async def test_a_listing_take_is_trusted_only_when_every_earlier_take_was_before_the_page(db):
+    """Two syncs of one app overlap: a page asked for before another sync's take may be older than that sync's
+    page. The read condition alone (window zero here) would trust it."""
+    store = MongoAssignments(db, ORG)
+    new_key = await store.take_version("0oaA", "00u5", listing=ListingFence(await store.now(), timedelta(0)))
+    assert new_key.trusted  # nothing was planned for this key before
+    after_it = await store.take_version("0oaA", "00u5",
+                                        listing=ListingFence(new_key.at + timedelta(milliseconds=1), timedelta(0)))
+    assert after_it.trusted  # a trusted first take leaves no read stamp behind: the next page trusts too
+    overlapped = await store.take_version("0oaA", "00u5", listing=ListingFence(after_it.at, timedelta(0)))
+    assert not overlapped.trusted  # asked for no later than the other sync's take
+    later = await store.take_version("0oaA", "00u5",
+                                     listing=ListingFence(overlapped.at + timedelta(milliseconds=1), timedelta(0)))
+    assert later.trusted
 
 
 async def test_a_row_with_versions_from_before_the_stamps_is_never_trusted(db):

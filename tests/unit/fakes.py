@@ -170,11 +170,14 @@ class FakeAssignments:
             if as_of is not None:
                 row["username_as_of"] = max(as_of, row.get("username_as_of", -1))
         stamps = self.stamps[(app_id, user_id)]
-        past = datetime(1970, 1, 1, tzinfo=UTC)
-        trusted = listing is not None and stamps.get("take", past) < listing.asked_at \
-            and stamps.get("read", past) < listing.asked_at - listing.window
+        past, future = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
+        missing = future if self.versions[(app_id, user_id)] > 0 else past  # versions from before the stamps
+        trusted = listing is not None and stamps.get("take", missing) < listing.asked_at \
+            and stamps.get("read", missing) < listing.asked_at - listing.window
         stamps["take"] = self.clock
-        if not trusted:
+        if trusted:
+            stamps.setdefault("read", past)
+        else:
             stamps["read"] = self.clock
         return Take(await self.next_version(app_id, user_id), await self.get(app_id, user_id), self.clock, trusted)
 

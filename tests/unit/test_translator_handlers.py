@@ -283,6 +283,31 @@ async def test_the_fence_is_read_before_the_page_is_asked_for():
     assert titles(t, "00u1") == [(1, "1"), (2, "2"), (3, "2")]
 
 
+async def test_a_sync_whose_page_was_asked_for_before_another_syncs_take_reads_again():
+    """Two syncs of one app overlap: the second's page is newer than the first's and its takes come first, so the
+    first's pages cannot be trusted for those keys."""
+    t = make()
+    t.okta.assign(JIRA, okta_user("00u1"), username="ann.jira")
+
+    async def another_sync_meanwhile():
+        t.store.clock += timedelta(seconds=10)
+        await t.handle_sync(sync(sync_id="s2"))
+
+    t.okta.after_page = another_sync_meanwhile
+    await t.handle_sync(sync(sync_id="s1"))
+    assert t.okta.get_user_calls == ["00u1"]  # s2 trusted its page; s1, asked for before s2's take, reads
+    assert [p.version for p in plans(t)] == [1, 2]
+
+
+async def test_a_listed_user_without_the_embedded_user_is_read():
+    t = make({"00u1": okta_user("00u1", "SUSPENDED")})
+    t.okta.app_users[JIRA].append({"id": "00u1", "scope": "USER", "status": "ACTIVE",
+                                   "credentials": {"userName": "ann.jira"}, "profile": {}})
+    await t.handle_sync(sync())
+    assert t.okta.get_user_calls == ["00u1"]
+    assert plans(t)[0].action is PlanAction.DEACTIVATE  # from the read user's status, not a missing one
+
+
 async def test_a_plan_whose_key_took_a_newer_version_during_its_read_is_dropped():
     """Two events of one user at once: the first took version 2 and reads slowly; the second takes version 3 and
     reads first. The first's read may be newer than the second's, so it must not go out below version 3."""

@@ -54,17 +54,21 @@ class MongoAssignments:
             fields["app_username"] = {"$cond": [_newer(as_of, "username_as_of"), _lit(app_username), "$app_username"]}
             if as_of is not None:
                 fields["username_as_of"] = {"$max": [as_of, {"$ifNull": ["$username_as_of", -1]}]}
+        # a trusted take reads nothing: the read stamp stays (FAR_PAST on a new row, so that the next page trusts)
         stamps = {"plan_version": {"$add": [{"$ifNull": ["$plan_version", 0]}, 1]}, "last_take_at": "$$NOW",
-                  "last_read_take_at": {"$cond": ["$take_trusted", "$last_read_take_at", "$$NOW"]}}
+                  "last_read_take_at": {"$cond": ["$take_trusted", {"$ifNull": ["$last_read_take_at", FAR_PAST]},
+                                                  "$$NOW"]}}
         for _ in range(3):  # two first writes of one row at once: one inserts, the other updates on a retry
             try:
                 doc = await self._db.assignments.find_one_and_update(
-                    {"_id": key(self._org, app_id, user_id)}, [{"$set": fields}, {"$set": stamps}],
+                    {"_id": key(self._org, app_id, user_id)},
+                    [{"$set": fields}, {"$set": stamps}, {"$unset": ["take_trusted"]}],
                     upsert=True, return_document=ReturnDocument.AFTER)
             except DuplicateKeyError:
                 continue
             if doc is not None:
-                return Take(int(doc["plan_version"]), _row(doc), _utc(doc["last_take_at"]), bool(doc["take_trusted"]))
+                at = _utc(doc["last_take_at"])  # one $$NOW per update: an untrusted take set both stamps to it
+                return Take(int(doc["plan_version"]), _row(doc), at, _utc(doc["last_read_take_at"]) != at)
         raise RuntimeError(f"assignment row {app_id}/{user_id}: no document after three upserts")
 
     async def check(self, app_id: str, user_id: str) -> tuple[int, datetime]:
