@@ -299,6 +299,21 @@ async def test_a_sync_whose_page_was_asked_for_before_another_syncs_take_reads_a
     assert [p.version for p in plans(t)] == [1, 2]
 
 
+async def test_the_fence_allows_for_a_database_clock_a_few_seconds_behind_after_a_failover():
+    """Another sync's take comes after this sync's page was asked for, but is stamped by a new primary whose clock is
+    3 s behind: the 5 s margin still orders the two."""
+    t = make()
+    t.okta.assign(JIRA, okta_user("00u1"), username="ann.jira")
+
+    async def failover_and_another_sync():
+        t.store.clock -= timedelta(seconds=3)
+        await t.handle_sync(sync(sync_id="s2"))
+
+    t.okta.after_page = failover_and_another_sync
+    await t.handle_sync(sync(sync_id="s1"))
+    assert t.okta.get_user_calls == ["00u1"]
+
+
 async def test_a_listed_user_without_the_embedded_user_is_read():
     t = make({"00u1": okta_user("00u1", "SUSPENDED")})
     t.okta.app_users[JIRA].append({"id": "00u1", "scope": "USER", "status": "ACTIVE",
