@@ -13,7 +13,7 @@ deps: setup
 	@bash scripts/deps.sh
 
 run: deps
-	@$(PY) -m okta_bridge.demo
+	@$(PY) -m tests.harness.demo
 
 test: deps
 	@$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,6 +1,6 @@
 """`make bench` (``python -m tests.bench``): the bridge end to end on the real RabbitMQ and MongoDB, measured.
 
-Every service runs as its own process (:class:`okta_bridge.devstack.DevStack`) against the Okta simulator and
+Every service runs as its own process (:class:`tests.harness.devstack.DevStack`) against the Okta simulator and
 the demo SCIM target (a fast local target), in a temporary RabbitMQ vhost and a temporary database, both removed
 at the end. Performance is measured and printed, never asserted (the exit status is non-zero only when a
 scenario could not run or did not converge).
@@ -545,7 +545,7 @@ async def wait_converged(what: str, writes: WriteLog, done_check, total: int, ti
 
 async def run_stack(args, *, plan: str, users: int, paced: bool, tag: str, workdir: Path) -> dict[str, Any]:
     from demo_scim_target.admin_client import TargetAdmin
-    from okta_bridge.devstack import DevStack
+    from tests.harness.devstack import DevStack
     from okta_simulator.admin_client import SimulatorAdmin
 
     vhost, url = new_vhost(tag)
@@ -933,7 +933,7 @@ async def run_groups(args, *, tag: str, workdir: Path) -> dict[str, Any]:
     naming every group (what an operator does to start pushing), and the push is measured from that restart until
     the target's groups, read back over SCIM, have exactly Okta's members."""
     from demo_scim_target.admin_client import TargetAdmin
-    from okta_bridge.devstack import DevStack
+    from tests.harness.devstack import DevStack
     from okta_simulator.admin_client import SimulatorAdmin
 
     big, team, teams = group_sizes(args.group_scale)

@@ -59,7 +59,7 @@ def venv_tool(name: str) -> str:
 @pytest.fixture(scope="module")
 def scim2_server():
     """PyPI's scim2-server (an independent SCIM 2.0 server, served at ``/``) as a real process."""
-    from okta_bridge.devstack import free_port, wait_http
+    from tests.harness.devstack import free_port, wait_http
 
     port = free_port()
     process = subprocess.Popen([venv_tool("scim2-server"), "--hostname", "127.0.0.1", "--port", str(port),

@@ -6,15 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bson import ObjectId
-from bson.errors import InvalidId
 from fastapi import FastAPI, HTTPException, Query
-from pymongo.asynchronous.database import AsyncDatabase
 
 from okta_bridge.contracts import AuditStep
+from okta_bridge.stores.audit import AuditStore, BadPageToken
 
 
-def add_routes(app: FastAPI, db_of: Any, health: Any) -> None:
+def add_routes(app: FastAPI, store: AuditStore, health: Any) -> None:
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         ok, detail = await health()
@@ -35,23 +33,10 @@ def add_routes(app: FastAPI, db_of: Any, health: Any) -> None:
         limit: int = Query(100, ge=1, le=1000),
         after: str | None = Query(None, description="the `next` value of the previous page"),
     ) -> dict[str, Any]:
-        query: dict[str, Any] = {}
-        for field, value in (("okta_user_id", user), ("okta_group_id", group), ("app_id", app_id), ("event_uuid", event), ("trace_id", trace_id)):
-            if value:
-                query[field] = value
-        if status:
-            query["step"] = status.value
-        if since or until:
-            query["at"] = {k: v for k, v in (("$gte", since), ("$lt", until)) if v}
-        if after:  # keyset paging on (at, _id): stable while records keep arriving
-            try:
-                at_text, _, oid = after.rpartition("~")
-                at, last = datetime.fromisoformat(at_text), ObjectId(oid)
-            except (ValueError, InvalidId):
-                raise HTTPException(400, "after: not a page token") from None
-            query = {"$and": [query, {"$or": [{"at": {"$lt": at}}, {"at": at, "_id": {"$lt": last}}]}]}
-        db: AsyncDatabase = db_of()
-        docs = await db.audit.find(query).sort([("at", -1), ("_id", -1)]).limit(limit).to_list(limit)
-        items = [{**{k: v for k, v in d.items() if k != "_id"}, "id": str(d["_id"])} for d in docs]
-        token = f"{docs[-1]['at'].isoformat()}~{docs[-1]['_id']}" if len(docs) == limit else None
+        filters = {"okta_user_id": user, "okta_group_id": group, "app_id": app_id, "event_uuid": event,
+                   "trace_id": trace_id, "step": status.value if status else None}
+        try:
+            items, token = await store.page(filters, since, until, limit, after)
+        except BadPageToken as exc:
+            raise HTTPException(400, str(exc)) from None
         return {"items": items, "next": token}

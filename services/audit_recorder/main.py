@@ -11,13 +11,13 @@ from faststream.rabbit.annotations import RabbitMessage
 from fastapi import FastAPI
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from pymongo.errors import OperationFailure
 
 from audit_recorder.api import add_routes
 from audit_recorder.batcher import Batcher
 from okta_bridge.contracts import AuditRecorded
 from okta_bridge.logs import setup_logging, register_settings_secrets
-from okta_bridge.mongo import connect, ensure_indexes
+from okta_bridge.mongo import connect
+from okta_bridge.stores.audit import AuditStore
 from okta_bridge.runtime import ATTEMPT_HEADER, Republisher, make_broker
 from okta_bridge.settings import BridgeSettings
 from okta_bridge.telemetry import setup_tracing, shutdown_tracing
@@ -44,11 +44,8 @@ def build() -> tuple[FastAPI, AuditSettings]:
     register_settings_secrets(base.rabbitmq_url.get_secret_value(), base.mongodb_url.get_secret_value())
     broker = make_broker(base.rabbitmq_url.get_secret_value(), max(base.prefetch, cfg.batch_size * 2))
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
-
-    async def write(docs: list[dict]) -> None:
-        await db.audit.insert_many(docs, ordered=False)
-
-    batcher = Batcher(write, cfg.batch_size, cfg.batch_delay_s)
+    store = AuditStore(db)
+    batcher = Batcher(store.insert, cfg.batch_size, cfg.batch_delay_s)
 
     republisher = Republisher(broker, AUDIT_QUEUE.name, max_attempts=cfg.max_attempts)
 
@@ -75,7 +72,7 @@ def build() -> tuple[FastAPI, AuditSettings]:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
-        await _ensure_indexes(db, cfg.retention_days)
+        await store.ensure_indexes(cfg.retention_days)
         await broker.start()
         await declare_audit(broker)
         log.info("recording audit; retention %d days", cfg.retention_days)
@@ -87,22 +84,14 @@ def build() -> tuple[FastAPI, AuditSettings]:
 
     async def health() -> tuple[bool, dict]:
         try:
-            await db.command("ping")
+            await store.ping()
         except Exception as exc:  # noqa: BLE001
             return False, {"mongodb": type(exc).__name__}
         return True, {"batches_written": batcher.batches}
 
     app = FastAPI(title="okta-onprem-bridge audit", lifespan=lifespan)
-    add_routes(app, lambda: db, health)
+    add_routes(app, store, health)
     return app, cfg
-
-
-async def _ensure_indexes(db, days: int) -> None:
-    try:
-        await ensure_indexes(db, audit_ttl_days=days)
-    except OperationFailure:  # the retention changed: adjust the TTL index in place
-        await db.command("collMod", "audit", index={"name": "audit_ttl", "expireAfterSeconds": days * 86400})
-        await ensure_indexes(db, audit_ttl_days=days)
 
 
 def main() -> None:

@@ -14,14 +14,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from okta_bridge.audit import BrokerAudit
 from okta_bridge.connectors import load_connectors
 from okta_bridge.logs import register_secret, setup_logging, register_settings_secrets
-from okta_bridge.mongo import claim_org, connect, ensure_indexes, key
+from okta_bridge.mongo import connect, key
+from okta_bridge.stores.meta import claim_org
 from okta_bridge.okta_client import OktaClient
 from okta_bridge.runtime import make_broker
 from okta_bridge.settings import BridgeSettings, OktaSettings
-from okta_bridge.leases import Leases
+from okta_bridge.stores.leases import Leases
 from okta_bridge.telemetry import setup_tracing, shutdown_tracing
 from okta_bridge.topology import declare_translator
-from queue_poller.adapters.mongo_state import MongoPollerState
+from okta_bridge.stores.assignments import MongoAssignments
+from okta_bridge.stores.cursor import MongoPollerState
 from queue_poller.adapters.okta_log import OktaLogSource
 from queue_poller.adapters.outbox import BrokerOutbox
 from queue_poller.handlers import Poller, PollerConfig
@@ -51,12 +53,13 @@ async def main() -> None:
     connectors = load_connectors(base.connectors_file)
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
     await claim_org(db, okta.org_url)
-    await ensure_indexes(db)
     broker = make_broker(base.rabbitmq_url.get_secret_value(), base.prefetch)
     await broker.start()
     await declare_translator(broker)
     okta_client = OktaClient(okta.org_url, okta.api_token.get_secret_value(), timeout_s=okta.request_timeout_s)
     store = MongoPollerState(db, okta.org_url)
+    await store.ensure_indexes()
+    await MongoAssignments(db, okta.org_url).ensure_indexes()
     poller = Poller(
         PollerConfig(org=okta.org_url, app_ids=tuple(connectors.by_app_id()), own_token_id=okta.api_token_id,
                      start_from=cfg.start_from, max_cursor_age=timedelta(seconds=cfg.max_cursor_age_s),
@@ -68,8 +71,7 @@ async def main() -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    # its own collection, without the TTL index of the per-key leases: the fencing token must never restart
-    leases, lease_key = Leases(db.poller_lease, ttl_s=cfg.lease_ttl_s), key("poller", okta.org_url)
+    leases, lease_key = Leases.poller(db, cfg.lease_ttl_s), key("poller", okta.org_url)
     try:
         await lead_when_elected(poller, store, leases, lease_key, stop, cfg.lease_ttl_s,
                                 f"polling {okta.org_url} for {len(connectors.apps)} app(s)")

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from okta_bridge.contracts import OktaEventReceived, SyncReason
+from okta_bridge.stores.cursor import CursorState, LeadershipLost
 
-
-@dataclass
-class CursorState:
-    next_link: str | None
-    last_success_at: datetime | None
-    known_apps: list[str]
-
-
-class LeadershipLost(RuntimeError):
-    """Another poller holds the lease now (its token fenced our cursor write): stop polling, stand by."""
+__all__ = ["CursorState", "LeadershipLost", "LogSource", "Outbox", "StateStore"]
 
 
 class LogSource(Protocol):

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Gauge
 
+from okta_bridge.outcomes import Circuit, CircuitEffect
+
 __all__ = ["CIRCUIT_OPEN", "Circuits"]
 
 CIRCUIT_OPEN = Gauge("bridge_dispatcher_circuit_open", "1 while the app's circuit is open (target calls stopped)",
@@ -41,6 +43,23 @@ class Circuits:
         if state.opened_at is None and state.failures >= self.failure_threshold:
             self.open(app_id, f"target unreachable ({state.failures} failures in a row): {reason}")
         return state.opened_at is not None
+
+    def view(self, app_id: str) -> Circuit:
+        """The app's circuit as the outcome policy sees it."""
+        state = self._apps.get(app_id)
+        if state is None:
+            return Circuit(False, 0, self.failure_threshold)
+        return Circuit(state.opened_at is not None, state.failures, self.failure_threshold)
+
+    def apply(self, app_id: str, effect: CircuitEffect, reason: str = "") -> None:
+        """What the outcome policy decided for the app's circuit."""
+        if effect is CircuitEffect.CLOSE:
+            self.close(app_id)
+        elif effect is CircuitEffect.OPEN:
+            self._apps.setdefault(app_id, _State()).failures += 1
+            self.open(app_id, reason or self.reason(app_id))
+        elif effect is CircuitEffect.FAILURE:
+            self._apps.setdefault(app_id, _State()).failures += 1
 
     def allow(self, app_id: str) -> bool:
         state = self._apps.get(app_id)

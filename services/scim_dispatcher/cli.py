@@ -88,8 +88,9 @@ def delete_group(app: str = typer.Option(..., help="the app's name or Okta app i
 async def _delete_group(app, group_id: str, operator: str, wait_s: float) -> tuple[int, str]:
     from okta_bridge.audit import BrokerAudit
     from okta_bridge.contracts import AuditStep, GroupAction, GroupPlanned
-    from okta_bridge.group_state import GroupState
+    from okta_bridge.stores.groups import GroupState
     from okta_bridge.mongo import connect
+    from okta_bridge.stores.audit import AuditStore
     from okta_bridge.runtime import make_broker
     from okta_bridge.settings import OktaSettings
     from okta_bridge.topology import PLANS_EXCHANGE, declare_dispatcher_pool
@@ -116,9 +117,8 @@ async def _delete_group(app, group_id: str, operator: str, wait_s: float) -> tup
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while loop.time() < deadline:
-            done = await db.audit.find_one({"okta_group_id": group_id, "plan_version": version,
-                                            "service": "scim-dispatcher",
-                                            "step": {"$in": ["applied", "skipped", "dead_lettered"]}})
+            done = await AuditStore(db).outcome_of_group_plan(group_id, version, "scim-dispatcher",
+                                                              ["applied", "skipped", "dead_lettered"])
             if done:
                 return (0 if done["step"] == "applied" else 1), f"{done['step']}: {done.get('detail')}"
             await asyncio.sleep(0.5)
@@ -170,6 +170,7 @@ async def _drift(apps, repair: bool, operator: str):
     from okta_bridge.audit import BrokerAudit
     from okta_bridge.contracts import AppSyncRequested, AuditStep, SyncReason
     from okta_bridge.mongo import connect
+    from okta_bridge.stores.links import MongoLinks
     from okta_bridge.okta_client import OktaClient
     from okta_bridge.runtime import make_broker
     from okta_bridge.settings import OktaSettings
@@ -190,9 +191,7 @@ async def _drift(apps, repair: bool, operator: str):
             for app in apps:
                 scim = ScimClient(http, app.base_url, app.version, headers=app.auth_headers(),
                                   timeout_s=app.timeout_s, unique_field=app.unique_user_field)
-                links = {d["okta_user_id"]: d["target_id"] async for d in db.links.find(
-                    {"org": org, "app_id": app.okta_app_id, "target_id": {"$ne": None}},
-                    {"okta_user_id": 1, "target_id": 1})}
+                links = await MongoLinks(db, org).targets_of_app(app.okta_app_id)
                 try:
                     result = await check_app(app, okta, scim, links)
                 except ScimError as exc:

@@ -31,13 +31,13 @@ from typing import Any
 from opentelemetry import trace
 
 from okta_bridge.connectors import AppConnector
-from okta_bridge.contracts import GroupAction, GroupPlanned, MembershipPlanned
-from okta_bridge.group_state import GroupState
-from okta_bridge.leases import Leases
+from okta_bridge.contracts import AuditStep, GroupAction, GroupPlanned, MembershipPlanned, Reason
+from okta_bridge.stores.groups import GroupState
+from okta_bridge.stores.leases import Leases
 from okta_bridge.mongo import key
 from okta_bridge.telemetry import ATTR
-from scim_dispatcher.adapters.mongo_group_links import GroupLink, MongoGroupLinks
-from scim_dispatcher.adapters.mongo_links import MongoLinks
+from okta_bridge.stores.group_links import GroupLink, MongoGroupLinks
+from okta_bridge.stores.links import MongoLinks
 from scim_dispatcher.adapters.scim_errors import (ScimConflictError, ScimError, ScimNotFoundError, ScimPermanentError,
                                                   ScimTransientError)
 from scim_dispatcher.adapters.scim_groups import ScimGroup, ScimGroupClient, split_until_isolated
@@ -50,14 +50,25 @@ __all__ = ["GroupConflictError", "GroupDispatcher", "GroupNotReadyError", "Group
 class GroupConflictError(ScimPermanentError):
     """The target group cannot be linked (same name as another pushed group, or exists and linking is off)."""
 
+    code = Reason.TARGET_CONFLICT  # type: ignore[assignment]
+
 
 class GroupNotReadyError(ScimTransientError):
     """A membership plan came before its group was created in the target: retried later."""
 
+    code = Reason.GROUP_NOT_READY  # type: ignore[assignment]
+
+
+_APPLIED = (AuditStep.APPLIED, Reason.APPLIED)
+_STALE = (AuditStep.SKIPPED_STALE, Reason.STALE)
+_NOT_CONFIGURED = (AuditStep.SKIPPED, Reason.NOT_CONFIGURED)
+_CONFLICT = (AuditStep.SKIPPED, Reason.TARGET_CONFLICT)
+
 
 @dataclass
 class GroupOutcome:
-    status: str  # applied | skipped | skipped_stale
+    step: AuditStep  # applied, skipped or skipped_stale
+    reason: Reason
     target_id: str | None
     detail: str
     duration_ms: float
@@ -107,10 +118,10 @@ class GroupDispatcher:
                     try:
                         group = await client.get_group(link.target_id)
                     except ScimNotFoundError:
-                        return GroupOutcome("skipped_stale", link.target_id, stale, _ms(started))
+                        return GroupOutcome(*_STALE, link.target_id, stale, _ms(started))
                     return await self._reconcile(app, client, plan.okta_group_id, group, started,
                                                  stale + "; members brought in line: ")
-                return GroupOutcome("skipped_stale", link.target_id, stale, _ms(started))
+                return GroupOutcome(*_STALE, link.target_id, stale, _ms(started))
             with tracer.start_as_current_span(f"apply group {plan.action.value}") as span:
                 span.set_attribute(ATTR.APP_ID, plan.app_id)
                 span.set_attribute("okta.group.id", plan.okta_group_id)
@@ -118,7 +129,7 @@ class GroupDispatcher:
                 if plan.action is GroupAction.UNLINK:
                     await self.group_links.save(plan.app_id, plan.okta_group_id, None, None, plan.version)
                     where = f"target group {link.target_id}" if link and link.target_id else "no target group"
-                    return GroupOutcome("applied", link.target_id if link else None,
+                    return GroupOutcome(*_APPLIED, link.target_id if link else None,
                                         f"unlinked; {where} left in place", _ms(started))
                 if plan.action is GroupAction.DELETE:
                     return await self._delete(app, plan, link, started)
@@ -133,7 +144,7 @@ class GroupDispatcher:
                 if await self.state.is_pushed(plan.app_id, plan.okta_group_id):
                     raise GroupNotReadyError("PATCH", "/Groups/{id}", None, "the group is not in the target yet",
                                              version=app.version)
-                return GroupOutcome("skipped", None, "group is not pushed to this app", _ms(started))
+                return GroupOutcome(*_NOT_CONFIGURED, None, "group is not pushed to this app", _ms(started))
             with tracer.start_as_current_span("apply group members") as span:
                 span.set_attribute(ATTR.APP_ID, plan.app_id)
                 span.set_attribute("okta.group.id", plan.okta_group_id)
@@ -141,7 +152,7 @@ class GroupDispatcher:
                 facts = await self.state.members(plan.app_id, plan.okta_group_id, plan.okta_user_ids)
                 todo = {u: d for u, d in facts.items() if d.get("applied_version", 0) < d["version"]}
                 if not todo:
-                    return GroupOutcome("skipped_stale", link.target_id, "membership already applied", _ms(started))
+                    return GroupOutcome(*_STALE, link.target_id, "membership already applied", _ms(started))
                 work = await self._plan_members(todo, None)
                 client = self.clients[plan.app_id]
                 try:
@@ -176,7 +187,7 @@ class GroupDispatcher:
                 await client.rename_group(group.id, name)
                 notes.append(f"renamed (was {group.display_name!r})" if group.display_name else "named")
             if not await self.group_links.save(app.okta_app_id, plan.okta_group_id, group.id, name, plan.version):
-                return GroupOutcome("skipped_stale", group.id, f"a newer group plan than v{plan.version} was applied",
+                return GroupOutcome(*_STALE, group.id, f"a newer group plan than v{plan.version} was applied",
                                     _ms(started))
         prefix = "; ".join(notes) + "; " if notes else ""
         return await self._reconcile(app, client, plan.okta_group_id, group, started, prefix)
@@ -216,11 +227,11 @@ class GroupDispatcher:
                       started: float) -> GroupOutcome:
         target_id = link and (link.target_id or link.last_target_id)
         if not target_id:
-            return GroupOutcome("skipped", None, "this Okta group was never linked to a target group",
+            return GroupOutcome(*_NOT_CONFIGURED, None, "this Okta group was never linked to a target group",
                                 _ms(started))
         owner = await self.group_links.linked_to(app.okta_app_id, target_id)
         if owner is not None and owner.group_id != plan.okta_group_id:
-            return GroupOutcome("skipped", target_id, f"target group {target_id} is linked to Okta group "
+            return GroupOutcome(*_CONFLICT, target_id, f"target group {target_id} is linked to Okta group "
                                 f"{owner.group_id} now: not deleted", _ms(started))
         client = self.clients[app.okta_app_id]
         try:
@@ -230,7 +241,7 @@ class GroupDispatcher:
             detail = f"target group {target_id} was already gone; unlinked"
         await self.group_links.save(app.okta_app_id, plan.okta_group_id, None, None, plan.version)
         await self.state.forget_group(app.okta_app_id, plan.okta_group_id)
-        return GroupOutcome("applied", target_id, detail, _ms(started))
+        return GroupOutcome(*_APPLIED, target_id, detail, _ms(started))
 
     # --- members ---------------------------------------------------------------------------------------------------
     async def _reconcile(self, app: AppConnector, client: ScimGroupClient, group_id: str, group: ScimGroup,
@@ -271,7 +282,7 @@ class GroupDispatcher:
     async def _send(self, app: AppConnector, client: ScimGroupClient, group_id: str, target_id: str, work: _Members,
                     started: float, prefix: str) -> GroupOutcome:
         size = app.membership_batch_size
-        outcome = GroupOutcome("applied", target_id, "", 0.0, pending=work.pending)
+        outcome = GroupOutcome(*_APPLIED, target_id, "", 0.0, pending=work.pending)
         await self.state.mark_applied(app.okta_app_id, group_id, work.settled)
         for verb, items, op in (("add", work.add, client.add_members), ("remove", work.remove, client.remove_members)):
             for start in range(0, len(items), size):

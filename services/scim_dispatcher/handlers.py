@@ -21,12 +21,13 @@ from typing import Any
 from opentelemetry import trace
 
 from okta_bridge.connectors import AppConnector
-from okta_bridge.contracts import PlanAction, ScimOperationPlanned
-from okta_bridge.leases import Leases
+from okta_bridge.contracts import AuditStep, PlanAction, Reason, ScimOperationPlanned
+from okta_bridge.stores.leases import Leases
 from okta_bridge.mongo import key
 from okta_bridge.telemetry import ATTR
 from scim_dispatcher.adapters.scim_client import ScimClient
 from scim_dispatcher.adapters.scim_errors import ScimConflictError, ScimNotFoundError, ScimPermanentError
+from scim_dispatcher.adapters.scim_user import ScimUser
 from scim_dispatcher.ports import Link, LinkStore
 
 tracer = trace.get_tracer("scim_dispatcher")
@@ -34,7 +35,10 @@ tracer = trace.get_tracer("scim_dispatcher")
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # applied | skipped | skipped_stale
+    """What applying one plan did (a failure raises instead)."""
+
+    step: AuditStep  # applied, skipped or skipped_stale
+    reason: Reason
     target_id: str | None
     method: str | None
     path: str | None
@@ -42,6 +46,31 @@ class Outcome:
     detail: str
     duration_ms: float
     returned: dict[str, Any] | None = None  # the account as the target answered the write
+
+
+@dataclass(frozen=True)
+class _Write:
+    """The result of one deactivate or upsert, before the link is saved."""
+
+    step: AuditStep
+    reason: Reason
+    target_id: str | None
+    detail: str
+    active: bool | None  # what the link records (None: unknown, left as it was)
+    method: str | None = None
+    path: str | None = None
+    http_status: int | None = None
+    returned: ScimUser | None = None
+
+
+def _applied(target_id: str | None, detail: str, active: bool | None, method: str | None = None,
+             status: int | None = None, returned: ScimUser | None = None) -> _Write:
+    path = None if method is None else ("/Users" if method == "POST" else "/Users/{id}")
+    return _Write(AuditStep.APPLIED, Reason.APPLIED, target_id, detail, active, method, path, status, returned)
+
+
+def _action_off(target_id: str | None, detail: str, active: bool | None = None) -> _Write:
+    return _Write(AuditStep.SKIPPED, Reason.ACTION_OFF, target_id, detail, active)
 
 
 @dataclass
@@ -68,48 +97,50 @@ class Dispatcher:
         async with self._exclusive(plan), self._slots(app):
             link = await self.links.get(plan.app_id, plan.okta_user_id)
             if link and link.applied_version >= plan.version:
-                return Outcome("skipped_stale", link.target_id, None, None, None,
+                return Outcome(AuditStep.SKIPPED_STALE, Reason.STALE, link.target_id, None, None, None,
                                f"plan v{plan.version} is older than applied v{link.applied_version}", _ms(started))
             with tracer.start_as_current_span(f"apply {plan.action.value}") as span:
                 span.set_attribute(ATTR.APP_ID, plan.app_id)
                 span.set_attribute(ATTR.USER_ID, plan.okta_user_id)
                 span.set_attribute(ATTR.PLAN_VERSION, plan.version)
                 if plan.action is PlanAction.DEACTIVATE:
-                    result = await self._deactivate(app, plan, link)
+                    write = await self._deactivate(app, plan, link)
                 else:
-                    result = await self._upsert(app, plan, link)
-                status, target_id, method, path, code, detail, active, *rest = result
-                if not await self.links.save(plan, target_id, active):
-                    status, detail = "skipped_stale", f"a newer plan than v{plan.version} was applied meanwhile"
-                if target_id:
-                    span.set_attribute(ATTR.TARGET_ID, target_id)
-                returned = dict(rest[0].raw) if rest and rest[0] is not None else None
-                return Outcome(status, target_id, method, path, code, detail, _ms(started), returned)
+                    write = await self._upsert(app, plan, link)
+                step, reason, detail = write.step, write.reason, write.detail
+                if not await self.links.save(plan, write.target_id, write.active):
+                    step, reason = AuditStep.SKIPPED_STALE, Reason.STALE
+                    detail = f"a newer plan than v{plan.version} was applied meanwhile"
+                if write.target_id:
+                    span.set_attribute(ATTR.TARGET_ID, write.target_id)
+                returned = dict(write.returned.raw) if write.returned is not None else None
+                return Outcome(step, reason, write.target_id, write.method, write.path, write.http_status, detail,
+                               _ms(started), returned)
 
-    async def _deactivate(self, app: AppConnector, plan: ScimOperationPlanned, link: Link | None):
+    async def _deactivate(self, app: AppConnector, plan: ScimOperationPlanned, link: Link | None) -> _Write:
         client = self.clients[app.okta_app_id]
         if not app.actions.deactivate_users:
-            return ("skipped", link.target_id if link else None, None, None, None, "deactivate_users is off", None)
+            return _action_off(link.target_id if link else None, "deactivate_users is off")
         current = await self._current(client, plan, link)
         if current is None:
-            return ("applied", None, None, None, None, "no account in the target: nothing to deactivate", False)
+            return _applied(None, "no account in the target: nothing to deactivate", False)
         if current.active is False:
-            return ("applied", current.id, None, None, None, "already inactive", False)
+            return _applied(current.id, "already inactive", False)
         await client.set_active(current.id, False, current)
         method = "PATCH" if app.deactivate_with == "PATCH" else "PUT"
-        return ("applied", current.id, method, "/Users/{id}", 200, "deactivated (active=false)", False)
+        return _applied(current.id, "deactivated (active=false)", False, method, 200)
 
-    async def _upsert(self, app: AppConnector, plan: ScimOperationPlanned, link: Link | None):
+    async def _upsert(self, app: AppConnector, plan: ScimOperationPlanned, link: Link | None) -> _Write:
         client = self.clients[app.okta_app_id]
         attrs: dict[str, Any] = {a.path: a.value for a in plan.attributes}
         attrs["active"] = True
         current = await self._current(client, plan, link)
         if current is None:
             if not app.actions.create_users:
-                return ("skipped", None, None, None, None, "create_users is off", None)
+                return _action_off(None, "create_users is off")
             created = await self._create(client, app, plan, attrs)
             if created is not None:
-                return ("applied", created.id, "POST", "/Users", 201, "created", True, created)
+                return _applied(created.id, "created", True, "POST", 201, created)
             current = await client.find_user(plan.unique_value)  # 409: the account exists, link it
             if current is None:
                 raise ScimConflictError("POST", "/Users", 409, "409 on create but no account matches the unique field",
@@ -117,11 +148,11 @@ class Dispatcher:
         if not app.actions.update_users:
             if current.active is False:
                 await client.set_active(current.id, True, current)
-                return ("applied", current.id, "PUT", "/Users/{id}", 200, "reactivated (update_users off)", True)
-            return ("skipped", current.id, None, None, None, "update_users is off", current.active)
+                return _applied(current.id, "reactivated (update_users off)", True, "PUT", 200)
+            return _action_off(current.id, "update_users is off", current.active)
         replaced = await client.replace_user(current.id, attrs)
         linked = "" if link and link.target_id == current.id else " (linked existing account)"
-        return ("applied", current.id, "PUT", "/Users/{id}", 200, "updated" + linked, True, replaced)
+        return _applied(current.id, "updated" + linked, True, "PUT", 200, replaced)
 
     async def _create(self, client: ScimClient, app: AppConnector, plan: ScimOperationPlanned,
                       attrs: dict[str, Any]):

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 from okta_bridge.contracts import ScimOperationPlanned
+from okta_bridge.stores.links import Link
 
-
-@dataclass(frozen=True)
-class Link:
-    """Okta user <-> target account, and the newest plan version applied for the key."""
-
-    target_id: str | None
-    applied_version: int
-    active: bool | None
+__all__ = ["Link", "LinkStore"]
 
 
 class LinkStore(Protocol):

@@ -27,7 +27,7 @@ from okta_bridge.connectors import AppConnector, is_group_id
 from okta_bridge.contracts import (AppSyncRequested, AuditStep, GroupAction, GroupPlanned, MembershipPlanned,
                                    OktaEventReceived)
 from okta_bridge.events import GROUP_MEMBER_EVENTS, group_id_of, user_id_of
-from okta_bridge.group_state import GroupState, micros
+from okta_bridge.stores.groups import GroupState, micros
 from okta_bridge.okta_client import OktaNotFoundError
 from okta_bridge.telemetry import ATTR
 

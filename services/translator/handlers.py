@@ -20,7 +20,7 @@ from okta_bridge.connectors import AppConnector
 from okta_bridge.contracts import (AppSyncRequested, AuditStep, OktaEventReceived, ScimOperationPlanned,
                                    TargetValuesObserved)
 from okta_bridge.events import GROUP_EVENTS, MEMBERSHIP_EVENTS, USER_EVENTS, target_id, user_id_of
-from okta_bridge.group_state import micros
+from okta_bridge.stores.groups import micros
 from okta_bridge.okta_client import OktaNotFoundError, OktaTransientError
 from okta_bridge.telemetry import ATTR
 from translator.groups import GroupPlanner

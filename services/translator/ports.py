@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, AsyncIterator, Protocol
 
 from okta_bridge.contracts import ScimOperationPlanned
+from okta_bridge.stores.assignments import Assignment, ListingFence, Take
 
-
-@dataclass(frozen=True)
-class Assignment:
-    app_id: str
-    user_id: str
-    app_username: str | None
-    assigned: bool
-
-
-@dataclass(frozen=True)
-class ListingFence:
-    """A full sync's page: the database's time just before it was asked for, and the plan window."""
-    asked_at: datetime
-    window: timedelta
-
-
-@dataclass(frozen=True)
-class Take:
-    """A plan version taken for one (app, user) key."""
-    version: int
-    assignment: Assignment | None
-    at: datetime  # the database's time of this take
-    trusted: bool = False  # a listing take: no plan of the key can hold data newer than the page (see take_version)
+__all__ = ["Assignment", "AssignmentStore", "ListingFence", "OktaReader", "PlanOutbox", "Take", "WritebackStore"]
 
 
 class AssignmentStore(Protocol):

@@ -26,6 +26,7 @@ __all__ = [
     "AppSyncRequested",
     "AuditRecorded",
     "AuditStep",
+    "Reason",
     "EventTarget",
     "GroupAction",
     "GroupPlanned",
@@ -165,6 +166,37 @@ class AuditStep(StrEnum):
     REPLAYED = "replayed"  # an operator sent a dead letter back (``python -m okta_bridge.ops dead-letters replay``)
 
 
+class Reason(StrEnum):
+    """Why a step happened, as a code beside the audit record's text (bounded: a label for metrics, a filter for
+    the audit API). The policy that maps failures to dispositions is :mod:`okta_bridge.outcomes`."""
+
+    RECEIVED = "received"  # the poller published an event, or a sync was requested
+    PLANNED = "planned"
+    APPLIED = "applied"  # the target holds the plan now (or already did)
+    STALE = "stale"  # a newer plan of the key was applied before this one
+    SUPERSEDED = "superseded"  # a newer plan of the key was taken while this one read Okta, or in the same batch
+    NOTHING_TO_SEND = "nothing_to_send"  # the state table sends nothing (suspended: ignore, pending users)
+    ACTION_OFF = "action_off"  # create_users / update_users / deactivate_users switched off
+    NOT_CONFIGURED = "not_configured"  # no configured app or pushed group concerns this message
+    TARGET_TRANSIENT = "target_transient"  # 5xx, timeout, connection refused
+    TARGET_RATE_LIMITED = "target_rate_limited"  # 429
+    TARGET_AUTH = "target_auth"  # 401 / 403: credentials
+    TARGET_REJECTED = "target_rejected"  # another 4xx, or an unreadable answer
+    TARGET_CONFLICT = "target_conflict"  # a group name or account that cannot be linked
+    TARGET_NO_GROUPS = "target_no_groups"  # the target has no /Groups
+    MEMBER_REFUSED = "member_refused"  # one member of a membership batch refused by the target
+    GROUP_NOT_READY = "group_not_ready"  # a membership plan before its group exists in the target
+    CIRCUIT_OPEN = "circuit_open"  # the app's circuit is open: parked in the hold queue
+    OKTA_TRANSIENT = "okta_transient"  # 5xx, timeout, network
+    OKTA_RATE_LIMITED = "okta_rate_limited"  # 429
+    OKTA_AUTH = "okta_auth"  # 401 / 403 on the API token
+    OKTA_REJECTED = "okta_rejected"  # another 4xx from Okta
+    INTERNAL = "internal"  # the database or the broker failed: tried again
+    INVALID_MESSAGE = "invalid_message"  # the message matches no contract
+    GAVE_UP = "gave_up"  # the attempts ran out
+    OPERATOR = "operator"  # an operator's command (replay, drop, delete-group)
+
+
 class AuditRecorded(_Contract):
     schema_version: Literal[1] = 1
     at: datetime
@@ -183,4 +215,5 @@ class AuditRecorded(_Contract):
     scim_status: int | None = None
     duration_ms: float | None = None
     trace_id: str | None = None
+    reason: Reason | None = Field(default=None, description="why, as a code (the text is in detail)")
     detail: str | None = Field(default=None, description="human-readable reason; never a secret")

@@ -6,7 +6,7 @@ import sys
 from typing import Callable
 
 from okta_bridge.connectors import ConnectorsFileError
-from okta_bridge.mongo import OrgMismatchError
+from okta_bridge.stores.meta import OrgMismatchError
 
 __all__ = ["run_service"]
 

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 from opentelemetry import trace
 
+from okta_bridge.contracts import Reason
 from okta_bridge.telemetry import ATTR
 
 __all__ = [
@@ -48,6 +49,8 @@ _LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?([a-z]+)"?')
 
 
 class OktaError(Exception):
+    code = Reason.OKTA_REJECTED  # the reason code the outcome policy acts on (okta_bridge.outcomes)
+
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
@@ -58,9 +61,13 @@ class OktaTransientError(OktaError):
         super().__init__(message, status)
         self.retry_after_s = retry_after_s
 
+    @property
+    def code(self) -> Reason:  # type: ignore[override]
+        return Reason.OKTA_RATE_LIMITED if self.status == 429 else Reason.OKTA_TRANSIENT
+
 
 class OktaAuthError(OktaError):
-    pass
+    code = Reason.OKTA_AUTH
 
 
 class OktaNotFoundError(OktaError):

@@ -7,7 +7,7 @@ from typing import Awaitable, Callable
 
 import pytest
 
-from okta_bridge.devstack import DevStack
+from tests.harness.devstack import DevStack
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import aio_pika
 import httpx
 
 from demo_scim_target.admin_client import TargetAdmin
-from okta_bridge.devstack import DevStack
+from tests.harness.devstack import DevStack
 from okta_simulator.admin_client import SimulatorAdmin
 from tests.e2e.conftest import eventually, jira_connector
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from demo_scim_target.admin_client import TargetAdmin
-from okta_bridge.devstack import SERVICES, DevStack, wait_http
+from tests.harness.devstack import SERVICES, DevStack, wait_http
 from okta_simulator.admin_client import SimulatorAdmin
 from tests.e2e.conftest import eventually, jira_connector
 from tests.e2e.scenario import audit_records, dead_letters

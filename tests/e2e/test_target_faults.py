@@ -169,7 +169,7 @@ async def test_a_target_that_is_down_opens_the_circuit_its_state_is_exported_and
     the gauge ``bridge_dispatcher_circuit_open`` shows it, and everything lands once the target is back."""
     import httpx
 
-    from okta_bridge.devstack import free_port
+    from tests.harness.devstack import free_port
 
     port = free_port()
     stack.start_fixtures()

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from okta_bridge.devstack import free_port
+from tests.harness.devstack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -34,7 +34,7 @@ from pymongo import AsyncMongoClient
 
 from demo_scim_target.admin_client import TargetAdmin
 from okta_bridge.contracts import AppSyncRequested, SyncReason
-from okta_bridge.devstack import DevStack
+from tests.harness.devstack import DevStack
 from okta_bridge.topology import EVENTS_EXCHANGE, SYNC_ROUTING_KEY
 from okta_simulator.admin_client import SimulatorAdmin
 from tests.faults.nodes import ROOT, RabbitNode, SecantusNode
@@ -53,7 +53,7 @@ BROKEN = {
                        "        if user is not None:  # BROKEN BUILD: the sync trusts its listing\n")],
     "version_check": [("services/scim_dispatcher/handlers.py", "if link and link.applied_version >= plan.version:",
                        "if False:  # BROKEN BUILD: no version check"),
-                      ("services/scim_dispatcher/adapters/mongo_links.py",
+                      ("shared/okta_bridge/stores/links.py",
                        '{"_id": _id, "applied_version": {"$lt": plan.version}}', '{"_id": _id}')],
 }
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from okta_bridge.group_state import GroupState, micros
+from okta_bridge.stores.groups import GroupState, micros
 from okta_bridge.mongo import connect
 
 pytestmark = pytest.mark.integration

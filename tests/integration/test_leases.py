@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from okta_bridge.leases import LeaseBusyError, Leases
+from okta_bridge.stores.leases import LeaseBusyError, Leases
 from okta_bridge.mongo import connect
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ async def wait_for_token(leases: Leases, key: str, timeout_s: float = 10.0) -> i
 
 
 async def test_one_holder_at_a_time_and_renewal_keeps_the_token(db):
-    a, b = Leases(db.leases, "owner-a"), Leases(db.leases, "owner-b")
+    a, b = Leases.keyed(db, owner="owner-a"), Leases.keyed(db, owner="owner-b")
     first = await a.try_acquire(KEY)
     assert first is not None
     assert await b.try_acquire(KEY) is None  # busy
@@ -53,7 +53,7 @@ async def test_one_holder_at_a_time_and_renewal_keeps_the_token(db):
 
 
 async def test_release_frees_the_lease_for_the_other_owner(db):
-    a, b = Leases(db.leases, "owner-a"), Leases(db.leases, "owner-b")
+    a, b = Leases.keyed(db, owner="owner-a"), Leases.keyed(db, owner="owner-b")
     assert await a.try_acquire(KEY) is not None
     await b.release(KEY)  # not the holder: no effect
     assert await b.try_acquire(KEY) is None
@@ -63,7 +63,7 @@ async def test_release_frees_the_lease_for_the_other_owner(db):
 
 
 async def test_the_token_grows_when_the_holder_changes_through_a_release(db):
-    a, b = Leases(db.leases, "owner-a"), Leases(db.leases, "owner-b")
+    a, b = Leases.keyed(db, owner="owner-a"), Leases.keyed(db, owner="owner-b")
     first = await a.try_acquire(KEY)
     await a.release(KEY)
     second = await b.try_acquire(KEY)
@@ -71,7 +71,7 @@ async def test_the_token_grows_when_the_holder_changes_through_a_release(db):
 
 
 async def test_an_expired_lease_is_taken_by_the_other_owner_with_a_greater_token(db):
-    a, b = Leases(db.leases, "owner-a", ttl_s=1.0), Leases(db.leases, "owner-b", ttl_s=1.0)
+    a, b = Leases.keyed(db, owner="owner-a", ttl_s=1.0), Leases.keyed(db, owner="owner-b", ttl_s=1.0)
     first = await a.try_acquire(KEY)
     assert first is not None
     assert await b.try_acquire(KEY) is None  # not expired yet (1 s ttl)
@@ -90,7 +90,7 @@ async def test_an_expired_lease_is_taken_by_the_other_owner_with_a_greater_token
 
 
 async def test_hold_raises_lease_busy_after_its_wait(db):
-    a, b = Leases(db.leases, "owner-a"), Leases(db.leases, "owner-b")
+    a, b = Leases.keyed(db, owner="owner-a"), Leases.keyed(db, owner="owner-b")
     held = await b.try_acquire(KEY)
     assert held is not None
 
@@ -111,7 +111,7 @@ async def test_hold_raises_lease_busy_after_its_wait(db):
 
 
 async def test_hold_waits_for_a_release_by_the_other_owner(db):
-    a, b = Leases(db.leases, "owner-a"), Leases(db.leases, "owner-b")
+    a, b = Leases.keyed(db, owner="owner-a"), Leases.keyed(db, owner="owner-b")
     assert await b.try_acquire(KEY) is not None
 
     async def release_soon() -> None:
@@ -126,7 +126,7 @@ async def test_hold_waits_for_a_release_by_the_other_owner(db):
 
 
 async def test_hold_releases_when_the_body_raises(db):
-    a, b = Leases(db.leases, "owner-a"), Leases(db.leases, "owner-b")
+    a, b = Leases.keyed(db, owner="owner-a"), Leases.keyed(db, owner="owner-b")
     with pytest.raises(RuntimeError, match="boom"):
         async with a.hold(KEY):
             raise RuntimeError("boom")
@@ -134,7 +134,7 @@ async def test_hold_releases_when_the_body_raises(db):
 
 
 async def test_concurrent_holds_in_one_process_run_one_at_a_time(db):
-    leases = Leases(db.leases, "owner-a")
+    leases = Leases.keyed(db, owner="owner-a")
     inside, peak, done = 0, 0, 0
 
     async def work(i: int) -> None:
@@ -148,11 +148,11 @@ async def test_concurrent_holds_in_one_process_run_one_at_a_time(db):
 
     await asyncio.wait_for(asyncio.gather(*(work(i) for i in range(12))), timeout=60)
     assert (peak, done) == (1, 12)
-    assert await Leases(db.leases, "owner-b").try_acquire(KEY) is not None  # the last one released it
+    assert await Leases.keyed(db, owner="owner-b").try_acquire(KEY) is not None  # the last one released it
 
 
 async def test_concurrent_holds_of_two_owners_run_one_at_a_time(db):
-    owners = [Leases(db.leases, "owner-a"), Leases(db.leases, "owner-b")]
+    owners = [Leases.keyed(db, owner="owner-a"), Leases.keyed(db, owner="owner-b")]
     inside, peak, done = 0, 0, 0
     holders: list[str] = []
 

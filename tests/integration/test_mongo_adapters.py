@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from okta_bridge.contracts import PlanAction, ScimOperationPlanned
-from okta_bridge.mongo import OrgMismatchError, claim_org, connect, ensure_indexes
-from queue_poller.adapters.mongo_state import MongoPollerState
+from okta_bridge.mongo import connect
+from okta_bridge.stores.meta import OrgMismatchError, claim_org
+from okta_bridge.stores.cursor import MongoPollerState
 from queue_poller.ports import CursorState
-from scim_dispatcher.adapters.mongo_links import MongoLinks
+from okta_bridge.stores.links import MongoLinks
 from scim_dispatcher.ports import Link
-from translator.adapters.mongo_assignments import MongoAssignments
+from okta_bridge.stores.assignments import MongoAssignments
 from translator.ports import Assignment, ListingFence
 
 pytestmark = pytest.mark.integration
@@ -27,7 +28,8 @@ OTHER_ORG = "https://globex.okta.com"
 @pytest.fixture
 async def db(mongo_db):
     client, database = connect(MONGODB_URL, mongo_db)
-    await ensure_indexes(database)
+    await MongoAssignments(database, ORG).ensure_indexes()
+    await MongoPollerState(database, ORG).ensure_indexes()
     yield database
     await client.close()
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from okta_bridge.leases import Leases
+from okta_bridge.stores.leases import Leases
 from okta_bridge.mongo import connect
-from queue_poller.adapters.mongo_state import MongoPollerState
+from okta_bridge.stores.cursor import MongoPollerState
 from queue_poller.ports import CursorState, LeadershipLost
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,7 @@ def cursor(link: str) -> CursorState:
 
 async def test_a_deposed_leader_cannot_move_the_cursor(db):
     old, new = MongoPollerState(db, ORG), MongoPollerState(db, ORG)
-    a, b = Leases(db.leases, "poller-a", ttl_s=30), Leases(db.leases, "poller-b", ttl_s=30)
+    a, b = Leases.keyed(db, owner="poller-a", ttl_s=30), Leases.keyed(db, owner="poller-b", ttl_s=30)
     old.fence = await a.try_acquire("poller")
     await old.save(cursor("link-1"))
     await a.release("poller")  # (or its lease expired while it was paused)

@@ -11,7 +11,7 @@ import pytest
 from demo_scim_target.admin_client import TargetAdmin
 from demo_scim_target.app import create_app
 from demo_scim_target.common import TargetConfig
-from okta_bridge.contracts import MappedAttribute, PlanAction, ScimOperationPlanned
+from okta_bridge.contracts import AuditStep, MappedAttribute, PlanAction, ScimOperationPlanned
 from scim_dispatcher.adapters import ScimClient
 from scim_dispatcher.handlers import Dispatcher
 from scim_dispatcher.ports import Link
@@ -48,7 +48,7 @@ async def test_create_posts_after_a_lookup_that_finds_nothing(target):
     outcome = await d.apply(plan())
     assert target.calls() == ["GET", "POST"]
     assert target.requests[0][1] == "/Users"
-    assert outcome.status == "applied" and outcome.method == "POST"
+    assert outcome.step is AuditStep.APPLIED and outcome.method == "POST"
     [created] = target.users.values()
     assert created["userName"] == "ann@acme.com" and created["active"] is True
     assert created["name"] == {"givenName": "Ann", "familyName": "Example"}
@@ -93,7 +93,7 @@ async def test_a_stale_plan_is_skipped_without_any_http_call(target, stale_versi
     await d.apply(plan(2))
     target.requests.clear()
     outcome = await d.apply(plan(stale_version, **{"name.givenName": "Old"}))
-    assert outcome.status == "skipped_stale"
+    assert outcome.step is AuditStep.SKIPPED_STALE
     assert target.requests == []
     assert (await d.links.get(JIRA, "00u1")).applied_version == 2
 
@@ -137,7 +137,7 @@ async def test_409_on_post_links_the_existing_account(target):
     outcome = await d.apply(plan())
     assert target.calls() == ["GET", "POST", "GET", "PUT"]
     [uid] = target.users
-    assert outcome.status == "applied" and outcome.target_id == uid
+    assert outcome.step is AuditStep.APPLIED and outcome.target_id == uid
     assert (await d.links.get(JIRA, "00u1")).target_id == uid
 
 
@@ -148,7 +148,7 @@ async def test_deactivate_sets_active_false_and_never_deletes(target):
     outcome = await d.apply(plan(2, PlanAction.DEACTIVATE))
     assert target.users[uid]["active"] is False
     assert "DELETE" not in target.calls()
-    assert outcome.status == "applied" and outcome.method == "PUT"
+    assert outcome.step is AuditStep.APPLIED and outcome.method == "PUT"
     assert await d.links.get(JIRA, "00u1") == Link(uid, 2, False)
 
 
@@ -172,7 +172,7 @@ async def test_deactivate_without_an_account_creates_nothing(target):
     d = await make(target)
     outcome = await d.apply(plan(1, PlanAction.DEACTIVATE))
     assert target.calls() == ["GET"]
-    assert target.users == {} and outcome.status == "applied"
+    assert target.users == {} and outcome.step is AuditStep.APPLIED
 
 
 async def test_deactivate_of_an_inactive_account_sends_no_write(target):
@@ -195,7 +195,7 @@ async def test_upsert_after_deactivate_reactivates(target):
 async def test_create_users_off_skips_without_posting(target):
     d = await make(target, actions={"create_users": False})
     outcome = await d.apply(plan())
-    assert outcome.status == "skipped"
+    assert outcome.step is AuditStep.SKIPPED
     assert "POST" not in target.calls() and target.users == {}
 
 
@@ -203,7 +203,7 @@ async def test_create_users_off_still_updates_an_existing_account(target):
     uid = target.add("ann@acme.com")
     d = await make(target, actions={"create_users": False})
     outcome = await d.apply(plan())
-    assert outcome.status == "applied" and target.calls() == ["GET", "PUT"]
+    assert outcome.step is AuditStep.APPLIED and target.calls() == ["GET", "PUT"]
     assert target.users[uid]["name"]["givenName"] == "Ann"
 
 
@@ -211,7 +211,7 @@ async def test_update_users_off_does_not_put_the_profile(target):
     uid = target.add("ann@acme.com")
     d = await make(target, actions={"update_users": False})
     outcome = await d.apply(plan())
-    assert outcome.status == "skipped" and target.calls() == ["GET"]
+    assert outcome.step is AuditStep.SKIPPED and target.calls() == ["GET"]
     assert "name" not in target.users[uid]
 
 
@@ -219,7 +219,7 @@ async def test_deactivate_users_off_sends_nothing(target):
     target.add("ann@acme.com")
     d = await make(target, actions={"deactivate_users": False})
     outcome = await d.apply(plan(1, PlanAction.DEACTIVATE))
-    assert outcome.status == "skipped" and target.requests == []
+    assert outcome.step is AuditStep.SKIPPED and target.requests == []
 
 
 async def test_a_newer_plan_applied_meanwhile_makes_the_older_one_stale(target):
@@ -233,7 +233,7 @@ async def test_a_newer_plan_applied_meanwhile_makes_the_older_one_stale(target):
 
     d.links = Racing()
     outcome = await d.apply(plan(3))
-    assert outcome.status == "skipped_stale"
+    assert outcome.step is AuditStep.SKIPPED_STALE
     assert (await d.links.get(JIRA, "00u1")).applied_version == 5
 
 

@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 from okta_bridge.contracts import (AppSyncRequested, AuditStep, EventTarget, GroupAction, GroupPlanned,
                                    MembershipPlanned, OktaEventReceived, SyncReason)
-from okta_bridge.group_state import micros
+from okta_bridge.stores.groups import micros
 from okta_bridge.okta_client import OktaNotFoundError
 from tests.unit.fakes import ORG, app_connector
 from translator.groups import GroupPlanner

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+from okta_bridge.contracts import Reason
+
 __all__ = [
     "ScimAuthError",
     "ScimConflictError",
@@ -58,9 +60,18 @@ class ScimError(Exception):
     def message(self) -> str:
         return str(self.args[0])
 
+    @property
+    def code(self) -> Reason:
+        """The reason code the outcome policy acts on (:mod:`okta_bridge.outcomes`)."""
+        return Reason.TARGET_REJECTED
+
 
 class ScimTransientError(ScimError):
     """Worth retrying; ``retry_after_s`` is the server's Retry-After when it sent one."""
+
+    @property
+    def code(self) -> Reason:
+        return Reason.TARGET_RATE_LIMITED if self.status == 429 else Reason.TARGET_TRANSIENT
 
     def __init__(self, *args: object, retry_after_s: float | None = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -74,6 +85,8 @@ class ScimPermanentError(ScimError):
 class ScimAuthError(ScimPermanentError):
     """401 or 403: fix the connector's credentials."""
 
+    code = Reason.TARGET_AUTH  # type: ignore[assignment]
+
 
 class ScimNotFoundError(ScimPermanentError):
     """404: the resource (or, on a search, the endpoint) does not exist."""
@@ -83,9 +96,13 @@ class ScimGroupsUnsupportedError(ScimPermanentError):
     """The target does not support groups (404 on the ``/Groups`` collection, or 501): group push cannot work
     against it until the target (or the connector's base URL) changes."""
 
+    code = Reason.TARGET_NO_GROUPS  # type: ignore[assignment]
+
 
 class ScimConflictError(ScimPermanentError):
     """409: a user with the same unique attribute already exists."""
+
+    code = Reason.TARGET_CONFLICT  # type: ignore[assignment]
 
 
 def _render(method: str, path: str, status: int | None, detail: str | None, version: str, reason: str | None) -> str:

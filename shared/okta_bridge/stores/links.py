@@ -1,7 +1,9 @@
-"""Okta user <-> target account links, with the last applied plan version (the stale-plan guard)."""
+"""Okta user <-> target account links, with the last applied plan version (the stale-plan guard): the owner of
+``links``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -9,7 +11,15 @@ from pymongo.errors import DuplicateKeyError
 
 from okta_bridge.contracts import ScimOperationPlanned
 from okta_bridge.mongo import key
-from scim_dispatcher.ports import Link
+
+
+@dataclass(frozen=True)
+class Link:
+    """Okta user <-> target account, and the newest plan version applied for the key."""
+
+    target_id: str | None
+    applied_version: int
+    active: bool | None
 
 
 class MongoLinks:
@@ -47,3 +57,9 @@ class MongoLinks:
                                                {"okta_user_id": 1, "target_id": 1, "applied_version": 1, "active": 1}):
                 out[d["okta_user_id"]] = Link(d.get("target_id"), int(d.get("applied_version", 0)), d.get("active"))
         return out
+
+    async def targets_of_app(self, app_id: str) -> dict[str, str]:
+        """Okta user id -> linked target id, for every linked account of the app (the drift check)."""
+        docs = self._db.links.find({"org": self._org, "app_id": app_id, "target_id": {"$ne": None}},
+                                   {"okta_user_id": 1, "target_id": 1}, batch_size=10_000)
+        return {d["okta_user_id"]: d["target_id"] async for d in docs}

@@ -26,7 +26,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from demo_scim_target.admin_client import TargetAdmin
-from okta_bridge.devstack import DevStack
+from tests.harness.devstack import DevStack
 from okta_simulator.admin_client import SimulatorAdmin
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,16 +21,11 @@ from typing import AsyncIterator
 
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-__all__ = ["LeaseBusyError", "Leases", "ensure_lease_index"]
+__all__ = ["LeaseBusyError", "Leases"]
 log = logging.getLogger(__name__)
-
-
-async def ensure_lease_index(collection: AsyncCollection) -> None:
-    """Leases of holders that died are taken over when their key is used again; this TTL index removes those of
-    keys never used again, an hour after they expired."""
-    await collection.create_index("expires", expireAfterSeconds=3600)
 
 
 class LeaseBusyError(RuntimeError):
@@ -38,11 +33,29 @@ class LeaseBusyError(RuntimeError):
 
 
 class Leases:
-    def __init__(self, collection: AsyncCollection, owner: str | None = None, ttl_s: float = 60.0) -> None:
+    @classmethod
+    def keyed(cls, db: AsyncDatabase, ttl_s: float = 60.0, owner: str | None = None) -> "Leases":
+        """Per-key leases (``leases``): a TTL index removes those of keys never used again."""
+        return cls(db.leases, owner, ttl_s, expire_unused=True)
+
+    @classmethod
+    def poller(cls, db: AsyncDatabase, ttl_s: float) -> "Leases":
+        """The poller's lease (``poller_lease``), without a TTL index: its fencing token must never restart."""
+        return cls(db.poller_lease, None, ttl_s)
+
+    def __init__(self, collection: AsyncCollection, owner: str | None = None, ttl_s: float = 60.0,
+                 expire_unused: bool = False) -> None:
         self._coll = collection
+        self._expire_unused = expire_unused
         self.owner = owner or f"{socket.gethostname()}:{secrets.token_hex(4)}"
         self._ttl_ms = int(ttl_s * 1000)
         self._local: dict[str, tuple[asyncio.Lock, int]] = {}  # key -> (lock, tasks using it); dropped at 0
+
+    async def ensure_indexes(self) -> None:
+        """Leases of holders that died are taken over when their key is used again; per-key leases of keys never
+        used again are removed an hour after they expired."""
+        if self._expire_unused:
+            await self._coll.create_index("expires", expireAfterSeconds=3600)
 
     async def try_acquire(self, key: str) -> int | None:
         """The fencing token when the lease is now ours (taken or renewed), else None."""

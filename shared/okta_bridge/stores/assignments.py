@@ -1,17 +1,45 @@
-"""Assignment table and plan versions in MongoDB, keyed by (org, app, user)."""
+"""Assignment table and plan versions in MongoDB, keyed by (org, app, user): the owner of ``assignments`` and
+``writebacks``."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ReadPreference, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, ReadPreference, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from okta_bridge.mongo import key
-from translator.ports import Assignment, ListingFence, Take
 
+__all__ = ["Assignment", "ListingFence", "MongoAssignments", "MongoWritebacks", "Take"]
+
+@dataclass(frozen=True)
+class Assignment:
+    app_id: str
+    user_id: str
+    app_username: str | None
+    assigned: bool
+
+
+@dataclass(frozen=True)
+class ListingFence:
+    """A full sync's page: the database's time just before it was asked for, and the plan window."""
+    asked_at: datetime
+    window: timedelta
+
+
+@dataclass(frozen=True)
+class Take:
+    """A plan version taken for one (app, user) key."""
+    version: int
+    assignment: Assignment | None
+    at: datetime  # the database's time of this take
+    trusted: bool = False  # a listing take: no plan of the key can hold data newer than the page (see take_version)
+
+
+IN_CHUNK = 200  # ids per $in: the local test server grows worse than linearly with more
 FAR_PAST, FAR_FUTURE = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 
 
@@ -87,6 +115,21 @@ class MongoAssignments:
     async def get(self, app_id: str, user_id: str) -> Assignment | None:
         doc = await self._db.assignments.find_one({"_id": key(self._org, app_id, user_id)})
         return _row(doc) if doc else None
+
+    async def ensure_indexes(self) -> None:
+        await self._db.assignments.create_index([("org", ASCENDING), ("user_id", ASCENDING)])
+        await self._db.assignments.create_index([("org", ASCENDING), ("app_id", ASCENDING), ("sync_id", ASCENDING)])
+
+    async def users_with_assignments(self, user_ids: list[str], app_ids: list[str]) -> set[str]:
+        """Of these users, those with a row for one of these apps: ``$in`` on the (org, user_id) index, a few hundred
+        ids a query."""
+        wanted, found = set(app_ids), set()
+        for start in range(0, len(user_ids), IN_CHUNK):
+            query = {"org": self._org, "user_id": {"$in": user_ids[start:start + IN_CHUNK]}}
+            async for d in self._db.assignments.find(query, {"app_id": 1, "user_id": 1}, batch_size=10_000):
+                if d["app_id"] in wanted:
+                    found.add(d["user_id"])
+        return found
 
     async def for_user(self, user_id: str, app_ids: list[str]) -> list[Assignment]:
         """Equality on the (org, user_id) index only; the app filter is applied here (a user has few rows)."""

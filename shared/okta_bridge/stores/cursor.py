@@ -1,21 +1,35 @@
-"""Cursor, dedupe set and assignment look-ups in MongoDB, all keyed by the Okta org."""
+"""The poller's state in MongoDB, keyed by the Okta org: the owner of ``poll_cursor`` (the System Log link) and
+``seen_events`` (event uuids already published, kept 14 days)."""
 
 from __future__ import annotations
 
-import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from okta_bridge.group_state import GroupState
+from okta_bridge.stores.assignments import MongoAssignments
+from okta_bridge.stores.groups import GroupState
 from okta_bridge.mongo import key
-from queue_poller.ports import CursorState, LeadershipLost
+
+
+@dataclass
+class CursorState:
+    next_link: str | None
+    last_success_at: datetime | None
+    known_apps: list[str]
+
+
+class LeadershipLost(RuntimeError):
+    """Another poller holds the lease now (its token fenced our cursor write): stop polling, stand by."""
 
 
 class MongoPollerState:
     def __init__(self, db: AsyncDatabase, org: str) -> None:
         self._db, self._org = db, org
+        # routing asks the owners of assignments and pushed groups
+        self._assignments, self._groups = MongoAssignments(db, org), GroupState(db, org)
         self.fence: int | None = None  # the poller lease's token; cursor writes with an older one are refused
 
     async def load(self) -> CursorState | None:
@@ -58,16 +72,10 @@ class MongoPollerState:
 
     async def pushed_group_ids(self) -> set[str]:
         """The groups pushed to any app (a handful of documents, read once per page with group events)."""
-        return await GroupState(self._db, self._org).pushed_group_ids()
+        return await self._groups.pushed_group_ids()
 
     async def users_with_assignments(self, user_ids: list[str], app_ids: list[str]) -> set[str]:
-        """One equality look-up per user on the (org, user_id) index, concurrently: an index-friendly query on
-        any MongoDB, where an ``$in`` over a secondary field may not use the index."""
-        wanted = set(app_ids)
+        return await self._assignments.users_with_assignments(user_ids, app_ids)
 
-        async def assigned(user_id: str) -> bool:
-            cursor = self._db.assignments.find({"org": self._org, "user_id": user_id}, {"app_id": 1})
-            return any([d["app_id"] in wanted async for d in cursor])
-
-        flags = await asyncio.gather(*(assigned(u) for u in user_ids))
-        return {u for u, ok in zip(user_ids, flags) if ok}
+    async def ensure_indexes(self) -> None:
+        await self._db.seen_events.create_index("at", expireAfterSeconds=14 * 86400)

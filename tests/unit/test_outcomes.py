@@ -1,0 +1,105 @@
+"""The outcome policy as a table: (result, attempt, circuit) -> disposition, audit steps, circuit effect."""
+
+from __future__ import annotations
+
+import pytest
+
+from okta_bridge.contracts import AuditStep as S
+from okta_bridge.contracts import Reason as R
+from okta_bridge.okta_client import OktaAuthError, OktaNotFoundError, OktaTransientError
+from okta_bridge.outcomes import (Blocked, Circuit, CircuitEffect as C, Disposition as D, Done, Failure, failure_of,
+                                  settle)
+from scim_dispatcher.adapters.scim_errors import (ScimAuthError, ScimConflictError, ScimGroupsUnsupportedError,
+                                                  ScimNotFoundError, ScimPermanentError, ScimTransientError)
+from scim_dispatcher.groups import GroupConflictError, GroupNotReadyError
+
+CLOSED, FOUR_IN_A_ROW, OPEN = Circuit(False, 0, 5), Circuit(False, 4, 5), Circuit(True, 5, 5)
+
+
+def fail(reason: R, retry_after: float | None = None) -> Failure:
+    return Failure(reason, f"{reason.value} happened", retry_after)
+
+
+TABLE = [
+    # result                                   attempt circuit         disposition    steps                         effect
+    (Done(S.APPLIED, R.APPLIED, "updated", True), 1, CLOSED, D.ACK, [S.APPLIED], C.CLOSE),
+    (Done(S.APPLIED, R.APPLIED, "already inactive"), 1, OPEN, D.ACK, [S.APPLIED], C.NONE),
+    (Done(S.SKIPPED_STALE, R.STALE, "older"), 3, CLOSED, D.ACK, [S.SKIPPED_STALE], C.NONE),
+    (Done(S.SKIPPED, R.ACTION_OFF, "create_users is off"), 1, None, D.ACK, [S.SKIPPED], C.NONE),
+    (Blocked("target down"), 2, OPEN, D.HOLD, [S.HELD], C.NONE),
+    (fail(R.TARGET_AUTH), 1, CLOSED, D.HOLD, [S.HELD], C.OPEN),
+    (fail(R.TARGET_TRANSIENT), 1, CLOSED, D.RETRY, [S.FAILED, S.RETRIED], C.FAILURE),
+    (fail(R.TARGET_RATE_LIMITED, 2.0), 1, CLOSED, D.RETRY, [S.FAILED, S.RETRIED], C.FAILURE),
+    (fail(R.TARGET_TRANSIENT), 1, FOUR_IN_A_ROW, D.HOLD, [S.FAILED, S.HELD], C.OPEN),
+    (fail(R.TARGET_TRANSIENT), 2, OPEN, D.HOLD, [S.FAILED, S.HELD], C.OPEN),  # the probe failed: stays open
+    (fail(R.TARGET_TRANSIENT), 15, CLOSED, D.DEAD_LETTER, [S.FAILED, S.DEAD_LETTERED], C.FAILURE),
+    (fail(R.GROUP_NOT_READY), 1, FOUR_IN_A_ROW, D.RETRY, [S.RETRIED], C.NONE),  # never opens a circuit
+    (fail(R.INTERNAL), 1, CLOSED, D.RETRY, [S.RETRIED], C.NONE),
+    (fail(R.INTERNAL), 15, CLOSED, D.DEAD_LETTER, [S.DEAD_LETTERED], C.NONE),
+    (fail(R.OKTA_RATE_LIMITED, 30.0), 1, None, D.RETRY, [S.RETRIED], C.NONE),
+    (fail(R.OKTA_TRANSIENT), 15, None, D.DEAD_LETTER, [S.DEAD_LETTERED], C.NONE),
+    (fail(R.TARGET_TRANSIENT), 1, None, D.RETRY, [S.FAILED, S.RETRIED], C.NONE),  # no circuit (translator)
+    (fail(R.TARGET_REJECTED), 1, CLOSED, D.DEAD_LETTER, [S.FAILED, S.DEAD_LETTERED], C.NONE),
+    (fail(R.TARGET_CONFLICT), 1, CLOSED, D.DEAD_LETTER, [S.FAILED, S.DEAD_LETTERED], C.NONE),
+    (fail(R.TARGET_NO_GROUPS), 1, CLOSED, D.DEAD_LETTER, [S.FAILED, S.DEAD_LETTERED], C.NONE),
+    (fail(R.INVALID_MESSAGE), 1, None, D.DEAD_LETTER, [S.DEAD_LETTERED], C.NONE),
+    (fail(R.NOT_CONFIGURED), 1, CLOSED, D.DEAD_LETTER, [S.DEAD_LETTERED], C.NONE),
+]
+
+
+@pytest.mark.parametrize("result, attempt, circuit, disposition, steps, effect", TABLE,
+                         ids=[f"{r.__class__.__name__}-{getattr(r, 'reason', '')}-{a}-{c}" for r, a, c, *_ in TABLE])
+def test_settle(result, attempt, circuit, disposition, steps, effect):
+    verdict = settle(result, attempt=attempt, max_attempts=15, circuit=circuit)
+    assert verdict.disposition is disposition
+    assert [n.step for n in verdict.notes] == steps
+    assert verdict.circuit is effect
+
+
+def test_a_retry_carries_the_servers_wait_and_the_notes_carry_reason_codes():
+    verdict = settle(fail(R.TARGET_RATE_LIMITED, 7.5), attempt=2, max_attempts=15, circuit=CLOSED)
+    assert verdict.retry_after_s == 7.5
+    assert [n.reason for n in verdict.notes] == [R.TARGET_RATE_LIMITED, R.TARGET_RATE_LIMITED]
+    assert verdict.why == "attempt 2: target_rate_limited happened"
+
+
+def test_giving_up_says_so_with_its_own_code():
+    verdict = settle(fail(R.OKTA_TRANSIENT), attempt=10, max_attempts=10)
+    assert verdict.notes[-1].reason is R.GAVE_UP
+    assert verdict.why == "gave up after 10 attempts: okta_transient happened"
+
+
+def test_the_circuit_opening_says_why():
+    verdict = settle(fail(R.TARGET_TRANSIENT), attempt=1, max_attempts=15, circuit=FOUR_IN_A_ROW)
+    assert verdict.circuit_reason == "target unreachable (5 failures in a row): target_transient happened"
+    assert verdict.notes[-1].reason is R.CIRCUIT_OPEN
+
+
+def _scim(cls, status, **kw):
+    return cls("PUT", "/Users/{id}", status, "detail", version="2.0", **kw)
+
+
+@pytest.mark.parametrize("exc, reason", [
+    (_scim(ScimTransientError, 503), R.TARGET_TRANSIENT),
+    (_scim(ScimTransientError, None), R.TARGET_TRANSIENT),
+    (_scim(ScimTransientError, 429, retry_after_s=3.0), R.TARGET_RATE_LIMITED),
+    (_scim(ScimAuthError, 401), R.TARGET_AUTH),
+    (_scim(ScimPermanentError, 400), R.TARGET_REJECTED),
+    (_scim(ScimNotFoundError, 404), R.TARGET_REJECTED),
+    (_scim(ScimConflictError, 409), R.TARGET_CONFLICT),
+    (_scim(ScimGroupsUnsupportedError, 501), R.TARGET_NO_GROUPS),
+    (_scim(GroupConflictError, 409), R.TARGET_CONFLICT),
+    (_scim(GroupNotReadyError, None), R.GROUP_NOT_READY),
+    (OktaTransientError("okta GET -> 503", 503), R.OKTA_TRANSIENT),
+    (OktaTransientError("okta GET -> 429", 429, 12.0), R.OKTA_RATE_LIMITED),
+    (OktaAuthError("okta GET -> 401", 401), R.OKTA_AUTH),
+    (OktaNotFoundError("okta GET -> 404", 404), R.OKTA_REJECTED),
+    (ConnectionError("database away"), R.INTERNAL),
+])
+def test_errors_carry_their_reason_code(exc, reason):
+    failure = failure_of(exc)
+    assert failure.reason is reason
+    if reason is R.TARGET_RATE_LIMITED:
+        assert failure.retry_after_s == 3.0 and failure.scim.status == 429
+    if reason is R.INTERNAL:
+        assert failure.message == "ConnectionError: database away" and failure.scim is None
