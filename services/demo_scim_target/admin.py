@@ -1,19 +1,38 @@
-"""Admin API (no auth) for tests: request log, store dump/seed, reset, fault rules."""
+"""Admin API (no auth) for tests: request log, store dump/seed and reset (per tenant: ``?tenant=``, the
+default tenant when absent), fault rules, run-time config (latency), in-flight gauges."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from .common import state_of
+from .common import TargetState, state_of
 from .faults import FaultRule
-from .store import GROUP, USER, Record, StoreError, clean
+from .store import GROUP, USER, Record, Store, StoreError, clean
+from .tenants import ALL, DEFAULT, valid_name
 
 router = APIRouter(prefix="/_admin")
 _RULES = TypeAdapter(list[FaultRule])
+
+
+class ConfigChange(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    latency_ms: int | None = Field(None, ge=0, le=600_000, description="added to every SCIM answer")
+
+
+def _tenant(name: str | None) -> str:
+    if name is None:
+        return DEFAULT
+    if not valid_name(name):
+        raise HTTPException(400, f"tenant must match [A-Za-z0-9_-]+, got {name!r}")
+    return name
+
+
+def _store(request: Request, tenant: str | None) -> Store:
+    return state_of(request).tenants.store(_tenant(tenant))
 
 
 def dump(rec: Record) -> dict:
@@ -26,47 +45,55 @@ def dump(rec: Record) -> dict:
 
 @router.get("/requests")
 async def requests_(request: Request, since: int = 0):
+    """``{"last_seq": n, "requests": [entries with seq > since]}``; each entry names its ``tenant``."""
     log = state_of(request).log
-    return {"last_seq": log.seq, "requests": log.since(since)}
+    return JSONResponse({"last_seq": log.seq, "requests": log.since(since)})  # plain JSON: no encoder pass
 
 
 @router.get("/users")
-async def users(request: Request):
-    return [dump(r) for r in state_of(request).store.list(USER)]
+async def users(request: Request, tenant: str | None = None):
+    return [dump(r) for r in _store(request, tenant).list(USER)]
 
 
 @router.get("/groups")
-async def groups(request: Request):
-    return [dump(r) for r in state_of(request).store.list(GROUP)]
+async def groups(request: Request, tenant: str | None = None):
+    return [dump(r) for r in _store(request, tenant).list(GROUP)]
 
 
 @router.post("/users", status_code=201)
-async def seed_user(request: Request):
+async def seed_user(request: Request, tenant: str | None = None):
     """Create a user directly (neutral/2.0-style attributes), bypassing the log."""
-    return _seed(request, USER, await request.json())
+    return _seed(_store(request, tenant), USER, await request.json())
 
 
 @router.post("/groups", status_code=201)
-async def seed_group(request: Request):
-    return _seed(request, GROUP, await request.json())
+async def seed_group(request: Request, tenant: str | None = None):
+    return _seed(_store(request, tenant), GROUP, await request.json())
 
 
-def _seed(request: Request, kind: str, body: Any):
+def _seed(store: Store, kind: str, body: Any):
     attrs, password, _ = clean(kind, body if isinstance(body, dict) else {})
     try:
-        rec = state_of(request).store.create(kind, attrs, password)
+        rec = store.create(kind, attrs, password)
     except StoreError as exc:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
     return JSONResponse(dump(rec), status_code=201)
 
 
 @router.post("/reset", status_code=204)
-async def reset(request: Request):
-    """Empty the store, the request log (sequence numbers keep growing) and the fault rules."""
+async def reset(request: Request, tenant: str | None = None):
+    """Without ``tenant`` (or ``tenant=default``): empty the default tenant's store, the request log
+    (sequence numbers keep growing) and the fault rules, as before tenants existed. ``tenant=X``: only
+    X's store. ``tenant=*``: every tenant's store, the log and the fault rules."""
     state = state_of(request)
-    state.store.reset()
-    state.log.clear()
-    state.faults.clear()
+    if tenant == ALL:
+        for name in state.tenants.names():
+            state.tenants.store(name).reset()
+    else:
+        _store(request, tenant).reset()
+    if tenant in (None, DEFAULT, ALL):
+        state.log.clear()
+        state.faults.clear()
     return Response(status_code=204)
 
 
@@ -96,7 +123,34 @@ async def clear_faults(request: Request):
     return Response(status_code=204)
 
 
+def _config(state: TargetState) -> dict:
+    return {"name": state.config.name, "quirks": sorted(state.config.quirks), "latency_ms": state.latency_ms,
+            "log_entries": state.log.max_entries}
+
+
 @router.get("/config")
 async def config(request: Request):
-    cfg = state_of(request).config
-    return {"name": cfg.name, "quirks": sorted(cfg.quirks)}
+    return _config(state_of(request))
+
+
+@router.post("/config")
+async def change_config(request: Request, change: ConfigChange):
+    """``{"latency_ms": n}``: every SCIM answer from now on waits n ms (requests already waiting keep theirs)."""
+    state = state_of(request)
+    if change.latency_ms is not None:
+        state.latency_ms = change.latency_ms
+    return _config(state)
+
+
+@router.get("/inflight")
+async def inflight(request: Request):
+    """``{"<tenant>": {"current": n, "peak": n}, ..., "*": {...over all tenants...}}``."""
+    return state_of(request).inflight.snapshot()
+
+
+@router.post("/inflight/reset")
+async def reset_inflight(request: Request):
+    """Every peak back to its current value; answers as GET /_admin/inflight."""
+    state = state_of(request)
+    state.inflight.reset_peaks()
+    return state.inflight.snapshot()

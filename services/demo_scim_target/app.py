@@ -1,4 +1,5 @@
-"""Application factory and the ASGI middleware that logs requests and injects faults."""
+"""Application factory and the ASGI middleware that routes tenants, counts requests in flight, adds the
+configured latency, logs requests and injects faults."""
 
 from __future__ import annotations
 
@@ -13,12 +14,16 @@ from starlette.responses import Response
 from .common import ScimError, TargetConfig, TargetState, content_type, dialect_of, error_body, error_response
 from .requestlog import MAX_TEXT, decode_body
 from .store import StoreError
+from .tenants import SCOPE_KEY as TENANT_KEY
+from .tenants import split_tenant
 
 UNLOGGED_PREFIXES = ("/_admin", "/health")
 
 
 class TargetMiddleware:
-    """Reads the whole request, logs it, applies a fault rule if one matches."""
+    """For every SCIM request (not /_admin, not /health): finds its tenant, counts it in flight until its
+    answer is sent, reads the whole request, logs it, waits the configured latency, applies a fault rule
+    if one matches."""
 
     def __init__(self, app, state: TargetState):
         self.app, self.state = app, state
@@ -26,6 +31,17 @@ class TargetMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"].startswith(UNLOGGED_PREFIXES):
             return await self.app(scope, receive, send)
+        tenant, prefix = split_tenant(scope["path"])
+        scope = {**scope, TENANT_KEY: tenant}
+        if prefix:
+            scope["root_path"] = scope.get("root_path", "") + prefix
+        self.state.inflight.enter(tenant)
+        try:
+            await self._serve(scope, receive, send, tenant)
+        finally:
+            self.state.inflight.leave(tenant)
+
+    async def _serve(self, scope, receive, send, tenant: str):
         chunks, more = [], True
         while more:
             message = await receive()
@@ -45,7 +61,7 @@ class TargetMiddleware:
 
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         entry = self.state.log.start(scope["method"], scope["path"],
-                                     scope.get("query_string", b"").decode("latin-1"), headers, body)
+                                     scope.get("query_string", b"").decode("latin-1"), headers, body, tenant)
         started = time.monotonic()
         rule = self.state.faults.take(scope["method"], scope["path"])
         out_chunks: list[bytes] = []
@@ -69,6 +85,8 @@ class TargetMiddleware:
                     entry["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
             await send(message)
 
+        if self.state.latency_ms:
+            await asyncio.sleep(self.state.latency_ms / 1000)
         if rule is not None:
             entry["fault"] = rule.id
             if rule.delay_s:
@@ -118,8 +136,8 @@ def create_app(config: TargetConfig | None = None) -> FastAPI:
     async def health():
         return JSONResponse({"status": "ok", "name": config.name, "quirks": sorted(config.quirks)})
 
-    app.include_router(admin.router)
+    app.include_router(scim20.router)  # the busiest first: routes are tried in order (the prefixes do not overlap)
     app.include_router(scim11.router)
-    app.include_router(scim20.router)
+    app.include_router(admin.router)
     app.add_middleware(TargetMiddleware, state=state)
     return app

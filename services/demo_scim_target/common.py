@@ -35,25 +35,43 @@ class TargetConfig:
     token: str = "demo-token"
     name: str = "jira"
     quirks: frozenset[str] = frozenset()
+    latency_ms: int = 0  # added to every SCIM answer (the starting value; POST /_admin/config changes it)
+    log_entries: int = 10_000  # capacity of the request log
 
     def __post_init__(self) -> None:
         unknown = set(self.quirks) - set(QUIRKS)
         if unknown:
             raise ValueError(f"unknown quirks {sorted(unknown)}; known: {sorted(QUIRKS)}")
+        if self.latency_ms < 0:
+            raise ValueError("latency_ms must be >= 0")
+        if self.log_entries < 1:
+            raise ValueError("log_entries must be >= 1")
 
 
 @dataclass
 class TargetState:
+    """What the target holds: the default tenant's `store`, the other tenants, the request log, the fault
+    rules, the in-flight gauges and the latency now in force."""
+
     config: TargetConfig
     store: Store = field(default_factory=Store)
 
     def __post_init__(self) -> None:
         from .faults import FaultSet
+        from .inflight import Inflight
         from .requestlog import RequestLog
-        self.store.id_equals_name = "id-equals-username" in self.config.quirks
-        self.store.unique_user_names = "no-unique-username" not in self.config.quirks
+        from .tenants import Tenants
+        self._configure(self.store)
+        self.tenants = Tenants(self.store, lambda: self._configure(Store()))
         self.faults = FaultSet()
-        self.log = RequestLog()
+        self.log = RequestLog(self.config.log_entries)
+        self.inflight = Inflight()
+        self.latency_ms = self.config.latency_ms
+
+    def _configure(self, store: Store) -> Store:
+        store.id_equals_name = "id-equals-username" in self.config.quirks
+        store.unique_user_names = "no-unique-username" not in self.config.quirks
+        return store
 
 
 class ScimError(Exception):
@@ -66,8 +84,19 @@ def state_of(request: Request) -> TargetState:
     return request.app.state.target
 
 
+def tenant_of(request: Request) -> str:
+    from .tenants import DEFAULT, SCOPE_KEY
+    return request.scope.get(SCOPE_KEY, DEFAULT)
+
+
+def store_of(request: Request) -> Store:
+    """The store of the request's tenant (`/t/{tenant}/scim/…`; the default tenant's otherwise)."""
+    return state_of(request).tenants.store(tenant_of(request))
+
+
 def dialect_of(path: str) -> str:
-    return V1 if path.startswith("/scim/v1") else V2
+    from .tenants import split_tenant
+    return V1 if path[len(split_tenant(path)[1]):].startswith("/scim/v1") else V2
 
 
 def content_type(state: TargetState, dialect: str) -> str:
@@ -122,7 +151,7 @@ def base_url(request: Request, dialect: str) -> str:
 
 def render(request: Request, rec: Record, dialect: str) -> dict:
     """Render a stored record in a dialect (schemas, id, attributes, groups, meta)."""
-    store = state_of(request).store
+    store = store_of(request)
     base = base_url(request, dialect)
     extensions = [k for k in rec.attrs if k.startswith("urn:")]
     schemas = [CORE11 if dialect == V1 else CORE20[rec.kind]] + extensions

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
-
 from typing import Callable
 
 from fastapi import Request
 from fastapi.responses import Response
 
 from .common import (CORE11, LIST20, V1, V2, ScimError, render, scim_response, select_attributes,
-                     state_of)
+                     state_of, store_of)
 from .filters import FilterError, compile_filter
 from .store import GROUP, UNIQUE, Record, clean
 
@@ -49,20 +49,22 @@ _UNIQUE_EQ = re.compile(r'\s*(\w+)\s+eq\s+"((?:[^"\\]|\\.)*)"\s*', re.IGNORECASE
 
 
 def _candidates(store, kind: str, params: dict) -> list:
-    """Look-ups by the unique attribute (`userName eq "…"`, Okta's find-user) skip rendering every record;
-    the full filter still runs on what is left."""
+    """Look-ups by the unique attribute (`userName eq "…"`, Okta's find-user) go through the store's index
+    instead of rendering every record; the full filter still runs on what is left."""
     match = _UNIQUE_EQ.fullmatch(params.get("filter") or "")
-    records = store.list(kind)
     if match and match.group(1).lower() == UNIQUE[kind].lower():
-        wanted = match.group(2).lower()
-        return [rec for rec in records if str(rec.attrs.get(UNIQUE[kind], "")).lower() == wanted]
-    return records
+        try:
+            wanted = json.loads(f'"{match.group(2)}"')
+        except ValueError:
+            return store.list(kind)
+        return store.find(kind, wanted)
+    return store.list(kind)
 
 
 def query(request: Request, kinds: list[str], dialect: str, params: dict) -> dict:
     """Filter + paginate over the given kinds (params: filter, startIndex, count,
     attributes, excludedAttributes)."""
-    store = state_of(request).store
+    store = store_of(request)
     pred: Callable[[dict], bool] | None = None
     if params.get("filter"):
         try:
@@ -92,7 +94,7 @@ async def list_resources(request: Request, kind: str, dialect: str) -> Response:
 
 
 async def get_resource(request: Request, kind: str, rid: str, dialect: str) -> Response:
-    rec = state_of(request).store.require(kind, rid)
+    rec = store_of(request).require(kind, rid)
     return scim_response(request, _one(request, rec, dialect))
 
 
@@ -104,14 +106,14 @@ def _body_dict(body) -> dict:
 
 async def create_resource(request: Request, kind: str, dialect: str, body) -> Response:
     attrs, password, ignored = clean(kind, _body_dict(body))
-    rec = state_of(request).store.create(kind, attrs, password)
+    rec = store_of(request).create(kind, attrs, password)
     out = _one(request, rec, dialect)
     headers = {"Location": out["meta"]["location"], **(_headers(ignored) or {})}
     return scim_response(request, out, 201, headers)
 
 
 async def replace_resource(request: Request, kind: str, rid: str, dialect: str, body) -> Response:
-    store = state_of(request).store
+    store = store_of(request)
     store.require(kind, rid)
     attrs, password, ignored = clean(kind, _body_dict(body))
     rec = store.replace(kind, rid, attrs, password)
@@ -119,20 +121,20 @@ async def replace_resource(request: Request, kind: str, rid: str, dialect: str, 
 
 
 async def delete_resource(request: Request, kind: str, rid: str) -> Response:
-    state_of(request).store.delete(kind, rid)
+    store_of(request).delete(kind, rid)
     return Response(status_code=204)
 
 
 async def patch_resource(request: Request, kind: str, rid: str, dialect: str,
                          apply: Callable[[dict, object], dict], body) -> Response:
-    state = state_of(request)
-    rec = state.store.require(kind, rid)
+    state, store = state_of(request), store_of(request)
+    rec = store.require(kind, rid)
     patched = apply(rec.attrs, body)
     attrs, password, ignored = clean(kind, patched)
     for member in attrs.get("members") or []:
         if not isinstance(member, dict) or "value" not in member:
             raise ScimError(400, "Each member needs a 'value'", "invalidValue")
-    rec = state.store.replace(kind, rid, attrs, password)
+    rec = store.replace(kind, rid, attrs, password)
     if "patch-204" in state.config.quirks:
         return Response(status_code=204, headers=_headers(ignored))
     return scim_response(request, _one(request, rec, dialect), 200, _headers(ignored))

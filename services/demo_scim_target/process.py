@@ -42,6 +42,10 @@ class RunningTarget:
     def scim_v2_url(self) -> str:
         return f"{self.base_url}/scim/v2"
 
+    def tenant_url(self, tenant: str, version: str = "v2") -> str:
+        """The SCIM base URL of a tenant: ``…/t/{tenant}/scim/{version}``."""
+        return f"{self.base_url}/t/{tenant}/scim/{version}"
+
     @property
     def auth_header(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}

@@ -1,10 +1,11 @@
-"""A faithful in-memory Okta Management API simulator (System Log polling, users, apps, app users,
-groups, per-bucket/per-token rate limits, fault injection) for tests and benchmarks.
+"""A faithful in-memory Okta Management API simulator (System Log polling, users and the users listing with
+`filter`, apps, app users, groups, per-bucket/per-token rate limits, a URL length limit, fault injection) for tests
+and benchmarks.
 
 Public surface:
   create_app(settings, clock)          the FastAPI app (in-process tests)
-  Settings                             plan, token_share, tokens {value: id}, org_url
-  SimulatorAdmin(base_url)             async client for the `/_admin` API
+  Settings                             plan, token_share, tokens {value: id}, org_url, max_url_bytes
+  SimulatorAdmin(base_url)             async client for the `/_admin` API (bulk users and assignments included)
   start_simulator(port, plan, tokens)  context manager running it as a subprocess
 """
 from .admin_client import SimulatorAdmin

@@ -1,18 +1,22 @@
-"""`/_admin`: act as an Okta admin (each action writes the System Log events Okta writes), inject faults,
-read call counters. No SSWS here; this is the test harness's side door."""
+"""`/_admin`: act as an Okta admin (each action writes the System Log events Okta writes; users and assignments
+also in bulk), inject faults, set the URL length limit, read call counters. No SSWS here, and no URL limit;
+this is the test harness's side door."""
 from __future__ import annotations
 
 import re
 from typing import Any
 
 from fastapi import APIRouter, Body, HTTPException
-from pydantic import BaseModel, Field
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from . import apps_actions as apps
 from . import groups_actions as groups
 from . import users_actions as users
+from .admin_bulk import build_bulk_router
 from .ids import parse_iso
 from .plans import BUCKETS
+from .ratelimit import EDITS
 from .sim import Simulator
 
 
@@ -40,15 +44,24 @@ class NewGroup(BaseModel):
 
 class Injection(BaseModel):
     bucket: str = Field("*", description=f"one of {BUCKETS} or * for any")
-    status: int | None = Field(429, description="429 or 5xx instead of the answer; null: the answer, late")
+    status: int | None = Field(429, description="429 or 5xx instead of the answer; null: the answer, late and/or "
+                                                "edited")
     count: int = 1
     delay_s: float = Field(0.0, ge=0, le=120, description="the answer, computed when asked, is sent this much later")
     path_regex: str | None = Field(None, description="only requests whose path matches")
+    edit: str | None = Field(None, description=f"one of {EDITS}: the answer of GET /api/v1/users is changed "
+                                                 "(status null; only such requests take the fault)")
 
 
 class PlanChange(BaseModel):
     plan: str
     tokenShare: float | None = None
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    maxUrlBytes: int = Field(..., ge=1, description="an /api request whose target (path + query, as sent) is "
+                                                     "longer is answered 414")
 
 
 def build_admin_router(sim: Simulator) -> APIRouter:
@@ -57,6 +70,8 @@ def build_admin_router(sim: Simulator) -> APIRouter:
     @r.get("/health")
     async def health():
         return {"status": "ok"}
+
+    r.include_router(build_bulk_router(sim))
 
     @r.post("/users")
     async def create_user(body: NewUser):
@@ -143,7 +158,7 @@ def build_admin_router(sim: Simulator) -> APIRouter:
     @r.post("/faults/inject")
     async def inject(body: Injection):
         try:
-            sim.faults.inject(body.bucket, body.status, body.count, body.delay_s, body.path_regex)
+            sim.faults.inject(body.bucket, body.status, body.count, body.delay_s, body.path_regex, body.edit)
         except (ValueError, re.error) as exc:
             raise HTTPException(422, str(exc)) from None
         return {"status": "ok"}
@@ -158,13 +173,22 @@ def build_admin_router(sim: Simulator) -> APIRouter:
         sim.limiter.set_plan(body.plan, body.tokenShare)
         return {"plan": sim.limiter.plan, "tokenShare": sim.limiter.share}
 
+    @r.get("/limits")
+    async def get_limits():
+        return {"maxUrlBytes": sim.settings.max_url_bytes}
+
+    @r.post("/limits")
+    async def set_limits(body: Limits):
+        sim.settings.max_url_bytes = body.maxUrlBytes
+        return {"maxUrlBytes": sim.settings.max_url_bytes}
+
     @r.get("/stats")
     async def stats():
         return {**sim.limiter.stats(), "faults": {"pending": sim.faults.pending(), "used": sim.faults.used}}
 
     @r.get("/events")
     async def events():
-        return sim.log.all()
+        return JSONResponse(sim.log.all())  # plain JSON already: FastAPI's encoder would take seconds on 30,000
 
     @r.post("/events/raw")
     async def append_raw_event(event: Any = Body(...)):

@@ -5,6 +5,8 @@ import json
 
 import httpx
 
+BULK_TIMEOUT = 120.0  # seconds for a bulk call (10,000 users take a few)
+
 
 class SimulatorAdmin:
     def __init__(self, base_url: str, client: httpx.AsyncClient | None = None) -> None:
@@ -19,13 +21,18 @@ class SimulatorAdmin:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _call(self, method: str, path: str, json: dict | None = None) -> dict | list:
-        response = await self._client.request(method, f"/_admin{path}", json=json)
+    async def _call(self, method: str, path: str, json: dict | None = None, **kwargs) -> dict | list:
+        response = await self._client.request(method, f"/_admin{path}", json=json, **kwargs)
         response.raise_for_status()
         return response.json()
 
     async def create_user(self, profile: dict, status: str = "ACTIVE") -> str:
         return (await self._call("POST", "/users", {"profile": profile, "status": status}))["id"]
+
+    async def create_users(self, profiles: list[dict], status: str = "ACTIVE") -> list[str]:
+        """Many users in one call (each as `create_user`, same events); their ids in the order given."""
+        body = {"users": [{"profile": p, "status": status} for p in profiles]}
+        return (await self._call("POST", "/users/bulk", body, timeout=BULK_TIMEOUT))["ids"]
 
     async def update_profile(self, user_id: str, profile: dict) -> str:
         return (await self._call("POST", f"/users/{user_id}/profile", {"profile": profile}))["id"]
@@ -62,6 +69,12 @@ class SimulatorAdmin:
         """Returns the app user's `0ua…` id (the System Log's AppUser target)."""
         body = {"userId": user_id, "userName": user_name, "profile": profile or {}}
         return (await self._call("POST", f"/apps/{app_id}/users", body))["appUserId"]
+
+    async def assign_users(self, app_id: str, user_ids: list[str]) -> int:
+        """Each user assigned as `assign_user` does (one `application.user_membership.add` each); returns how many
+        assignments were made."""
+        body = {"user_ids": user_ids}
+        return (await self._call("POST", f"/apps/{app_id}/users/bulk", body, timeout=BULK_TIMEOUT))["assigned"]
 
     async def unassign_user(self, app_id: str, user_id: str) -> str:
         return (await self._call("DELETE", f"/apps/{app_id}/users/{user_id}"))["id"]
@@ -101,16 +114,24 @@ class SimulatorAdmin:
         return (await self._call("POST", "/faults/expire", {"before": before_iso}))["dropped"]
 
     async def inject(self, bucket: str = "*", status: int | None = 429, count: int = 1, *, delay_s: float = 0.0,
-                     path_regex: str | None = None) -> None:
-        """``status`` instead of the answer, or (``status=None``) the answer itself, computed now, ``delay_s`` late."""
+                     path_regex: str | None = None, edit: str | None = None) -> None:
+        """``status`` instead of the answer, or (``status=None``) the answer itself, computed now, ``delay_s`` late
+        and/or changed by ``edit`` (``drop_first`` | ``repeat_first`` | ``add_unasked``; `GET /api/v1/users` only)."""
         await self._call("POST", "/faults/inject", {"bucket": bucket, "status": status, "count": count,
-                                                    "delay_s": delay_s, "path_regex": path_regex})
+                                                    "delay_s": delay_s, "path_regex": path_regex, "edit": edit})
 
     async def clear_faults(self) -> None:
         await self._call("DELETE", "/faults")
 
     async def set_plan(self, plan: str, token_share: float | None = None) -> dict:
         return await self._call("POST", "/plan", {"plan": plan, "tokenShare": token_share})
+
+    async def set_max_url_bytes(self, max_url_bytes: int) -> int:
+        """Requests whose path + query is longer are answered 414 from now on."""
+        return (await self._call("POST", "/limits", {"maxUrlBytes": max_url_bytes}))["maxUrlBytes"]
+
+    async def limits(self) -> dict:
+        return await self._call("GET", "/limits")
 
     async def stats(self) -> dict:
         return await self._call("GET", "/stats")

@@ -2,41 +2,17 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Query, Request
-from fastapi.responses import JSONResponse
 
 from . import apps_actions, groups_actions, users_actions
 from .errors import invalid
+from .listing import page_by_id as _page_by_id
+from .listing import respond as _respond
 from .push_mappings import build_push_mappings_router
 from .serialize import app_json, app_user_json, group_json, user_json
 from .sim import Simulator
-
-
-def _link(sim: Simulator, path: str, params: dict, rel: str) -> str:
-    query = urlencode({k: v for k, v in params.items() if v is not None})
-    return f'<{sim.settings.org_url}{path}{"?" + query if query else ""}>; rel="{rel}"'
-
-
-def _respond(body, sim: Simulator, request: Request, next_params: dict | None) -> JSONResponse:
-    response = JSONResponse(body)
-    response.headers.append("Link", _link(sim, request.url.path, dict(request.query_params), "self"))
-    if next_params is not None:
-        response.headers.append("Link", _link(sim, request.url.path, next_params, "next"))
-    return response
-
-
-def _page_by_id(items: list, key, after: str | None, limit: int) -> tuple[list, str | None]:
-    start = 0
-    if after is not None:
-        ids = [key(i) for i in items]
-        if after not in ids:
-            raise invalid("after: The 'after' parameter is invalid")
-        start = ids.index(after) + 1
-    chunk = items[start:start + limit]
-    more = start + limit < len(items)
-    return chunk, (key(chunk[-1]) if more and chunk else None)
+from .users_api import build_users_router
 
 
 _NAME_SEARCH = re.compile(r'^\s*profile\.name\s+(eq|sw|co)\s+"((?:[^"\\]|\\.)*)"\s*$')
@@ -72,6 +48,8 @@ def build_router(sim: Simulator) -> APIRouter:
             keep.update(since=since, until=until)
         nxt = {**keep, "after": page.next_cursor} if page.next_cursor else None
         return _respond(page.events, sim, request, nxt)
+
+    r.include_router(build_users_router(sim))
 
     @r.get("/users/{id_or_login}")
     async def get_user(id_or_login: str):

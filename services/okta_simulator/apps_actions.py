@@ -61,6 +61,18 @@ def assign_user(sim: Simulator, app_id: str, user_id: str, user_name: str | None
     return au
 
 
+def assign_users(sim: Simulator, app_id: str, user_ids: list[str]) -> int:
+    """`assign_user` for each id in turn (each writes its own events); nothing is assigned unless the app and every
+    user exist. Returns how many assignments were made (an existing one is kept as is, as `assign_user` does)."""
+    app = get_app(sim, app_id)
+    users = [get_user(sim, user_id) for user_id in user_ids]
+    made = 0
+    for user in users:
+        made += (app.id, user.id) not in sim.org.app_users
+        assign_user(sim, app.id, user.id)
+    return made
+
+
 def unassign_user(sim: Simulator, app_id: str, user_id: str, token_id: str | None = None) -> None:
     """A user still covered by an assigned group keeps a GROUP-scoped assignment (no event)."""
     au = get_app_user(sim, app_id, user_id)

@@ -1,7 +1,8 @@
-"""`python -m okta_simulator --host H --port P --plan PLAN --token-share S --token VALUE:00Tid [--org-url URL]`.
+"""`python -m okta_simulator --host H --port P --plan PLAN --token-share S --token VALUE:00Tid [--org-url URL]
+[--max-url-bytes N]`.
 
 Every flag can also come from the environment: OKTA_SIM_HOST, OKTA_SIM_PORT, OKTA_SIM_PLAN,
-OKTA_SIM_TOKEN_SHARE, OKTA_SIM_TOKENS (comma-separated VALUE:00Tid), OKTA_SIM_ORG_URL.
+OKTA_SIM_TOKEN_SHARE, OKTA_SIM_TOKENS (comma-separated VALUE:00Tid), OKTA_SIM_ORG_URL, OKTA_SIM_MAX_URL_BYTES.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from .app import create_app
 from .plans import PLANS
 from .sim import Settings, parse_token
 
+H11_BUFFER = 1 << 20  # bytes of request line + headers uvicorn's h11 accepts
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
@@ -25,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--token-share", type=float, default=float(env("OKTA_SIM_TOKEN_SHARE", "0.5")))
     p.add_argument("--token", action="append", default=None, help="VALUE:00Tid (repeatable)")
     p.add_argument("--org-url", default=env("OKTA_SIM_ORG_URL"))
+    p.add_argument("--max-url-bytes", type=int, default=int(env("OKTA_SIM_MAX_URL_BYTES", "8192")),
+                   help="an /api request whose path + query is longer is answered 414 (default 8192)")
     p.add_argument("--seed-app", action="append", default=[a for a in env("OKTA_SIM_SEED_APPS", "").split(",") if a],
                    help="ID:LABEL, an app that exists from the start with a fixed id (compose demo); repeatable")
     args = p.parse_args(argv)
@@ -36,7 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     tokens = dict(parse_token(t) for t in args.token)
-    return Settings(plan=args.plan, token_share=args.token_share, tokens=tokens, org_url=args.org_url.rstrip("/"))
+    return Settings(plan=args.plan, token_share=args.token_share, tokens=tokens, org_url=args.org_url.rstrip("/"),
+                    max_url_bytes=args.max_url_bytes)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,4 +51,6 @@ def main(argv: list[str] | None = None) -> None:
     for seed in args.seed_app:
         app_id, _, label = seed.partition(":")
         apps_actions.create_app(app.state.sim, label or app_id, app_id=app_id)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", date_header=False)
+    # h11 refuses a request head it has to buffer beyond 16 KiB (uvicorn's default): our own URL limit decides
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", date_header=False,
+                h11_max_incomplete_event_size=H11_BUFFER)

@@ -84,14 +84,32 @@ class Org:
     app_groups: dict[str, list[str]] = field(default_factory=dict)
     push_mappings: dict[str, PushMapping] = field(default_factory=dict)
     target_groups: dict[str, dict[str, str]] = field(default_factory=dict)  # app id -> {group id in app: name}
+    logins: dict[str, str] = field(default_factory=dict)  # lower-case login -> user id (add/remove/relogin keep it)
+
+    def add_user(self, user: User) -> None:
+        self.users[user.id] = user
+        self.logins[user.profile.get("login", "").lower()] = user.id
+
+    def remove_user(self, user_id: str) -> None:
+        user = self.users.pop(user_id)
+        self.logins.pop(user.profile.get("login", "").lower(), None)
+
+    def relogin(self, user: User, old_login: str) -> None:
+        """After `user.profile["login"]` changed from `old_login`."""
+        if self.logins.get(old_login.lower()) == user.id:
+            del self.logins[old_login.lower()]
+        self.logins[user.profile.get("login", "").lower()] = user.id
 
     def find_user(self, id_or_login: str) -> User | None:
+        """By id, login (case-insensitive, through the index) or short login (the part before `@`: a scan)."""
         if id_or_login in self.users:
             return self.users[id_or_login]
         low = id_or_login.lower()
+        user = self.users.get(self.logins.get(low, ""))
+        if user is not None or "@" in low:
+            return user
         for user in self.users.values():
-            login = user.profile.get("login", "").lower()
-            if login == low or login.split("@")[0] == low:
+            if user.profile.get("login", "").lower().split("@")[0] == low:
                 return user
         return None
 

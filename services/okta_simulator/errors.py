@@ -11,6 +11,7 @@ _SUMMARIES = {
     "E0000009": "Internal Server Error",
     "E0000010": "Service is in read only mode",
     "E0000011": "Invalid token provided",
+    "E0000031": "Invalid search criteria.",
     "E0000047": "API call exceeded rate limit due to too many requests.",
 }
 
@@ -42,6 +43,17 @@ def not_found(kind: str, detail: str) -> OktaError:
 
 def invalid(detail: str) -> OktaError:
     return OktaError(400, "E0000001", _SUMMARIES["E0000001"].format(detail=detail), [detail])
+
+
+def invalid_search(detail: str) -> OktaError:
+    """A `filter` the users listing cannot take (Okta: 400 E0000031)."""
+    return OktaError(400, "E0000031", _SUMMARIES["E0000031"], [detail])
+
+
+def uri_too_long(size: int, limit: int) -> OktaError:
+    """414: Okta documents no limit and no code for it; the body keeps the Error shape (code E0000001)."""
+    detail = f"request URI is {size} bytes, longer than {limit}"
+    return OktaError(414, "E0000001", _SUMMARIES["E0000001"].format(detail=detail), [detail])
 
 
 def invalid_token() -> OktaError:

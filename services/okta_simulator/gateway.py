@@ -1,5 +1,7 @@
-"""What every `/api/v1` request passes first: SSWS auth, injected faults, rate limits, and the headers
-Okta sends (`X-Rate-Limit-*` on every answer, `Date` from the simulator's clock)."""
+"""What every `/api/v1` request passes first: the URL length limit (`Settings.max_url_bytes`: 414 before anything
+is counted; `/_admin` has no limit), SSWS auth, injected faults, rate limits, and the headers Okta sends
+(`X-Rate-Limit-*` on every answer, `Date` from the simulator's clock). A fault with an `edit` is handed to the
+endpoint in `request.state.fault`."""
 from __future__ import annotations
 
 import asyncio
@@ -9,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from .errors import OktaError, error_response, invalid, invalid_token, rate_limited, server_error
+from .errors import OktaError, error_response, invalid, invalid_token, rate_limited, server_error, uri_too_long
 from .plans import bucket_for
 from .sim import Simulator
 
@@ -17,6 +19,17 @@ from .sim import Simulator
 def _token_id(sim: Simulator, request: Request) -> str | None:
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     return sim.token_id(value.strip()) if scheme == "SSWS" else None
+
+
+def url_bytes(request: Request) -> int:
+    """The request target as sent: path (still percent-encoded), `?` and query string."""
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    return len(raw_path.split(b"?")[0]) + (len(query) + 1 if query else 0)
+
+
+def _editable(request: Request) -> bool:
+    return request.method == "GET" and request.url.path.rstrip("/") == "/api/v1/users"
 
 
 def install(app: FastAPI, sim: Simulator) -> None:
@@ -38,6 +51,9 @@ def install(app: FastAPI, sim: Simulator) -> None:
             response = await call_next(request)
             response.headers.update(date)
             return response
+        size = url_bytes(request)
+        if size > sim.settings.max_url_bytes:
+            return error_response(uri_too_long(size, sim.settings.max_url_bytes), headers=date)
         token_id = _token_id(sim, request)
         if token_id is None:
             return error_response(invalid_token(), headers=date)
@@ -45,7 +61,7 @@ def install(app: FastAPI, sim: Simulator) -> None:
         decision = sim.limiter.check(bucket, token_id, now)
         headers = {**date, "X-Rate-Limit-Limit": str(decision.limit),
                    "X-Rate-Limit-Remaining": str(decision.remaining), "X-Rate-Limit-Reset": str(decision.reset)}
-        fault = sim.faults.take(bucket, request.url.path, answered=decision.allowed)
+        fault = sim.faults.take(bucket, request.url.path, answered=decision.allowed, editable=_editable(request))
         if fault is not None and fault.status is not None:
             sim.faults.used += 1
             await asyncio.sleep(fault.delay_s)
@@ -54,6 +70,7 @@ def install(app: FastAPI, sim: Simulator) -> None:
         if not decision.allowed:
             return error_response(rate_limited(), headers=headers)
         request.state.token_id = token_id
+        request.state.fault = fault  # an `edit` is applied by the endpoint (users_api)
         response = await call_next(request)  # the answer is computed now ...
         if fault is not None:
             sim.faults.used += 1

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-BUCKETS = ("logs", "apps", "app", "user", "groups", "group", "other")
+BUCKETS = ("logs", "apps", "app", "user", "users", "groups", "group", "other")
 
 # per-minute limits: developer_free / developer_paid / one_app / enterprise / workforce
 _TABLE = {
@@ -11,6 +11,9 @@ _TABLE = {
     "apps": (20, 25, 25, 100, 100),
     "app": (100, 300, 300, 600, 500),
     "user": (100, 300, 300, 1000, 2000),
+    # create or list users (`/api/v1/users` itself, any method): Okta documents 600 for Enterprise and Workforce
+    # only; the developer and one-app plans give no figure, so they take their `other` values.
+    "users": (100, 300, 300, 600, 600),
     "groups": (100, 300, 300, 600, 500),
     "group": (100, 300, 300, 600, 1000),
     "other": (100, 300, 300, 600, 600),
@@ -34,6 +37,8 @@ def bucket_for(method: str, path: str) -> str:
         return "app"
     if path.startswith("/api/v1/apps"):
         return "apps"
+    if path.rstrip("/") == "/api/v1/users":
+        return "users"
     if method == "GET" and _USER_ITSELF.match(path):
         return "user"
     if _GROUP_ITSELF.match(path):

@@ -46,12 +46,14 @@ def _wait_ready(proc: subprocess.Popen, base_url: str, timeout: float) -> None:
 @contextlib.contextmanager
 def start_simulator(port: int | None = None, plan: str = "generous", tokens: list[str] | None = None,
                     token_share: float = 0.5, host: str = "127.0.0.1",
-                    timeout: float = 15.0) -> Iterator[RunningSimulator]:
+                    timeout: float = 15.0, max_url_bytes: int | None = None) -> Iterator[RunningSimulator]:
     """Start the simulator on `port` (a free one if None); `tokens` are 'VALUE:00Tid' strings."""
     port = port or free_port()
     base_url = f"http://{host}:{port}"
     cmd = [sys.executable, "-m", "okta_simulator", "--host", host, "--port", str(port), "--plan", plan,
            "--token-share", str(token_share), "--org-url", base_url]
+    if max_url_bytes is not None:
+        cmd += ["--max-url-bytes", str(max_url_bytes)]
     for token in tokens or ["test-token:00Tsimulator0000001"]:
         cmd += ["--token", token]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_SERVICES_DIR, os.environ.get("PYTHONPATH")]))}

@@ -65,11 +65,16 @@ class RateLimiter:
                 "limits": {b: self.limit_for(b) for b in PLANS[self.plan]}}
 
 
+# how a fault can change the answer of `GET /api/v1/users` (see users_api.edit_answer)
+EDITS = ("drop_first", "repeat_first", "add_unasked")
+
+
 @dataclass(frozen=True)
 class Fault:
-    status: int | None  # 429 or 5xx instead of the answer; None: the answer itself, late
+    status: int | None  # 429 or 5xx instead of the answer; None: the answer itself, late and/or edited
     delay_s: float = 0.0  # the answer (computed when asked) is sent this much later: what it says is as of the ask
     path: re.Pattern | None = None  # only requests whose path matches; None: any in the bucket
+    edit: str | None = None  # one of EDITS: the list-users answer is changed; only such requests take this fault
 
 
 class FaultInjector:
@@ -80,20 +85,24 @@ class FaultInjector:
         self.used = 0  # counted by the gateway: once the fault's answer is decided (a late one: computed)
 
     def inject(self, bucket: str, status: int | None, count: int, delay_s: float = 0.0,
-               path_regex: str | None = None) -> None:
-        if status is None and delay_s <= 0:
-            raise ValueError("a fault is a status (429 or 5xx), a delay, or both")
+               path_regex: str | None = None, edit: str | None = None) -> None:
+        if status is None and delay_s <= 0 and edit is None:
+            raise ValueError("a fault is a status (429 or 5xx), a delay, an edit, or a delay and an edit")
         if status is not None and status != 429 and not 500 <= status <= 599:
             raise ValueError("status must be 429 or 5xx")
-        fault = Fault(status, delay_s, re.compile(path_regex) if path_regex else None)
+        if edit is not None and (edit not in EDITS or status is not None):
+            raise ValueError(f"edit must be one of {EDITS}, with no status (it changes an answer)")
+        fault = Fault(status, delay_s, re.compile(path_regex) if path_regex else None, edit)
         self._queues[bucket].extend([fault] * count)
 
-    def take(self, bucket: str, path: str = "", answered: bool = True) -> Fault | None:
-        """The next fault for this request; a late answer only for a request that gets its answer (not a 429)."""
+    def take(self, bucket: str, path: str = "", answered: bool = True, editable: bool = False) -> Fault | None:
+        """The next fault for this request; a late or edited answer only for a request that gets its answer (not a
+        429), an edit only for a request whose answer can be edited (a users listing)."""
         for key in (bucket, "*"):
             queue = self._queues.get(key)
             for fault in queue or ():
-                if (fault.path is None or fault.path.search(path)) and (answered or fault.status is not None):
+                if ((fault.path is None or fault.path.search(path)) and (answered or fault.status is not None)
+                        and (editable or fault.edit is None)):
                     queue.remove(fault)
                     return fault
         return None

@@ -21,6 +21,7 @@ class Settings:
     token_share: float = 0.5
     tokens: dict[str, str] = field(default_factory=lambda: {"test-token": "00Tsimulator0000001"})
     org_url: str = "http://127.0.0.1:8040"
+    max_url_bytes: int = 8192  # a longer request target (path + query) is answered 414; changeable at run time
 
 
 def parse_token(spec: str) -> tuple[str, str]:
@@ -44,7 +45,7 @@ class Simulator:
         self.faults = FaultInjector()
         self.limiter = RateLimiter(self.limiter.plan, self.limiter.share)
         self.admin: User = new_user(ADMIN_PROFILE, "ACTIVE", self.clock())
-        self.org.users[self.admin.id] = self.admin
+        self.org.add_user(self.admin)
 
     def token_id(self, value: str) -> str | None:
         return self.settings.tokens.get(value)

@@ -30,7 +30,8 @@ def get_user(sim: Simulator, user_id: str) -> User:
     return user
 
 
-def create_user(sim: Simulator, profile: dict, status: str = "ACTIVE") -> User:
+def _check_new(sim: Simulator, profile: dict, status: str) -> str:
+    """The new user's login, once `status` and `profile` are acceptable."""
     if status not in CREATE_STATUSES:
         raise invalid(f"status: must be one of {CREATE_STATUSES}")
     login = profile.get("login")
@@ -38,10 +39,26 @@ def create_user(sim: Simulator, profile: dict, status: str = "ACTIVE") -> User:
         raise invalid("login: The field cannot be left blank")
     if sim.org.find_user(login) is not None:
         raise invalid("login: An object with this field already exists in the current organization")
+    return login
+
+
+def create_users(sim: Simulator, specs: list[tuple[dict, str]]) -> list[User]:
+    """Many `(profile, status)` at once, each exactly as `create_user`; nothing is created unless all are valid."""
+    seen: set[str] = set()
+    for profile, status in specs:
+        login = _check_new(sim, profile, status).lower()
+        if login in seen:
+            raise invalid("login: An object with this field already exists in the current organization")
+        seen.add(login)
+    return [create_user(sim, profile, status) for profile, status in specs]
+
+
+def create_user(sim: Simulator, profile: dict, status: str = "ACTIVE") -> User:
+    login = _check_new(sim, profile, status)
     full = {"email": login, "locale": "en_US", **profile}
     full.setdefault("displayName", f"{full.get('firstName', '')} {full.get('lastName', '')}".strip())
     user = new_user(full, status, sim.now())
-    sim.org.users[user.id] = user
+    sim.org.add_user(user)
     sim.record("user.lifecycle.create", [user_target(user)], "/api/v1/users")
     if status == "ACTIVE":
         sim.record("user.lifecycle.activate", [user_target(user)], f"/api/v1/users/{user.id}/lifecycle/activate")
@@ -51,11 +68,13 @@ def create_user(sim: Simulator, profile: dict, status: str = "ACTIVE") -> User:
 def update_profile(sim: Simulator, user_id: str, changes: dict, token_id: str | None = None) -> User:
     """Merge `changes` into the profile; a None value removes the attribute."""
     user = get_user(sim, user_id)
+    old_login = user.profile.get("login", "")
     for key, value in changes.items():
         if value is None:
             user.profile.pop(key, None)
         else:
             user.profile[key] = value
+    sim.org.relogin(user, old_login)
     user.last_updated = sim.now()
     sim.record("user.account.update_profile", [user_target(user)], f"/api/v1/users/{user.id}", token_id)
     return user
@@ -95,4 +114,4 @@ def delete_user(sim: Simulator, user_id: str, token_id: str | None = None) -> No
     for group in sim.org.groups.values():
         if user.id in group.members:
             group.members.remove(user.id)
-    del sim.org.users[user.id]
+    sim.org.remove_user(user.id)

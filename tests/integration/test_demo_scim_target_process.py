@@ -91,3 +91,37 @@ def test_quirks_on_the_command_line():
                 "Operations": [{"op": "replace", "value": {"active": False}}]})
             assert r.status_code == 204
     assert t.process.poll() is not None  # terminated on exit
+
+
+async def test_tenants_latency_inflight_and_log_size_over_http():
+    """The real process: `--latency-ms` makes concurrent requests wait together (asyncio.sleep), each tenant has its
+    store and its in-flight gauge, `--log-entries` bounds the request log."""
+    import asyncio
+    import time
+
+    with start_target(None, TOKEN, ["--latency-ms", "300", "--log-entries", "50"]) as t:
+        async with TargetAdmin(t.base_url) as admin, \
+                httpx.AsyncClient(headers=t.auth_header, timeout=10) as http:
+            assert (await admin.config())["latency_ms"] == 300
+            created = await http.post(f"{t.tenant_url('acme')}/Users", json={"userName": "a@example.com"})
+            assert created.status_code == 201
+            assert created.json()["meta"]["location"].startswith(f"{t.base_url}/t/acme/scim/v2/Users/")
+            await admin.reset_inflight()
+            urls = [f"{t.tenant_url('acme')}/Users"] * 40 + [f"{t.tenant_url('globex', 'v1')}/Users"] * 20 \
+                + [f"{t.scim_v2_url}/Users"] * 20
+            started = time.monotonic()
+            answers = await asyncio.gather(*(http.get(u) for u in urls))
+            elapsed = time.monotonic() - started
+            assert [r.status_code for r in answers] == [200] * 80 and elapsed < 5
+            assert [r.json()["totalResults"] for r in (answers[0], answers[40], answers[60])] == [1, 0, 0]
+            gauges = await admin.inflight()
+            assert {name: g["current"] for name, g in gauges.items()} == {"acme": 0, "globex": 0, "default": 0, "*": 0}
+            assert gauges["acme"]["peak"] > 1 and gauges["*"]["peak"] >= gauges["acme"]["peak"]
+            assert [u["userName"] for u in await admin.users("acme")] == ["a@example.com"] and await admin.users() == []
+            log = await admin.requests()
+            assert len(log) == 50 and log[-1]["seq"] == 81
+            assert {e["tenant"] for e in log} <= {"acme", "globex", "default"}
+            await admin.set_latency(0)
+            started = time.monotonic()
+            await http.get(f"{t.scim_v2_url}/Users")
+            assert time.monotonic() - started < 0.25

@@ -96,6 +96,24 @@ def test_user_matches_spec(spec, client, org):
     assert client.get("/api/v1/users/alice@example.com", headers=A).json()["id"] == org["alice"]
 
 
+def test_users_list_matches_spec(spec, client, org, clock):
+    """listUsers: without a filter every user but the DEPROVISIONED ones, each exactly as `GET /users/{id}`."""
+    gone = client.post("/_admin/users", json={"profile": {"login": "gone@example.com"}}).json()["id"]
+    client.post(f"/_admin/users/{gone}/lifecycle/deactivate")
+    r = client.get("/api/v1/users", headers=A)
+    assert r.status_code == 200
+    validate(spec, "get", r)
+    listed = {u["id"]: u for u in r.json()}
+    assert {org["alice"], org["bob"]} <= set(listed) and gone not in listed
+    assert list(listed) == sorted(listed)
+    assert listed[org["alice"]] == client.get(f"/api/v1/users/{org['alice']}", headers=A).json()
+    assert set(links(r)) == {"self"}
+    f = f'id eq "{gone}" or id eq "{org["bob"]}"'
+    filtered = client.get("/api/v1/users", params={"filter": f}, headers=A)
+    validate(spec, "get", filtered)
+    assert sorted(u["id"] for u in filtered.json()) == sorted([gone, org["bob"]])
+
+
 def test_app_matches_spec(spec, client, org):
     r = client.get(f"/api/v1/apps/{org['app']}", headers=A)
     assert r.status_code == 200
