@@ -1,66 +1,94 @@
-"""Audit records are written in batches: each consumed message waits for the ``insert_many`` that carries it,
-and is acknowledged only after that write (so a crash loses nothing and a write error requeues the batch)."""
+"""Audit records are written in batches: the records of many messages in a few ``insert_many`` calls, and each
+message is acknowledged only after every record it carries was written. A failed write (the database away) sends
+each message of the batch through the retry tiers (``AUDIT_MAX_ATTEMPTS``, then the dead letters): never dropped,
+never a hot requeue."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any, Awaitable, Callable
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from pydantic import TypeAdapter, ValidationError
+
+from okta_bridge.bus import Batcher, Delivery
+from okta_bridge.contracts import AuditBatch, AuditRecorded
+from okta_bridge.runtime import Republisher
+from okta_bridge.stores.audit import AuditStore
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("audit_recorder")
+AUDIT_MESSAGES = TypeAdapter(AuditBatch | AuditRecorded)  # single records: dead letters from older releases
+MESSAGES_IN_HAND = 200  # unacknowledged audit messages (each up to 500 records)
+SOURCE = "audit-recorder"
 
-__all__ = ["Batcher"]
+__all__ = ["AUDIT_MESSAGES", "MESSAGES_IN_HAND", "Recorder"]
 
 
-class Batcher:
-    def __init__(self, write: Callable[[list[dict[str, Any]]], Awaitable[None]], max_size: int = 500,
-                 max_delay_s: float = 0.2) -> None:
-        self._write, self._max_size, self._max_delay = write, max_size, max_delay_s
-        self._items: list[tuple[dict[str, Any], asyncio.Future, trace.SpanContext]] = []
-        self._timer: asyncio.TimerHandle | None = None
+class Recorder:
+    def __init__(self, store: AuditStore, republisher: Republisher, batch_size: int = 500,
+                 batch_delay_s: float = 0.2) -> None:
+        self._store, self._republisher, self._records_per_write = store, republisher, batch_size
+        self._batcher: Batcher[tuple[Delivery, AuditBatch | AuditRecorded | None]] = Batcher(
+            self._write, batch_size, batch_delay_s, weight=_records)
         self.batches = 0
 
-    async def add(self, doc: dict[str, Any]) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self._items.append((doc, future, trace.get_current_span().get_span_context()))
-        if len(self._items) >= self._max_size:
-            # taken now, so a record that arrives before the write starts opens the next batch instead of riding
-            # along and leaving a partial tail behind that would wait for the delay
-            asyncio.ensure_future(self._write_batch(self._take()))
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._max_delay, lambda: asyncio.ensure_future(self.flush()))
-        await future
+    def on_delivery(self, delivery: Delivery) -> None:
+        try:
+            message: AuditBatch | AuditRecorded | None = AUDIT_MESSAGES.validate_json(delivery.body)
+        except ValidationError:
+            message = None
+        self._batcher.add((delivery, message))
 
-    def _take(self) -> list[tuple[dict[str, Any], asyncio.Future, trace.SpanContext]]:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        items, self._items = self._items, []
-        return items
+    async def _write(self, items: list[tuple[Delivery, AuditBatch | AuditRecorded | None]]) -> None:
+        try:
+            await self._write_or_retry(items)
+        except Exception:  # noqa: BLE001 - not even a retry could be published (the broker is away): not acked
+            log.exception("an audit batch could not be settled; its messages go back to the queue")
+            for delivery, _ in items:
+                await delivery.requeue()  # no-op for those already settled
 
-    async def flush(self) -> None:
-        await self._write_batch(self._take())
-
-    async def _write_batch(self, items: list[tuple[dict[str, Any], asyncio.Future, trace.SpanContext]]) -> None:
-        if not items:
+    async def _write_or_retry(self, items: list[tuple[Delivery, AuditBatch | AuditRecorded | None]]) -> None:
+        readable: list[tuple[Delivery, AuditBatch | AuditRecorded]] = []
+        for delivery, message in items:
+            if message is not None:
+                readable.append((delivery, message))
+                continue
+            await self._republisher.dead_letter(delivery.body, "invalid audit message: not an audit batch or record",
+                                                delivery.attempt, SOURCE)
+            await delivery.ack()
+        if not readable:
             return
-        links = [trace.Link(ctx) for _, _, ctx in items if ctx.is_valid][:128]
-        # shared by many events: its own trace, linked to each record's consume span (not a child of the first)
+        docs = [r.model_dump(mode="python") for _, m in readable
+                for r in (m.records if isinstance(m, AuditBatch) else (m,))]
+        links = [trace.Link(d.span.get_span_context()) for d, _ in readable][:128]
+        # shared by many events: its own trace, linked to each message's consume span
         with tracer.start_as_current_span("audit insert_many", context=otel_context.Context(), links=links) as span:
-            span.set_attribute("audit.batch.size", len(items))
+            span.set_attribute("audit.batch.size", len(docs))
             try:
-                await self._write([doc for doc, _, _ in items])
-            except Exception as exc:  # noqa: BLE001 - every waiting message is nacked and redelivered
-                log.warning("audit batch of %d failed: %s", len(items), exc)
-                for _, future, _ in items:
-                    if not future.done():
-                        future.set_exception(exc)
+                for start in range(0, len(docs), self._records_per_write):
+                    await self._store.insert(docs[start:start + self._records_per_write])
+            except Exception as exc:  # noqa: BLE001 - tried again through the tiers, never dropped
+                log.warning("audit write of %d records failed: %s", len(docs), exc)
+                for delivery, message in readable:
+                    await self._retry(delivery, message, exc)
                 return
         self.batches += 1
-        for _, future, _ in items:
-            if not future.done():
-                future.set_result(None)
+        for delivery, _ in readable:
+            await delivery.ack()
+
+    async def _retry(self, delivery: Delivery, message: AuditBatch | AuditRecorded, exc: Exception) -> None:
+        if delivery.attempt >= self._republisher.max_attempts:
+            await self._republisher.dead_letter(message, f"audit write failed {delivery.attempt} times: {exc}",
+                                                delivery.attempt, SOURCE)
+        else:
+            await self._republisher.retry(message, delivery.attempt)
+        await delivery.ack()
+
+    async def close(self) -> None:
+        await self._batcher.drain()
+
+
+def _records(item: tuple[Delivery, AuditBatch | AuditRecorded | None]) -> int:
+    message = item[1]
+    return len(message.records) if isinstance(message, AuditBatch) else 1

@@ -6,19 +6,18 @@ import logging
 from contextlib import asynccontextmanager
 
 import uvicorn
-from faststream import AckPolicy
-from faststream.rabbit.annotations import RabbitMessage
 from fastapi import FastAPI
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from audit_recorder.api import add_routes
-from audit_recorder.batcher import Batcher
-from okta_bridge.contracts import AuditRecorded
+from audit_recorder.batcher import MESSAGES_IN_HAND, Recorder
+from okta_bridge.bus import Consumer, Publisher
+from okta_bridge.metrics import serve_metrics
 from okta_bridge.logs import setup_logging, register_settings_secrets
 from okta_bridge.mongo import connect
 from okta_bridge.stores.audit import AuditStore
-from okta_bridge.runtime import ATTEMPT_HEADER, Republisher, make_broker
+from okta_bridge.runtime import QueueRoutes, Republisher, make_broker
 from okta_bridge.settings import BridgeSettings
 from okta_bridge.telemetry import setup_tracing, shutdown_tracing
 from okta_bridge.topology import AUDIT_QUEUE, declare_audit
@@ -42,43 +41,32 @@ def build() -> tuple[FastAPI, AuditSettings]:
     setup_tracing("audit-recorder")
     base, cfg = BridgeSettings(), AuditSettings()
     register_settings_secrets(base.rabbitmq_url.get_secret_value(), base.mongodb_url.get_secret_value())
-    broker = make_broker(base.rabbitmq_url.get_secret_value(), max(base.prefetch, cfg.batch_size * 2))
+    broker = make_broker(base.rabbitmq_url.get_secret_value(), base.prefetch)
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
     store = AuditStore(db)
-    batcher = Batcher(store.insert, cfg.batch_size, cfg.batch_delay_s)
-
-    republisher = Republisher(broker, AUDIT_QUEUE.name, max_attempts=cfg.max_attempts)
-
-    @broker.subscriber(AUDIT_QUEUE, ack_policy=AckPolicy.NACK_ON_ERROR)
-    async def record_step(msg: RabbitMessage) -> None:
-        """Acked once its batch is written; a failed write goes through the retry tiers (database down)."""
-        attempt = int((msg.headers or {}).get(ATTEMPT_HEADER, 0)) + 1
-        try:
-            record = AuditRecorded.model_validate_json(msg.body)
-        except ValidationError as exc:
-            await republisher.dead_letter(msg.body, f"invalid audit record: {exc.error_count()} error(s)", attempt,
-                                          "audit-recorder")
-            await msg.ack()
-            return
-        try:
-            await batcher.add(record.model_dump(mode="python"))
-        except Exception as exc:  # noqa: BLE001 - the database refused the batch: retried later, never dropped
-            if attempt >= republisher.max_attempts:
-                await republisher.dead_letter(record, f"audit write failed {attempt} times: {exc}", attempt,
-                                              "audit-recorder")
-            else:
-                await republisher.retry(record, attempt)
-        await msg.ack()
+    running: dict = {}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
+        serve_metrics(base.metrics_port)
         await store.ensure_indexes(cfg.retention_days)
-        await broker.start()
+        connection = await broker.connect()
         await declare_audit(broker)
+        publisher = Publisher(connection)
+        await publisher.start()
+        recorder = Recorder(store, Republisher(publisher, QueueRoutes(AUDIT_QUEUE.name), cfg.max_attempts),
+                            cfg.batch_size, cfg.batch_delay_s)
+        consumer = Consumer(connection, MESSAGES_IN_HAND, recorder.on_delivery, AUDIT_QUEUE.name)
+        await consumer.start()
+        await consumer.consume(AUDIT_QUEUE.name)
+        running.update(recorder=recorder)
         log.info("recording audit; retention %d days", cfg.retention_days)
         yield
+        await consumer.cancel(AUDIT_QUEUE.name)
+        await recorder.close()
+        await consumer.close()
+        await publisher.close()
         await broker.stop()
-        await batcher.flush()
         await client.close()
         shutdown_tracing()
 
@@ -87,7 +75,7 @@ def build() -> tuple[FastAPI, AuditSettings]:
             await store.ping()
         except Exception as exc:  # noqa: BLE001
             return False, {"mongodb": type(exc).__name__}
-        return True, {"batches_written": batcher.batches}
+        return True, {"batches_written": running["recorder"].batches if running else 0}
 
     app = FastAPI(title="okta-onprem-bridge audit", lifespan=lifespan)
     add_routes(app, store, health)

@@ -11,7 +11,8 @@ is in :mod:`okta_bridge.topology`.
     GroupPlanned          translator    -> scim-dispatcher  push / unlink / delete one (app, group), versioned
     MembershipPlanned     translator    -> scim-dispatcher  "look at these members of (app, group) again"; the
                           scim-dispatcher -> itself         desired state and its version are read when applied
-    AuditRecorded         every service -> audit-recorder   one step of one change
+    AuditBatch            every service -> audit-recorder   the steps of one batch of work, each its own record
+                                                            (AuditRecorded: one step of one change)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 __all__ = [
     "AppSyncRequested",
+    "AuditBatch",
     "AuditRecorded",
     "AuditStep",
     "Reason",
@@ -217,3 +219,10 @@ class AuditRecorded(_Contract):
     trace_id: str | None = None
     reason: Reason | None = Field(default=None, description="why, as a code (the text is in detail)")
     detail: str | None = Field(default=None, description="human-readable reason; never a secret")
+
+
+class AuditBatch(_Contract):
+    """The audit records of one batch of work, in one message; each record keeps its own event, key and trace."""
+
+    schema_version: Literal[1] = 1
+    records: tuple[AuditRecorded, ...] = Field(min_length=1)

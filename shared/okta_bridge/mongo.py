@@ -7,6 +7,8 @@ from __future__ import annotations
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from okta_bridge.metrics import CommandCounter
+
 __all__ = ["connect", "key"]
 
 
@@ -14,7 +16,7 @@ def connect(url: str, db: str) -> tuple[AsyncMongoClient, AsyncDatabase]:
     # a write is acknowledged once it is journaled on a majority: what the bridge has acked (a message, a cursor,
     # a version) survives a database crash; an explicit option in the URL still wins
     client: AsyncMongoClient = AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=10_000,
-                                                **_durable_unless_set(url))
+                                                event_listeners=[CommandCounter()], **_durable_unless_set(url))
     return client, client[db]
 
 

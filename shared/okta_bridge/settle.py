@@ -22,14 +22,16 @@ def note_fields(note: Note) -> dict[str, Any]:
 
 
 async def carry_out(verdict: Verdict, message: BaseModel | bytes, attempt: int, *, republisher: Republisher,
-                    audit: Audit, source: str, fields: dict[str, Any], done: dict[str, Any] | None = None) -> None:
-    """``fields`` go on every audit record of the message; ``done`` only on an ack's (target id, SCIM call)."""
+                    audit: Audit, source: str, fields: dict[str, Any], done: dict[str, Any] | None = None,
+                    routing_key: str = "") -> None:
+    """``fields`` go on every audit record of the message; ``done`` only on an ack's (target id, SCIM call);
+    ``routing_key``: the delivery's, which a plan's retry keeps (it comes back to its own partition)."""
     if verdict.disposition is Disposition.RETRY:
         assert isinstance(message, BaseModel)
-        await republisher.retry(message, attempt, verdict.retry_after_s)
+        await republisher.retry(message, attempt, verdict.retry_after_s, routing_key)
     elif verdict.disposition is Disposition.HOLD:
         assert isinstance(message, BaseModel)
-        await republisher.hold(message, attempt - 1)  # waiting in the hold queue is not an attempt
+        await republisher.hold(message, attempt - 1, routing_key)  # waiting in the hold queue is not an attempt
     elif verdict.disposition is Disposition.DEAD_LETTER:
         await republisher.dead_letter(message, verdict.why, attempt, source)
     for note in verdict.notes:

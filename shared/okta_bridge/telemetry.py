@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import os
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-__all__ = ["ATTR", "current_trace_id", "setup_tracing", "shutdown_tracing"]
+__all__ = ["ATTR", "current_trace_id", "setup_tracing", "shutdown_tracing", "span_of", "trace_id_of"]
 
 
 class ATTR:
@@ -61,4 +62,17 @@ def shutdown_tracing() -> None:
 
 def current_trace_id() -> str | None:
     ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
+
+
+def span_of(context: otel_context.Context | None) -> trace.Span | None:
+    """The span current in a context (a delivery's, say); None for no context."""
+    return trace.get_current_span(context) if context is not None else None
+
+
+def trace_id_of(context: otel_context.Context | None) -> str | None:
+    """The trace id of a context (a delivery's, say), or of the current one when None."""
+    if context is None:
+        return current_trace_id()
+    ctx = trace.get_current_span(context).get_span_context()
     return format(ctx.trace_id, "032x") if ctx.is_valid else None

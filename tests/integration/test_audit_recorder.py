@@ -19,7 +19,8 @@ import aio_pika
 import httpx
 import pytest
 
-from okta_bridge.audit import BrokerAudit
+from okta_bridge.audit import AuditPublisher
+from okta_bridge.bus import Publisher
 from okta_bridge.contracts import AuditRecorded, AuditStep
 from okta_bridge.mongo import connect
 from okta_bridge.runtime import make_broker
@@ -163,13 +164,19 @@ async def test_records_are_written_in_batches(recorder, rabbit_url, db):
     async with publisher(rabbit_url) as broker:
         for i in range(60):
             await broker.publish(record(i, now + timedelta(milliseconds=i)), exchange=AUDIT_EXCHANGE, persist=True)
-        await BrokerAudit(broker, "translator", ORG).record(AuditStep.PLANNED, okta_user_id="00uB", app_id="0oaB")
+        bus = Publisher(await broker.connect())
+        await bus.start()
+        audit = AuditPublisher(bus, "translator", ORG)
+        async with audit.batch():  # one message of three records, as the services send them
+            for user in ("00uB", "00uC", "00uD"):
+                await audit.record(AuditStep.PLANNED, okta_user_id=user, app_id="0oaB")
 
-    await eventually(lambda: _has(db, 61), what="61 records stored")
+    await eventually(lambda: _has(db, 63), what="63 records stored")
     batches = (await healthz(recorder))["batches_written"]
-    assert 1 <= batches < 61 // 4, f"{batches} insert batches for 61 records"
+    assert 1 <= batches < 63 // 4, f"{batches} insert batches for 63 records"
     planned = (await get_audit(recorder, status="planned"))["items"]
-    assert [(r["service"], r["okta_user_id"], r["org"]) for r in planned] == [("translator", "00uB", ORG)]
+    assert sorted((r["service"], r["okta_user_id"], r["org"]) for r in planned) == [
+        ("translator", u, ORG) for u in ("00uB", "00uC", "00uD")]
 
 
 async def test_a_full_batch_is_written_without_waiting_for_the_delay(recorder, rabbit_url, db):
