@@ -22,13 +22,15 @@ import logging
 import re
 import time
 from datetime import UTC, datetime
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 from opentelemetry import trace
 
 from okta_bridge.contracts import Reason
+from okta_bridge.http import pooled_transport
 from okta_bridge.telemetry import ATTR
 
 __all__ = [
@@ -119,15 +121,19 @@ class OktaPage:
 
 class OktaClient:
     def __init__(self, org_url: str, api_token: str, *, http: httpx.AsyncClient | None = None,
-                 timeout_s: float = 35.0, reserve: int = 2) -> None:
+                 timeout_s: float = 35.0, reserve: int = 2, filter_ids: int = 100, max_connections: int = 20,
+                 gate: Callable[[], AbstractAsyncContextManager[object]] | None = None) -> None:
+        """``gate``: entered around every request (the org-wide concurrency budget, :mod:`okta_bridge.permits`)."""
         self.org_url = org_url.rstrip("/")
         self._token = api_token
         self._headers = {"Authorization": f"SSWS {api_token}", "Accept": "application/json"}
-        self._http = http or httpx.AsyncClient(timeout=timeout_s)
+        self._http = http or httpx.AsyncClient(timeout=timeout_s, transport=pooled_transport(max_connections))
         self._buckets: dict[str, _Bucket] = {}
         self._clock_offset = 0.0  # Okta's Date minus the local clock, from the last answer
         self._reserve = reserve
         self.calls: dict[str, int] = {}
+        self.filter_ids = filter_ids  # ids per filtered listing: its URL stays well below 8 KB
+        self._gate = gate or nullcontext
 
     def server_now(self) -> datetime:
         """Okta's time, as its last answer's Date header told it (the local clock until the first answer)."""
@@ -144,6 +150,42 @@ class OktaClient:
 
     async def get_user(self, user_id: str) -> dict[str, Any]:
         return (await self.get(f"/api/v1/users/{user_id}")).body
+
+    async def get_users(self, user_ids: list[str]) -> dict[str, dict[str, Any] | None]:
+        """Each user by id (the ``user`` bucket), concurrently; None for one Okta answers 404 for (deleted)."""
+        async def one(user_id: str) -> dict[str, Any] | None:
+            try:
+                return await self.get_user(user_id)
+            except OktaNotFoundError:
+                return None
+        found = await asyncio.gather(*(one(u) for u in user_ids))
+        return dict(zip(user_ids, found))
+
+    async def list_users_by_ids(self, user_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Many users in few calls of the ``users`` bucket: ``GET /api/v1/users?filter=id eq "…" or id eq "…"``
+        (``filter`` returns DEPROVISIONED users too), ``limit`` 200, following ``next``. Okta documents no limit on
+        the URL or the number of clauses: a request answered 400 or 414 is split in halves until it passes.
+
+        The answer is taken as Okta gives it and promises nothing about freshness: ids it leaves out are absent
+        from the result (the caller reads those by id), ids not asked for are dropped, and an id listed twice
+        keeps its newest ``lastUpdated``."""
+        wanted, found = set(user_ids), {}
+        chunks = [user_ids[i:i + self.filter_ids] for i in range(0, len(user_ids), self.filter_ids)]
+        while chunks:
+            chunk = chunks.pop()
+            try:
+                async for page in self._pages("/api/v1/users", {"filter": _id_filter(chunk), "limit": 200}):
+                    for user in page or ():
+                        if isinstance(user, dict) and user.get("id") in wanted:
+                            current = found.get(user["id"])
+                            if current is None or _updated(user) >= _updated(current):
+                                found[user["id"]] = user
+            except OktaRequestError as exc:
+                if exc.status not in (400, 414) or len(chunk) == 1:
+                    raise
+                half = len(chunk) // 2
+                chunks += [chunk[:half], chunk[half:]]
+        return found
 
     async def update_app_user_profile(self, app_id: str, user_id: str, profile: dict[str, Any]) -> None:
         """``POST /api/v1/apps/{appId}/users/{userId}`` with only the changed profile attributes."""
@@ -191,7 +233,8 @@ class OktaClient:
             span.set_attribute(ATTR.BUCKET, name)
             await self._wait_for_budget(bucket)
             try:
-                resp = await self._http.request(method, url, headers=self._headers, **kwargs)
+                async with self._gate():
+                    resp = await self._http.request(method, url, headers=self._headers, **kwargs)
             except httpx.HTTPError as exc:
                 raise OktaTransientError(f"okta {method} {_template(path)}: {type(exc).__name__}") from None
             self.calls[name] = self.calls.get(name, 0) + 1
@@ -251,6 +294,16 @@ class OktaClient:
         if path.endswith("/logs") and status == 400:
             raise OktaCursorRejectedError(where, status)
         raise OktaRequestError(where, status)
+
+
+def _id_filter(user_ids: list[str]) -> str:
+    return " or ".join(f'id eq "{u}"' for u in user_ids)
+
+
+def _updated(user: dict[str, Any]) -> str:
+    """``lastUpdated`` as Okta writes it (ISO 8601, UTC, fixed width): comparable as text."""
+    value = user.get("lastUpdated")
+    return value if isinstance(value, str) else ""
 
 
 def _links(resp: httpx.Response) -> dict[str, str]:

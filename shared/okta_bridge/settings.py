@@ -22,6 +22,7 @@ class BridgeSettings(BaseSettings):
     mongodb_db: str = "okta_bridge"
     connectors_file: str = "deploy/connectors.example.yaml"
     prefetch: int = Field(default=64, description="unacknowledged messages per consumer")
+    metrics_port: int = Field(default=0, description="Prometheus /metrics of this process (0: off)")
 
 
 class OktaSettings(BaseSettings):
@@ -31,7 +32,10 @@ class OktaSettings(BaseSettings):
     api_token: SecretStr = SecretStr("")
     api_token_id: str | None = Field(default=None, description="00T… id of the token: our own writes are ignored")
     request_timeout_s: float = 35.0
-
+    max_concurrent_requests: int = Field(
+        default=20, ge=1, le=75, description="Okta requests at once across every replica of every service (Okta's "
+                                             "concurrency limit is org-wide, 75 on current plans, shared with every "
+                                             "other integration); shared through MongoDB (okta_bridge.permits)")
     @field_validator("org_url")
     @classmethod
     def _normalise(cls, value: str) -> str:

@@ -226,3 +226,73 @@ async def test_calls_are_counted_per_bucket():
     await c.get("/api/v1/users/00u1")
     await c.get("/api/v1/users/00u2")
     assert c.calls == {"logs": 1, "user": 2}
+
+
+# ------------------------------------------------------------------ many users in one filtered listing
+
+def _users_server(users: dict[str, dict], *, max_ids: int | None = None, status_over: int = 414,
+                  page: int = 200, edit: Callable[[list[dict]], list[dict]] | None = None):
+    """A GET /api/v1/users?filter=id eq "…" or … server; more than ``max_ids`` clauses answer ``status_over``."""
+    seen: list[list[str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        flt = request.url.params.get("filter", "")
+        ids = [part.split('"')[1] for part in flt.split(" or ")]
+        seen.append(ids)
+        if max_ids is not None and len(ids) > max_ids:
+            return httpx.Response(status_over, json={"errorCode": "E0000001", "errorSummary": "too long"})
+        found = [users[i] for i in ids if i in users]
+        start = int(request.url.params.get("after") or 0)
+        chunk = found[start:start + page]
+        body = edit(chunk) if edit else chunk
+        headers = {}
+        if start + page < len(found):
+            nxt = request.url.copy_set_param("after", str(start + page))
+            headers["link"] = f'<{nxt}>; rel="next"'
+        return httpx.Response(200, json=body, headers=headers)
+
+    return handler, seen
+
+
+def _user(i: int, updated: str = "2026-01-01T00:00:00.000Z") -> dict:
+    return {"id": f"00u{i:04d}", "status": "ACTIVE", "lastUpdated": updated, "profile": {}}
+
+
+async def test_users_by_id_are_read_in_filtered_listings_of_filter_ids_each():
+    users = {u["id"]: u for u in (_user(i) for i in range(250))}
+    handler, seen = _users_server(users)
+    client = OktaClient(ORG, TOKEN, http=httpx.AsyncClient(transport=httpx.MockTransport(handler)), filter_ids=100)
+    found = await client.list_users_by_ids(sorted(users))
+    assert found == users
+    assert sorted(len(ids) for ids in seen) == [50, 100, 100] and client.calls == {"users": 3}
+
+
+async def test_a_listing_answered_414_or_400_is_split_until_it_passes():
+    users = {u["id"]: u for u in (_user(i) for i in range(40))}
+    for status in (414, 400):
+        handler, seen = _users_server(users, max_ids=10, status_over=status)
+        client = OktaClient(ORG, TOKEN, http=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+                            filter_ids=40)
+        assert await client.list_users_by_ids(sorted(users)) == users
+        assert sorted(len(ids) for ids in seen) == [10, 10, 10, 10, 20, 20, 40]
+
+
+async def test_an_answer_that_repeats_one_user_or_adds_one_not_asked_for_is_taken_with_care():
+    users = {u["id"]: u for u in (_user(i) for i in range(3))}
+
+    def edit(chunk: list[dict]) -> list[dict]:
+        newer = dict(chunk[0], lastUpdated="2026-01-02T00:00:00.000Z")
+        return [chunk[0], newer, *chunk[1:], _user(999)]
+
+    handler, _ = _users_server(users, edit=edit)
+    client = OktaClient(ORG, TOKEN, http=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    found = await client.list_users_by_ids(["00u0000", "00u0001", "00u0002", "00u0404"])
+    assert sorted(found) == ["00u0000", "00u0001", "00u0002"]  # nothing for the one not asked for or not found
+    assert found["00u0000"]["lastUpdated"] == "2026-01-02T00:00:00.000Z"  # a repeated id keeps its newest
+
+
+async def test_a_listing_follows_next_links():
+    users = {u["id"]: u for u in (_user(i) for i in range(30))}
+    handler, seen = _users_server(users, page=10)
+    client = OktaClient(ORG, TOKEN, http=httpx.AsyncClient(transport=httpx.MockTransport(handler)), filter_ids=100)
+    assert await client.list_users_by_ids(sorted(users)) == users and len(seen) == 3

@@ -1,0 +1,174 @@
+"""The fair-share arithmetic of shared permits (:func:`okta_bridge.permits.targets`) and a pool of holders driven
+over an in-memory ledger: the limit is never exceeded, idle permits move to whoever wants them, nobody starves."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from okta_bridge.permits import PermitPool, targets
+from okta_bridge.stores.permits import Ledger
+
+
+@pytest.mark.parametrize(
+    ("limit", "held", "want", "epoch", "expected"),
+    [
+        # everyone gets what they want while the wants fit
+        (8, {}, {"a": 3, "b": 2}, 0, {"a": 3, "b": 2}),
+        # wants beyond the limit: an even split
+        (8, {}, {"a": 10, "b": 10}, 0, {"a": 4, "b": 4}),
+        # a small want is met in full, the rest goes to the big one
+        (8, {}, {"a": 1, "b": 10}, 0, {"a": 1, "b": 7}),
+        # an odd permit goes to whoever comes first in this epoch's order, and rotates
+        (3, {}, {"a": 5, "b": 5}, 0, {"a": 2, "b": 1}),
+        (3, {}, {"a": 5, "b": 5}, 1, {"a": 1, "b": 2}),
+        # more holders than permits: each epoch serves different ones, so over time everyone is served
+        (1, {}, {"a": 1, "b": 1, "c": 1}, 0, {"a": 1, "b": 0, "c": 0}),
+        (1, {}, {"a": 1, "b": 1, "c": 1}, 1, {"a": 0, "b": 1, "c": 0}),
+        (1, {}, {"a": 1, "b": 1, "c": 1}, 2, {"a": 0, "b": 0, "c": 1}),
+        # permits nobody wants stay where they are (no churn while idle) ...
+        (8, {"a": 6, "b": 2}, {"a": 0, "b": 0}, 0, {"a": 6, "b": 2}),
+        # ... until somebody wants them
+        (8, {"a": 6, "b": 2}, {"a": 0, "b": 8}, 0, {"a": 0, "b": 8}),
+        (8, {"a": 6, "b": 2}, {"a": 2, "b": 8}, 0, {"a": 2, "b": 6}),
+    ],
+)
+def test_targets(limit, held, want, epoch, expected):
+    assert targets(limit, held, want, epoch) == expected
+
+
+@pytest.mark.parametrize("epoch", range(5))
+def test_targets_never_exceed_the_limit(epoch):
+    import random
+
+    rnd = random.Random(epoch)
+    for _ in range(500):
+        names = [f"h{i}" for i in range(rnd.randint(1, 6))]
+        limit = rnd.randint(1, 12)
+        held = {n: rnd.randint(0, 4) for n in names}
+        want = {n: rnd.randint(0, 10) for n in names}
+        out = targets(limit, held, want, epoch)
+        assert sum(out.values()) <= max(limit, 0)
+        assert all(v >= 0 for v in out.values())
+        # nobody who wants permits gets none while another holds more than its fair share
+        if sum(want.values()) >= limit >= len([n for n in names if want[n]]):
+            assert all(out[n] >= 1 for n in names if want[n])
+
+
+class MemoryPermits:
+    """The ledger's compare-and-set on ``rev``, in memory; ``clock`` is the database's time."""
+
+    def __init__(self) -> None:
+        self.ledgers: dict[str, Ledger] = {}
+        self.clock = datetime(2026, 1, 1, tzinfo=UTC)
+
+    async def read(self, scope: str) -> Ledger:
+        await asyncio.sleep(0)
+        ledger = self.ledgers.setdefault(scope, Ledger(scope, 0, self.clock))
+        out = copy.deepcopy(ledger)
+        out.now = self.clock
+        return out
+
+    async def write(self, ledger: Ledger) -> bool:
+        await asyncio.sleep(0)
+        current = self.ledgers[ledger.scope]
+        if current.rev != ledger.rev:
+            return False
+        stored = copy.deepcopy(ledger)
+        stored.rev += 1
+        self.ledgers[ledger.scope] = stored
+        return True
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def pool(store, name: str, limit: int, clock: Clock) -> PermitPool:
+    return PermitPool(store, "apps|default", name, {"app": limit}, ttl_s=30, margin_s=10, monotonic=clock)
+
+
+async def test_holders_share_the_limit_and_hand_idle_permits_over():
+    store, clock = MemoryPermits(), Clock()
+    a, b = pool(store, "a", 4, clock), pool(store, "b", 4, clock)
+    a.waiting["app"] = 10  # a alone wants permits: it gets them all
+    await a.renew()
+    await b.renew()
+    assert (a.held["app"], b.held["app"]) == (4, 0)
+    b.waiting["app"] = 10  # b wants some too: a gives back what it does not use, b takes it at its next renewal
+    await b.renew()
+    assert b.held["app"] == 0  # nothing free yet: it never takes permits someone live holds
+    a.in_use["app"], a.waiting["app"] = 1, 9
+    await a.renew()
+    assert a.held["app"] == 2
+    await b.renew()
+    assert b.held["app"] == 2
+    assert a.held["app"] + b.held["app"] <= 4
+
+
+async def test_a_holder_keeps_the_permits_in_use():
+    store, clock = MemoryPermits(), Clock()
+    a, b = pool(store, "a", 4, clock), pool(store, "b", 4, clock)
+    a.waiting["app"] = 4
+    await a.renew()
+    a.in_use["app"], a.waiting["app"] = 4, 0  # all four in flight
+    b.waiting["app"] = 4
+    await b.renew()
+    await a.renew()  # its target is 2, but it never gives back a permit in use
+    assert a.held["app"] == 4
+    await b.renew()
+    assert b.held["app"] == 0
+
+
+async def test_a_lapsed_holder_frees_its_permits_and_stops_using_them():
+    store, clock = MemoryPermits(), Clock()
+    a, b = pool(store, "a", 3, clock), pool(store, "b", 3, clock)
+    a.waiting["app"] = 3
+    await a.renew()
+    assert a.usable("app") == 3
+    clock.t += 20.5  # past ttl - margin on its own clock: it uses none of them any more
+    assert a.usable("app") == 0
+    store.clock += timedelta(seconds=31)  # and the database sees its registration expired
+    b.waiting["app"] = 3
+    await b.renew()
+    assert b.held["app"] == 3
+
+
+async def test_slots_never_exceed_the_limit_and_nobody_starves():
+    """Three holders, one permit, each with work queued: every holder is served within a few rotations, and at no
+    moment do two requests hold the one permit."""
+    store, clock = MemoryPermits(), Clock()
+    holders = [PermitPool(store, "okta", n, {"r": 1}, ttl_s=30, margin_s=10, rotation_s=10, monotonic=clock)
+               for n in "abc"]
+    served = {h.me: 0 for h in holders}
+    running = 0
+    peak = 0
+
+    async def work(h: PermitPool) -> None:
+        nonlocal running, peak
+        async with h.slot("r"):
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0)
+            served[h.me] += 1
+            running -= 1
+
+    tasks = [asyncio.create_task(work(h)) for h in holders for _ in range(3)]
+    for step in range(30):  # renewals in turn; the ledger's epoch moves on every 10 s of database time
+        await asyncio.sleep(0.01)
+        for h in holders:
+            await h.renew()
+        store.clock += timedelta(seconds=5)
+        clock.t += 0.1
+        if all(t.done() for t in tasks):
+            break
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert peak == 1
+    assert served == {"a": 3, "b": 3, "c": 3}
