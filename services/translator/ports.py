@@ -1,52 +1,40 @@
-"""Ports of the translator (adapters in ``adapters/``; fakes in the unit tests)."""
+"""Ports of the translator (adapters in ``okta_bridge.stores`` and ``okta_bridge.okta_client``; fakes in the unit
+tests)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Iterable, Protocol
 
-from okta_bridge.contracts import ScimOperationPlanned
-from okta_bridge.stores.assignments import Assignment, ListingFence, Take
+from opentelemetry.context import Context
 
-__all__ = ["Assignment", "AssignmentStore", "ListingFence", "OktaReader", "PlanOutbox", "Take", "WritebackStore"]
+from okta_bridge.contracts import GroupPlanned, MembershipPlanned, ScimOperationPlanned
+from okta_bridge.stores.assignments import Assignment, Commit, MembershipChange, Row
+
+__all__ = ["Assignment", "AssignmentStore", "Commit", "MembershipChange", "OktaReader", "PlanOutbox", "Row",
+           "WritebackStore"]
 
 
 class AssignmentStore(Protocol):
-    async def take_version(self, app_id: str, user_id: str, *, assigned: bool | None = None,
-                           app_username: str | None = None, as_of: int | None = None,
-                           listing: ListingFence | None = None) -> Take:
-        """Records a membership change if given, takes the next plan version of the key (before any Okta read),
-        stamps it with the database's clock and returns the assignment row.
+    async def read_rows(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
+        """The rows of these keys (a key without a row reads as version 0, unassigned)."""
+        ...
 
-        ``listing``: the take is for a user listed on that page, and is ``trusted`` when no earlier plan of the key
-        can hold data newer than the page: every earlier take was before the page was asked for, and every earlier
-        take that read Okta was more than the window before (its read ended within the window of its take). An
-        untrusted take reads Okta like any plan."""
+    async def commit(self, commits: list[Commit]) -> list[bool]:
+        """Per commit: stored (the new version, the read's lastUpdated, the membership change) only if the row is as
+        it was read and no earlier plan was built from newer user data; False otherwise (read it again)."""
         ...
-    async def check(self, app_id: str, user_id: str) -> tuple[int, datetime]:
-        """The key's newest plan version (0: none taken) and the database's time now."""
-        ...
-    async def now(self) -> datetime:
-        """The database's clock: the one the takes are stamped with."""
-        ...
-    async def get(self, app_id: str, user_id: str) -> Assignment | None: ...
-    async def for_user(self, user_id: str, app_ids: list[str]) -> list[Assignment]: ...
-    async def set(self, app_id: str, user_id: str, *, assigned: bool | None = None,
-                  app_username: str | None = None, sync_id: str | None = None) -> None: ...
+
+    async def for_users(self, user_ids: Iterable[str], app_ids: Iterable[str]) -> dict[str, list[Assignment]]: ...
     async def record_listing(self, app_id: str, rows: list[tuple[str, str | None]], sync_id: str,
-                             as_of: int) -> None:
-        """Marks the rows listed by this sync; a row takes the listing's assignment only when no membership event
-        newer than ``as_of`` (Okta's time before the page was asked for, microseconds) was recorded."""
-        ...
-    async def unassign_missing(self, app_id: str, sync_id: str, as_of: int) -> list[str]:
-        """Rows this sync did not list, assigned as of before ``as_of`` (Okta's time before the sync's first page):
-        marked unassigned and returned. A row assigned by an event published since is left alone."""
-        ...
+                             as_of: int) -> None: ...
+    async def unassign_missing(self, app_id: str, sync_id: str, as_of: int) -> list[str]: ...
 
 
 class OktaReader(Protocol):
     def server_now(self) -> datetime: ...
-    async def get_user(self, user_id: str) -> dict[str, Any]: ...
+    async def get_users(self, user_ids: list[str]) -> dict[str, dict[str, Any] | None]: ...
+    async def list_users_by_ids(self, user_ids: list[str]) -> dict[str, dict[str, Any]]: ...
     def list_app_users(self, app_id: str) -> AsyncIterator[list[dict[str, Any]]]: ...
     async def update_app_user_profile(self, app_id: str, user_id: str, profile: dict[str, Any]) -> None: ...
 
@@ -57,4 +45,7 @@ class WritebackStore(Protocol):
 
 
 class PlanOutbox(Protocol):
-    async def publish(self, plan: ScimOperationPlanned, pool: str) -> None: ...
+    async def publish(self, plan: ScimOperationPlanned | GroupPlanned | MembershipPlanned, pool: str,
+                      context: Context | None = None) -> None:
+        """Confirmed by the broker; routed to the key's partition of the pool; published in ``context``'s trace."""
+        ...

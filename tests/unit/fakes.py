@@ -6,6 +6,7 @@ Fakes over mocks (docs/style.md): each keeps what it was asked so tests assert o
 from __future__ import annotations
 
 import copy
+from contextlib import asynccontextmanager
 import itertools
 import json
 from collections import defaultdict
@@ -20,8 +21,9 @@ from okta_bridge.connectors import AppConnector
 from okta_bridge.contracts import AuditStep, OktaEventReceived, ScimOperationPlanned, SyncReason
 from okta_bridge.okta_client import OktaNotFoundError
 from queue_poller.ports import CursorState
-from scim_dispatcher.ports import Link
-from translator.ports import Assignment, ListingFence, Take
+from okta_bridge.stores.links import Link, LinkWrite
+from okta_bridge.stores.assignments import Row, fold
+from translator.ports import Assignment
 
 ORG = "https://acme.okta.com"
 
@@ -60,10 +62,11 @@ def user_event(uuid: str, kind: str = "account.update_profile", *, user_id: str 
     }
 
 
-def okta_user(user_id: str = "00u1", status: str = "ACTIVE", **profile: Any) -> dict[str, Any]:
+def okta_user(user_id: str = "00u1", status: str = "ACTIVE", updated: str = "2026-01-01T00:00:00.000Z",
+              **profile: Any) -> dict[str, Any]:
     base = {"login": f"{user_id}@acme.com", "email": f"{user_id}@acme.com", "firstName": "Ann",
             "lastName": "Example", "displayName": "Ann Example", "locale": "en_US"}
-    return {"id": user_id, "status": status, "profile": {**base, **profile}}
+    return {"id": user_id, "status": status, "lastUpdated": updated, "profile": {**base, **profile}}
 
 
 # ---------------------------------------------------------------- queue-poller ports
@@ -132,6 +135,11 @@ class FakeOutbox:
         self.dead: list[tuple[Any, str]] = []
         self.log = log if log is not None else []
 
+    @asynccontextmanager
+    async def batch(self):
+        self.batches = getattr(self, "batches", 0) + 1
+        yield
+
     async def publish_event(self, event: OktaEventReceived, poll_span_context: Any) -> None:
         self.events.append(event)
         self.log.append(f"publish {event.event_uuid}")
@@ -149,70 +157,61 @@ class FakeOutbox:
 # ---------------------------------------------------------------- translator ports
 
 class FakeAssignments:
-    """Same semantics as ``MongoAssignments``; ``clock`` stands for the database's clock (tests move it)."""
+    """Same semantics as ``MongoAssignments`` (compare-and-set on ``rev``; ``built_max`` never goes back)."""
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
-        self.versions: dict[tuple[str, str], int] = defaultdict(int)
-        self.stamps: dict[tuple[str, str], dict[str, datetime]] = defaultdict(dict)
-        self.clock = datetime(2026, 11, 1, tzinfo=UTC)
+        self.between_read_and_commit = None  # async callable run once after a batch read its rows (races)
+        self.commits = 0
 
-    async def take_version(self, app_id, user_id, *, assigned=None, app_username=None, as_of=None,
-                           listing: ListingFence | None = None) -> Take:
-        row = self.rows.setdefault((app_id, user_id), {})
-        if assigned is not None and (as_of is None or as_of >= row.get("as_of", -1)):
-            row["assigned"] = assigned
-            if as_of is not None:
-                row["as_of"] = max(as_of, row.get("as_of", -1))
-        row.setdefault("assigned", False)
-        if app_username is not None and (as_of is None or as_of >= row.get("username_as_of", -1)):
-            row["app_username"] = app_username
-            if as_of is not None:
-                row["username_as_of"] = max(as_of, row.get("username_as_of", -1))
-        stamps = self.stamps[(app_id, user_id)]
-        past, future = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
-        missing = future if self.versions[(app_id, user_id)] > 0 else past  # versions from before the stamps
-        trusted = listing is not None and stamps.get("take", missing) < listing.asked_at \
-            and stamps.get("read", missing) < listing.asked_at - listing.window
-        stamps["take"] = self.clock
-        if trusted:
-            stamps.setdefault("read", past)
-        else:
-            stamps["read"] = self.clock
-        return Take(await self.next_version(app_id, user_id), await self.get(app_id, user_id), self.clock, trusted)
+    @property
+    def versions(self) -> dict[tuple[str, str], int]:
+        return {k: r.get("plan_version", 0) for k, r in self.rows.items()}
 
-    async def check(self, app_id: str, user_id: str) -> tuple[int, datetime]:
-        return self.versions[(app_id, user_id)], self.clock
+    async def read_rows(self, keys):
+        out = {}
+        for k in keys:
+            r = self.rows.get(k)
+            out[k] = Row(*k) if r is None else Row(
+                k[0], k[1], r.get("plan_version", 0), r.get("rev", 0), bool(r.get("assigned")), r.get("as_of", -1),
+                r.get("app_username"), r.get("username_as_of", -1), r.get("built_max", -1), True)
+        if self.between_read_and_commit is not None:
+            hook, self.between_read_and_commit = self.between_read_and_commit, None
+            await hook()
+        return out
 
-    async def next_version(self, app_id: str, user_id: str) -> int:
-        self.versions[(app_id, user_id)] += 1
-        return self.versions[(app_id, user_id)]
-
-    async def now(self) -> datetime:
-        return self.clock
+    async def commit(self, commits):
+        out = []
+        for c in commits:
+            key, row = (c.row.app_id, c.row.user_id), self.rows.get((c.row.app_id, c.row.user_id), {})
+            if row.get("rev", 0) != c.row.rev or row.get("built_max", -1) > c.updated:
+                out.append(False)
+                continue
+            folded, _ = fold(c.row, c.change)
+            self.rows[key] = {**row, "assigned": folded.assigned, "as_of": folded.assigned_as_of,
+                              "app_username": folded.app_username, "username_as_of": folded.username_as_of,
+                              "plan_version": c.version, "rev": c.row.rev + 1, "built_max": c.updated}
+            self.commits += 1
+            out.append(True)
+        return out
 
     async def get(self, app_id: str, user_id: str) -> Assignment | None:
         row = self.rows.get((app_id, user_id))
         return _row(app_id, user_id, row) if row is not None else None
 
-    async def for_user(self, user_id: str, app_ids: list[str]) -> list[Assignment]:
-        return [_row(a, u, r) for (a, u), r in self.rows.items() if u == user_id and a in app_ids]
-
-    async def set(self, app_id: str, user_id: str, *, assigned: bool | None = None,
-                  app_username: str | None = None, sync_id: str | None = None) -> None:
-        row = self.rows.setdefault((app_id, user_id), {})
-        if assigned is not None:
-            row["assigned"] = assigned
-        if app_username is not None:
-            row["app_username"] = app_username
-        if sync_id is not None:
-            row["sync_id"] = sync_id
+    async def for_users(self, user_ids, app_ids) -> dict[str, list[Assignment]]:
+        users, apps = set(user_ids), set(app_ids)
+        out: dict[str, list[Assignment]] = {u: [] for u in users}
+        for (a, u), r in self.rows.items():
+            if u in users and a in apps:
+                out[u].append(_row(a, u, r))
+        return out
 
     async def record_listing(self, app_id: str, rows: list[tuple[str, str | None]], sync_id: str,
                              as_of: int) -> None:
         for user_id, username in rows:
             row = self.rows.setdefault((app_id, user_id), {})
-            row["sync_id"] = sync_id
+            row["sync_id"], row["rev"] = sync_id, row.get("rev", 0) + 1
             if row.get("as_of", -1) < as_of:  # no membership event since the listing was asked for
                 row.update(assigned=True, as_of=as_of)
             if row.get("username_as_of", -1) < as_of:
@@ -222,7 +221,8 @@ class FakeAssignments:
         missing = [u for (a, u), r in self.rows.items() if a == app_id and r.get("assigned")
                    and r.get("sync_id") != sync_id and r.get("as_of", -1) < as_of]
         for user_id in missing:
-            self.rows[(app_id, user_id)].update(assigned=False, as_of=as_of)
+            row = self.rows[(app_id, user_id)]
+            row.update(assigned=False, as_of=as_of, rev=row.get("rev", 0) + 1)
         return missing
 
 
@@ -238,13 +238,27 @@ class FakeOkta:
         self.app_users: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.page_size = page_size
         self.get_user_calls: list[str] = []
+        self.listing_reads: list[list[str]] = []  # the batched reads (GET /api/v1/users?filter=…)
+        self.stale: dict[str, dict[str, Any]] = {}  # users the batched read answers with an older copy
+        self.left_out: set[str] = set()  # users the batched read leaves out
+        self.on_listing = None  # async callable run while a batched read is answered (races)
         self.listing_calls = 0
         self.after_page = None  # async callable run after a page was read, before the sync uses it (races)
         self.on_get_user = None  # async callable run while a user is read (races)
         self.now = datetime(2026, 11, 1, tzinfo=UTC)
+        self._clock = 0
 
     def server_now(self) -> datetime:
         return self.now
+
+    def update(self, user_id: str, status: str | None = None, **profile: Any) -> None:
+        """A change in Okta: the profile and status as given, and ``lastUpdated`` moves on, as Okta's does."""
+        user = self.users[user_id]
+        user["profile"].update(profile)
+        if status is not None:
+            user["status"] = status
+        self._clock += 1
+        user["lastUpdated"] = f"2026-01-02T00:{self._clock // 60:02d}:{self._clock % 60:02d}.000Z"
 
     def assign(self, app_id: str, user: dict[str, Any], username: str | None = None,
                app_profile: dict[str, Any] | None = None) -> None:
@@ -252,6 +266,24 @@ class FakeOkta:
         self.app_users[app_id].append({"id": user["id"], "scope": "USER", "status": "ACTIVE",
                                        "credentials": {"userName": username or user["profile"]["login"]},
                                        "profile": app_profile or {}, "_embedded": {"user": user}})
+
+    async def get_users(self, user_ids: list[str]) -> dict[str, dict[str, Any] | None]:
+        out = {}
+        for user_id in user_ids:
+            try:
+                out[user_id] = await self.get_user(user_id)
+            except OktaNotFoundError:
+                out[user_id] = None
+        return out
+
+    async def list_users_by_ids(self, user_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The batched read: ``stale`` users (id -> an older copy) answer as a listing that lags behind."""
+        self.listing_reads.append(list(user_ids))
+        if self.on_listing is not None:
+            hook, self.on_listing = self.on_listing, None
+            await hook(user_ids)
+        return {u: copy.deepcopy(self.stale.get(u, self.users[u])) for u in user_ids
+                if u in self.users and u not in self.left_out}
 
     async def get_user(self, user_id: str) -> dict[str, Any]:
         self.get_user_calls.append(user_id)
@@ -277,7 +309,7 @@ class FakePlanOutbox:
     def __init__(self) -> None:
         self.plans: list[tuple[ScimOperationPlanned, str]] = []
 
-    async def publish(self, plan: ScimOperationPlanned, pool: str) -> None:
+    async def publish(self, plan: ScimOperationPlanned, pool: str, context=None) -> None:
         self.plans.append((plan, pool))
 
 
@@ -299,18 +331,30 @@ class FakeLinks:
 
     def __init__(self) -> None:
         self.links: dict[tuple[str, str], Link] = {}
+        self.fences: dict[tuple[str, str], int] = {}
 
     async def get(self, app_id: str, user_id: str) -> Link | None:
         return self.links.get((app_id, user_id))
 
+    async def get_keys(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Link]:
+        return {k: self.links[k] for k in keys if k in self.links}
+
+    async def save_many(self, writes: list[LinkWrite]) -> list[bool]:
+        """Version-checked and fenced, each write on its own."""
+        out = []
+        for w in writes:
+            key, old = (w.app_id, w.user_id), self.links.get((w.app_id, w.user_id))
+            if old is not None and (old.applied_version >= w.version or self.fences.get(key, 0) > w.fence):
+                out.append(False)
+                continue
+            self.fences[key] = w.fence
+            self.links[key] = Link(w.target_id if w.target_id is not None else (old.target_id if old else None),
+                                   w.version, w.active if w.active is not None else (old.active if old else None))
+            out.append(True)
+        return out
+
     async def save(self, plan: ScimOperationPlanned, target_id: str | None, active: bool | None) -> bool:
-        key = (plan.app_id, plan.okta_user_id)
-        old = self.links.get(key)
-        if old is not None and old.applied_version >= plan.version:
-            return False
-        self.links[key] = Link(target_id if target_id is not None else (old.target_id if old else None),
-                               plan.version, active if active is not None else (old.active if old else None))
-        return True
+        return (await self.save_many([LinkWrite(plan.app_id, plan.okta_user_id, plan.version, target_id, active)]))[0]
 
 
 @dataclass

@@ -11,14 +11,24 @@ from okta_bridge.events import parse_event
 from tests.unit.fakes import (ORG, FakeAssignments, FakeAudit, FakeOkta, FakePlanOutbox, app_connector,
                               membership_event, okta_user, user_event)
 from okta_bridge.okta_client import OktaTransientError
-from translator.handlers import PLAN_WINDOW_S, Translator
+from translator.handlers import Translator
+from translator.planning import Planner
 
 JIRA, WIKI = "0oa1jira", "0oa2wiki"
 
 
 def make(users=None, page_size: int = 500) -> Translator:
     apps = {JIRA: app_connector(JIRA, "jira", pool="fast"), WIKI: app_connector(WIKI, "wiki")}
-    return Translator(ORG, apps, FakeAssignments(), FakeOkta(users, page_size), FakePlanOutbox(), FakeAudit())
+    return Translator(ORG, apps, Planner(ORG, apps, FakeAssignments(), FakeOkta(users, page_size)), FakePlanOutbox(),
+                      FakeAudit())
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def plans(t: Translator):
@@ -225,107 +235,42 @@ def titles(t: Translator, user_id: str) -> list[tuple[int, str]]:
     return [(p.version, attrs(p).get("title")) for p in plans(t) if p.okta_user_id == user_id]
 
 
-async def test_a_change_planned_between_the_page_read_and_the_syncs_take_makes_the_sync_read_the_user_again():
-    """The race the fault suite found: a listing read, then a change planned from a fresher read, then the sync's
-    take. Planned from its listing, the sync would carry the older title with the newer version."""
+async def test_a_page_read_before_a_change_that_was_planned_since_is_not_trusted():
+    """The race the fault suite found: a listing read, then a change planned from a fresher read (its lastUpdated
+    recorded), then the sync plans from its page. Its lastUpdated is older: the sync reads the user again."""
     t = make()
     t.apps[JIRA] = app_connector(JIRA, "jira", attribute_mappings={"title": "profile.title"})
     t.okta.assign(JIRA, okta_user("00u1", title="000000"), username="ann.jira")
     t.okta.assign(JIRA, okta_user("00u2", title="000000"), username="bob.jira")
     await t.handle_event(event(membership_event("e0", user_id="00u1", username="ann.jira")))
-    t.store.clock += timedelta(seconds=PLAN_WINDOW_S + 1)  # that first plan is long done
 
     async def change_after_the_page_was_read():
-        t.okta.users["00u1"]["profile"]["title"] = "000001"
+        t.okta.update("00u1", title="000001")
         await t.handle_event(event(user_event("e1", user_id="00u1")))
 
     t.okta.after_page = change_after_the_page_was_read
     t.okta.get_user_calls.clear()
+    t.okta.listing_reads.clear()
     assert await t.handle_sync(sync()) == 2
     assert titles(t, "00u1") == [(1, "000000"), (2, "000001"), (3, "000001")]
-    assert t.okta.get_user_calls == ["00u1", "00u1"]  # the event's read, then the sync's; 00u2 from the listing
+    assert t.okta.get_user_calls == ["00u1"]  # the user event reads by id
+    assert t.okta.listing_reads == [["00u1"]]  # the sync reads 00u1 again (batched); 00u2 from its page
     assert titles(t, "00u2") == [(1, "000000")]
 
 
-async def test_a_sync_trusts_its_listing_unless_a_reading_plan_took_a_version_within_the_window():
+async def test_a_sync_plans_from_its_page_when_the_page_is_as_new_as_every_earlier_plans_read():
     t = make()
     t.okta.assign(JIRA, okta_user("00u1"), username="ann.jira")
     await t.handle_sync(sync(sync_id="s1"))
-    t.store.clock += timedelta(seconds=10)
-    await t.handle_sync(sync(sync_id="s2"))  # a sync again (or a retried one): its earlier takes read nothing
-    assert t.okta.get_user_calls == []
-    await t.handle_event(event(user_event("e1", user_id="00u1")))  # a plan that reads Okta
-    t.store.clock += timedelta(seconds=PLAN_WINDOW_S - 1)
-    await t.handle_sync(sync(sync_id="s3"))  # that read may have ended just before this page: read again
-    assert t.okta.get_user_calls == ["00u1", "00u1"]
-    t.store.clock += timedelta(seconds=PLAN_WINDOW_S + 10)
-    await t.handle_sync(sync(sync_id="s4"))
-    assert t.okta.get_user_calls == ["00u1", "00u1"]
-    assert [p.version for p in plans(t)] == [1, 2, 3, 4, 5]
+    await t.handle_event(event(user_event("e1", user_id="00u1")))  # a plan that read the same lastUpdated by id
+    await t.handle_sync(sync(sync_id="s2"))
+    assert t.okta.get_user_calls == ["00u1"] and t.okta.listing_reads == []
+    assert [p.version for p in plans(t)] == [1, 2, 3]
 
 
-async def test_the_fence_is_read_before_the_page_is_asked_for():
-    """A page that takes longer than the window to arrive, with a change planned meanwhile: the fence from before
-    the ask still covers that change's take."""
-    t = make()
-    t.apps[JIRA] = app_connector(JIRA, "jira", attribute_mappings={"title": "profile.title"})
-    t.okta.assign(JIRA, okta_user("00u1", title="1"), username="ann.jira")
-    await t.handle_event(event(membership_event("e0", user_id="00u1", username="ann.jira")))
-    t.store.clock += timedelta(seconds=PLAN_WINDOW_S + 10)
-
-    async def slow_page_with_a_change_meanwhile():
-        t.okta.users["00u1"]["profile"]["title"] = "2"
-        await t.handle_event(event(user_event("e1", user_id="00u1")))
-        t.store.clock += timedelta(seconds=PLAN_WINDOW_S + 60)
-
-    t.okta.after_page = slow_page_with_a_change_meanwhile
-    await t.handle_sync(sync())
-    assert titles(t, "00u1") == [(1, "1"), (2, "2"), (3, "2")]
-
-
-async def test_a_sync_whose_page_was_asked_for_before_another_syncs_take_reads_again():
-    """Two syncs of one app overlap: the second's page is newer than the first's and its takes come first, so the
-    first's pages cannot be trusted for those keys."""
-    t = make()
-    t.okta.assign(JIRA, okta_user("00u1"), username="ann.jira")
-
-    async def another_sync_meanwhile():
-        t.store.clock += timedelta(seconds=10)
-        await t.handle_sync(sync(sync_id="s2"))
-
-    t.okta.after_page = another_sync_meanwhile
-    await t.handle_sync(sync(sync_id="s1"))
-    assert t.okta.get_user_calls == ["00u1"]  # s2 trusted its page; s1, asked for before s2's take, reads
-    assert [p.version for p in plans(t)] == [1, 2]
-
-
-async def test_the_fence_allows_for_a_database_clock_a_few_seconds_behind_after_a_failover():
-    """Another sync's take comes after this sync's page was asked for, but is stamped by a new primary whose clock is
-    3 s behind: the 5 s margin still orders the two."""
-    t = make()
-    t.okta.assign(JIRA, okta_user("00u1"), username="ann.jira")
-
-    async def failover_and_another_sync():
-        t.store.clock -= timedelta(seconds=3)
-        await t.handle_sync(sync(sync_id="s2"))
-
-    t.okta.after_page = failover_and_another_sync
-    await t.handle_sync(sync(sync_id="s1"))
-    assert t.okta.get_user_calls == ["00u1"]
-
-
-async def test_a_listed_user_without_the_embedded_user_is_read():
-    t = make({"00u1": okta_user("00u1", "SUSPENDED")})
-    t.okta.app_users[JIRA].append({"id": "00u1", "scope": "USER", "status": "ACTIVE",
-                                   "credentials": {"userName": "ann.jira"}, "profile": {}})
-    await t.handle_sync(sync())
-    assert t.okta.get_user_calls == ["00u1"]
-    assert plans(t)[0].action is PlanAction.DEACTIVATE  # from the read user's status, not a missing one
-
-
-async def test_a_plan_whose_key_took_a_newer_version_during_its_read_is_dropped():
-    """Two events of one user at once: the first took version 2 and reads slowly; the second takes version 3 and
-    reads first. The first's read may be newer than the second's, so it must not go out below version 3."""
+async def test_a_plan_whose_key_was_planned_meanwhile_reads_its_row_again_and_never_goes_back():
+    """Two events of one user at once: the first reads slowly; the second reads, commits and goes out first. The
+    first then finds the row changed, reads it again, and goes out with the next version and its newer data."""
     t = make({"00u1": okta_user("00u1", title="old")})
     t.apps[JIRA] = app_connector(JIRA, "jira", attribute_mappings={"title": "profile.title"})
     await t.handle_event(event(membership_event("e0", user_id="00u1")))
@@ -333,75 +278,55 @@ async def test_a_plan_whose_key_took_a_newer_version_during_its_read_is_dropped(
 
     async def a_second_event_overtakes(_user_id):
         await t.handle_event(event(user_event("e2", user_id="00u1")))
-        t.okta.users["00u1"]["profile"]["title"] = "new"  # changed after the second read, before the first's
+        t.okta.update("00u1", title="new")  # changed after the second read, before the first's
 
     t.okta.on_get_user = a_second_event_overtakes
-    await t.handle_event(event(user_event("e1", user_id="00u1")))
-    assert titles(t, "00u1") == [(3, "old")]
-    skipped = [f for s, f in t.audit.records if s is AuditStep.SKIPPED]
-    assert skipped[-1]["plan_version"] == 2 and skipped[-1]["detail"].startswith("superseded: version 3")
+    result = await t.handle_event(event(user_event("e1", user_id="00u1")))
+    assert result.failure is None
+    assert titles(t, "00u1") == [(2, "old"), (3, "new")]
 
 
-async def test_a_syncs_re_read_is_dropped_too_when_a_newer_version_was_taken_during_it():
-    t = make()
-    t.okta.assign(JIRA, okta_user("00u1"), username="ann.jira")
-    await t.handle_event(event(user_event("e0", user_id="00u1")))  # not assigned yet: no row, no plan
-    await t.handle_event(event(membership_event("e1", user_id="00u1", username="ann.jira")))
+async def test_a_read_by_id_older_than_what_an_earlier_plan_used_is_planned_again_not_published():
+    t = make({"00u1": okta_user("00u1", title="1", updated="2026-01-03T00:00:00.000Z")})
+    await t.handle_event(event(membership_event("e0", user_id="00u1")))
+    t.okta.users["00u1"] = okta_user("00u1", title="0", updated="2026-01-01T00:00:00.000Z")  # a late answer
     t.outbox.plans.clear()
-
-    async def an_event_during_the_syncs_read(_user_id):
-        await t.handle_event(event(user_event("e2", user_id="00u1")))
-
-    t.okta.on_get_user = an_event_during_the_syncs_read
-    await t.handle_sync(sync())
-    assert [(p.version, p.cause) for p in plans(t)] == [(3, "user.account.update_profile")]
-    skipped = [f for s, f in t.audit.records if s is AuditStep.SKIPPED]
-    assert skipped[-1]["plan_version"] == 2 and skipped[-1]["event_type"] == "sync:initial"
-
-
-async def test_a_plan_whose_read_outlasts_the_window_is_planned_again_and_publishes_nothing():
-    t = make({"00u1": okta_user("00u1")})
-
-    async def a_long_budget_wait(_user_id):
-        t.store.clock += timedelta(seconds=PLAN_WINDOW_S + 5)
-
-    t.okta.on_get_user = a_long_budget_wait
-    with pytest.raises(OktaTransientError, match="longer than the 300 s plan window"):
-        await t.handle_event(event(membership_event("e1", user_id="00u1")))
-    assert plans(t) == [] and t.okta.get_user_calls == ["00u1"]
-    assert (await t.store.check(JIRA, "00u1"))[0] == 1  # the version was taken; the retry takes the next
-
-
-async def test_a_syncs_re_read_that_outlasts_the_window_fails_the_sync_for_a_retry():
-    t = make()
-    t.okta.assign(JIRA, okta_user("00u1"), username="ann.jira")
-    await t.handle_event(event(membership_event("e1", user_id="00u1", username="ann.jira")))
-    t.outbox.plans.clear()
-
-    async def a_long_budget_wait(_user_id):
-        t.store.clock += timedelta(seconds=PLAN_WINDOW_S + 5)
-
-    t.okta.on_get_user = a_long_budget_wait
-    with pytest.raises(OktaTransientError, match="plan window"):
-        await t.handle_sync(sync())
+    result = await t.handle_event(event(user_event("e1", user_id="00u1")))
+    assert isinstance(result.failure, OktaTransientError) and "older data" in str(result.failure)
     assert plans(t) == []
 
 
-async def test_user_events_take_every_apps_version_before_the_one_read():
+async def test_a_user_event_plans_all_the_users_apps_from_one_read():
     t = make({"00u1": okta_user("00u1")})
     for app_id in (JIRA, WIKI):
         await t.handle_event(event(membership_event(f"m-{app_id}", app_id=app_id, user_id="00u1")))
-    seen = []
-
-    async def versions_at_read(_user_id):
-        seen.append(((await t.store.check(JIRA, "00u1"))[0], (await t.store.check(WIKI, "00u1"))[0]))
-
-    t.okta.on_get_user = versions_at_read
     t.outbox.plans.clear()
     await t.handle_event(event(user_event("e1", user_id="00u1")))
-    assert seen == [(2, 2)]
     assert sorted((p.app_id, p.version) for p in plans(t)) == [(JIRA, 2), (WIKI, 2)]
-    assert t.okta.get_user_calls.count("00u1") == 3  # one read per event, not per app
+    assert t.okta.get_user_calls == ["00u1"]  # one read by id for the user event, not one per app
+
+
+async def test_a_syncs_plan_whose_key_was_planned_meanwhile_reads_again_and_goes_out_after_it():
+    t = make()
+    t.okta.assign(JIRA, okta_user("00u1"), username="ann.jira")
+    await t.handle_event(event(membership_event("e1", user_id="00u1", username="ann.jira")))
+    t.outbox.plans.clear()
+
+    async def an_event_while_the_sync_plans():
+        await t.handle_event(event(user_event("e2", user_id="00u1")))
+
+    t.store.between_read_and_commit = an_event_while_the_sync_plans
+    await t.handle_sync(sync())
+    assert [(p.version, p.cause) for p in plans(t)] == [(2, "user.account.update_profile"), (3, "sync:initial")]
+
+
+async def test_a_listed_user_without_the_embedded_user_is_read():
+    t = make({"00u1": okta_user("00u1", "SUSPENDED")})
+    t.okta.app_users[JIRA].append({"id": "00u1", "scope": "USER", "status": "ACTIVE",
+                                   "credentials": {"userName": "ann.jira"}, "profile": {}})
+    await t.handle_sync(sync())
+    assert t.okta.listing_reads == [["00u1"]]
+    assert plans(t)[0].action is PlanAction.DEACTIVATE  # from the read user's status, not a missing one
 
 
 # ------------------------------------------------------------------ a listing never overrides a newer membership event

@@ -1,19 +1,35 @@
 """Assignment table and plan versions in MongoDB, keyed by (org, app, user): the owner of ``assignments`` and
-``writebacks``."""
+``writebacks``. Everything the translator does for a batch of keys, it does in two round trips for the whole batch.
+
+A row holds what membership events and listings say (``assigned`` and ``app_username``, each with the Okta time it
+is as of), the key's plan version, ``built_max`` (the newest user ``lastUpdated``, in µs, a plan of the key was built
+from) and ``rev``, which every write of the row moves on.
+
+* ``read_rows``: one ``find`` reads the rows of a batch.
+* ``commit``: one unordered ``bulk_write`` stores, per key, the plan's new version, the ``lastUpdated`` it was built
+  from and the membership change it folded in, each only if the row is as it was read (``rev``) and no earlier plan
+  was built from newer user data (``built_max`` ≤ the read's). An operation whose filter matches nothing fails on
+  its upsert's duplicate ``_id``: that is how a batch learns exactly which keys did not commit (they are read again).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Iterable
 
-from pymongo import ASCENDING, ReadPreference, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, ReadPreference, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from okta_bridge.mongo import key
 
-__all__ = ["Assignment", "ListingFence", "MongoAssignments", "MongoWritebacks", "Take"]
+__all__ = ["Assignment", "Commit", "MembershipChange", "MongoAssignments", "MongoWritebacks", "Row",
+           "UNKNOWN_UPDATED", "fold"]
+
+IN_CHUNK = 200  # ids per $in: the local test server grows worse than linearly with more
+UNKNOWN_UPDATED = 2**62  # a user Okta confirmed gone: nothing read later can be newer
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -24,157 +40,170 @@ class Assignment:
 
 
 @dataclass(frozen=True)
-class ListingFence:
-    """A full sync's page: the database's time just before it was asked for, and the plan window."""
-    asked_at: datetime
-    window: timedelta
+class MembershipChange:
+    """What a batch's membership events say about one key, folded (the newest of each wins)."""
+    assigned: bool | None = None
+    assigned_as_of: int | None = None  # the event's ``published`` (µs); None: recorded as it comes
+    app_username: str | None = None
+    username_as_of: int | None = None
 
 
 @dataclass(frozen=True)
-class Take:
-    """A plan version taken for one (app, user) key."""
+class Row:
+    """A key's row as read."""
+    app_id: str
+    user_id: str
+    version: int = 0  # the newest plan version
+    rev: int = 0  # moves on with every write of the row
+    assigned: bool = False
+    assigned_as_of: int = -1
+    app_username: str | None = None
+    username_as_of: int = -1
+    built_max: int = -1
+    exists: bool = False
+
+    @property
+    def assignment(self) -> Assignment | None:
+        return Assignment(self.app_id, self.user_id, self.app_username, self.assigned) if self.exists else None
+
+
+@dataclass(frozen=True)
+class Commit:
+    """A plan of one key going out: the row it was made from, its version, the user data's ``lastUpdated``."""
+    row: Row
     version: int
-    assignment: Assignment | None
-    at: datetime  # the database's time of this take
-    trusted: bool = False  # a listing take: no plan of the key can hold data newer than the page (see take_version)
+    updated: int
+    change: MembershipChange | None = None
 
 
-IN_CHUNK = 200  # ids per $in: the local test server grows worse than linearly with more
-FAR_PAST, FAR_FUTURE = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
+def fold(row: Row, change: MembershipChange | None) -> tuple[Row, dict[str, Any]]:
+    """The row after a membership change (recorded only when no older than what is recorded), and the fields to set.
+    The same rules as a listing's (``record_listing``): membership events processed out of order end at the newest."""
+    if change is None:
+        return row, {}
+    fields: dict[str, Any] = {}
+    assigned, assigned_as_of = row.assigned, row.assigned_as_of
+    if change.assigned is not None and (change.assigned_as_of is None or change.assigned_as_of >= row.assigned_as_of):
+        assigned = change.assigned
+        if change.assigned_as_of is not None:
+            assigned_as_of = max(change.assigned_as_of, row.assigned_as_of)
+        fields.update(assigned=assigned, assigned_as_of=assigned_as_of)
+    username, username_as_of = row.app_username, row.username_as_of
+    if change.app_username is not None and (change.username_as_of is None
+                                            or change.username_as_of >= row.username_as_of):
+        username = change.app_username
+        if change.username_as_of is not None:
+            username_as_of = max(change.username_as_of, row.username_as_of)
+        fields.update(app_username=username, username_as_of=username_as_of)
+    folded = Row(row.app_id, row.user_id, row.version, row.rev, assigned, assigned_as_of, username, username_as_of,
+                 row.built_max, True)
+    return folded, fields
 
 
 class MongoAssignments:
     def __init__(self, db: AsyncDatabase, org: str) -> None:
         self._db, self._org = db, org
-        # the version check after a read must see the newest take: never a secondary
+        # the checks after a read must see the newest take: never a secondary
         self._primary = db.assignments.with_options(read_preference=ReadPreference.PRIMARY)
 
-    async def next_version(self, app_id: str, user_id: str) -> int:
-        return (await self.take_version(app_id, user_id)).version
-
-    async def take_version(self, app_id: str, user_id: str, *, assigned: bool | None = None,
-                           app_username: str | None = None, as_of: int | None = None,
-                           listing: ListingFence | None = None) -> Take:
-        """One round trip: record what a membership event says (if anything), ``$inc`` the key's plan version
-        (kept on its assignment row), stamp the take with the server's ``$$NOW`` and read the row back.
-
-        ``as_of`` (the event's ``published`` time, microseconds): the assignment and the app username are each
-        recorded only when the event is no older than the last one recorded for them (``assigned_as_of``,
-        ``username_as_of``), so membership events processed out of order still end at the latest; without it the
-        change is recorded as it comes.
-
-        Stamps: ``last_take_at`` (every take) and ``last_read_take_at`` (takes whose plan reads Okta: all but a
-        trusted listing take). A row with versions from before the stamps existed is never trusted."""
-        stamp_default = {"$cond": [{"$gt": [{"$ifNull": ["$plan_version", 0]}, 0]}, FAR_FUTURE, FAR_PAST]}
-        trusted: Any = False
-        if listing is not None:
-            trusted = {"$and": [
-                {"$lt": [{"$ifNull": ["$last_take_at", stamp_default]}, listing.asked_at]},
-                {"$lt": [{"$ifNull": ["$last_read_take_at", stamp_default]}, listing.asked_at - listing.window]}]}
-        fields: dict = {"org": _lit(self._org), "app_id": _lit(app_id), "user_id": _lit(user_id),
-                        "updated_at": datetime.now(UTC), "take_trusted": trusted,
-                        "assigned": {"$ifNull": ["$assigned", False]}}
-        if assigned is not None:
-            fields["assigned"] = {"$cond": [_newer(as_of, "assigned_as_of"), assigned, {"$ifNull": ["$assigned", False]}]}
-            if as_of is not None:
-                fields["assigned_as_of"] = {"$max": [as_of, {"$ifNull": ["$assigned_as_of", -1]}]}
-        if app_username is not None:
-            fields["app_username"] = {"$cond": [_newer(as_of, "username_as_of"), _lit(app_username), "$app_username"]}
-            if as_of is not None:
-                fields["username_as_of"] = {"$max": [as_of, {"$ifNull": ["$username_as_of", -1]}]}
-        # a trusted take reads nothing: the read stamp stays (FAR_PAST on a new row, so that the next page trusts)
-        stamps = {"plan_version": {"$add": [{"$ifNull": ["$plan_version", 0]}, 1]}, "last_take_at": "$$NOW",
-                  "last_read_take_at": {"$cond": ["$take_trusted", {"$ifNull": ["$last_read_take_at", FAR_PAST]},
-                                                  "$$NOW"]}}
-        for _ in range(3):  # two first writes of one row at once: one inserts, the other updates on a retry
-            try:
-                doc = await self._db.assignments.find_one_and_update(
-                    {"_id": key(self._org, app_id, user_id)},
-                    [{"$set": fields}, {"$set": stamps}, {"$unset": ["take_trusted"]}],
-                    upsert=True, return_document=ReturnDocument.AFTER)
-            except DuplicateKeyError:
-                continue
-            if doc is not None:
-                at = _utc(doc["last_take_at"])  # one $$NOW per update: an untrusted take set both stamps to it
-                return Take(int(doc["plan_version"]), _row(doc), at, _utc(doc["last_read_take_at"]) != at)
-        raise RuntimeError(f"assignment row {app_id}/{user_id}: no document after three upserts")
-
-    async def check(self, app_id: str, user_id: str) -> tuple[int, datetime]:
-        """One read from the primary: the key's newest version and the server's ``$$NOW``."""
-        cursor = await self._primary.aggregate([{"$match": {"_id": key(self._org, app_id, user_id)}},
-                                                {"$project": {"plan_version": 1, "now": "$$NOW"}}])
-        docs = await cursor.to_list()
-        if not docs:
-            return 0, await self.now()
-        return int(docs[0].get("plan_version") or 0), _utc(docs[0]["now"])
-
-    async def now(self) -> datetime:
-        """``hello``'s ``localTime`` on the primary: the clock ``$$NOW`` reads there."""
-        return _utc((await self._db.command("hello", read_preference=ReadPreference.PRIMARY))["localTime"])
-
-    async def get(self, app_id: str, user_id: str) -> Assignment | None:
-        doc = await self._db.assignments.find_one({"_id": key(self._org, app_id, user_id)})
-        return _row(doc) if doc else None
+    def _id(self, app_id: str, user_id: str) -> str:
+        return key(self._org, app_id, user_id)
 
     async def ensure_indexes(self) -> None:
         await self._db.assignments.create_index([("org", ASCENDING), ("user_id", ASCENDING)])
         await self._db.assignments.create_index([("org", ASCENDING), ("app_id", ASCENDING), ("sync_id", ASCENDING)])
 
-    async def users_with_assignments(self, user_ids: list[str], app_ids: list[str]) -> set[str]:
-        """Of these users, those with a row for one of these apps: ``$in`` on the (org, user_id) index, a few hundred
-        ids a query."""
-        wanted, found = set(app_ids), set()
-        for start in range(0, len(user_ids), IN_CHUNK):
-            query = {"org": self._org, "user_id": {"$in": user_ids[start:start + IN_CHUNK]}}
-            async for d in self._db.assignments.find(query, {"app_id": 1, "user_id": 1}, batch_size=10_000):
+    # --- plans -------------------------------------------------------------------------------------------------------
+    async def read_rows(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
+        """The rows of a batch's keys (a key without a row reads as version 0, unassigned); from the primary."""
+        out = {k: Row(*k) for k in keys}
+        ids = [self._id(*k) for k in keys]
+        for start in range(0, len(ids), IN_CHUNK):
+            async for doc in self._primary.find({"_id": {"$in": ids[start:start + IN_CHUNK]}}, batch_size=IN_CHUNK + 1):
+                out[(doc["app_id"], doc["user_id"])] = _read(doc)
+        return out
+
+    async def commit(self, commits: list[Commit]) -> list[bool]:
+        """Per commit, whether it landed (the row was as read, and its read is not older than an earlier plan's)."""
+        if not commits:
+            return []
+        now = datetime.now(UTC)
+        ops = []
+        for c in commits:
+            row, fields = fold(c.row, c.change)
+            fields.update(org=self._org, app_id=row.app_id, user_id=row.user_id, plan_version=c.version,
+                          rev=row.rev + 1, built_max=c.updated, updated_at=now)
+            ops.append(UpdateOne({"_id": self._id(row.app_id, row.user_id), "rev": row.rev or None,
+                                  "built_max": {"$not": {"$gt": c.updated}}}, {"$set": fields}, upsert=True))
+        failed = set(await _bulk(self._db.assignments, ops))
+        return [i not in failed for i in range(len(commits))]
+
+    # --- assignments -------------------------------------------------------------------------------------------------
+    async def get(self, app_id: str, user_id: str) -> Assignment | None:
+        doc = await self._db.assignments.find_one({"_id": self._id(app_id, user_id)})
+        return _row(doc) if doc else None
+
+    async def for_users(self, user_ids: Iterable[str], app_ids: Iterable[str]) -> dict[str, list[Assignment]]:
+        """Each user's rows for these apps: ``$in`` on the (org, user_id) index, a few hundred users a query."""
+        users, wanted = sorted(set(user_ids)), set(app_ids)
+        out: dict[str, list[Assignment]] = {u: [] for u in users}
+        for start in range(0, len(users), IN_CHUNK):
+            query = {"org": self._org, "user_id": {"$in": users[start:start + IN_CHUNK]}}
+            async for d in self._db.assignments.find(query, batch_size=10_000):
                 if d["app_id"] in wanted:
-                    found.add(d["user_id"])
-        return found
+                    out[d["user_id"]].append(_row(d))
+        return out
 
-    async def for_user(self, user_id: str, app_ids: list[str]) -> list[Assignment]:
-        """Equality on the (org, user_id) index only; the app filter is applied here (a user has few rows)."""
-        wanted = set(app_ids)
-        cursor = self._db.assignments.find({"org": self._org, "user_id": user_id})
-        return [_row(d) async for d in cursor if d["app_id"] in wanted]
-
-    async def set(self, app_id: str, user_id: str, *, assigned: bool | None = None,
-                  app_username: str | None = None, sync_id: str | None = None) -> None:
-        fields = {"org": self._org, "app_id": app_id, "user_id": user_id, "updated_at": datetime.now(UTC)}
-        if assigned is not None:
-            fields["assigned"] = assigned
-        if app_username is not None:
-            fields["app_username"] = app_username
-        if sync_id is not None:
-            fields["sync_id"] = sync_id
-        await self._db.assignments.update_one({"_id": key(self._org, app_id, user_id)}, {"$set": fields}, upsert=True)
+    async def users_with_assignments(self, user_ids: list[str], app_ids: list[str]) -> set[str]:
+        """Of these users, those with a row for one of these apps."""
+        return {u for u, rows in (await self.for_users(user_ids, app_ids)).items() if rows}
 
     async def record_listing(self, app_id: str, rows: list[tuple[str, str | None]], sync_id: str,
                              as_of: int) -> None:
+        """Marks the rows listed by this sync; a row takes the listing's assignment only when no membership event
+        newer than ``as_of`` (Okta's time before the page was asked for, microseconds) was recorded."""
         if not rows:
             return
         now = datetime.now(UTC)
         newer = {"$lt": [{"$ifNull": ["$assigned_as_of", -1]}, as_of]}  # no membership event since the listing
         newer_name = {"$lt": [{"$ifNull": ["$username_as_of", -1]}, as_of]}
         await self._db.assignments.bulk_write([
-            UpdateOne({"_id": key(self._org, app_id, user_id)}, [{"$set": {
+            UpdateOne({"_id": self._id(app_id, user_id)}, [{"$set": {
                 "org": _lit(self._org), "app_id": _lit(app_id), "user_id": _lit(user_id), "sync_id": _lit(sync_id),
                 "updated_at": now,
                 "assigned": {"$cond": [newer, True, {"$ifNull": ["$assigned", False]}]},
                 "assigned_as_of": {"$max": [as_of, {"$ifNull": ["$assigned_as_of", -1]}]},
                 "app_username": {"$cond": [newer_name, _lit(username), "$app_username"]},
-                "username_as_of": {"$max": [as_of, {"$ifNull": ["$username_as_of", -1]}]}}}], upsert=True)
+                "username_as_of": {"$max": [as_of, {"$ifNull": ["$username_as_of", -1]}]},
+                "rev": {"$add": [{"$ifNull": ["$rev", 0]}, 1]}}}], upsert=True)
             for user_id, username in rows
         ], ordered=False)
 
     async def unassign_missing(self, app_id: str, sync_id: str, as_of: int) -> list[str]:
+        """Rows this sync did not list, assigned as of before ``as_of`` (Okta's time before the sync's first page):
+        marked unassigned and returned. A row assigned by an event published since is left alone."""
         query = {"org": self._org, "app_id": app_id, "assigned": True, "sync_id": {"$ne": sync_id},
                  "assigned_as_of": {"$not": {"$gte": as_of}}}  # missing counts as old
-        users = [d["user_id"] async for d in self._db.assignments.find(query, {"user_id": 1})]
+        users = [d["user_id"] async for d in self._db.assignments.find(query, {"user_id": 1}, batch_size=10_000)]
         if users:
             await self._db.assignments.update_many(
                 {**query, "user_id": {"$in": users}},
-                {"$set": {"assigned": False, "assigned_as_of": as_of, "updated_at": datetime.now(UTC)}})
+                {"$set": {"assigned": False, "assigned_as_of": as_of, "updated_at": datetime.now(UTC)},
+                 "$inc": {"rev": 1}})
         return users
+
+
+async def _bulk(collection, ops: list[UpdateOne]) -> list[int]:
+    """An unordered bulk write; returns the indexes of the operations that failed on a duplicate key (an upsert
+    whose filter matched nothing). Any other error is raised."""
+    try:
+        await collection.bulk_write(ops, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != 11000 for e in errors):
+            raise
+        return sorted(e["index"] for e in errors)
+    return []
 
 
 def _lit(value: Any) -> dict:
@@ -182,14 +211,15 @@ def _lit(value: Any) -> dict:
     return {"$literal": value}
 
 
-def _newer(as_of: int | None, field: str) -> Any:
-    """The event is no older than the last one recorded for ``field`` (always, for a change without a time)."""
-    return {"$gte": [as_of, {"$ifNull": [f"${field}", -1]}]} if as_of is not None else True
+def _read(doc: dict) -> Row:
+    return Row(doc["app_id"], doc["user_id"], _int(doc, "plan_version", 0), _int(doc, "rev", 0),
+               bool(doc.get("assigned")), _int(doc, "assigned_as_of", -1), doc.get("app_username"),
+               _int(doc, "username_as_of", -1), _int(doc, "built_max", -1), True)
 
 
-def _utc(at: datetime | None) -> datetime | None:
-    """PyMongo decodes BSON dates as naive UTC unless the client is tz-aware."""
-    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+def _int(doc: dict, field: str, default: int) -> int:
+    value = doc.get(field)
+    return int(value) if value is not None else default
 
 
 def _row(doc: dict) -> Assignment:

@@ -1,0 +1,199 @@
+"""The translator's batches: one plan per key, batched Okta reads trusted only when not older than an earlier plan's,
+absent ids confirmed by id, poison messages alone dead-lettered, every message keeping its own audit record."""
+
+from __future__ import annotations
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from okta_bridge.bus import Delivery
+from okta_bridge.contracts import AuditStep, PlanAction, Reason
+from okta_bridge.events import parse_event
+from tests.unit.fakes import (ORG, FakeAssignments, FakeAudit, FakeOkta, FakePlanOutbox, app_connector,
+                              membership_event, okta_user, user_event)
+from translator.consume import TranslatorIntake
+from translator.handlers import Translator
+from translator.planning import Planner, Source
+
+JIRA, WIKI = "0oa1jira", "0oa2wiki"
+OLD, NEW = "2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z"
+
+
+def make(users=None) -> Translator:
+    apps = {JIRA: app_connector(JIRA, "jira", attribute_mappings={"title": "profile.title"}),
+            WIKI: app_connector(WIKI, "wiki")}
+    return Translator(ORG, apps, Planner(ORG, apps, FakeAssignments(), FakeOkta(users)), FakePlanOutbox(), FakeAudit())
+
+
+def sources(*raws):
+    out = []
+    for i, raw in enumerate(raws):
+        e = parse_event(ORG, raw)
+        out.append((Source(i, e.event_type, e.event_uuid, None), e))
+    return out
+
+
+def titles(t: Translator, user: str):
+    return [(p.version, {a.path: a.value for a in p.attributes}.get("title")) for p, _ in t.outbox.plans
+            if p.okta_user_id == user]
+
+
+async def test_several_events_of_one_key_make_one_plan_and_each_keeps_its_audit_record():
+    t = make({"00u1": okta_user("00u1", title="1")})
+    results = await t.handle_events(sources(membership_event("e1", user_id="00u1", username="ann"),
+                                            user_event("e2", user_id="00u1"),
+                                            membership_event("e3", "update", user_id="00u1")))
+    assert all(r.failure is None for r in results.values())
+    [(plan, _)] = t.outbox.plans
+    assert (plan.version, plan.action, plan.event_uuid) == (1, PlanAction.UPSERT, "e1")
+    planned = [f for s, f in t.audit.records if s is AuditStep.PLANNED]
+    assert sorted(f["event_uuid"] for f in planned) == ["e1", "e2", "e3"]
+    assert {f["plan_version"] for f in planned} == {1} and {f["reason"] for f in planned} == {Reason.PLANNED}
+    assert t.okta.get_user_calls == ["00u1"]  # a user event among them: read by id
+    assert t.okta.listing_reads == []
+
+
+async def test_membership_events_of_many_users_read_okta_in_one_batched_read():
+    users = {f"00u{i}": okta_user(f"00u{i}") for i in range(50)}
+    t = make(users)
+    await t.handle_events(sources(*(membership_event(f"e{i}", user_id=f"00u{i}") for i in range(50))))
+    assert len(t.outbox.plans) == 50
+    assert t.okta.get_user_calls == [] and len(t.okta.listing_reads) == 1 and len(t.okta.listing_reads[0]) == 50
+
+
+async def test_a_batched_answer_older_than_what_an_earlier_plan_used_is_read_again_by_id():
+    t = make({"00u1": okta_user("00u1", title="1", updated=OLD)})
+    await t.handle_events(sources(membership_event("e1", user_id="00u1")))
+    t.okta.users["00u1"] = okta_user("00u1", title="2", updated=NEW)
+    await t.handle_events(sources(user_event("e2", user_id="00u1")))  # by id: title 2, lastUpdated NEW recorded
+    t.okta.stale["00u1"] = okta_user("00u1", title="1", updated=OLD)  # the listing lags behind
+    await t.handle_events(sources(membership_event("e3", "update", user_id="00u1")))
+    assert titles(t, "00u1") == [(1, "1"), (2, "2"), (3, "2")]
+    assert t.okta.get_user_calls == ["00u1", "00u1"]  # the user event's, then the confirmation of the stale answer
+
+
+async def test_a_batched_answer_as_new_as_the_last_plans_read_is_trusted():
+    t = make({"00u1": okta_user("00u1", title="1", updated=OLD)})
+    await t.handle_events(sources(user_event("e0", user_id="00u1")))  # no row yet: nothing planned, nothing read
+    await t.handle_events(sources(membership_event("e1", user_id="00u1")))
+    await t.handle_events(sources(membership_event("e2", "update", user_id="00u1")))
+    assert titles(t, "00u1") == [(1, "1"), (2, "1")] and t.okta.get_user_calls == []
+
+
+async def test_an_id_the_batched_answer_leaves_out_is_confirmed_by_id_before_anything_is_deactivated():
+    t = make({"00u1": okta_user("00u1"), "00u2": okta_user("00u2")})
+    t.okta.left_out = {"00u1", "00u2"}
+    del t.okta.users["00u2"]  # 00u2 is gone for real: 404 by id
+    await t.handle_events(sources(membership_event("e1", user_id="00u1"), membership_event("e2", user_id="00u2")))
+    actions = {p.okta_user_id: p.action for p, _ in t.outbox.plans}
+    assert actions == {"00u1": PlanAction.UPSERT, "00u2": PlanAction.DEACTIVATE}
+    assert sorted(t.okta.get_user_calls) == ["00u1", "00u2"]
+
+
+async def test_a_plan_overtaken_by_one_built_from_older_data_goes_out_after_it_with_its_newer_data():
+    """Two batches of one key: A reads by id (new data) and is overtaken by B, which trusted an older batched answer
+    and committed first. A's row changed: A reads it again and, its data being at least as new, goes out next."""
+    t = make({"00u1": okta_user("00u1", title="1", updated=OLD)})
+    await t.handle_events(sources(membership_event("e0", user_id="00u1")))
+    t.outbox.plans.clear()
+    t.okta.users["00u1"] = okta_user("00u1", title="2", updated=NEW)
+    t.okta.stale["00u1"] = okta_user("00u1", title="1", updated=OLD)
+
+    async def b_overtakes(_user_id):
+        await t.handle_events(sources(membership_event("eB", "update", user_id="00u1")))
+
+    t.okta.on_get_user = b_overtakes
+    results = await t.handle_events(sources(user_event("eA", user_id="00u1")))
+    assert titles(t, "00u1") == [(2, "1"), (3, "2")]  # B went out with the older title, A after it
+    assert all(r.failure is None for r in results.values())
+
+
+async def test_a_user_event_reads_by_id_even_when_a_batched_answer_would_do():
+    t = make({"00u1": okta_user("00u1"), "00u2": okta_user("00u2")})
+    await t.handle_events(sources(membership_event("e1", user_id="00u1"), membership_event("e2", user_id="00u2")))
+    t.okta.listing_reads.clear()
+    await t.handle_events(sources(user_event("u1", user_id="00u1"), membership_event("e3", "update",
+                                                                                       user_id="00u2")))
+    assert t.okta.get_user_calls == ["00u1"] and t.okta.listing_reads == [["00u2"]]
+
+
+# ------------------------------------------------------------------ the intake: deliveries in, acks out
+
+class FakeRaw:
+    def __init__(self, body: bytes) -> None:
+        self.body, self.headers, self.routing_key = body, {}, "translator.work"
+        self.acked = self.nacked = False
+
+    async def ack(self) -> None:
+        self.acked = True
+
+    async def nack(self, requeue: bool = True) -> None:
+        self.nacked = True
+
+
+class FakeRepublisher:
+    max_attempts = 10
+
+    def __init__(self) -> None:
+        self.dead: list[tuple[object, str]] = []
+        self.retried: list[object] = []
+
+    async def retry(self, message, attempt, retry_after_s=None, routing_key=""):
+        self.retried.append(message)
+
+    async def hold(self, message, attempt, routing_key=""):
+        raise AssertionError("the translator never holds")
+
+    async def dead_letter(self, message, reason, attempt, source):
+        self.dead.append((message, reason))
+
+
+class GatheringAudit(FakeAudit):
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def batch(self):
+        self.batches = getattr(self, "batches", 0) + 1
+        yield
+
+
+def delivery(body: bytes) -> Delivery:
+    span = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
+    return Delivery(FakeRaw(body), "translator.work", 1, otel_context.Context(), span)
+
+
+async def test_a_poison_message_in_a_batch_is_dead_lettered_alone_and_the_others_are_planned():
+    t = make({f"00u{i}": okta_user(f"00u{i}") for i in range(3)})
+    t.audit = GatheringAudit()
+    republisher = FakeRepublisher()
+    intake = TranslatorIntake(t, republisher, t.audit, batch_size=10, batch_wait_s=0.01)
+    events = [delivery(parse_event(ORG, membership_event(f"e{i}", user_id=f"00u{i}")).model_dump_json().encode())
+              for i in range(3)]
+    poison = delivery(b'{"schema_version": 1, "not": "a contract"}')
+    for d in [events[0], poison, events[1], events[2]]:
+        intake.on_delivery(d)
+    await intake.close()
+    assert len(t.outbox.plans) == 3
+    assert [r for r in republisher.dead] and republisher.dead[0][1].startswith("translator: invalid message")
+    assert all(d.raw.acked for d in [*events, poison])
+    dead = [f for s, f in t.audit.records if s is AuditStep.DEAD_LETTERED]
+    assert len(dead) == 1 and dead[0]["reason"] is Reason.INVALID_MESSAGE
+
+
+async def test_a_failing_key_retries_its_own_message_and_the_others_are_acked_planned():
+    t = make({"00u1": okta_user("00u1"), "00u2": okta_user("00u2")})
+    t.audit = GatheringAudit()
+    republisher = FakeRepublisher()
+    intake = TranslatorIntake(t, republisher, t.audit, batch_size=10, batch_wait_s=0.01)
+    t.okta.users["00u2"] = {"id": "00u2"}  # an answer without a status: never read as "gone"
+    t.okta.left_out = {"00u2"}
+    deliveries = [delivery(parse_event(ORG, membership_event(f"e{i}", user_id=f"00u{i}")).model_dump_json().encode())
+                  for i in (1, 2)]
+    for d in deliveries:
+        intake.on_delivery(d)
+    await intake.close()
+    assert [p.okta_user_id for p, _ in t.outbox.plans] == ["00u1"]
+    assert [m.event_uuid for m in republisher.retried] == ["e2"]
+    assert all(d.raw.acked for d in deliveries)
+    retried = [f for s, f in t.audit.records if s is AuditStep.RETRIED]
+    assert [f["event_uuid"] for f in retried] == ["e2"]
