@@ -69,49 +69,59 @@ def delete_group(app: str = typer.Option(..., help="the app's name or Okta app i
                  connectors_file: str = typer.Option(None, help="default: CONNECTORS_FILE")) -> None:
     """Delete the target group of a group that is no longer pushed (audited); exit 1 unless it was applied."""
     try:
-        apps = load_connectors(connectors_file or BridgeSettings().connectors_file).apps
+        connectors = load_connectors(connectors_file or BridgeSettings().connectors_file)
     except ConnectorsFileError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    connector = next((a for a in apps if app in (a.name, a.okta_app_id)), None)
+    connector = next((a for a in connectors.apps if app in (a.name, a.okta_app_id)), None)
     if connector is None:
         typer.echo(f"no app {app!r} in the connectors file", err=True)
         raise typer.Exit(2)
     if not yes:
         typer.echo("refusing without --yes: this deletes the group in the target app", err=True)
         raise typer.Exit(2)
-    code, message = asyncio.run(_delete_group(connector, group, operator or "operator", wait_s))
+    code, message = asyncio.run(_delete_group(connectors, connector, group, operator or "operator", wait_s))
     typer.echo(message, err=code != 0)
     raise typer.Exit(code)
 
 
-async def _delete_group(app, group_id: str, operator: str, wait_s: float) -> tuple[int, str]:
-    from okta_bridge.audit import BrokerAudit
-    from okta_bridge.contracts import AuditStep, GroupAction, GroupPlanned
-    from okta_bridge.stores.groups import GroupState
-    from okta_bridge.mongo import connect
-    from okta_bridge.stores.audit import AuditStore
+async def _operator_bus(base: BridgeSettings, org: str):
+    """The operator commands publish as the services do: confirmed, and audited as ``operator-cli``."""
+    from okta_bridge.audit import AuditPublisher
+    from okta_bridge.bus import Publisher
     from okta_bridge.runtime import make_broker
+
+    broker = make_broker(base.rabbitmq_url.get_secret_value(), 1)
+    publisher = Publisher(await broker.connect())
+    await publisher.start()
+    return broker, publisher, AuditPublisher(publisher, "operator-cli", org)
+
+
+async def _delete_group(connectors, app, group_id: str, operator: str, wait_s: float) -> tuple[int, str]:
+    from okta_bridge.contracts import AuditStep, GroupAction, GroupPlanned, Reason
+    from okta_bridge.mongo import connect
+    from okta_bridge.runtime import PlanPublisher
     from okta_bridge.settings import OktaSettings
-    from okta_bridge.topology import PLANS_EXCHANGE, declare_dispatcher_pool
+    from okta_bridge.stores.audit import AuditStore
+    from okta_bridge.stores.groups import GroupState
+    from okta_bridge.topology import declare_dispatcher_pool
 
     base, org = BridgeSettings(), OktaSettings().org_url
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
-    broker = make_broker(base.rabbitmq_url.get_secret_value(), 1)
+    broker, publisher, audit = await _operator_bus(base, org)
     try:
         state = GroupState(db, org)
         if await state.is_pushed(app.okta_app_id, group_id) or group_id in app.push_groups:
             return 2, f"group {group_id} is still pushed to {app.name}: take it out of push_groups first"
         version = await state.next_group_version(app.okta_app_id, group_id)
         cause = f"operator:delete-group by {operator}"
-        await broker.connect()
-        await declare_dispatcher_pool(broker, app.pool)
-        await BrokerAudit(broker, "operator-cli", org).record(
-            AuditStep.PLANNED, app_id=app.okta_app_id, okta_group_id=group_id, plan_version=version,
-            event_type=cause, detail=f"delete of the target group requested by {operator}")
+        await declare_dispatcher_pool(broker, app.pool, connectors.partitions(app.pool))
+        await audit.record(AuditStep.PLANNED, reason=Reason.OPERATOR, app_id=app.okta_app_id, okta_group_id=group_id,
+                           plan_version=version, event_type=cause,
+                           detail=f"delete of the target group requested by {operator}")
         plan = GroupPlanned(org=org, app_id=app.okta_app_id, okta_group_id=group_id, version=version,
                             action=GroupAction.DELETE, cause=cause)
-        await broker.publish(plan, exchange=PLANS_EXCHANGE, routing_key=app.pool, persist=True)
+        await PlanPublisher(publisher, connectors).publish(plan, app.pool)
         if wait_s <= 0:
             return 0, f"delete planned (v{version}); follow it with GET /audit?group={group_id}"
         loop = asyncio.get_running_loop()
@@ -167,12 +177,10 @@ def drift(app: str = typer.Option(None, help="one app (name or Okta app id); def
 
 
 async def _drift(apps, repair: bool, operator: str):
-    from okta_bridge.audit import BrokerAudit
-    from okta_bridge.contracts import AppSyncRequested, AuditStep, SyncReason
+    from okta_bridge.contracts import AppSyncRequested, AuditStep, Reason, SyncReason
     from okta_bridge.mongo import connect
     from okta_bridge.stores.links import MongoLinks
     from okta_bridge.okta_client import OktaClient
-    from okta_bridge.runtime import make_broker
     from okta_bridge.settings import OktaSettings
     from okta_bridge.topology import EVENTS_EXCHANGE, SYNC_ROUTING_KEY, declare_translator
     from scim_dispatcher.drift import check_app
@@ -181,12 +189,10 @@ async def _drift(apps, repair: bool, operator: str):
     org = okta_cfg.org_url
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
     okta = OktaClient(org, okta_cfg.api_token.get_secret_value(), timeout_s=okta_cfg.request_timeout_s)
-    broker = make_broker(base.rabbitmq_url.get_secret_value(), 1)
+    broker, publisher, audit = await _operator_bus(base, org)
     results = []
     try:
-        await broker.connect()
         await declare_translator(broker)
-        audit = BrokerAudit(broker, "operator-cli", org)
         async with httpx.AsyncClient() as http:
             for app in apps:
                 scim = ScimClient(http, app.base_url, app.version, headers=app.auth_headers(),
@@ -202,16 +208,16 @@ async def _drift(apps, repair: bool, operator: str):
                 if result.repairable and repair:
                     import uuid
 
-                    await broker.publish(AppSyncRequested(org=org, app_id=app.okta_app_id, reason=SyncReason.OPERATOR,
-                                                          sync_id=uuid.uuid4().hex),
-                                         exchange=EVENTS_EXCHANGE, routing_key=SYNC_ROUTING_KEY, persist=True)
+                    await publisher.publish(AppSyncRequested(org=org, app_id=app.okta_app_id,
+                                                             reason=SyncReason.OPERATOR, sync_id=uuid.uuid4().hex),
+                                            exchange=EVENTS_EXCHANGE.name, routing_key=SYNC_ROUTING_KEY)
                     action = "full sync requested"
                 elif result.repairable:
                     action = "dry run (--repair to fix)"
                 if result.found["duplicate"]:  # a full sync cannot choose between two accounts of one user
                     action = f"{action}; duplicates need a person" if action != "none" else "duplicates need a person"
                 await audit.record(AuditStep.PLANNED if action == "full sync requested" else AuditStep.SKIPPED,
-                                   app_id=app.okta_app_id, event_type="operator:drift",
+                                   reason=Reason.OPERATOR, app_id=app.okta_app_id, event_type="operator:drift",
                                    detail=f"drift check by {operator}: {summary or 'no drift'}; {action}")
                 results.append((result, action))
     finally:

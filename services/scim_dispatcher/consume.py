@@ -1,7 +1,6 @@
-"""One plan message, start to end: parse, apply (user or group plan), then the outcome policy decides.
-
-The ladder (circuit, credentials, transient, permanent) is :func:`okta_bridge.outcomes.settle`, shared with the
-translator; this module only gathers what a plan needs before and after it is applied.
+"""What the dispatcher's engine needs around applying a plan: the plan contracts, the ports, the audit fields, and
+what an applied plan leads to. The ladder (circuit, credentials, transient, permanent) is
+:func:`okta_bridge.outcomes.settle`, shared with the translator.
 """
 
 from __future__ import annotations
@@ -10,16 +9,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from okta_bridge.audit import Audit
 from okta_bridge.connectors import AppConnector
 from okta_bridge.contracts import (AuditStep, GroupPlanned, MembershipPlanned, PlanAction, Reason, ScimOperationPlanned,
                                    TargetValuesObserved)
 from okta_bridge.stores.groups import GroupState
-from okta_bridge.outcomes import Blocked, Disposition, Done, Failure, failure_of, settle
+from okta_bridge.outcomes import Done
 from okta_bridge.runtime import Republisher
-from okta_bridge.settle import carry_out
 from scim_dispatcher.circuit import Circuits
 from scim_dispatcher.groups import GroupDispatcher, GroupOutcome
 from scim_dispatcher.handlers import Dispatcher, Outcome
@@ -31,7 +29,7 @@ PLAN_MESSAGES = TypeAdapter(ScimOperationPlanned | GroupPlanned | MembershipPlan
 Plan = ScimOperationPlanned | GroupPlanned | MembershipPlanned
 SOURCE = "dispatcher"
 
-__all__ = ["DispatcherPorts", "PLAN_MESSAGES", "Outbox", "handle_plan"]
+__all__ = ["DispatcherPorts", "PLAN_MESSAGES", "Outbox", "after_applied", "done_fields", "outcome_done", "plan_fields"]
 
 
 class Outbox(Protocol):
@@ -52,56 +50,11 @@ class DispatcherPorts:
     outbox: Outbox
 
 
-async def handle_plan(ports: DispatcherPorts, republisher: Republisher, body: bytes, attempt: int) -> None:
-    """Returns once the outcome is durable (link written, or the retry, hold or dead letter confirmed)."""
-    try:
-        plan: Plan = PLAN_MESSAGES.validate_json(body)
-    except ValidationError as exc:
-        failure = Failure(Reason.INVALID_MESSAGE, f"invalid plan: {exc.error_count()} error(s)")
-        await carry_out(settle(failure, attempt=attempt, max_attempts=republisher.max_attempts), body, attempt,
-                        republisher=republisher, audit=ports.audit, source=SOURCE, fields={})
-        return
-    fields = _fields(plan)
-    configured = plan.app_id in ports.apps
-    result: Done | Failure | Blocked
-    outcome: Outcome | GroupOutcome | None = None
-    if not configured:
-        result = Failure(Reason.NOT_CONFIGURED, "app not served by this pool's configuration")
-    elif not ports.circuits.allow(plan.app_id):
-        result = Blocked(ports.circuits.reason(plan.app_id))  # read now: a probe may close it while we publish
-    else:
-        try:
-            outcome = await _apply(ports, plan)
-            result = outcome_done(outcome)
-        except Exception as exc:  # noqa: BLE001 - every failure is settled by the policy
-            result = failure_of(exc)
-            if result.reason is Reason.INTERNAL:
-                log.exception("applying a plan failed")
-    circuit = ports.circuits.view(plan.app_id) if configured else None
-    verdict = settle(result, attempt=attempt, max_attempts=republisher.max_attempts, circuit=circuit)
-    if configured:
-        ports.circuits.apply(plan.app_id, verdict.circuit, verdict.circuit_reason)
-    if verdict.disposition is Disposition.DEAD_LETTER:
-        log.warning("plan for %s dead-lettered: %s", plan.app_id, verdict.why)
-    await carry_out(verdict, plan, attempt, republisher=republisher, audit=ports.audit, source=SOURCE, fields=fields,
-                    done=_done_fields(outcome))
-    if outcome is not None:
-        await _after(ports, republisher, plan, outcome, attempt, fields)
-
-
-async def _apply(ports: DispatcherPorts, plan: Plan) -> Outcome | GroupOutcome:
-    if isinstance(plan, ScimOperationPlanned):
-        return await ports.users.apply(plan)
-    if isinstance(plan, GroupPlanned):
-        return await ports.groups.apply_group(plan)
-    return await ports.groups.apply_members(plan)
-
-
 def outcome_done(outcome: Outcome | GroupOutcome) -> Done:
     return Done(outcome.step, outcome.reason, outcome.detail, answered=outcome.step is AuditStep.APPLIED)
 
 
-def _fields(plan: Plan) -> dict[str, Any]:
+def plan_fields(plan: Plan) -> dict[str, Any]:
     fields: dict[str, Any] = dict(event_uuid=plan.event_uuid, event_type=plan.cause, app_id=plan.app_id)
     if isinstance(plan, ScimOperationPlanned):
         fields.update(okta_user_id=plan.okta_user_id, plan_version=plan.version)
@@ -114,7 +67,7 @@ def _fields(plan: Plan) -> dict[str, Any]:
     return fields
 
 
-def _done_fields(outcome: Outcome | GroupOutcome | None) -> dict[str, Any]:
+def done_fields(outcome: Outcome | GroupOutcome | None) -> dict[str, Any]:
     if isinstance(outcome, Outcome):
         return dict(target_id=outcome.target_id, scim_method=outcome.method, scim_path=outcome.path,
                     scim_status=outcome.http_status, duration_ms=outcome.duration_ms)
@@ -124,7 +77,7 @@ def _done_fields(outcome: Outcome | GroupOutcome | None) -> dict[str, Any]:
     return {}
 
 
-async def _after(ports: DispatcherPorts, republisher: Republisher, plan: Plan, outcome: Outcome | GroupOutcome,
+async def after_applied(ports: DispatcherPorts, republisher: Republisher, plan: Plan, outcome: Outcome | GroupOutcome,
                  attempt: int, fields: dict[str, Any]) -> None:
     """What an applied plan leads to: memberships that waited for the user, values written back to Okta, and the
     members a target refused (each dead-lettered alone, replayable)."""

@@ -1,8 +1,8 @@
 """Applying group plans: pushed groups and their members, on targets that are not uniform.
 
-Every plan of one (app, group) is applied under that group's lease in MongoDB, so across all dispatcher processes
-one plan at a time touches a target group (the ordering key of membership is (app, group, member); holding the whole
-group is a coarser key with the same guarantee). Under the lease:
+Plans of one (app, group) are applied one at a time, on the one dispatcher replica that owns the group's partition
+(the engine serializes a key; the ordering key of membership is (app, group, member), and holding the whole group
+is a coarser key with the same guarantee). So:
 
 * ``push``: the linked target group is read (gone on the target: recreated, and the audit says so); an unlinked
   group is looked up by ``displayName``: one linked to another Okta group is never taken (two pushed groups with the
@@ -96,77 +96,71 @@ class GroupDispatcher:
     user_links: MongoLinks
     leases: Leases
 
-    def _lease_key(self, org: str, app_id: str, group_id: str) -> str:
-        return key("group", org, app_id, group_id)
-
     def _name_held(self, org: str, app_id: str, name: str):
         """A target group name is claimed from the look-up before a create or link until the link is saved: two
-        pushed groups of one name, applied at once under their own group leases, would otherwise both find the
-        group the first one just created unlinked, and both link it. Taken inside a group lease, never the other
-        way round, so the two never wait on each other in a cycle."""
+        pushed groups of one name, applied at once (they are different keys), would otherwise both find the
+        group the first one just created unlinked, and both link it. The only lease a group plan takes."""
         return self.leases.hold(key("group-name", org, app_id, name.casefold()))
 
     async def apply_group(self, plan: GroupPlanned) -> GroupOutcome:
         started = time.perf_counter()
         app = self.apps[plan.app_id]
-        async with self.leases.hold(self._lease_key(plan.org, plan.app_id, plan.okta_group_id)):
-            link = await self.group_links.get(plan.app_id, plan.okta_group_id)
-            if link and link.applied_version >= plan.version:
-                stale = f"group plan v{plan.version} is older than applied v{link.applied_version}"
-                if plan.action is GroupAction.PUSH and link.target_id:  # its listing's facts still need applying
-                    client = self.clients[app.okta_app_id]
-                    try:
-                        group = await client.get_group(link.target_id)
-                    except ScimNotFoundError:
-                        return GroupOutcome(*_STALE, link.target_id, stale, _ms(started))
-                    return await self._reconcile(app, client, plan.okta_group_id, group, started,
-                                                 stale + "; members brought in line: ")
-                return GroupOutcome(*_STALE, link.target_id, stale, _ms(started))
-            with tracer.start_as_current_span(f"apply group {plan.action.value}") as span:
-                span.set_attribute(ATTR.APP_ID, plan.app_id)
-                span.set_attribute("okta.group.id", plan.okta_group_id)
-                span.set_attribute(ATTR.PLAN_VERSION, plan.version)
-                if plan.action is GroupAction.UNLINK:
-                    await self.group_links.save(plan.app_id, plan.okta_group_id, None, None, plan.version)
-                    where = f"target group {link.target_id}" if link and link.target_id else "no target group"
-                    return GroupOutcome(*_APPLIED, link.target_id if link else None,
-                                        f"unlinked; {where} left in place", _ms(started))
-                if plan.action is GroupAction.DELETE:
-                    return await self._delete(app, plan, link, started)
-                return await self._push(app, plan, link, started)
+        link = await self.group_links.get(plan.app_id, plan.okta_group_id)
+        if link and link.applied_version >= plan.version:
+            stale = f"group plan v{plan.version} is older than applied v{link.applied_version}"
+            if plan.action is GroupAction.PUSH and link.target_id:  # its listing's facts still need applying
+                client = self.clients[app.okta_app_id]
+                try:
+                    group = await client.get_group(link.target_id)
+                except ScimNotFoundError:
+                    return GroupOutcome(*_STALE, link.target_id, stale, _ms(started))
+                return await self._reconcile(app, client, plan.okta_group_id, group, started,
+                                             stale + "; members brought in line: ")
+            return GroupOutcome(*_STALE, link.target_id, stale, _ms(started))
+        with tracer.start_as_current_span(f"apply group {plan.action.value}") as span:
+            span.set_attribute(ATTR.APP_ID, plan.app_id)
+            span.set_attribute("okta.group.id", plan.okta_group_id)
+            span.set_attribute(ATTR.PLAN_VERSION, plan.version)
+            if plan.action is GroupAction.UNLINK:
+                await self.group_links.save(plan.app_id, plan.okta_group_id, None, None, plan.version)
+                where = f"target group {link.target_id}" if link and link.target_id else "no target group"
+                return GroupOutcome(*_APPLIED, link.target_id if link else None,
+                                    f"unlinked; {where} left in place", _ms(started))
+            if plan.action is GroupAction.DELETE:
+                return await self._delete(app, plan, link, started)
+            return await self._push(app, plan, link, started)
 
     async def apply_members(self, plan: MembershipPlanned) -> GroupOutcome:
         started = time.perf_counter()
         app = self.apps[plan.app_id]
-        async with self.leases.hold(self._lease_key(plan.org, plan.app_id, plan.okta_group_id)):
-            link = await self.group_links.get(plan.app_id, plan.okta_group_id)
-            if link is None or link.target_id is None:
-                if await self.state.is_pushed(plan.app_id, plan.okta_group_id):
-                    raise GroupNotReadyError("PATCH", "/Groups/{id}", None, "the group is not in the target yet",
-                                             version=app.version)
-                return GroupOutcome(*_NOT_CONFIGURED, None, "group is not pushed to this app", _ms(started))
-            with tracer.start_as_current_span("apply group members") as span:
-                span.set_attribute(ATTR.APP_ID, plan.app_id)
-                span.set_attribute("okta.group.id", plan.okta_group_id)
-                span.set_attribute("scim.group.members", len(plan.okta_user_ids))
-                facts = await self.state.members(plan.app_id, plan.okta_group_id, plan.okta_user_ids)
-                todo = {u: d for u, d in facts.items() if d.get("applied_version", 0) < d["version"]}
-                if not todo:
-                    return GroupOutcome(*_STALE, link.target_id, "membership already applied", _ms(started))
-                work = await self._plan_members(todo, None)
-                client = self.clients[plan.app_id]
-                try:
-                    return await self._send(app, client, plan.okta_group_id, link.target_id, work, started, "")
-                except (ScimNotFoundError, ScimTransientError) as exc:
-                    if not await self._gone(client, link.target_id, exc):
-                        raise
-            # the target group was deleted on the target: recreate it and bring every member in line
-            name = link.display_name or plan.okta_group_id
-            async with self._name_held(plan.org, plan.app_id, name):
-                group = await self._create_or_link(app, client, plan.okta_group_id, name)
-                await self.group_links.relink(plan.app_id, plan.okta_group_id, group.id)
-            return await self._reconcile(app, client, plan.okta_group_id, group, started,
-                                         "target group was deleted on the target: recreated; ")
+        link = await self.group_links.get(plan.app_id, plan.okta_group_id)
+        if link is None or link.target_id is None:
+            if await self.state.is_pushed(plan.app_id, plan.okta_group_id):
+                raise GroupNotReadyError("PATCH", "/Groups/{id}", None, "the group is not in the target yet",
+                                         version=app.version)
+            return GroupOutcome(*_NOT_CONFIGURED, None, "group is not pushed to this app", _ms(started))
+        with tracer.start_as_current_span("apply group members") as span:
+            span.set_attribute(ATTR.APP_ID, plan.app_id)
+            span.set_attribute("okta.group.id", plan.okta_group_id)
+            span.set_attribute("scim.group.members", len(plan.okta_user_ids))
+            facts = await self.state.members(plan.app_id, plan.okta_group_id, plan.okta_user_ids)
+            todo = {u: d for u, d in facts.items() if d.get("applied_version", 0) < d["version"]}
+            if not todo:
+                return GroupOutcome(*_STALE, link.target_id, "membership already applied", _ms(started))
+            work = await self._plan_members(todo, None)
+            client = self.clients[plan.app_id]
+            try:
+                return await self._send(app, client, plan.okta_group_id, link.target_id, work, started, "")
+            except (ScimNotFoundError, ScimTransientError) as exc:
+                if not await self._gone(client, link.target_id, exc):
+                    raise
+        # the target group was deleted on the target: recreate it and bring every member in line
+        name = link.display_name or plan.okta_group_id
+        async with self._name_held(plan.org, plan.app_id, name):
+            group = await self._create_or_link(app, client, plan.okta_group_id, name)
+            await self.group_links.relink(plan.app_id, plan.okta_group_id, group.id)
+        return await self._reconcile(app, client, plan.okta_group_id, group, started,
+                                     "target group was deleted on the target: recreated; ")
 
     # --- push ------------------------------------------------------------------------------------------------------
     async def _push(self, app: AppConnector, plan: GroupPlanned, link: GroupLink | None, started: float) -> GroupOutcome:

@@ -1,8 +1,9 @@
 """Applying one plan to one SCIM target, exactly as Okta's client would, without duplicates or regressions.
 
-* one writer per key: a plan is applied under its (app, user) lease in MongoDB, so with any number of dispatcher
-  processes no two apply plans of one key at once, and the version check below happens under the lease;
-* stale: a plan whose version is not newer than the last applied for its key is skipped;
+* one writer per key: the engine (``engine.py``) runs a key's plans one at a time, on the one replica that owns the
+  key's partition, and reads the key's link before; this module only applies;
+* stale: a plan whose version is not newer than the last applied for its key is skipped; the link the outcome
+  carries is stored conditionally on the version (and fenced by the partition's token) before the plan counts;
 * upsert: linked -> GET + PUT by the stored id (404 -> look up again, relink or recreate); not linked -> look up
   by the unique field first (a create whose answer was lost is found, not created twice), then POST; a 409 on POST
   links the existing account;
@@ -11,24 +12,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 from opentelemetry import trace
 
 from okta_bridge.connectors import AppConnector
 from okta_bridge.contracts import AuditStep, PlanAction, Reason, ScimOperationPlanned
-from okta_bridge.stores.leases import Leases
-from okta_bridge.mongo import key
 from okta_bridge.telemetry import ATTR
 from scim_dispatcher.adapters.scim_client import ScimClient
 from scim_dispatcher.adapters.scim_errors import ScimConflictError, ScimNotFoundError, ScimPermanentError
 from scim_dispatcher.adapters.scim_user import ScimUser
-from scim_dispatcher.ports import Link, LinkStore
+from okta_bridge.stores.links import Link, LinkWrite
 
 tracer = trace.get_tracer("scim_dispatcher")
 
@@ -46,6 +43,10 @@ class Outcome:
     detail: str
     duration_ms: float
     returned: dict[str, Any] | None = None  # the account as the target answered the write
+    link: LinkWrite | None = None  # to store before the plan counts as applied (None: a stale plan, nothing to store)
+
+    def stale(self, why: str) -> "Outcome":
+        return replace(self, step=AuditStep.SKIPPED_STALE, reason=Reason.STALE, detail=why)
 
 
 @dataclass(frozen=True)
@@ -75,47 +76,33 @@ def _action_off(target_id: str | None, detail: str, active: bool | None = None) 
 
 @dataclass
 class Dispatcher:
+    """Applies one user plan, given its key's link. The caller guarantees one writer per key (the engine runs a key's
+    plans one at a time, on the one replica that owns its partition) and stores the outcome's link write."""
+
     apps: dict[str, AppConnector]
     clients: dict[str, ScimClient]
-    links: LinkStore
-    leases: Leases | None = None  # None: one process only (unit tests); a lock per key within the process
-    _key_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
-    _app_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
 
-    def _slots(self, app: AppConnector) -> asyncio.Semaphore:
-        return self._app_slots.setdefault(app.okta_app_id, asyncio.Semaphore(app.max_concurrency))
-
-    def _exclusive(self, plan: ScimOperationPlanned):
-        """One writer per (app, user) across every dispatcher process: the key's lease in MongoDB."""
-        if self.leases is None:
-            return self._key_locks[(plan.app_id, plan.okta_user_id)]
-        return self.leases.hold(key("user", plan.org, plan.app_id, plan.okta_user_id))
-
-    async def apply(self, plan: ScimOperationPlanned) -> Outcome:
+    async def apply(self, plan: ScimOperationPlanned, link: Link | None, fence: int = 0) -> Outcome:
         app = self.apps[plan.app_id]
         started = time.perf_counter()
-        async with self._exclusive(plan), self._slots(app):
-            link = await self.links.get(plan.app_id, plan.okta_user_id)
-            if link and link.applied_version >= plan.version:
-                return Outcome(AuditStep.SKIPPED_STALE, Reason.STALE, link.target_id, None, None, None,
-                               f"plan v{plan.version} is older than applied v{link.applied_version}", _ms(started))
-            with tracer.start_as_current_span(f"apply {plan.action.value}") as span:
-                span.set_attribute(ATTR.APP_ID, plan.app_id)
-                span.set_attribute(ATTR.USER_ID, plan.okta_user_id)
-                span.set_attribute(ATTR.PLAN_VERSION, plan.version)
-                if plan.action is PlanAction.DEACTIVATE:
-                    write = await self._deactivate(app, plan, link)
-                else:
-                    write = await self._upsert(app, plan, link)
-                step, reason, detail = write.step, write.reason, write.detail
-                if not await self.links.save(plan, write.target_id, write.active):
-                    step, reason = AuditStep.SKIPPED_STALE, Reason.STALE
-                    detail = f"a newer plan than v{plan.version} was applied meanwhile"
-                if write.target_id:
-                    span.set_attribute(ATTR.TARGET_ID, write.target_id)
-                returned = dict(write.returned.raw) if write.returned is not None else None
-                return Outcome(step, reason, write.target_id, write.method, write.path, write.http_status, detail,
-                               _ms(started), returned)
+        if link and link.applied_version >= plan.version:
+            return Outcome(AuditStep.SKIPPED_STALE, Reason.STALE, link.target_id, None, None, None,
+                           f"plan v{plan.version} is older than applied v{link.applied_version}", _ms(started))
+        with tracer.start_as_current_span(f"apply {plan.action.value}") as span:
+            span.set_attribute(ATTR.APP_ID, plan.app_id)
+            span.set_attribute(ATTR.USER_ID, plan.okta_user_id)
+            span.set_attribute(ATTR.PLAN_VERSION, plan.version)
+            if plan.action is PlanAction.DEACTIVATE:
+                write = await self._deactivate(app, plan, link)
+            else:
+                write = await self._upsert(app, plan, link)
+            if write.target_id:
+                span.set_attribute(ATTR.TARGET_ID, write.target_id)
+            returned = dict(write.returned.raw) if write.returned is not None else None
+            return Outcome(write.step, write.reason, write.target_id, write.method, write.path, write.http_status,
+                           write.detail, _ms(started), returned,
+                           LinkWrite(plan.app_id, plan.okta_user_id, plan.version, write.target_id, write.active,
+                                     fence))
 
     async def _deactivate(self, app: AppConnector, plan: ScimOperationPlanned, link: Link | None) -> _Write:
         client = self.clients[app.okta_app_id]

@@ -1,37 +1,46 @@
-"""scim-dispatcher composition root: one consumer per served pool; outcomes -> links, audit, retry/hold/DLQ."""
+"""scim-dispatcher composition root: per served pool, an engine over the partitions this replica owns; outcomes ->
+links, audit, retry/hold/DLQ."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 
-from faststream import AckPolicy, FastStream
-from faststream.rabbit import RabbitBroker
-from faststream.rabbit.annotations import RabbitMessage
-from prometheus_client import start_http_server
+from faststream import FastStream
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from okta_bridge.audit import BrokerAudit
+from okta_bridge.audit import AuditPublisher
+from okta_bridge.bus import Consumer, Delivery, Publisher
 from okta_bridge.connectors import load_connectors
 from okta_bridge.contracts import MembershipPlanned, TargetValuesObserved
+from okta_bridge.metrics import serve_metrics
+from okta_bridge.logs import register_secret, register_settings_secrets, setup_logging
+from okta_bridge.mongo import connect
+from okta_bridge.partitions import PartitionOwner
+from okta_bridge.permits import PermitPool
+from okta_bridge.runtime import PartitionRoutes, PlanPublisher, Republisher, make_broker
+from okta_bridge.settings import BridgeSettings, OktaSettings
+from okta_bridge.stores.group_links import MongoGroupLinks
 from okta_bridge.stores.groups import GroupState
 from okta_bridge.stores.leases import Leases
-from okta_bridge.logs import register_secret, setup_logging, register_settings_secrets
-from okta_bridge.mongo import connect
-from okta_bridge.runtime import ATTEMPT_HEADER, Republisher, make_broker
-from okta_bridge.settings import BridgeSettings, OktaSettings
-from okta_bridge.telemetry import setup_tracing, shutdown_tracing
-from okta_bridge.topology import (EVENTS_EXCHANGE, PLANS_EXCHANGE, WRITEBACK_ROUTING_KEY, declare_dispatcher_pool,
-                                  declare_translator, dispatcher_queue)
 from okta_bridge.stores.links import MongoLinks
-from okta_bridge.stores.group_links import MongoGroupLinks
+from okta_bridge.stores.partitions import MongoPartitions
+from okta_bridge.stores.permits import MongoPermits
+from okta_bridge.telemetry import setup_tracing, shutdown_tracing
+from okta_bridge.topology import (EVENTS_EXCHANGE, WRITEBACK_ROUTING_KEY, declare_dispatcher_pool, declare_translator,
+                                  partition_queue)
 from scim_dispatcher.adapters.scim_groups import ScimGroupClient
 from scim_dispatcher.adapters.traced_http import traced_client
 from scim_dispatcher.circuit import Circuits
-from scim_dispatcher.consume import DispatcherPorts, handle_plan
+from scim_dispatcher.consume import DispatcherPorts
+from scim_dispatcher.engine import Engine, EngineConfig
 from scim_dispatcher.groups import GroupDispatcher
 from scim_dispatcher.handlers import Dispatcher
+from scim_dispatcher.legacy import drain_legacy_queue
 
 log = logging.getLogger("scim_dispatcher")
 
@@ -40,24 +49,31 @@ class DispatcherSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DISPATCHER_", extra="ignore")
 
     pools: str = Field(default="default", description="comma-separated pools this dispatcher serves")
+    replica: str = Field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}",
+                         description="this replica's name among the pool's members (each process start adds "
+                                     "a random suffix: a restarted replica never inherits its leases)")
     max_attempts: int = Field(default=15, description="transient failures before a plan is dead-lettered")
     probe_interval_s: float = 10.0
     circuit_failures: int = Field(default=5, ge=1, description="transient failures in a row that open the circuit")
     metrics_port: int = Field(default=9108, description="Prometheus metrics (0: off)")
-    lease_ttl_s: float = Field(default=60.0, description="a dead holder's (app, user) lease frees after this; "
-                                                         "longer than any one plan's SCIM calls")
-    group_lease_ttl_s: float = Field(default=120.0, description="a dead holder's group lease frees after this")
+    partition_ttl_s: float = Field(default=45.0, description="a dead owner's partitions free after this (raised to "
+                                                             "the longest app timeout plus 8 s when shorter)")
+    batch_size: int = Field(default=100, ge=1, le=1000, description="plans whose database work is done together")
+    batch_wait_ms: float = Field(default=20, ge=0, description="how long a batch waits for more after its first")
+    max_in_flight: int = Field(default=32, ge=1, description="SCIM requests of this replica at once")
+    prefetch: int = Field(default=64, ge=1, description="unacknowledged plans per partition consumed")
+    group_lease_ttl_s: float = Field(default=120.0, description="a target group name's claim frees after this")
 
 
-class BrokerOutbox:
-    def __init__(self, broker: RabbitBroker) -> None:
-        self._broker = broker
+class Outbox:
+    def __init__(self, publisher: Publisher, plans: PlanPublisher) -> None:
+        self._publisher, self._plans = publisher, plans
 
     async def plan(self, plan: MembershipPlanned, pool: str) -> None:
-        await self._broker.publish(plan, exchange=PLANS_EXCHANGE, routing_key=pool, persist=True)
+        await self._plans.publish(plan, pool)
 
     async def observed(self, values: TargetValuesObserved) -> None:
-        await self._broker.publish(values, exchange=EVENTS_EXCHANGE, routing_key=WRITEBACK_ROUTING_KEY, persist=True)
+        await self._publisher.publish(values, exchange=EVENTS_EXCHANGE.name, routing_key=WRITEBACK_ROUTING_KEY)
 
 
 def build() -> FastStream:
@@ -75,70 +91,97 @@ def build() -> FastStream:
     broker = make_broker(base.rabbitmq_url.get_secret_value(), base.prefetch)
     stream = FastStream(broker)
     circuits = Circuits(cfg.probe_interval_s, cfg.circuit_failures, {a.okta_app_id: a.name for a in apps.values()})
-    ports: list[DispatcherPorts] = []  # filled on start-up: nothing connects at import or build time
-    closing: list = []
+    running: dict = {"stop": asyncio.Event(), "engines": {}, "owners": [], "tasks": []}
+    # a process that was paused, not dead, may still believe it holds its leases: a new process never shares its name
+    me = f"{cfg.replica}~{secrets.token_hex(3)}"
 
     @stream.on_startup
-    async def connect_stores() -> None:
+    async def start() -> None:
         client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
-        http = traced_client()
+        partitions = MongoPartitions(db, okta.org_url)
+        for pool in pools:
+            await partitions.claim_count(pool, connectors.partitions(pool))
+        connection = await broker.connect()
+        await declare_translator(broker)  # write-backs go to the translator's queue
+        for pool in pools:
+            await declare_dispatcher_pool(broker, pool, connectors.partitions(pool))
+        publisher = Publisher(connection)
+        await publisher.start()
+        audit = AuditPublisher(publisher, "scim-dispatcher", okta.org_url)
+        http = traced_client(cfg.max_in_flight)
+        engines: dict[str, Engine] = running["engines"]
         clients = {a.okta_app_id: ScimGroupClient(http, a.base_url, a.version, headers=a.auth_headers(),
                                                   timeout_s=a.timeout_s, unique_field=a.unique_user_field,
-                                                  deactivate_with=a.deactivate_with, group_update=a.group_update)
+                                                  deactivate_with=a.deactivate_with, group_update=a.group_update,
+                                                  gate=_gate(engines, a.pool, a.okta_app_id))
                    for a in apps.values()}
         links, group_links, group_state = MongoLinks(db, okta.org_url), MongoGroupLinks(db, okta.org_url), \
             GroupState(db, okta.org_url)
         await group_links.ensure_indexes()
         await group_state.ensure_indexes()
-        # a lease outlives the longest apply (lookup, write, read back at the app's timeout) by a margin
-        ttl = max([cfg.lease_ttl_s, *(4 * a.timeout_s for a in apps.values())])
-        leases = Leases.keyed(db, ttl_s=ttl)
-        await leases.ensure_indexes()
-        ports.append(DispatcherPorts(
-            apps=apps, users=Dispatcher(apps, clients, links, leases),
-            groups=GroupDispatcher(apps, clients, group_state, group_links, links,
-                                   Leases.keyed(db, ttl_s=max(ttl, cfg.group_lease_ttl_s))),
-            group_state=group_state, circuits=circuits, audit=BrokerAudit(broker, "scim-dispatcher", okta.org_url),
-            outbox=BrokerOutbox(broker)))
-        closing.extend([http, client])
+        names = Leases.keyed(db, ttl_s=max(cfg.group_lease_ttl_s, *(4 * a.timeout_s for a in apps.values())))
+        await names.ensure_indexes()
+        outbox = Outbox(publisher, PlanPublisher(publisher, connectors))
+        # no write starts later than this before a lease can lapse: longer than any request's timeout
+        margin = max([5.0, *(a.timeout_s + 2 for a in apps.values())])
+        ttl = max(cfg.partition_ttl_s, margin + 6)
+        for pool in pools:
+            pool_apps = {i: a for i, a in apps.items() if a.pool == pool}
+            ports = DispatcherPorts(apps=pool_apps, users=Dispatcher(pool_apps, clients),
+                                    groups=GroupDispatcher(pool_apps, clients, group_state, group_links, links, names),
+                                    group_state=group_state, circuits=circuits, audit=audit, outbox=outbox)
+            permits = PermitPool(MongoPermits(db, okta.org_url), f"apps|{pool}", me,
+                                 {i: a.max_concurrency for i, a in pool_apps.items()}, ttl_s=ttl, margin_s=margin)
+            running["tasks"].append(asyncio.get_running_loop().create_task(permits.run(running["stop"])))
+            engine = Engine(ports, Republisher(publisher, PartitionRoutes(), cfg.max_attempts), audit, links,
+                            EngineConfig(pool, cfg.batch_size, cfg.batch_wait_ms / 1000, cfg.max_in_flight),
+                            permits)
+            engine.queue_of = lambda p, pool=pool: partition_queue(pool, p).name
+            engine.consumer = Consumer(connection, cfg.prefetch, _intake(engine), f"dispatcher.{pool}")
+            await engine.consumer.start()
+            engines[pool] = engine
+            owner = PartitionOwner(partitions, pool, me, engine, ttl, margin)
+            running["owners"].append(owner)
+            running["tasks"].append(asyncio.get_running_loop().create_task(owner.run(running["stop"])))
+        for pool in pools:
+            await drain_legacy_queue(connection, PlanPublisher(publisher, connectors), pool)
+        running.update(client=client, http=http, publisher=publisher)
+        log.info("serving pools %s (%d app(s)) as %s; partition leases of %.0f s", ", ".join(pools), len(apps),
+                 me, ttl)
 
     @stream.on_startup
     async def metrics() -> None:
-        if cfg.metrics_port:
-            try:
-                start_http_server(cfg.metrics_port)
-                log.info("metrics on :%d/metrics", cfg.metrics_port)
-            except OSError as exc:  # e.g. a second dispatcher on the same host
-                log.warning("metrics port %d not available (%s): metrics off", cfg.metrics_port, exc)
+        serve_metrics(cfg.metrics_port or base.metrics_port)
 
-    @stream.on_startup
-    async def declare() -> None:
-        await broker.connect()
-        await declare_translator(broker)  # write-backs go to the translator's queue
-        for pool in pools:
-            await declare_dispatcher_pool(broker, pool)
-        log.info("serving pools %s (%d app(s))", ", ".join(pools), len(apps))
+    @stream.on_shutdown  # SIGTERM: every partition is drained and released at once, not after its lease's TTL
+    async def stop() -> None:
+        running["stop"].set()
+        if running["tasks"]:
+            await asyncio.gather(*running["tasks"], return_exceptions=True)
+        for engine in running["engines"].values():
+            await engine.close()
+            await engine.consumer.close()
+        if "publisher" in running:
+            await running["publisher"].close()
 
-    @stream.after_shutdown  # after the broker drained in-flight messages (graceful_timeout): they still need the database
+    @stream.after_shutdown
     async def close() -> None:
-        for resource in closing:
-            await resource.aclose() if hasattr(resource, "aclose") else await resource.close()
+        if "http" in running:
+            await running["http"].aclose()
+            await running["client"].close()
         shutdown_tracing()
-
-    for pool in pools:
-        subscriber = broker.subscriber(dispatcher_queue(pool), ack_policy=AckPolicy.NACK_ON_ERROR)
-        subscriber(_consumer(ports, Republisher(broker, dispatcher_queue(pool).name, cfg.max_attempts)))
 
     return stream
 
 
-def _consumer(ports: list[DispatcherPorts], republisher: Republisher):
-    async def dispatch(msg: RabbitMessage) -> None:
-        attempt = int((msg.headers or {}).get(ATTEMPT_HEADER, 0)) + 1
-        await handle_plan(ports[0], republisher, msg.body, attempt)
-        await msg.ack()
+def _gate(engines: dict[str, Engine], pool: str, app_id: str):
+    return lambda: engines[pool].gate(app_id)
 
-    return dispatch
+
+def _intake(engine: Engine):
+    def on_delivery(delivery: Delivery) -> None:
+        engine.on_delivery(delivery, int(delivery.queue.rsplit(".p", 1)[1]))
+    return on_delivery
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-__all__ = ["AppConnector", "is_group_id", "ConnectorsFile", "ConnectorsFileError", "DEFAULT_MAPPINGS", "load_connectors"]
+__all__ = ["AppConnector", "ConnectorsFile", "ConnectorsFileError", "DEFAULT_MAPPINGS", "DEFAULT_PARTITIONS", "PoolSettings",
+           "is_group_id", "load_connectors"]
 
 DEFAULT_MAPPINGS: dict[str, str] = {
     "userName": "credentials.userName",
@@ -166,11 +167,27 @@ class AppConnector(_Strict):
         return self.auth.headers()
 
 
+DEFAULT_PARTITIONS = 8
+
+
+class PoolSettings(_Strict):
+    """A dispatcher pool. ``partitions``: the fixed number of partition queues its plans are hashed to; every
+    replica of the translator and of the pool's dispatchers reads it here, and it is the ceiling for the pool's
+    dispatcher replicas (a replica owns at least one partition or stands by). Changing it is refused while any
+    state of the old count exists (see docs/architecture.md, *Partitions*)."""
+
+    partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=256)
+
+
 class ConnectorsFile(_Strict):
     apps: list[AppConnector]
+    pools: dict[str, PoolSettings] = Field(default_factory=dict, description="per pool: its partitions")
 
     @model_validator(mode="after")
     def _unique(self) -> "ConnectorsFile":
+        unknown = sorted(set(self.pools) - self.pool_names())
+        if unknown:
+            raise ValueError(f"pools: {', '.join(unknown)} is not the pool of any app")
         for field in ("okta_app_id", "name"):
             values = [getattr(a, field) for a in self.apps]
             dupes = {v for v in values if values.count(v) > 1}
@@ -181,8 +198,14 @@ class ConnectorsFile(_Strict):
     def by_app_id(self) -> dict[str, AppConnector]:
         return {a.okta_app_id: a for a in self.apps}
 
-    def pools(self) -> set[str]:
+    def pool_names(self) -> set[str]:
         return {a.pool for a in self.apps}
+
+    def partitions(self, pool: str) -> int:
+        """The number of partitions of a pool: the one source of truth for the translator, the dispatchers and the
+        chart."""
+        settings = self.pools.get(pool)
+        return settings.partitions if settings else DEFAULT_PARTITIONS
 
 
 def _describe(error: dict, raw: dict) -> str:

@@ -22,16 +22,17 @@ from typing import Any, Literal
 import aio_pika
 from pydantic import TypeAdapter, ValidationError
 
-from okta_bridge.connectors import AppConnector
-from okta_bridge.contracts import (AppSyncRequested, AuditRecorded, AuditStep, GroupPlanned, MembershipPlanned,
+from okta_bridge.connectors import ConnectorsFile
+from okta_bridge.contracts import (AppSyncRequested, AuditBatch, AuditRecorded, AuditStep, GroupPlanned, MembershipPlanned,
                                    OktaEventReceived, ScimOperationPlanned, TargetValuesObserved)
 from okta_bridge.runtime import ATTEMPT_HEADER, REASON_HEADER
-from okta_bridge.topology import AUDIT_EXCHANGE, DEAD_LETTER_QUEUE, PLANS_EXCHANGE, TRANSLATOR_QUEUE
+from okta_bridge.topology import (AUDIT_EXCHANGE, DEAD_LETTER_QUEUE, PLANS_EXCHANGE, TRANSLATOR_QUEUE, key_of,
+                                  partition_key, partition_of)
 
 __all__ = ["DeadLetter", "DeadLetters"]
 
 _MESSAGES = TypeAdapter(ScimOperationPlanned | GroupPlanned | MembershipPlanned | OktaEventReceived
-                        | AppSyncRequested | TargetValuesObserved | AuditRecorded)
+                        | AppSyncRequested | TargetValuesObserved | AuditBatch | AuditRecorded)
 
 
 @dataclass
@@ -51,17 +52,17 @@ class DeadLetter:
         return {"app": get("app_id"), "user": get("okta_user_id") or ",".join(getattr(m, "okta_user_ids", ()) or ()),
                 "group": get("okta_group_id"), "event": get("event_uuid") or get("event_type")}
 
-    def destination(self, apps: dict[str, AppConnector]) -> tuple[str, str] | str:
-        """(exchange, routing key) to replay to, or why it cannot be replayed."""
+    def destination(self, connectors: ConnectorsFile) -> tuple[str, str] | str:
+        """(exchange, routing key) to replay to, or why it cannot be replayed. A plan goes to its key's partition."""
         m = self.message
         if isinstance(m, (ScimOperationPlanned, GroupPlanned, MembershipPlanned)):
-            app = apps.get(m.app_id)
+            app = connectors.by_app_id().get(m.app_id)
             if app is None:
                 return f"app {m.app_id} is not in the connectors file"
-            return PLANS_EXCHANGE.name, app.pool
+            return PLANS_EXCHANGE.name, partition_key(app.pool, partition_of(key_of(m), connectors.partitions(app.pool)))
         if isinstance(m, (OktaEventReceived, AppSyncRequested, TargetValuesObserved)):
             return "", TRANSLATOR_QUEUE.name  # straight to the translator's work queue
-        if isinstance(m, AuditRecorded):
+        if isinstance(m, (AuditRecorded, AuditBatch)):
             return AUDIT_EXCHANGE.name, ""
         return "not a bridge message (a malformed Okta event?): inspect it and drop it"
 
@@ -81,7 +82,7 @@ class DeadLetters:
             await channel.close()  # every message goes back, unacknowledged
             return out
 
-    async def take(self, ids: set[str] | Literal["all"], apps: dict[str, AppConnector],
+    async def take(self, ids: set[str] | Literal["all"], connectors: ConnectorsFile,
                    action: Literal["replay", "drop"]) -> list[tuple[DeadLetter, str]]:
         """Replays (or drops) the chosen dead letters; returns (letter, outcome) for each chosen one."""
         results: list[tuple[DeadLetter, str]] = []
@@ -102,7 +103,7 @@ class DeadLetters:
                     await msg.ack()
                     results.append((letter, "dropped"))
                     continue
-                where = letter.destination(apps)
+                where = letter.destination(connectors)
                 if isinstance(where, str):
                     results.append((letter, f"not replayed: {where}"))
                     continue
@@ -127,7 +128,8 @@ class DeadLetters:
                                event_type="operator:dead-letters", plan_version=version, detail=detail,
                                **{k: v for k, v in fields.items() if isinstance(v, str)})
         exchange = await channel.get_exchange(AUDIT_EXCHANGE.name)
-        await exchange.publish(aio_pika.Message(record.model_dump_json().encode(), content_type="application/json",
+        await exchange.publish(aio_pika.Message(AuditBatch(records=(record,)).model_dump_json().encode(),
+                                                content_type="application/json",
                                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key="")
 
 

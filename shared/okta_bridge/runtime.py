@@ -1,14 +1,15 @@
-"""What every service process needs: a broker that cannot silently drop a publish, and the re-publish helpers
-(retry tiers, hold queue, dead letters) shared by the translator and the dispatcher.
+"""What every service process needs: the broker connection (FastStream: connection, declarations, lifecycle) and the
+re-publish helpers (retry tiers, hold queue, dead letters) that carry out the outcome policy's verdicts.
 
-Publishing is persistent with publisher confirms, and ``mandatory`` with ``on_return_raises``: a message that
-no queue accepts raises instead of vanishing. Messages are acknowledged by hand only after their outcome
-(a write to MongoDB or a confirmed re-publish) is durable.
+Hot-path publishing and consuming go through :mod:`okta_bridge.bus` on channels of the same connection: persistent,
+confirmed, ``mandatory`` (a message no queue accepts raises instead of vanishing). Messages are acknowledged by hand
+only after their outcome (a write to MongoDB or a confirmed re-publish) is durable.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any
 
 from faststream.rabbit import RabbitBroker
@@ -16,12 +17,15 @@ from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from faststream.rabbit.schemas import Channel
 from pydantic import BaseModel
 
-from okta_bridge.topology import DLX, RETRY_TIERS_MS, hold_queue_name, retry_queue_name, retry_tier_for
+from opentelemetry.context import Context
 
-__all__ = ["ATTEMPT_HEADER", "REASON_HEADER", "Republisher", "make_broker"]
+from okta_bridge.bus import ATTEMPT_HEADER, REASON_HEADER, Publisher
+from okta_bridge.connectors import ConnectorsFile
+from okta_bridge.topology import (DLX, PLAN_HOLD_EXCHANGE, PLANS_EXCHANGE, RETRY_TIERS_MS, hold_queue_name, key_of,
+                                  partition_key, partition_of, plan_retry_exchange, retry_queue_name, retry_tier_for)
 
-ATTEMPT_HEADER = "x-bridge-attempt"
-REASON_HEADER = "x-bridge-reason"
+__all__ = ["ATTEMPT_HEADER", "PartitionRoutes", "PlanPublisher", "QueueRoutes", "REASON_HEADER", "Republisher",
+           "make_broker"]
 
 
 def make_broker(url: str, prefetch: int) -> RabbitBroker:
@@ -34,15 +38,51 @@ def make_broker(url: str, prefetch: int) -> RabbitBroker:
     )
 
 
+class PlanPublisher:
+    """Plans go to their key's partition of the app's pool; the count is the connectors file's."""
+
+    def __init__(self, publisher: Publisher, connectors: ConnectorsFile) -> None:
+        self._publisher, self._connectors = publisher, connectors
+
+    async def publish(self, plan: BaseModel, pool: str, context: Context | None = None) -> None:
+        partition = partition_of(key_of(plan), self._connectors.partitions(pool))
+        await self._publisher.publish(plan, exchange=PLANS_EXCHANGE.name, routing_key=partition_key(pool, partition),
+                                      context=context)
+
+
+@dataclass(frozen=True)
+class QueueRoutes:
+    """A work queue's delay queues, through the default exchange (the translator's and the audit's)."""
+    work_queue: str
+
+    def retry(self, tier: int, routing_key: str) -> tuple[str, str]:
+        return "", retry_queue_name(self.work_queue, tier)
+
+    def hold(self, routing_key: str) -> tuple[str, str]:
+        return "", hold_queue_name(self.work_queue)
+
+
+@dataclass(frozen=True)
+class PartitionRoutes:
+    """A pool's delay queues, through exchanges that keep the message's partition routing key, so it comes back to
+    its own partition."""
+
+    def retry(self, tier: int, routing_key: str) -> tuple[str, str]:
+        return plan_retry_exchange(tier).name, routing_key
+
+    def hold(self, routing_key: str) -> tuple[str, str]:
+        return PLAN_HOLD_EXCHANGE.name, routing_key
+
+
 class Republisher:
     """Sends a consumed message on to a retry tier, the hold queue or the dead letters; confirmed before the ack."""
 
-    def __init__(self, broker: RabbitBroker, work_queue: str, max_attempts: int) -> None:
-        self._broker = broker
-        self._work_queue = work_queue
+    def __init__(self, publisher: Publisher, routes: QueueRoutes | PartitionRoutes, max_attempts: int) -> None:
+        self._publisher, self._routes = publisher, routes
         self.max_attempts = max_attempts
 
-    async def retry(self, message: BaseModel, attempt: int, retry_after_s: float | None = None) -> None:
+    async def retry(self, message: BaseModel, attempt: int, retry_after_s: float | None = None,
+                    routing_key: str = "") -> None:
         """Exponential tiers with jitter below the tier's TTL; a server's Retry-After (or rate-limit reset) is a
         floor: the message comes back no earlier than that, plus jitter, in the first tier long enough."""
         tier = retry_tier_for(attempt)
@@ -52,17 +92,19 @@ class Republisher:
             ttl_ms = min(wait_ms + random.uniform(0.0, 0.25) * max(wait_ms, 500), RETRY_TIERS_MS[tier])
         else:
             ttl_ms = RETRY_TIERS_MS[tier] * random.uniform(0.75, 1.0)  # per-message TTL below the queue's
-        await self._publish(message, retry_queue_name(self._work_queue, tier), attempt, expiration=max(ttl_ms, 1) / 1000)
+        exchange, key = self._routes.retry(tier, routing_key)
+        await self._publish(message, exchange, key, attempt, expiration_s=max(ttl_ms, 1) / 1000)
 
-    async def hold(self, message: BaseModel, attempt: int) -> None:
-        await self._publish(message, hold_queue_name(self._work_queue), attempt)
+    async def hold(self, message: BaseModel, attempt: int, routing_key: str = "") -> None:
+        exchange, key = self._routes.hold(routing_key)
+        await self._publish(message, exchange, key, attempt)
 
     async def dead_letter(self, message: BaseModel | bytes, reason: str, attempt: int, source: str) -> None:
-        await self._broker.publish(
-            message, exchange=DLX, routing_key=source, persist=True,
-            headers={REASON_HEADER: reason[:1000], ATTEMPT_HEADER: attempt},
-        )
+        await self._publisher.publish(message, exchange=DLX.name, routing_key=source,
+                                      headers={REASON_HEADER: reason[:1000], ATTEMPT_HEADER: attempt})
 
-    async def _publish(self, message: BaseModel, queue: str, attempt: int, expiration: float | None = None) -> None:
+    async def _publish(self, message: BaseModel, exchange: str, routing_key: str, attempt: int,
+                       expiration_s: float | None = None) -> None:
         headers: dict[str, Any] = {ATTEMPT_HEADER: attempt}
-        await self._broker.publish(message, routing_key=queue, persist=True, headers=headers, expiration=expiration)
+        await self._publisher.publish(message, exchange=exchange, routing_key=routing_key, headers=headers,
+                                      expiration_s=expiration_s)

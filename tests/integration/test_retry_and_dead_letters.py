@@ -14,19 +14,20 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from okta_bridge.contracts import MappedAttribute, PlanAction, ScimOperationPlanned
-from okta_bridge.runtime import ATTEMPT_HEADER, REASON_HEADER, Republisher, make_broker
+from okta_bridge.bus import Publisher
+from okta_bridge.runtime import ATTEMPT_HEADER, REASON_HEADER, QueueRoutes, Republisher, make_broker
 from okta_bridge.topology import (
     DELIVERY_LIMIT,
     HOLD_TTL_MS,
     RETRY_TIERS_MS,
-    declare_dispatcher_pool,
+    declare_translator,
     hold_queue_name,
     retry_queue_name,
 )
 
 pytestmark = pytest.mark.integration
 
-WORK = "dispatcher.default"
+WORK = "translator.work"  # a pool's partitions take the same tiers through exchanges (test_topology.py)
 DEAD = "bridge.dead-letters"
 
 
@@ -41,9 +42,21 @@ def plan(version: int = 1, user: str = "00u1") -> ScimOperationPlanned:
 async def broker(rabbit_url):
     b = make_broker(rabbit_url, 16)
     await b.connect()
-    await declare_dispatcher_pool(b, "default")
+    await declare_translator(b)
     yield b
     await b.stop()
+
+
+@pytest.fixture
+async def publisher(broker):
+    p = Publisher(await broker.connect())
+    await p.start()
+    yield p
+    await p.close()
+
+
+def republisher(publisher: Publisher) -> Republisher:
+    return Republisher(publisher, QueueRoutes(WORK), max_attempts=5)
 
 
 @pytest.fixture
@@ -89,10 +102,10 @@ def death_queues(message: AbstractIncomingMessage) -> list[str]:
     return [d["queue"] for d in message.headers.get("x-death", [])]
 
 
-async def test_retry_goes_through_the_1s_tier_and_comes_back_with_the_attempt(broker, channel, rabbit_url):
+async def test_retry_goes_through_the_1s_tier_and_comes_back_with_the_attempt(publisher, broker, channel, rabbit_url):
     original = plan(version=7)
     sent = time.monotonic()
-    await Republisher(broker, WORK, max_attempts=5).retry(original, attempt=1)
+    await republisher(publisher).retry(original, attempt=1)
     assert await empty_now(channel, WORK)  # parked, not delivered right away
 
     message, waited = await get_within(channel, WORK, timeout=10, since=sent)
@@ -105,12 +118,12 @@ async def test_retry_goes_through_the_1s_tier_and_comes_back_with_the_attempt(br
     await eventually_depth(rabbit_url, retry_queue_name(WORK, 0), 0)  # nothing left behind in the tier
 
 
-async def test_later_attempts_and_retry_after_choose_longer_tiers(broker, channel, rabbit_url):
-    republisher = Republisher(broker, WORK, max_attempts=5)
+async def test_later_attempts_and_retry_after_choose_longer_tiers(publisher, broker, channel, rabbit_url):
+    tiers = republisher(publisher)
     sent = time.monotonic()
-    await republisher.retry(plan(user="00u2"), attempt=2)
-    await republisher.retry(plan(user="00u3"), attempt=1, retry_after_s=10)  # Retry-After: 10 s -> 15 s tier
-    await republisher.retry(plan(user="00u4"), attempt=40)
+    await tiers.retry(plan(user="00u2"), attempt=2)
+    await tiers.retry(plan(user="00u3"), attempt=1, retry_after_s=10)  # Retry-After: 10 s -> 15 s tier
+    await tiers.retry(plan(user="00u4"), attempt=40)
     for tier, user in ((2, "00u3"), (len(RETRY_TIERS_MS) - 1, "00u4")):  # long tiers: still parked there
         parked, _ = await get_within(channel, retry_queue_name(WORK, tier), timeout=5)
         assert ScimOperationPlanned.model_validate_json(parked.body).okta_user_id == user
@@ -124,18 +137,18 @@ async def test_later_attempts_and_retry_after_choose_longer_tiers(broker, channe
     await message.ack()
 
 
-async def test_retry_after_longer_than_every_tier_waits_in_the_longest_tier(broker, channel, rabbit_url):
+async def test_retry_after_longer_than_every_tier_waits_in_the_longest_tier(publisher, broker, channel, rabbit_url):
     """A server asking for 10 minutes must not be retried after the attempt's 1 s tier."""
-    await Republisher(broker, WORK, max_attempts=5).retry(plan(user="00u5"), attempt=1, retry_after_s=600)
+    await republisher(publisher).retry(plan(user="00u5"), attempt=1, retry_after_s=600)
     longest = retry_queue_name(WORK, len(RETRY_TIERS_MS) - 1)
     parked, _ = await get_within(channel, longest, timeout=5)
     assert ScimOperationPlanned.model_validate_json(parked.body).okta_user_id == "00u5"
     await parked.ack()
 
 
-async def test_hold_comes_back_after_the_hold_ttl(broker, channel, rabbit_url):
+async def test_hold_comes_back_after_the_hold_ttl(publisher, broker, channel, rabbit_url):
     sent = time.monotonic()
-    await Republisher(broker, WORK, max_attempts=5).hold(plan(version=3), attempt=2)
+    await republisher(publisher).hold(plan(version=3), attempt=2)
     assert await empty_now(channel, WORK)
 
     message, waited = await get_within(channel, WORK, timeout=HOLD_TTL_MS / 1000 + 15, since=sent)
@@ -147,10 +160,10 @@ async def test_hold_comes_back_after_the_hold_ttl(broker, channel, rabbit_url):
     await message.ack()
 
 
-async def test_dead_letter_lands_in_the_dead_letters_with_its_reason(broker, channel, rabbit_url):
-    await Republisher(broker, WORK, max_attempts=5).dead_letter(
+async def test_dead_letter_lands_in_the_dead_letters_with_its_reason(publisher, broker, channel, rabbit_url):
+    await republisher(publisher).dead_letter(
         plan(version=9), "SCIM 400: invalid userName " + "x" * 2000, attempt=4, source=WORK)
-    await Republisher(broker, WORK, max_attempts=5).dead_letter(b"not json", "undecodable", 1, "translator.work")
+    await republisher(publisher).dead_letter(b"not json", "undecodable", 1, "translator.work")
 
     first, _ = await get_within(channel, DEAD, timeout=10)
     assert first.headers[REASON_HEADER].startswith("SCIM 400: invalid userName")
@@ -168,8 +181,8 @@ async def test_dead_letter_lands_in_the_dead_letters_with_its_reason(broker, cha
     assert await empty_now(channel, WORK)
 
 
-async def test_poison_message_is_dead_lettered_by_the_broker_after_the_delivery_limit(broker, channel, rabbit_url):
-    await broker.publish(plan(version=1), exchange="bridge.plans", routing_key="default", persist=True)
+async def test_poison_message_is_dead_lettered_by_the_broker_after_the_delivery_limit(publisher, broker, channel, rabbit_url):
+    await broker.publish(plan(version=1), exchange="bridge.events", routing_key="okta.event.x", persist=True)
 
     deliveries, last = 0, time.monotonic()
     deadline = time.monotonic() + 30
@@ -193,9 +206,9 @@ async def test_poison_message_is_dead_lettered_by_the_broker_after_the_delivery_
     await eventually_depth(rabbit_url, WORK, 0)
 
 
-async def test_messages_sent_by_the_broker_helper_are_persistent(broker, channel, rabbit_url):
+async def test_messages_sent_by_the_broker_helper_are_persistent(publisher, broker, channel, rabbit_url):
     """Everything the services publish survives a broker restart: persistent, into durable quorum queues."""
-    await broker.publish(plan(), exchange="bridge.plans", routing_key="default", persist=True)
+    await publisher.publish(plan(), exchange="bridge.events", routing_key="okta.event.x")
     message, _ = await get_within(channel, WORK, timeout=10)
     assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
     await message.ack()

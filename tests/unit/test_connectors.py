@@ -196,7 +196,7 @@ def test_by_app_id_and_pools(tmp_path):
         """)
     file = load_connectors(path)
     assert set(file.by_app_id()) == {"0oa1jira", "0oa2wiki"}
-    assert file.pools() == {"default", "slow"}
+    assert file.pool_names() == {"default", "slow"}
 
 
 def test_connectors_are_frozen(tmp_path):

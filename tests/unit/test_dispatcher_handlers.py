@@ -35,12 +35,26 @@ def target() -> FakeScimTarget:
     return FakeScimTarget()
 
 
-async def make(target: FakeScimTarget, **app_overrides: Any) -> Dispatcher:
+class Applier:
+    """The engine's part for one key, as in ``engine.py``: read the link, apply, store the outcome's link (a refused
+    store makes the outcome stale)."""
+
+    def __init__(self, dispatcher: Dispatcher, links: FakeLinks) -> None:
+        self.dispatcher, self.links = dispatcher, links
+
+    async def apply(self, p: ScimOperationPlanned):
+        outcome = await self.dispatcher.apply(p, await self.links.get(p.app_id, p.okta_user_id))
+        if outcome.link is not None and not (await self.links.save_many([outcome.link]))[0]:
+            outcome = outcome.stale(f"a newer plan than v{p.version} was applied meanwhile")
+        return outcome
+
+
+async def make(target: FakeScimTarget, **app_overrides: Any) -> Applier:
     app = app_connector(JIRA, "jira", base_url=BASE + "/", **app_overrides)
     http = httpx.AsyncClient(transport=httpx.MockTransport(target))
     client = ScimClient(http, BASE, app.version, unique_field=app.unique_user_field,
                         deactivate_with=app.deactivate_with)
-    return Dispatcher({JIRA: app}, {JIRA: client}, FakeLinks())
+    return Applier(Dispatcher({JIRA: app}, {JIRA: client}), FakeLinks())
 
 
 async def test_create_posts_after_a_lookup_that_finds_nothing(target):
@@ -133,7 +147,7 @@ async def test_409_on_post_links_the_existing_account(target):
 
     app = app_connector(JIRA, "jira", base_url=BASE + "/")
     client = ScimClient(httpx.AsyncClient(transport=httpx.MockTransport(racing)), BASE, "2.0")
-    d = Dispatcher({JIRA: app}, {JIRA: client}, FakeLinks())
+    d = Applier(Dispatcher({JIRA: app}, {JIRA: client}), FakeLinks())
     outcome = await d.apply(plan())
     assert target.calls() == ["GET", "POST", "GET", "PUT"]
     [uid] = target.users
@@ -250,7 +264,7 @@ async def test_lifecycle_against_the_demo_target(version):
     assert app.version == version
     async with httpx.AsyncClient(transport=transport) as http, TargetAdmin("http://target", transport=transport) as admin:
         client = ScimClient(http, base, app.version, headers={"Authorization": "Bearer t0k"})
-        d = Dispatcher({JIRA: app}, {JIRA: client}, FakeLinks())
+        d = Applier(Dispatcher({JIRA: app}, {JIRA: client}), FakeLinks())
         await admin.seed_user({"userName": "bob@acme.com"})  # a create whose answer was lost
         assert (await d.apply(plan(1, user_name="ann@acme.com", **{DEPARTMENT: "Eng"}))).method == "POST"
         await d.apply(plan(1, user_name="bob@acme.com", user_id="00u2"))

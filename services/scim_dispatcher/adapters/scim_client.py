@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -38,7 +39,9 @@ class ScimClient:
         timeout_s: float = 30.0,
         unique_field: str = "userName",
         deactivate_with: Literal["PUT", "PATCH"] = "PUT",
+        gate: Callable[[], AbstractAsyncContextManager[object]] | None = None,
     ) -> None:
+        """``gate``: entered around every request (the dispatcher's permits and its partition's deadline)."""
         if deactivate_with not in ("PUT", "PATCH"):
             raise ValueError("deactivate_with must be 'PUT' or 'PATCH'")
         self._http = http
@@ -49,6 +52,7 @@ class ScimClient:
         self._unique_field = unique_field
         self._deactivate_with = deactivate_with
         self._scrub = Scrubber.for_headers(headers)
+        self._gate = gate or nullcontext
 
     @property
     def version(self) -> str:
@@ -169,14 +173,15 @@ class ScimClient:
             headers["Content-Type"] = self._dialect.media_type
             content = json.dumps(body).encode()
         try:
-            return await self._http.request(
-                method,
-                self._base + path,
-                headers=headers,
-                content=content,
-                timeout=self._timeout_s,
-                extensions={"redacted_path": redacted},
-            )
+            async with self._gate():
+                return await self._http.request(
+                    method,
+                    self._base + path,
+                    headers=headers,
+                    content=content,
+                    timeout=self._timeout_s,
+                    extensions={"redacted_path": redacted},
+                )
         except httpx.HTTPError as exc:
             raise error_for_transport(exc, method, redacted, self.version, self._timeout_s) from None
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import httpx
 from opentelemetry.instrumentation.httpx import AsyncOpenTelemetryTransport
 
+from okta_bridge.http import pooled_transport
+
 __all__ = ["traced_client"]
 
 
@@ -27,8 +29,7 @@ async def _name_span(span, request) -> None:
     span.set_attribute("url.template", redacted)
 
 
-def traced_client(max_connections: int = 200) -> httpx.AsyncClient:
-    transport = AsyncOpenTelemetryTransport(
-        httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=max_connections)),
-        request_hook=_name_span)
+def traced_client(max_connections: int = 32) -> httpx.AsyncClient:
+    """``max_connections``: the replica's in-flight limit (:mod:`okta_bridge.http`)."""
+    transport = AsyncOpenTelemetryTransport(pooled_transport(max_connections), request_hook=_name_span)
     return httpx.AsyncClient(transport=transport)

@@ -18,9 +18,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable
 
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from okta_bridge.mongo import key
 
@@ -66,12 +66,18 @@ class GroupState:
                                                 upsert=True)
 
     async def next_group_version(self, app_id: str, group_id: str) -> int:
-        doc = await self._db.pushed_groups.find_one_and_update(
-            {"_id": key(self._org, app_id, group_id)}, {"$inc": {"version": 1},
-                                                         "$setOnInsert": {"org": self._org, "app_id": app_id,
-                                                                          "group_id": group_id, "pushed": False}},
-            upsert=True, return_document=True)
-        return int(doc["version"])
+        for _ in range(3):  # two first takes at once: one inserts, the other finds no document, or a duplicate key
+            try:
+                doc = await self._db.pushed_groups.find_one_and_update(
+                    {"_id": key(self._org, app_id, group_id)},
+                    {"$inc": {"version": 1}, "$setOnInsert": {"org": self._org, "app_id": app_id,
+                                                              "group_id": group_id, "pushed": False}},
+                    upsert=True, return_document=ReturnDocument.AFTER)
+            except DuplicateKeyError:
+                continue
+            if doc is not None:
+                return int(doc["version"])
+        raise RuntimeError(f"no group version taken for {group_id} after 3 attempts")
 
     # --- members ---------------------------------------------------------------------------------------------------
     async def want(self, app_id: str, group_id: str, facts: Iterable[tuple[str, bool]], version: int,

@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError
 
 from okta_bridge.contracts import ScimOperationPlanned
 from okta_bridge.mongo import key
+
+__all__ = ["Link", "LinkWrite", "LinkWriteError", "MongoLinks"]
 
 
 @dataclass(frozen=True)
@@ -22,44 +25,94 @@ class Link:
     active: bool | None
 
 
+@dataclass(frozen=True)
+class LinkWrite:
+    """A link to store once a plan was applied: conditional on the version, fenced by the partition's token."""
+    app_id: str
+    user_id: str
+    version: int
+    target_id: str | None  # None: keep the stored one
+    active: bool | None  # None: keep the stored one
+    fence: int = 0  # the partition's fencing token (0: no partition, a single process)
+
+
 class MongoLinks:
     def __init__(self, db: AsyncDatabase, org: str) -> None:
         self._db, self._org = db, org
 
     async def get(self, app_id: str, user_id: str) -> Link | None:
-        doc = await self._db.links.find_one({"_id": key(self._org, app_id, user_id)})
-        if doc is None:
-            return None
-        return Link(doc.get("target_id"), int(doc.get("applied_version", 0)), doc.get("active"))
+        return (await self.get_keys([(app_id, user_id)])).get((app_id, user_id))
+
+    async def get_keys(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Link]:
+        """Links of many (app, user) keys, a few hundred a query on ``_id`` (the primary index on any MongoDB)."""
+        out: dict[tuple[str, str], Link] = {}
+        for start in range(0, len(keys), IN_CHUNK):
+            ids = [key(self._org, a, u) for a, u in keys[start:start + IN_CHUNK]]
+            async for d in self._db.links.find({"_id": {"$in": ids}}, _FIELDS, batch_size=IN_CHUNK + 1):
+                out[(d["app_id"], d["okta_user_id"])] = _link(d)
+        return out
+
+    async def save_many(self, writes: list[LinkWrite]) -> list[bool]:
+        """One unordered bulk write; per write, whether it landed. A write lands only when its version is newer than
+        the stored one and its fencing token is not older than the last one that wrote the key (an owner that lost
+        its partition cannot overwrite its successor's link). One write that fails for another reason does not stop
+        the others: its error is raised after they committed, with the indexes that failed."""
+        if not writes:
+            return []
+        ops = [UpdateOne({"_id": key(self._org, w.app_id, w.user_id), "applied_version": {"$lt": w.version},
+                          "fence": {"$not": {"$gt": w.fence}}}, {"$set": _fields(self._org, w)}, upsert=True)
+               for w in writes]
+        landed = [True] * len(writes)
+        try:
+            await self._db.links.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:
+            others = []
+            for error in exc.details.get("writeErrors", []):
+                landed[error["index"]] = False
+                if error.get("code") != 11000:  # 11000: the filter matched nothing (stale or fenced)
+                    others.append(error["index"])
+            if others:
+                raise LinkWriteError(others, landed) from exc
+        return landed
 
     async def save(self, plan: ScimOperationPlanned, target_id: str | None, active: bool | None) -> bool:
         """Conditional on the version: a concurrent newer write wins, the older one reports stale."""
-        _id = key(plan.org, plan.app_id, plan.okta_user_id)
-        fields = {"org": plan.org, "app_id": plan.app_id, "okta_user_id": plan.okta_user_id,
-                  "applied_version": plan.version, "updated_at": datetime.now(UTC)}
-        if target_id is not None:
-            fields["target_id"] = target_id
-        if active is not None:
-            fields["active"] = active
-        try:
-            result = await self._db.links.update_one(
-                {"_id": _id, "applied_version": {"$lt": plan.version}}, {"$set": fields}, upsert=True)
-        except DuplicateKeyError:
-            return False
-        return result.acknowledged
+        return (await self.save_many([LinkWrite(plan.app_id, plan.okta_user_id, plan.version, target_id,
+                                                active)]))[0]
 
     async def get_many(self, app_id: str, user_ids: list[str]) -> dict[str, Link]:
-        """Links of many users in one query on ``_id`` (the primary index on any MongoDB)."""
-        out: dict[str, Link] = {}
-        for start in range(0, len(user_ids), 200):  # bounded queries, whatever the group's size
-            ids = [key(self._org, app_id, u) for u in user_ids[start:start + 200]]
-            async for d in self._db.links.find({"_id": {"$in": ids}},
-                                               {"okta_user_id": 1, "target_id": 1, "applied_version": 1, "active": 1}):
-                out[d["okta_user_id"]] = Link(d.get("target_id"), int(d.get("applied_version", 0)), d.get("active"))
-        return out
+        """Links of many users of one app."""
+        found = await self.get_keys([(app_id, u) for u in user_ids])
+        return {u: link for (_, u), link in found.items()}
 
     async def targets_of_app(self, app_id: str) -> dict[str, str]:
         """Okta user id -> linked target id, for every linked account of the app (the drift check)."""
         docs = self._db.links.find({"org": self._org, "app_id": app_id, "target_id": {"$ne": None}},
                                    {"okta_user_id": 1, "target_id": 1}, batch_size=10_000)
         return {d["okta_user_id"]: d["target_id"] async for d in docs}
+
+
+class LinkWriteError(RuntimeError):
+    """Some link writes of a bulk failed for another reason than staleness; ``landed`` tells which others did."""
+
+    def __init__(self, failed: list[int], landed: list[bool]) -> None:
+        super().__init__(f"{len(failed)} link write(s) failed")
+        self.failed, self.landed = failed, landed
+
+
+IN_CHUNK = 200
+_FIELDS = {"app_id": 1, "okta_user_id": 1, "target_id": 1, "applied_version": 1, "active": 1}
+
+
+def _link(doc: dict) -> Link:
+    return Link(doc.get("target_id"), int(doc.get("applied_version", 0)), doc.get("active"))
+
+
+def _fields(org: str, w: LinkWrite) -> dict:
+    fields = {"org": org, "app_id": w.app_id, "okta_user_id": w.user_id, "applied_version": w.version,
+              "fence": w.fence, "updated_at": datetime.now(UTC)}
+    if w.target_id is not None:
+        fields["target_id"] = w.target_id
+    if w.active is not None:
+        fields["active"] = w.active
+    return fields
