@@ -23,7 +23,7 @@ from queue_poller.ports import CursorState, LeadershipLost, LogSource, Outbox, S
 log = logging.getLogger(__name__)
 FRESH_LINK_MARGIN = timedelta(seconds=60)
 MAX_BACKOFF_S = 15.0  # a failed poll (broker, database or Okta away) is tried again at least this often
-PUBLISH_WINDOW = 50  # events of a page published concurrently; the translator plans from state, order is free
+PUBLISH_WINDOW = 100  # events of a page published concurrently; the translator plans from state, order is free
 tracer = trace.get_tracer("queue_poller")
 
 
@@ -112,7 +112,8 @@ class Poller:
                 return True
             span.set_attribute("okta.log.page_size", len(events))
             self.last_page_size = len(events)
-            await self._publish_page(events, span.get_span_context())
+            async with self.outbox.batch():  # the page's audit records go out as one message
+                await self._publish_page(events, span.get_span_context())
             self.state.next_link = next_link or self.state.next_link
             self.state.last_success_at = datetime.now(UTC)
             await self.store.save(self.state)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import signal
 from contextlib import suppress
 from datetime import datetime, timedelta
@@ -11,12 +13,15 @@ from datetime import datetime, timedelta
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from okta_bridge.audit import BrokerAudit
+from okta_bridge.audit import AuditPublisher
+from okta_bridge.bus import Publisher
 from okta_bridge.connectors import load_connectors
+from okta_bridge.metrics import serve_metrics
 from okta_bridge.logs import register_secret, setup_logging, register_settings_secrets
 from okta_bridge.mongo import connect, key
 from okta_bridge.stores.meta import claim_org
 from okta_bridge.okta_client import OktaClient
+from okta_bridge.permits import okta_budget
 from okta_bridge.runtime import make_broker
 from okta_bridge.settings import BridgeSettings, OktaSettings
 from okta_bridge.stores.leases import Leases
@@ -24,6 +29,7 @@ from okta_bridge.telemetry import setup_tracing, shutdown_tracing
 from okta_bridge.topology import declare_translator
 from okta_bridge.stores.assignments import MongoAssignments
 from okta_bridge.stores.cursor import MongoPollerState
+from okta_bridge.stores.permits import MongoPermits
 from queue_poller.adapters.okta_log import OktaLogSource
 from queue_poller.adapters.outbox import BrokerOutbox
 from queue_poller.handlers import Poller, PollerConfig
@@ -51,12 +57,20 @@ async def main() -> None:
     register_secret(okta.api_token.get_secret_value())
     register_settings_secrets(base.rabbitmq_url.get_secret_value(), base.mongodb_url.get_secret_value())
     connectors = load_connectors(base.connectors_file)
+    serve_metrics(base.metrics_port)
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
     await claim_org(db, okta.org_url)
     broker = make_broker(base.rabbitmq_url.get_secret_value(), base.prefetch)
-    await broker.start()
+    connection = await broker.connect()
     await declare_translator(broker)
-    okta_client = OktaClient(okta.org_url, okta.api_token.get_secret_value(), timeout_s=okta.request_timeout_s)
+    publisher = Publisher(connection)
+    await publisher.start()
+    budget = okta_budget(MongoPermits(db, okta.org_url), f"queue-poller@{socket.gethostname()}:{os.getpid()}",
+                         okta.max_concurrent_requests, okta.request_timeout_s)
+    budget_stop = asyncio.Event()
+    budget_task = asyncio.get_running_loop().create_task(budget.run(budget_stop))
+    okta_client = OktaClient(okta.org_url, okta.api_token.get_secret_value(), timeout_s=okta.request_timeout_s,
+                             gate=lambda: budget.slot("requests"))
     store = MongoPollerState(db, okta.org_url)
     await store.ensure_indexes()
     await MongoAssignments(db, okta.org_url).ensure_indexes()
@@ -66,7 +80,7 @@ async def main() -> None:
                      page_limit=cfg.page_limit, idle_interval_s=cfg.idle_interval_s, min_interval_s=cfg.min_interval_s,
                      group_names=frozenset(n for a in connectors.apps for n in a.pushed_group_names)),
         OktaLogSource(okta_client, cfg.page_limit), store,
-        BrokerOutbox(broker, BrokerAudit(broker, "queue-poller", okta.org_url), okta.org_url),
+        BrokerOutbox(publisher, AuditPublisher(publisher, "queue-poller", okta.org_url), okta.org_url),
     )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -78,6 +92,8 @@ async def main() -> None:
     finally:
         with suppress(Exception):
             await leases.release(lease_key)
+        budget_stop.set()
+        await budget_task
         await broker.stop()
         await okta_client.aclose()
         await client.close()

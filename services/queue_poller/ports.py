@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from okta_bridge.contracts import OktaEventReceived, SyncReason
@@ -27,6 +28,9 @@ class StateStore(Protocol):
 
 
 class Outbox(Protocol):
+    def batch(self) -> AbstractAsyncContextManager[None]:
+        """Audit records made inside go out together when it ends."""
+        ...
     async def publish_event(self, event: OktaEventReceived, poll_span_context: Any) -> None: ...
     async def request_sync(self, app_id: str, reason: SyncReason) -> None: ...
     async def request_group_sync(self, app_id: str, reason: SyncReason) -> None: ...

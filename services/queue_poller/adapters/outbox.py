@@ -1,18 +1,18 @@
-"""Publishes to RabbitMQ: one trace per event (a new root, linked to the poll that found it)."""
+"""Publishes to RabbitMQ: one trace per event (a new root, linked to the poll that found it); the audit records of a
+page go out as one message."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from faststream.rabbit import RabbitBroker
 from opentelemetry import context, trace
 
-from okta_bridge.audit import Audit
-from okta_bridge.contracts import AppSyncRequested, AuditStep, OktaEventReceived, SyncReason
-from okta_bridge.runtime import REASON_HEADER
+from okta_bridge.audit import AuditPublisher
+from okta_bridge.bus import REASON_HEADER, Publisher
+from okta_bridge.contracts import AppSyncRequested, AuditStep, OktaEventReceived, Reason, SyncReason
 from okta_bridge.telemetry import ATTR
 from okta_bridge.topology import DLX, EVENT_ROUTING_PREFIX, EVENTS_EXCHANGE, SYNC_ROUTING_KEY
 
@@ -20,8 +20,11 @@ tracer = trace.get_tracer("queue_poller")
 
 
 class BrokerOutbox:
-    def __init__(self, broker: RabbitBroker, audit: Audit, org: str) -> None:
-        self._broker, self._audit, self._org = broker, audit, org
+    def __init__(self, publisher: Publisher, audit: AuditPublisher, org: str) -> None:
+        self._publisher, self._audit, self._org = publisher, audit, org
+
+    def batch(self) -> AbstractAsyncContextManager[None]:
+        return self._audit.batch()
 
     async def publish_event(self, event: OktaEventReceived, poll_span_context: Any) -> None:
         links = [trace.Link(poll_span_context)] if poll_span_context else []
@@ -29,36 +32,35 @@ class BrokerOutbox:
                                           links=links, kind=trace.SpanKind.PRODUCER) as span:
             span.set_attribute(ATTR.EVENT_UUID, event.event_uuid)
             span.set_attribute(ATTR.EVENT_TYPE, event.event_type)
-            await asyncio.gather(
-                self._broker.publish(event, exchange=EVENTS_EXCHANGE,
-                                     routing_key=EVENT_ROUTING_PREFIX + event.event_type,
-                                     persist=True, message_id=event.event_uuid),
-                self._audit.record(AuditStep.RECEIVED, event_uuid=event.event_uuid, event_type=event.event_type,
-                                   okta_user_id=_user(event), app_id=_app(event)))
+            await self._publisher.publish(event, exchange=EVENTS_EXCHANGE.name,
+                                          routing_key=EVENT_ROUTING_PREFIX + event.event_type,
+                                          message_id=event.event_uuid)
+            await self._audit.record(AuditStep.RECEIVED, reason=Reason.RECEIVED, event_uuid=event.event_uuid,
+                                     event_type=event.event_type, okta_user_id=_user(event), app_id=_app(event))
 
     async def request_sync(self, app_id: str, reason: SyncReason) -> None:
-        with tracer.start_as_current_span(f"full sync requested ({reason})", context=context.Context()) as span:
-            span.set_attribute(ATTR.APP_ID, app_id)
-            msg = AppSyncRequested(org=self._org, app_id=app_id, reason=reason, sync_id=uuid.uuid4().hex)
-            await self._broker.publish(msg, exchange=EVENTS_EXCHANGE, routing_key=SYNC_ROUTING_KEY, persist=True)
-            await self._audit.record(AuditStep.RECEIVED, app_id=app_id, event_type=f"sync:{reason}",
-                                     detail=f"full sync requested: {reason}")
+        await self._sync(app_id, reason, "users")
 
     async def request_group_sync(self, app_id: str, reason: SyncReason) -> None:
-        with tracer.start_as_current_span(f"group sync requested ({reason})", context=context.Context()) as span:
+        await self._sync(app_id, reason, "groups")
+
+    async def _sync(self, app_id: str, reason: SyncReason, scope: str) -> None:
+        name = "full sync" if scope == "users" else "group sync"
+        with tracer.start_as_current_span(f"{name} requested ({reason})", context=context.Context()) as span:
             span.set_attribute(ATTR.APP_ID, app_id)
             msg = AppSyncRequested(org=self._org, app_id=app_id, reason=reason, sync_id=uuid.uuid4().hex,
-                                   scope="groups")
-            await self._broker.publish(msg, exchange=EVENTS_EXCHANGE, routing_key=SYNC_ROUTING_KEY, persist=True)
-            await self._audit.record(AuditStep.RECEIVED, app_id=app_id, event_type=f"sync:{reason}",
-                                     detail=f"group sync requested: {reason}")
+                                   scope=scope)
+            await self._publisher.publish(msg, exchange=EVENTS_EXCHANGE.name, routing_key=SYNC_ROUTING_KEY)
+            await self._audit.record(AuditStep.RECEIVED, reason=Reason.RECEIVED, app_id=app_id,
+                                     event_type=f"sync:{reason}", detail=f"{name} requested: {reason}")
 
     async def dead_letter(self, raw: Any, reason: str) -> None:
         body = json.dumps(raw, default=str).encode()
-        await self._broker.publish(body, exchange=DLX, routing_key="queue-poller.malformed", persist=True,
-                                   headers={REASON_HEADER: reason})
+        await self._publisher.publish(body, exchange=DLX.name, routing_key="queue-poller.malformed",
+                                      headers={REASON_HEADER: reason})
         uuid_ = raw.get("uuid") if isinstance(raw, dict) else None
-        await self._audit.record(AuditStep.DEAD_LETTERED, event_uuid=uuid_, detail=f"malformed event: {reason}")
+        await self._audit.record(AuditStep.DEAD_LETTERED, reason=Reason.INVALID_MESSAGE, event_uuid=uuid_,
+                                 detail=f"malformed event: {reason}")
 
 
 def _user(e: OktaEventReceived) -> str | None:
