@@ -273,7 +273,7 @@ def test_connectors_file_is_mounted_valid_and_its_secrets_reach_the_services(mon
                     assert getattr(connector.auth, var) in env, f"{name}: {connector.name} needs {var} set"
         if module == "scim_dispatcher":
             served |= {p.strip() for p in env.get("DISPATCHER_POOLS", "default").split(",")}
-    assert connectors.pools() <= served, "a pool no dispatcher serves: its plans would wait forever"
+    assert connectors.pool_names() <= served, "a pool no dispatcher serves: its plans would wait forever"
     target = services["demo-target"]
     assert [s["target"] for s in target["secrets"]] == ["DEMO_SCIM_TOKEN"]
     assert target["secrets"][0]["source"] == next(
