@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import shutil
 import signal
 import time
@@ -34,12 +35,16 @@ from pymongo import AsyncMongoClient
 
 from demo_scim_target.admin_client import TargetAdmin
 from okta_bridge.contracts import AppSyncRequested, SyncReason
+from okta_bridge.stores.partitions import MongoPartitions
 from tests.harness.devstack import DevStack
-from okta_bridge.topology import EVENTS_EXCHANGE, SYNC_ROUTING_KEY
+from okta_bridge.topology import EVENTS_EXCHANGE, SYNC_ROUTING_KEY, partition_of
 from okta_simulator.admin_client import SimulatorAdmin
 from tests.faults.nodes import ROOT, RabbitNode, SecantusNode
 
-ALL_FAULTS = ("kill", "target_5xx", "target_429", "target_down", "okta_429", "mongo_restart", "rabbit_restart")
+LATE_S = 5  # an Okta answer held back while a change is applied (the stale-listing and stale-filter probes)
+LOCAL_DEADLINE_APP = "app1"  # max_concurrency 1 when that probe runs: one write holds the app's only permit
+ALL_FAULTS = ("kill", "target_5xx", "target_429", "target_down", "okta_429", "mongo_restart", "rabbit_restart",
+              "kill_dispatcher", "pause_dispatcher", "scale", "translator_burst")
 BRIDGE = ("queue_poller", "translator", "audit_recorder")
 BROKEN = {
     # the lookup before create: a create whose answer was lost is sent again
@@ -47,15 +52,46 @@ BROKEN = {
                               "        return await client.find_user(plan.unique_value)\n",
                               "        return None  # BROKEN BUILD: no lookup before create\n")],
     # the version check: an older plan may overwrite a newer one
-    # the full sync's fence: a listed user is planned from the listing even when a change was planned since
-    "listing_fence": [("services/translator/handlers.py",
-                       "        if take.trusted:\n",
-                       "        if user is not None:  # BROKEN BUILD: the sync trusts its listing\n")],
     "version_check": [("services/scim_dispatcher/handlers.py", "if link and link.applied_version >= plan.version:",
                        "if False:  # BROKEN BUILD: no version check"),
-                      ("shared/okta_bridge/stores/links.py",
-                       '{"_id": _id, "applied_version": {"$lt": plan.version}}', '{"_id": _id}')],
+                      ("shared/okta_bridge/stores/links.py", '"applied_version": {"$lt": w.version},', "")],
+    # a batched Okta read (a filtered listing, or a sync's page) is trusted although it is older than what an earlier
+    # plan of the key was built from
+    "batched_read_trust": [
+        ("shared/okta_bridge/stores/assignments.py", '"built_max": {"$not": {"$gt": c.updated}}}',
+         '"broken_build": {"$exists": False}}'),
+        ("services/translator/planning.py", "if read.unusable or read.updated < row.built_max:", "if read.unusable:"),
+        ("services/translator/planning.py", "if _updated(embedded) >= floor[w.user_id]:", "if True:"),
+        ("services/translator/planning.py", "if u not in reads or reads[u].updated < floor.get(u, -1)]",
+         "if u not in reads]"),
+        ("services/translator/planning.py", "r.unusable is None and r.updated >= floor.get(u, -1)}",
+         "r.unusable is None}"),
+    ],
+    # a replica that joins takes partitions other replicas still hold, without waiting for their release or expiry
+    "lease_wait": [("shared/okta_bridge/partitions.py",
+                    "free = [p for p, x in enumerate(leases) if x.owner is None or x.expires <= now]",
+                    "free = [p for p, x in enumerate(leases) if x.owner != me]")],
+    # an owner whose lease may have lapsed (it was paused past its local deadline) still starts writes
+    "local_deadline": [
+        ("services/scim_dispatcher/engine.py", "if lease is None or self.monotonic() >= lease.deadline:",
+         "if lease is None:"),
+        ("shared/okta_bridge/permits.py", "return self.held[resource] if self.monotonic() < self.deadline else 0",
+         "return self.held[resource]"),
+        ("shared/okta_bridge/partitions.py", "for p in [p for p, deadline in self.held.items() if deadline <= now]:",
+         "for p in []:"),
+    ],
+    # a batch acknowledged before its bulk write of the links
+    "ack_before_write": [("services/scim_dispatcher/engine.py", "            async with self.audit.batch():\n"
+                          "                await self._store_links(",
+                          "            for item in items:  # BROKEN BUILD: acknowledged before the bulk write\n"
+                          "                if not item.lost:\n"
+                          "                    await item.delivery.ack()\n"
+                          "            async with self.audit.batch():\n"
+                          "                await self._store_links(")],
 }
+# deliberately broken builds whose probes share one stack: independent mechanisms, each probe on its own user
+BROKEN["plans"] = BROKEN["version_check"] + BROKEN["batched_read_trust"] + BROKEN["lookup_before_create"]
+BROKEN["partition_guards"] = BROKEN["lease_wait"] + BROKEN["local_deadline"] + BROKEN["ack_before_write"]
 
 
 @dataclass
@@ -69,21 +105,29 @@ class Report:
     duplicated: list[str] = field(default_factory=list)
     out_of_order: list[str] = field(default_factory=list)
     concurrent: list[str] = field(default_factory=list)  # two writes to one account in flight at the same time
+    late_writes: list[str] = field(default_factory=list)  # writes started after their owner's local deadline
     dead_letters: list[str] = field(default_factory=list)  # their reasons, from the audit
     faults: Counter = field(default_factory=Counter)
     okta_calls: dict[str, int] = field(default_factory=dict)
+
+    def about(self, login: str) -> list[str]:
+        """Every problem found for one login (a probe's user)."""
+        return [x for x in self.lost + self.duplicated + self.out_of_order + self.late_writes
+                if x.startswith(login) or login in x]
 
     def table(self) -> str:
         rows = [("changes made", self.changes), ("applied", self.applied), ("retried", self.retried),
                 ("held", self.held), ("dead-lettered", self.dead_lettered), ("lost", len(self.lost)),
                 ("duplicated", len(self.duplicated)), ("out of order", len(self.out_of_order)),
-                ("concurrent writes to one account", len(self.concurrent))]
+                ("concurrent writes to one account", len(self.concurrent)),
+                ("writes after the owner's deadline", len(self.late_writes))]
         rows += [(f"fault: {k}", v) for k, v in sorted(self.faults.items())]
         rows += [(f"okta calls: {k}", v) for k, v in sorted(self.okta_calls.items())]
         width = max(len(r[0]) for r in rows)
         lines = [f"{name.ljust(width)}  {value}" for name, value in rows]
         for label, items in (("lost", self.lost), ("duplicated", self.duplicated), ("out of order", self.out_of_order),
-                             ("concurrent", self.concurrent), ("dead letter", self.dead_letters)):
+                             ("concurrent", self.concurrent), ("late write", self.late_writes),
+                             ("dead letter", self.dead_letters)):
             lines += [f"  {label}: {item}" for item in items[:10]]
         return "\n".join(lines)
 
@@ -101,12 +145,20 @@ class Runner:
     def __init__(self, workdir: Path, *, seed: int = 1, apps: int = 3, users_per_app: int = 6, dispatchers: int = 2,
                  faults: tuple[str, ...] = ALL_FAULTS, broken: str | None = None, idle_s: float = 75,
                  probes: tuple[str, ...] = ("reorder", "stale_listing"), target_quirks: tuple[str, ...] = (),
-                 log=print) -> None:
-        self.workdir, self.rng, self.log = workdir, random.Random(seed), log
+                 timeout_s: float = 3, log=print) -> None:
+        self.workdir, self.rng = workdir, random.Random(seed)
+        started = time.monotonic()
+        self.log = lambda text: log(f"[{time.monotonic() - started:6.1f} s] {text}")
         self.n_apps, self.users_per_app, self.dispatchers = apps, users_per_app, dispatchers
         self.faults, self.broken, self.idle_s = faults, broken, idle_s
         self.probes, self.target_quirks = probes, target_quirks
+        self.timeout_s = timeout_s  # every app's SCIM timeout: the partition leases' margin follows it
+        # the dispatcher's partition lease: DISPATCHER_PARTITION_TTL_S (8), raised to the margin (timeout + 2) + 6
+        self.lease_ttl_s = max(8.0, max(5.0, timeout_s + 2) + 6)
         self.world, self.report = World(), Report()
+        self.probe_users: dict[str, str] = {}  # probe -> the login it watches
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._extra = 0  # dispatchers added during the run
         self.rabbit = RabbitNode(workdir / "rabbit")
         self.mongo = SecantusNode(workdir / "mongo")
         self.stack: DevStack | None = None
@@ -130,8 +182,9 @@ class Runner:
         self.stack = DevStack(self.workdir / "stack", rabbitmq_url=self.rabbit.url, mongodb_url=self.mongo.url,
                               mongodb_db="faults", source_root=self._source(),
                               extra_env={"POLLER_IDLE_INTERVAL_S": "0.5", "POLLER_MIN_INTERVAL_S": "0.2",
-                                         "POLLER_LEASE_TTL_S": "3", "DISPATCHER_LEASE_TTL_S": "8",
-                                         "DISPATCHER_GROUP_LEASE_TTL_S": "8", "DISPATCHER_PROBE_INTERVAL_S": "2"})
+                                         "POLLER_LEASE_TTL_S": "3", "DISPATCHER_PARTITION_TTL_S": "8",
+                                         "DISPATCHER_GROUP_LEASE_TTL_S": "8", "DISPATCHER_PROBE_INTERVAL_S": "2",
+                                         "TRANSLATOR_BATCH_SIZE": "1000", "TRANSLATOR_BATCH_WAIT_MS": "100"})
         self.stack.start_fixtures([a for q in self.target_quirks for a in ("--quirk", q)])
         async with SimulatorAdmin(self.stack.okta_url) as okta:
             connectors = []
@@ -150,11 +203,12 @@ class Runner:
                     if u % 2 == 0:  # half assigned before the bridge starts (initial sync), half by the log
                         await okta.assign_user(app_id, user)
                 connectors.append({
-                    "okta_app_id": app_id, "name": name, "timeout_s": 3,
+                    "okta_app_id": app_id, "name": name, "timeout_s": self.timeout_s,
                     "base_url": f"{self.stack.target_url}/scim/{'v2' if a % 2 else 'v1'}/",
                     "auth": {"type": "header", "value_env": "DEMO_TARGET_TOKEN", "value_prefix": "Bearer "},
                     "attribute_mappings": {"title": "profile.title"}, "push_groups": [f"team-{name}"],
-                    "max_concurrency": 4})
+                    # the local-deadline probe needs app0's only permit held by one write while another waits
+                    "max_concurrency": 1 if name == LOCAL_DEADLINE_APP and "local_deadline" in self.probes else 4})
         self.stack.write_connectors(connectors)
         self.stack.start_services(dispatchers=self.dispatchers)
 
@@ -162,12 +216,22 @@ class Runner:
     async def run(self, duration_s: float) -> Report:
         try:
             await self.start()
+            self.log("bridge started")
             if "reorder" in self.probes:
                 await self._reorder_probe()
             if "lost_answer" in self.probes:
                 await self._lost_answer_probe()
             if "stale_listing" in self.probes:
                 await self._stale_listing_probe()
+            if "stale_filter" in self.probes:
+                await self._stale_filter_probe()
+            if "ack_before_write" in self.probes:
+                await self._ack_before_write_probe()
+            if "lease_wait" in self.probes:
+                await self._lease_wait_probe()
+            if "local_deadline" in self.probes:
+                await self._local_deadline_probe()
+            self.log("probes done; changes and faults")
             stop = asyncio.Event()
             changes = asyncio.create_task(self._changes(stop))
             faults = asyncio.create_task(self._inject(stop))
@@ -175,9 +239,14 @@ class Runner:
             stop.set()
             await asyncio.gather(changes, faults)
             await self._heal()
+            self.log("faults healed; converging")
             await self._converge(idle_s=self.idle_s)
             await self._count()
             return self.report
+        except BaseException:
+            if self.stack:  # what each process said, for the failure's report
+                self.log(self.stack.logs())
+            raise
         finally:
             if self.stack:
                 self.stack.stop()
@@ -189,8 +258,7 @@ class Runner:
         in a retry tier) and a second update follows once that PUT was refused. With the version check the retried
         older plan is skipped; without it, it overwrites the newer title (the broken-build test)."""
         assert self.stack
-        user = next(u for u, (app, login) in self.world.users.items() if app == "app0" and login.startswith("u0."))
-        login = self.world.users[user][1]
+        user, login = self._probe_user("reorder", "app0", "u0.")
         async with SimulatorAdmin(self.stack.okta_url) as okta, TargetAdmin(self.stack.target_url) as target:
             account = await _wait_for(lambda: _account(target, login), 120, f"{login} provisioned")
             seen = await target.last_seq()
@@ -204,19 +272,16 @@ class Runner:
             self.report.changes += 2
 
     async def _lost_answer_probe(self) -> None:
-        """A create whose answer is lost: the target writes the account after the bridge's timeout (3 s). The
+        """A create whose answer is lost: the target writes the account after the bridge's timeout. The
         bridge's retry must look up before creating again; a target that does not enforce unique userNames (the
         ``no-unique-username`` quirk) shows a second POST as a second account."""
         assert self.stack
-        user = next(u for u, (app, login) in self.world.users.items() if app == "app0" and login.startswith("u1."))
-        login = self.world.users[user][1]
+        user, login = self._probe_user("lost_answer", "app0", "u1.")
         async with SimulatorAdmin(self.stack.okta_url) as okta, TargetAdmin(self.stack.target_url) as target:
             # alone: nothing else in flight that the delayed POST could belong to
-            for other, (app, other_login) in self.world.users.items():
-                if app == "app0" and int(other_login[1:other_login.index(".")]) % 2 == 0:
-                    await _wait_for(lambda l=other_login: _account(target, l), 120, f"{other_login} provisioned")
+            await self._initial_provisioning(target, "app0")
             await _wait_for(lambda: _idle(target, 3.0), 120, "the target idle")
-            await target.add_fault(None, method="POST", path_regex=r"/Users$", delay_s=3.2, times=1)
+            await target.add_fault(None, method="POST", path_regex=r"/Users$", delay_s=self.timeout_s + 0.2, times=1)
             await okta.assign_user(self.world.apps["app0"], user)
             self.report.changes += 1
             await _wait_for(lambda: _account(target, login), 120, f"{login} created after a lost answer")
@@ -227,13 +292,13 @@ class Runner:
         take is the newest, so a sync that trusted its listing would set the old title again (out of order, and
         lost until the next change); the fenced sync sees the take since its page was asked for and reads again."""
         assert self.stack
-        user = next(u for u, (app, login) in self.world.users.items() if app == "app0" and login.startswith("u0."))
-        login, app_id = self.world.users[user][1], self.world.apps["app0"]
+        user, login = self._probe_user("stale_listing", "app0", "u6.", "u0.")
+        app_id = self.world.apps["app0"]
         async with SimulatorAdmin(self.stack.okta_url) as okta, TargetAdmin(self.stack.target_url) as target:
             title = lambda: f"{self.world.seq[user]:06d}"  # noqa: E731
             await _wait_for(lambda: _has_title(target, login, title()), 120, f"{login} at title {title()}")
             used = (await okta.stats())["faults"]["used"]
-            await okta.inject("apps", None, 1, delay_s=8, path_regex=f"/apps/{app_id}/users$")
+            await okta.inject("apps", None, 1, delay_s=LATE_S, path_regex=f"/apps/{app_id}/users$")
             async with RabbitBroker(self.rabbit.url) as broker:
                 await broker.publish(AppSyncRequested(org=self.stack.okta_url, app_id=app_id,
                                                       reason=SyncReason.OPERATOR, sync_id=uuid.uuid4().hex),
@@ -246,9 +311,220 @@ class Runner:
             await self._apply(okta, "update", user, app_id, self.world.groups["app0"])
             self.report.changes += 1
             await _wait_for(lambda: _has_title(target, login, title()), 60, f"{login} at title {title()}")
-            if time.monotonic() - held > 8:
+            if time.monotonic() - held > LATE_S:
                 self.log("stale-listing probe: the change was applied after the late page arrived (no race this time)")
-            await asyncio.sleep(10)  # the late page arrives (8 s) and the sync plans from it
+            await asyncio.sleep(LATE_S + 2)  # the late page arrives and the sync plans from it
+
+    async def _stale_filter_probe(self) -> None:
+        """A batched read that arrives late: a membership event's plan asks Okta for its user in a filtered listing,
+        Okta computes the answer, the user's title changes and that change is planned by id and applied, then the
+        answer (with the old title) arrives. Its lastUpdated is older than what the change's plan was built from:
+        the translator reads the user again by id; a build that trusted it would set the old title again."""
+        assert self.stack
+        user, login = self._probe_user("stale_filter", "app0", "u2.")
+        app_id = self.world.apps["app0"]
+        async with SimulatorAdmin(self.stack.okta_url) as okta, TargetAdmin(self.stack.target_url) as target:
+            title = lambda: f"{self.world.seq[user]:06d}"  # noqa: E731
+            await _wait_for(lambda: _has_title(target, login, title()), 120, f"{login} at title {title()}")
+            used = (await okta.stats())["faults"]["used"]
+            await okta.inject("users", None, 1, delay_s=LATE_S, path_regex=r"/api/v1/users$")
+            await okta.update_app_user_profile(app_id, user, {"probe": "stale-filter"})  # a membership event
+
+            async def answer_computed_and_held():
+                return (await okta.stats())["faults"]["used"] > used
+            await _wait_for(answer_computed_and_held, 60, "the batched read's answer computed and held back")
+            await self._apply(okta, "update", user, app_id, self.world.groups["app0"])
+            self.report.changes += 1
+            await _wait_for(lambda: _has_title(target, login, title()), 60, f"{login} at title {title()}")
+            await asyncio.sleep(LATE_S + 2)  # the late answer arrives and its plan goes out
+
+    # --- partitions: who owns a key ---------------------------------------------------------------------------------
+    async def _pool_state(self):
+        assert self.stack
+        client: AsyncMongoClient = AsyncMongoClient(self.mongo.url)
+        try:
+            return await MongoPartitions(client.faults, self.stack.okta_url).read("default")
+        finally:
+            await client.close()
+
+    async def _owner_of(self, app_id: str, user_id: str) -> str:
+        """The process (its name in the stack) whose replica holds the partition of (app, user)."""
+        async def owner():
+            state = await self._pool_state()
+            lease = state.leases[partition_of(f"{app_id}|{user_id}", state.count)]
+            return lease.owner.split("~")[0] if lease.owner and lease.expires > state.now else None
+        return await _wait_for(owner, 60, f"an owner of {app_id}|{user_id}'s partition")
+
+    def _probe_user(self, probe: str, app: str, *prefixes: str) -> tuple[str, str]:
+        """The first seeded user of ``app`` whose login starts with one of ``prefixes`` (in their order)."""
+        user = next(u for prefix in prefixes for u, (a, login) in self.world.users.items()
+                    if a == app and login.startswith(prefix))
+        self.probe_users[probe] = self.world.users[user][1]
+        return user, self.world.users[user][1]
+
+    async def _ack_before_write_probe(self) -> None:
+        """A plan's write reached the target, then the database stopped answering before the batch's bulk write of
+        the links, the dispatcher was killed and the database died (the write it had received is never carried out). An older plan of the user waits in a retry tier (its PUT answered 429 with a
+        Retry-After of 12 s). Acknowledged only after the bulk write, the newer plan is delivered again and its link
+        stored, and the older one is skipped by the version check when it comes back; a build that acknowledged the
+        batch before the bulk write lost the newer plan's link, and the older plan sets the old title again."""
+        assert self.stack
+        user, login = self._probe_user("ack_before_write", "app0", "u4.")
+        app_id = self.world.apps["app0"]
+        async with SimulatorAdmin(self.stack.okta_url) as okta, TargetAdmin(self.stack.target_url) as target:
+            title = lambda: f"{self.world.seq[user]:06d}"  # noqa: E731
+            await _wait_for(lambda: _has_title(target, login, title()), 120, f"{login} at title {title()}")
+            account = await _account(target, login)
+            owner = await self._owner_of(app_id, user)
+            self.log(f"ack-before-write probe: {login}, partition owned by {owner}")
+            path = f"/Users/{account['id']}$"
+            seen = await target.last_seq()
+            await target.add_fault(429, method="PUT", path_regex=path, headers={"Retry-After": "12"}, times=1)
+            await self._apply(okta, "update", user, app_id, self.world.groups["app0"])
+
+            async def put(since: int, status=None):
+                return [r for r in await target.requests(since=since) if r["method"] == "PUT"
+                        and r["path"].endswith(account["id"]) and (status is None or r.get("status") == status)]
+            await _wait_for(lambda: put(seen, 429), 60, "the older plan's PUT answered 429")
+            seen = await target.last_seq()
+            await target.add_fault(None, method="PUT", path_regex=path, delay_s=1.5, times=1)
+            await self._apply(okta, "update", user, app_id, self.world.groups["app0"])
+            self.report.changes += 2
+            await _wait_for(lambda: put(seen), 60, "the newer plan's PUT started")
+            self.mongo.process.send_signal(signal.SIGSTOP)  # a database that does not answer ...
+            try:
+                await _wait_for(lambda: put(seen, 200), 30, "the newer plan's PUT answered")
+                await asyncio.sleep(1.0)  # the dispatcher completes the batch: its bulk write waits on the database
+                self.stack.processes[owner].signal(signal.SIGKILL)
+                await asyncio.sleep(0.5)
+            finally:  # ... and then dies: the bulk write it had received is never carried out
+                await asyncio.to_thread(self.mongo.restart)
+            self.stack.restart(owner)
+            await asyncio.sleep(17)  # the older plan comes back from its tier (12 s and jitter) and is settled
+
+    async def _local_deadline_probe(self) -> None:
+        """A write waits for the app's only permit (``max_concurrency`` 1) while another write of the same replica
+        holds it at the target (answered late, within the timeout); the replica is paused (SIGSTOP) past its lease,
+        the database is stopped too, so nothing can tell the replica, and it resumes (SIGCONT). The permit comes
+        free, but the replica's local deadline has passed: the waiting write must not start. A build that ignores
+        the deadline sends it. (A request in flight across the pause is no probe: its timeout fires on resume.)"""
+        assert self.stack
+        app = LOCAL_DEADLINE_APP if LOCAL_DEADLINE_APP in self.world.apps else "app0"
+        app_id, group = self.world.apps[app], self.world.groups[app]
+        async with SimulatorAdmin(self.stack.okta_url) as okta, TargetAdmin(self.stack.target_url) as target:
+            await self._initial_provisioning(target, app)
+            await _wait_for(lambda: _idle(target, 2.0), 120, "the target idle")
+            owners = {u: await self._owner_of(app_id, u) for u, (name, login) in self.world.users.items()
+                      if name == app and _number(login) is not None}
+            used = set(self.probe_users.values())
+
+            def number(u: str) -> int:
+                return _number(self.world.users[u][1])
+            holders = [u for u in owners if number(u) % 2 == 0]  # provisioned from the start
+            waiters = [u for u in owners if number(u) % 2 == 1 and self.world.users[u][1] not in used
+                       and not await _account(target, self.world.users[u][1])]
+            pair = next(((x, y) for x in holders for y in waiters if owners[x] == owners[y]), None)
+            for attempt in range(64):  # none shares an owner: a new user whose key does
+                if pair:
+                    break
+                new_login = f"u{100 + attempt}.{app}@example.com"
+                new = await okta.create_user({"login": new_login, "email": new_login, "firstName": "D",
+                                              "lastName": "L", "title": "000000"})
+                self.world.users[new], self.world.seq[new] = (app, new_login), 0
+                owners[new] = await self._owner_of(app_id, new)
+                pair = next(((x, new) for x in holders if owners[x] == owners[new]), None)
+            x, y = pair
+            owner, login, x_login = owners[y], self.world.users[y][1], self.world.users[x][1]
+            self.probe_users["local_deadline"] = login
+            self.log(f"local-deadline probe: {x_login} holds the permit, {login} waits; both owned by {owner}")
+            account = await _account(target, x_login)
+            seen = await target.last_seq()
+            await target.add_fault(None, method="PUT", path_regex=f"/Users/{account['id']}$",
+                                   delay_s=self.timeout_s * 0.6, times=1)
+            await self._apply(okta, "update", x, app_id, group)
+
+            async def slow():
+                return [r for r in await target.requests(since=seen) if r["method"] == "PUT" and r.get("fault")]
+            await _wait_for(slow, 60, "the write holding the permit at the target")
+            await okta.assign_user(app_id, y)
+            self.report.changes += 2
+            await asyncio.sleep(self.timeout_s * 0.3)  # the plan reaches its owner and waits for the permit
+            mine = lambda r: login in json.dumps([r.get("body"), r.get("query")]).lower()  # noqa: E731
+            if [r for r in await target.requests(since=seen) if mine(r)]:
+                raise AssertionError(f"local-deadline probe: {login}'s requests did not wait for the permit")
+            process = self.stack.processes[owner]
+            process.signal(signal.SIGSTOP)
+            await asyncio.sleep(self.lease_ttl_s + 1)  # past its lease on the database's clock and its local deadline
+            self.mongo.process.send_signal(signal.SIGSTOP)
+            try:
+                resumed = await target.last_seq()
+                process.signal(signal.SIGCONT)
+                await asyncio.sleep(4)
+                late = [r for r in await target.requests(since=resumed)
+                        if r["method"] in ("POST", "PUT", "PATCH") and mine(r)]
+            finally:
+                self.mongo.process.send_signal(signal.SIGCONT)
+            self.report.late_writes += [f"{login}: {r['method']} {r['path']} started after its owner's local "
+                                        f"deadline" for r in late]
+            self.log(f"local-deadline probe: {len(late)} write(s) after the deadline")
+            await _wait_for(lambda: _account(target, login), 120, f"{login} created once the partition is owned")
+
+    async def _initial_provisioning(self, target: TargetAdmin, app: str) -> None:
+        for other, (name, other_login) in self.world.users.items():
+            if name == app and _number(other_login) is not None and _number(other_login) % 2 == 0:
+                await _wait_for(lambda l=other_login: _account(target, l), 120, f"{other_login} provisioned")
+
+    async def _lease_wait_probe(self) -> None:
+        """A replica joins while a write of a user is at the target (answered late, within the timeout). The
+        partitions it gets are handed over only once their work is done; a build whose newcomer takes partitions
+        others still hold applies the user's next change beside the write in flight, and the late write of the
+        older title lands last."""
+        assert self.stack
+        app_id, group = self.world.apps["app0"], self.world.groups["app0"]
+        joiner = f"scim_dispatcher-{len([n for n in self.stack.processes if n.startswith('scim_dispatcher')])}"
+        state = await self._pool_state()
+        # members rank by name (``process~suffix``); the newcomer's suffix is unknown, its process name is not
+        names = sorted({m.split("~")[0] + "~" for m, e in state.members.items() if e > state.now} | {joiner + "~"})
+        n, index = len(names), names.index(joiner + "~")
+        async with SimulatorAdmin(self.stack.okta_url) as okta, TargetAdmin(self.stack.target_url) as target:
+            for attempt in range(64):  # a user whose key is in a partition the newcomer would take first
+                login = f"lease{attempt}.app0@example.com"
+                user = await okta.create_user({"login": login, "email": login, "firstName": "L", "lastName": "W",
+                                               "title": "000000"})
+                if partition_of(f"{app_id}|{user}", state.count) % n == index:
+                    break
+            self.world.users[user], self.world.seq[user] = ("app0", login), 0
+            self.probe_users["lease_wait"] = login
+            await okta.assign_user(app_id, user)
+            self.report.changes += 1
+            account = await _wait_for(lambda: _account(target, login), 120, f"{login} provisioned")
+            owner = await self._owner_of(app_id, user)
+            self.log(f"lease-wait probe: {login}, partition owned by {owner}, {joiner} joins")
+            seen = await target.last_seq()
+            await target.add_fault(None, method="PUT", path_regex=f"/Users/{account['id']}$",
+                                   delay_s=self.timeout_s * 0.9, times=1)
+            await self._apply(okta, "update", user, app_id, group)
+
+            async def put():
+                return [r for r in await target.requests(since=seen) if r["method"] == "PUT" and r.get("fault")]
+            await _wait_for(put, 60, "the slow write at the target")
+            slow_since = time.monotonic()
+            self.stack.start_service("scim_dispatcher", joiner)
+            self._extra += 1
+
+            async def joined():
+                state = await self._pool_state()
+                lease = state.leases[partition_of(f"{app_id}|{user}", state.count)]
+                return lease.owner and lease.owner.split("~")[0] == joiner
+            try:
+                await _wait_for(joined, 6, f"{joiner} owning {login}'s partition")
+            except TimeoutError:
+                self.log(f"lease-wait probe: {login}'s partition stayed with {owner}")
+            await asyncio.sleep(2.5)  # the old owner's next renewal
+            self.log(f"lease-wait probe: the next change {time.monotonic() - slow_since:.1f} s into the slow write")
+            await self._apply(okta, "update", user, app_id, group)
+            self.report.changes += 2
+            await asyncio.sleep(self.timeout_s)  # the slow write lands
 
     async def _changes(self, stop: asyncio.Event) -> None:
         assert self.stack
@@ -267,6 +543,10 @@ class Runner:
                 await asyncio.sleep(self.rng.uniform(0.05, 0.3))
 
     async def _apply(self, okta: SimulatorAdmin, op: str, user: str, app_id: str, group: str) -> None:
+        async with self._locks[user]:  # one change of a user at a time: the title numbers follow Okta's order
+            await self._apply_one(okta, op, user, app_id, group)
+
+    async def _apply_one(self, okta: SimulatorAdmin, op: str, user: str, app_id: str, group: str) -> None:
         if op == "update":
             self.world.seq[user] += 1
             await okta.update_profile(user, {"title": f"{self.world.seq[user]:06d}"})
@@ -284,11 +564,12 @@ class Runner:
     async def _inject(self, stop: asyncio.Event) -> None:
         assert self.stack
         async with SimulatorAdmin(self.stack.okta_url) as okta, TargetAdmin(self.stack.target_url) as target:
+            first = self.rng.sample(self.faults, len(self.faults))  # every kind once, then at random
             while not stop.is_set():
                 await asyncio.sleep(self.rng.uniform(2, 5))
                 if stop.is_set() or not self.faults:
                     return
-                fault = self.rng.choice(self.faults)
+                fault = first.pop(0) if first else self.rng.choice(self.faults)
                 self.report.faults[fault] += 1
                 self.log(f"fault: {fault}")
                 if fault == "kill":
@@ -311,6 +592,39 @@ class Runner:
                     await asyncio.to_thread(self.mongo.restart)
                 elif fault == "rabbit_restart":
                     await asyncio.to_thread(self.rabbit.restart)
+                elif fault == "kill_dispatcher":  # one that owns partitions, killed at once
+                    name = await self._an_owner()
+                    self.stack.processes[name].signal(signal.SIGKILL)
+                    await asyncio.sleep(self.rng.uniform(0.2, 2))
+                    self.stack.restart(name)
+                elif fault == "pause_dispatcher":  # an owner paused past its lease, then resumed
+                    name = await self._an_owner()
+                    self.stack.processes[name].signal(signal.SIGSTOP)
+                    await asyncio.sleep(self.lease_ttl_s + 2)
+                    self.stack.processes[name].signal(signal.SIGCONT)
+                elif fault == "scale":  # a dispatcher added, or one of those added removed (SIGTERM)
+                    extra = [n for n in self.stack.processes if n.startswith("scim_dispatcher-x")]
+                    if extra:
+                        self.stack.processes.pop(extra[0]).stop()
+                    else:
+                        self._extra += 1
+                        self.stack.start_service("scim_dispatcher", f"scim_dispatcher-x{self._extra}")
+                elif fault == "translator_burst":  # a burst of changes, the translator killed in its batch
+                    users = self.rng.sample(list(self.world.users), min(30, len(self.world.users)))
+                    await asyncio.gather(*(self._apply(okta, "update", u, self.world.apps[self.world.users[u][0]],
+                                                       self.world.groups[self.world.users[u][0]]) for u in users))
+                    self.report.changes += len(users)
+                    await asyncio.sleep(self.rng.uniform(0.3, 1.2))
+                    self.stack.processes["translator"].signal(signal.SIGKILL)
+                    await asyncio.sleep(0.5)
+                    self.stack.restart("translator")
+
+    async def _an_owner(self) -> str:
+        state = await self._pool_state()
+        owners = sorted({x.owner.split("~")[0] for x in state.leases if x.owner and x.expires > state.now}
+                        & {n for n, p in self.stack.processes.items() if p.alive()})
+        return self.rng.choice(owners) if owners else self.rng.choice(
+            [n for n in self.stack.processes if n.startswith("scim_dispatcher")])
 
     async def _heal(self) -> None:
         assert self.stack
@@ -435,6 +749,12 @@ class Runner:
             await client.close()
         self.report.applied, self.report.retried = steps.get("applied", 0), steps.get("retried", 0)
         self.report.held, self.report.dead_lettered = steps.get("held", 0), steps.get("dead_lettered", 0)
+
+
+def _number(login: str) -> int | None:
+    """A seeded user's number (``u3.app0@…`` -> 3); None for a user a probe created."""
+    found = re.match(r"u(\d+)\.", login)
+    return int(found.group(1)) if found else None
 
 
 def _overlapping_writes(log: list[dict]) -> list[str]:

@@ -153,7 +153,8 @@ class DevStack:
 
     def start_service(self, module: str, name: str | None = None, env: dict[str, str] | None = None) -> ServiceProcess:
         name = name or module
-        return self._spawn(name, module, {**self.service_env(module), **(env or {})})
+        own = {"DISPATCHER_REPLICA": name} if module == "scim_dispatcher" else {}  # owners in the partition state
+        return self._spawn(name, module, {**self.service_env(module), **own, **(env or {})})
 
     def start_services(self, dispatchers: int = 1) -> None:
         self.start_service("audit_recorder")
