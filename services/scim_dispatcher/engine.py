@@ -59,7 +59,8 @@ class OwnershipLost(Exception):
 class EngineConfig:
     pool: str
     batch_size: int = 100
-    batch_wait_s: float = 0.02
+    batch_wait_s: float = 0.02  # a batch lingers at most this long while plans keep coming ...
+    batch_gap_s: float | None = None  # ... and goes once none came for this long
     max_in_flight: int = 32  # SCIM requests of this replica at once
 
 
@@ -99,8 +100,9 @@ class Engine:
     _giving_back: dict[int, asyncio.Task] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._starter: Batcher[str] = Batcher(self._start, self.cfg.batch_size, self.cfg.batch_wait_s)
-        self._completer: Batcher[list[Item]] = Batcher(self._complete, self.cfg.batch_size, self.cfg.batch_wait_s)
+        size, wait, gap = self.cfg.batch_size, self.cfg.batch_wait_s, self.cfg.batch_gap_s
+        self._starter: Batcher[str] = Batcher(self._start, size, wait, gap_s=gap)
+        self._completer: Batcher[list[Item]] = Batcher(self._complete, size, wait, gap_s=gap)
         self._slots = asyncio.Semaphore(self.cfg.max_in_flight)
         self.consumer: Any = None  # set by the composition root: consume(queue), cancel(queue)
         self.queue_of: Any = None  # partition -> queue name

@@ -59,7 +59,10 @@ class DispatcherSettings(BaseSettings):
     partition_ttl_s: float = Field(default=45.0, description="a dead owner's partitions free after this (raised to "
                                                              "the longest app timeout plus 8 s when shorter)")
     batch_size: int = Field(default=100, ge=1, le=1000, description="plans whose database work is done together")
-    batch_wait_ms: float = Field(default=20, ge=0, description="how long a batch waits for more after its first")
+    batch_wait_ms: float = Field(default=250, ge=0, description="how long a batch lingers at most while plans keep "
+                                                                "coming (a busy dispatcher makes bigger batches)")
+    batch_gap_ms: float = Field(default=25, ge=0, description="a batch goes once no plan came for this long (a quiet "
+                                                             "dispatcher waits only this)")
     max_in_flight: int = Field(default=32, ge=1, description="SCIM requests of this replica at once")
     prefetch: int = Field(default=64, ge=1, description="unacknowledged plans per partition consumed")
     group_lease_ttl_s: float = Field(default=120.0, description="a target group name's claim frees after this")
@@ -134,7 +137,8 @@ def build() -> FastStream:
                                  {i: a.max_concurrency for i, a in pool_apps.items()}, ttl_s=ttl, margin_s=margin)
             running["tasks"].append(asyncio.get_running_loop().create_task(permits.run(running["stop"])))
             engine = Engine(ports, Republisher(publisher, PartitionRoutes(), cfg.max_attempts), audit, links,
-                            EngineConfig(pool, cfg.batch_size, cfg.batch_wait_ms / 1000, cfg.max_in_flight),
+                            EngineConfig(pool, batch_size=cfg.batch_size, batch_wait_s=cfg.batch_wait_ms / 1000,
+                                         batch_gap_s=cfg.batch_gap_ms / 1000, max_in_flight=cfg.max_in_flight),
                             permits)
             engine.queue_of = lambda p, pool=pool: partition_queue(pool, p).name
             engine.consumer = Consumer(connection, cfg.prefetch, _intake(engine), f"dispatcher.{pool}")

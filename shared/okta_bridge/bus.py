@@ -190,15 +190,19 @@ class Publisher:
 
 class Batcher(Generic[T]):
     """Gathers items and hands them to ``flush`` in batches: once ``size`` items are there, or ``wait_s`` after the
-    oldest waiting item arrived. At most ``concurrency`` flushes run at once; while they run, items keep gathering
-    into the next batch (so a busy service batches more, and a quiet one waits at most ``wait_s``).
+    oldest waiting item arrived, or (with ``gap_s``) once no item came for ``gap_s``. At most ``concurrency`` flushes
+    run at once; while they run, items keep gathering into the next batch. So a busy service batches more (items keep
+    coming: the batch lingers up to ``wait_s``) and a quiet one waits only ``gap_s`` after its last item.
 
     ``flush`` owns its items: it settles each one (a raised error is logged, never swallowed silently)."""
 
     def __init__(self, flush: Callable[[list[T]], Awaitable[None]], size: int, wait_s: float,
-                 concurrency: int = 1, weight: Callable[[T], int] | None = None) -> None:
+                 concurrency: int = 1, weight: Callable[[T], int] | None = None,
+                 gap_s: float | None = None) -> None:
         """``weight``: how much of ``size`` an item counts for (default 1: size is a number of items)."""
         self._flush, self._size, self._wait_s = flush, max(1, size), max(0.0, wait_s)
+        self._gap_s = min(self._wait_s, gap_s) if gap_s is not None else self._wait_s
+        self._newest = 0.0  # loop time the newest waiting item arrived
         self._concurrency = max(1, concurrency)
         self._weight = weight or (lambda _: 1)
         self._items: list[T] = []
@@ -208,8 +212,9 @@ class Batcher(Generic[T]):
         self._tasks: set[asyncio.Task] = set()
 
     def add(self, item: T) -> None:
+        self._newest = asyncio.get_running_loop().time()
         if not self._items:
-            self._oldest = asyncio.get_running_loop().time()
+            self._oldest = self._newest
         self._items.append(item)
         self._load += self._weight(item)
         self._pump()
@@ -220,7 +225,8 @@ class Batcher(Generic[T]):
     def _pump(self) -> None:
         loop = asyncio.get_running_loop()
         while self._items and len(self._tasks) < self._concurrency:
-            if self._load < self._size and loop.time() - self._oldest < self._wait_s:
+            now = loop.time()
+            if self._load < self._size and now - self._oldest < self._wait_s and now - self._newest < self._gap_s:
                 break
             batch, taken = [], 0
             while self._items and (not batch or taken + self._weight(self._items[0]) <= self._size):
@@ -235,7 +241,7 @@ class Batcher(Generic[T]):
             self._timer.cancel()
             self._timer = None
         if self._items and len(self._tasks) < self._concurrency:
-            self._timer = loop.call_at(self._oldest + self._wait_s, self._on_timer)
+            self._timer = loop.call_at(min(self._oldest + self._wait_s, self._newest + self._gap_s), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

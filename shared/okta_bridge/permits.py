@@ -81,7 +81,7 @@ class PermitPool:
             self.held.setdefault(r, 0)
             self.in_use.setdefault(r, 0)
             self.waiting.setdefault(r, 0)
-        self._cond = asyncio.Condition()
+        self._conds = {r: asyncio.Condition() for r in self.limits}  # one per resource: a release wakes one waiter
         self._wake = asyncio.Event()
 
     @property
@@ -94,13 +94,15 @@ class PermitPool:
     @asynccontextmanager
     async def slot(self, resource: str) -> AsyncIterator[None]:
         """One permit of ``resource`` for the duration of one request."""
-        async with self._cond:
+        cond = self._conds[resource]
+        async with cond:
             self.waiting[resource] += 1
             try:
                 while self.in_use[resource] >= self.usable(resource):
-                    self._wake.set()  # the next renewal asks for it at once
+                    if self.held[resource] < self.limits[resource]:
+                        self._wake.set()  # more may be free (or others may give some back): renew soon
                     try:
-                        await asyncio.wait_for(self._cond.wait(), 1.0)
+                        await asyncio.wait_for(cond.wait(), 1.0)
                     except TimeoutError:
                         pass
             finally:
@@ -109,9 +111,9 @@ class PermitPool:
         try:
             yield
         finally:
-            async with self._cond:
+            async with cond:
                 self.in_use[resource] -= 1
-                self._cond.notify_all()
+                cond.notify(1)  # one permit came free: one waiter can use it
 
     async def run(self, stop: asyncio.Event) -> None:
         """Renews until ``stop``, then gives every permit back."""
@@ -127,7 +129,7 @@ class PermitPool:
             waited.cancel()
             stopped.cancel()
             if self._wake.is_set():
-                await asyncio.sleep(0.25)  # a burst of demand makes one renewal, not many
+                await asyncio.sleep(min(1.0, self.renew_s / 2))  # a burst of demand makes one renewal, not many
         await self.leave()
 
     async def renew(self, leaving: bool = False) -> bool:
@@ -157,10 +159,11 @@ class PermitPool:
             if not leaving or any(self.in_use.values()):
                 ledger.holders[self.me] = Holding(now + timedelta(seconds=self.ttl_s), new, want)
             if await self.store.write(ledger):
-                async with self._cond:
-                    self.held = {r: new.get(r, 0) for r in self.limits}
-                    self.deadline = started + self.ttl_s - self.margin_s
-                    self._cond.notify_all()
+                self.held = {r: new.get(r, 0) for r in self.limits}
+                self.deadline = started + self.ttl_s - self.margin_s
+                for cond in self._conds.values():
+                    async with cond:
+                        cond.notify_all()
                 return True
         return False
 

@@ -82,3 +82,26 @@ async def test_drain_flushes_what_is_gathered():
         batcher.add(i)
     await batcher.drain()
     assert written == [0, 1, 2, 3, 4]
+
+
+async def test_with_a_gap_a_quiet_stream_goes_early_and_a_busy_one_lingers_for_more():
+    """``gap_s``: a lone item goes once nothing followed it for the gap (a quiet service pays little latency); items
+    that keep coming keep the batch open up to the wait (a busy one makes big batches)."""
+    written: list[int] = []
+
+    async def flush(items):
+        written.append(len(items))
+
+    batcher = Batcher(flush, size=1000, wait_s=3600, gap_s=0.05)
+    batcher.add(0)
+    await asyncio.sleep(0.2)
+    assert written == [1]  # not the hour-long wait: the gap
+
+    batcher = Batcher(flush, size=1000, wait_s=3600, gap_s=0.2)
+    written.clear()
+    for i in range(10):  # one every 20 ms: never a gap of 200 ms
+        batcher.add(i)
+        await asyncio.sleep(0.02)
+    assert written == []
+    await asyncio.sleep(0.4)
+    assert written == [10]

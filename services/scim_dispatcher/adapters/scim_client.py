@@ -15,6 +15,8 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .scim_dialects import dialect_for, user_body
 from .scim_error_mapping import Scrubber, error_for_response, error_for_transport, excerpt
@@ -22,6 +24,8 @@ from .scim_errors import ScimNotFoundError, ScimPermanentError
 from .scim_user import NoSafeMatch, ScimUser, pick_match
 
 __all__ = ["USER_AGENT", "ScimClient"]
+
+_tracer = trace.get_tracer("scim_dispatcher.scim")
 
 USER_AGENT = "Okta SCIM Client 1.0.0"
 _SEARCH = "startIndex=1&count=100"
@@ -172,18 +176,32 @@ class ScimClient:
         if body is not None:
             headers["Content-Type"] = self._dialect.media_type
             content = json.dumps(body).encode()
-        try:
-            async with self._gate():
-                return await self._http.request(
-                    method,
-                    self._base + path,
-                    headers=headers,
-                    content=content,
-                    timeout=self._timeout_s,
-                    extensions={"redacted_path": redacted},
-                )
-        except httpx.HTTPError as exc:
-            raise error_for_transport(exc, method, redacted, self.version, self._timeout_s) from None
+        # the span knows only the redacted path: a filter carries the userName, and ids may equal it
+        with _tracer.start_as_current_span(
+                f"SCIM {method} {redacted.split('?')[0]}", kind=SpanKind.CLIENT, record_exception=False,
+                set_status_on_exception=False,
+                attributes={"http.request.method": method, "url.template": redacted,
+                            "url.full": self._base + redacted, "scim.version": self.version}) as span:
+            try:
+                async with self._gate():
+                    response = await self._http.request(
+                        method,
+                        self._base + path,
+                        headers=headers,
+                        content=content,
+                        timeout=self._timeout_s,
+                        extensions={"redacted_path": redacted},
+                    )
+            except httpx.HTTPError as exc:
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise error_for_transport(exc, method, redacted, self.version, self._timeout_s) from None
+            except BaseException as exc:
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 400:
+                span.set_status(Status(StatusCode.ERROR, str(response.status_code)))
+            return response
 
     def _scrub_for(self, attributes: Mapping[str, Any], *ids: str) -> Scrubber:
         password = attributes.get("password")

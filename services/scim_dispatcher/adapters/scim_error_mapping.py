@@ -43,8 +43,14 @@ class Scrubber:
 
     def __init__(self, secrets: Iterable[str | None] = (), identifiers: Iterable[str | None] = ()) -> None:
         self._values = frozenset({s for s in secrets if s} | {i for i in identifiers if i and len(i) >= 3})
-        ordered = sorted(self._values, key=len, reverse=True)  # longest first: "Bearer <token>" before "<token>"
-        self._pattern = re.compile("|".join(map(re.escape, ordered)), re.I) if ordered else None
+        self._compiled: re.Pattern[str] | None | bool = False  # compiled when first used: errors are rare
+
+    @property
+    def _pattern(self) -> re.Pattern[str] | None:
+        if self._compiled is False:
+            ordered = sorted(self._values, key=len, reverse=True)  # longest first: "Bearer <token>" before "<token>"
+            self._compiled = re.compile("|".join(map(re.escape, ordered)), re.I) if ordered else None
+        return self._compiled  # type: ignore[return-value]
 
     @classmethod
     def for_headers(cls, headers: Mapping[str, str]) -> Scrubber:
@@ -59,7 +65,7 @@ class Scrubber:
         return self._pattern.sub(_MASK, text)
 
     def with_values(self, secrets: Iterable[str | None] = (), identifiers: Iterable[str | None] = ()) -> Scrubber:
-        return Scrubber(self._values | set(Scrubber(secrets, identifiers)._values))
+        return Scrubber(self._values | {s for s in secrets if s} | {i for i in identifiers if i and len(i) >= 3})
 
 
 def error_for_response(
