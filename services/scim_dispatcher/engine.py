@@ -32,6 +32,7 @@ from okta_bridge.audit import AuditPublisher
 from okta_bridge.bus import Batcher, Delivery
 from okta_bridge.contracts import AuditStep, GroupPlanned, MembershipPlanned, Reason, ScimOperationPlanned
 from okta_bridge.outcomes import Blocked, Done, Failure, failure_of, settle
+from okta_bridge.permits import Slots
 from okta_bridge.runtime import Republisher
 from okta_bridge.settle import carry_out
 from okta_bridge.stores.links import Link, LinkWriteError, MongoLinks
@@ -48,6 +49,7 @@ log = logging.getLogger("scim_dispatcher")
 SOURCE = "dispatcher"
 Plan = ScimOperationPlanned | GroupPlanned | MembershipPlanned
 _PARTITION: contextvars.ContextVar[int | None] = contextvars.ContextVar("partition", default=None)
+_BEGUN: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar("begun", default=None)  # a request sent
 
 
 class OwnershipLost(Exception):
@@ -91,25 +93,27 @@ class Engine:
     audit: AuditPublisher
     links: MongoLinks
     cfg: EngineConfig
-    permits: Any  # per app: an async context manager factory, ``permits.slot(app_id)``
+    permits: Any  # per app: an async context manager factory, ``permits.slot(app_id, slots)`` (a PermitPool)
     monotonic: Any = time.monotonic
     owned: dict[int, _Lease] = field(default_factory=dict)
     _queues: dict[str, deque[Item]] = field(default_factory=dict)
     _running: dict[str, int] = field(default_factory=dict)  # key -> its partition
     _idle: dict[int, asyncio.Event] = field(default_factory=dict)
     _giving_back: dict[int, asyncio.Task] = field(default_factory=dict)
+    _draining: set[int] = field(default_factory=set)  # handed over: keys that sent nothing yet go back to the queue
 
     def __post_init__(self) -> None:
         size, wait, gap = self.cfg.batch_size, self.cfg.batch_wait_s, self.cfg.batch_gap_s
         self._starter: Batcher[str] = Batcher(self._start, size, wait, gap_s=gap)
         self._completer: Batcher[list[Item]] = Batcher(self._complete, size, wait, gap_s=gap)
-        self._slots = asyncio.Semaphore(self.cfg.max_in_flight)
+        self._slots = Slots(self.cfg.max_in_flight)
         self.consumer: Any = None  # set by the composition root: consume(queue), cancel(queue)
         self.queue_of: Any = None  # partition -> queue name
 
     # --- the partitions this replica owns (okta_bridge.partitions.Holder) ----------------------------------------
     async def gained(self, partition: int, token: int, deadline: float) -> None:
         self.owned[partition] = _Lease(token, deadline)
+        self._draining.discard(partition)
         asyncio.get_running_loop().create_task(self._consume(partition))  # never holds up the lease renewals
 
     async def _consume(self, partition: int) -> None:
@@ -134,14 +138,19 @@ class Engine:
             self.owned[partition].deadline = deadline
 
     async def drain(self, partition: int) -> None:
-        """Stop consuming, give back what has not started, let what runs finish; the partition can then be released."""
+        """Stop consuming, give back what has not started, let what runs finish; the partition can then be released.
+        A key whose plan has not sent a request yet (it waits for a permit or a slot) stops at the gate and goes back
+        to the queue, so a hand-over waits for the requests in flight, not for the partition's backlog."""
+        self._draining.add(partition)
         await self._cancel(partition)
         await self._requeue_waiting(partition)
         while any(p == partition for p in self._running.values()):
             event = self._idle.setdefault(partition, asyncio.Event())
             event.clear()
             await event.wait()
-        self.owned.pop(partition, None)
+        if partition in self._draining:  # not gained back meanwhile
+            self._draining.discard(partition)
+            self.owned.pop(partition, None)
 
     async def lost(self, partition: int) -> None:
         """The deadline passed or the lease is gone: stop at once (running keys stop at their next request); the
@@ -171,10 +180,12 @@ class Engine:
     async def gate(self, app_id: str) -> AsyncIterator[None]:
         partition = _PARTITION.get()
         self._check(partition)
-        # the app's permit first, then one of this replica's slots: a replica waiting for one app's permits never
-        # holds slots the other apps' requests could use
-        async with self.permits.slot(app_id), self._slots:
-            self._check(partition)  # waiting for a permit may have taken us past the deadline
+        # the app's permit and one of this replica's slots, taken together: never one held while waiting for the other
+        async with self.permits.slot(app_id, self._slots, check=lambda: self._check(partition)):
+            self._check(partition)  # waiting may have taken us past the deadline
+            begun = _BEGUN.get()
+            if begun is not None:
+                begun[0] = True
             yield
 
     def _check(self, partition: int | None) -> None:
@@ -183,6 +194,8 @@ class Engine:
         lease = self.owned.get(partition)
         if lease is None or self.monotonic() >= lease.deadline:
             raise OwnershipLost(f"partition {partition} of pool {self.cfg.pool} is not ours any more")
+        if partition in self._draining and not (_BEGUN.get() or [True])[0]:
+            raise OwnershipLost(f"partition {partition} of pool {self.cfg.pool} is being handed over")
 
     # --- intake ----------------------------------------------------------------------------------------------------
     def on_delivery(self, delivery: Delivery, partition: int) -> None:
@@ -229,7 +242,7 @@ class Engine:
 
     # --- running one key -------------------------------------------------------------------------------------------
     async def _run(self, items: list[Item], link: Link | None) -> None:
-        token = _PARTITION.set(items[0].partition)
+        token, begun = _PARTITION.set(items[0].partition), _BEGUN.set([False])
         try:
             if isinstance(items[0].plan, ScimOperationPlanned):
                 await self._run_user(items, link)
@@ -240,6 +253,7 @@ class Engine:
                 if item.result is None:
                     item.lost = True
         finally:
+            _BEGUN.reset(begun)
             _PARTITION.reset(token)
             self._completer.add(items)
 

@@ -71,6 +71,8 @@ def rebalance(state: PoolState, me: str, ttl: timedelta, drained: set[int], leav
             leases[p] = Lease(None, now, leases[p].token)
             out.released.append(p)
             continue
+        if leaving:  # not drained (stopped at its deadline, requests may still run): it lapses, never renewed
+            continue
         leases[p] = Lease(me, now + ttl, leases[p].token)
         out.kept.append(Grant(p, leases[p].token))
         if p in draining:
@@ -136,8 +138,8 @@ class PartitionOwner:
         await self.leave()
 
     async def leave(self) -> None:
-        for p in list(self.held):
-            await self._drain(p)
+        # every partition at once: what runs finishes, what waits goes back to the queues, nothing new starts
+        await asyncio.gather(*(self._drain(p) for p in list(self.held)))
         for _ in range(10):
             try:
                 if await self._round(leaving=True) and not self.held:
@@ -199,8 +201,10 @@ class PartitionOwner:
         self._drained.add(p)
 
     async def _drain_then_wake(self, p: int) -> None:
-        await self._drain(p)
-        self._wake.set()  # release it now rather than at the next renewal
+        await self.holder.drain(p)
+        if p in self._draining:  # not resumed meanwhile (our share grew back): release it now, not at the next renewal
+            self._drained.add(p)
+            self._wake.set()
 
     async def _expire(self) -> None:
         now = self.monotonic()

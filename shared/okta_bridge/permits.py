@@ -30,7 +30,7 @@ from typing import AsyncIterator, Callable
 from okta_bridge.partitions import RENEW_MAX_S
 from okta_bridge.stores.permits import Holding, MongoPermits
 
-__all__ = ["PermitPool", "okta_budget", "targets"]
+__all__ = ["PermitPool", "Slots", "okta_budget", "targets"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,30 @@ def targets(limit: int, held: dict[str, int], want: dict[str, int], epoch: int) 
     return out
 
 
+@dataclass(eq=False)
+class Slots:
+    """A process's own in-flight limit (``DISPATCHER_MAX_IN_FLIGHT``), taken together with a permit by
+    :meth:`PermitPool.slot`, or alone by :meth:`hold`."""
+
+    limit: int
+    used: int = 0
+
+    def __post_init__(self) -> None:
+        self._cond = asyncio.Condition()
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.used < self.limit)
+            self.used += 1
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self.used -= 1
+                self._cond.notify(1)
+
+
 @dataclass
 class PermitPool:
     store: MongoPermits
@@ -83,6 +107,7 @@ class PermitPool:
             self.waiting.setdefault(r, 0)
         self._conds = {r: asyncio.Condition() for r in self.limits}  # one per resource: a release wakes one waiter
         self._wake = asyncio.Event()
+        self._turn = 0
 
     @property
     def renew_s(self) -> float:
@@ -92,14 +117,29 @@ class PermitPool:
         return self.held[resource] if self.monotonic() < self.deadline else 0
 
     @asynccontextmanager
-    async def slot(self, resource: str) -> AsyncIterator[None]:
-        """One permit of ``resource`` for the duration of one request."""
+    async def slot(self, resource: str, local: Slots | None = None,
+                   check: Callable[[], None] | None = None) -> AsyncIterator[None]:
+        """One permit of ``resource`` for the duration of one request; with ``local``, one of the process's own
+        slots too, both taken at once: a request never holds one while it waits for the other (a permit held by a
+        request that waits for a slot would be idle here and missing at the other replicas; a slot held while
+        waiting for a permit would be missing for the other resources). A waiting request counts in this holder's
+        *want* either way. ``check`` runs before the wait and at least once a second while waiting: what it raises
+        ends the wait (say, the work's partition was handed over meanwhile)."""
         cond = self._conds[resource]
         async with cond:
             self.waiting[resource] += 1
             try:
-                while self.in_use[resource] >= self.usable(resource):
-                    if self.held[resource] < self.limits[resource]:
+                while True:
+                    if check is not None:
+                        try:
+                            check()
+                        except BaseException:
+                            cond.notify(1)  # a wake meant for us goes to the next waiter
+                            raise
+                    starved = self.in_use[resource] >= self.usable(resource)
+                    if not starved and (local is None or local.used < local.limit):
+                        break
+                    if starved and self.held[resource] < self.limits[resource]:
                         self._wake.set()  # more may be free (or others may give some back): renew soon
                     try:
                         await asyncio.wait_for(cond.wait(), 1.0)
@@ -108,12 +148,28 @@ class PermitPool:
             finally:
                 self.waiting[resource] -= 1
             self.in_use[resource] += 1
+            if local is not None:
+                local.used += 1
         try:
             yield
         finally:
             async with cond:
                 self.in_use[resource] -= 1
-                cond.notify(1)  # one permit came free: one waiter can use it
+                cond.notify(1)  # one permit (and slot) came free: one waiter can use it
+            if local is not None:
+                local.used -= 1
+                await self._slot_freed(resource)
+
+    async def _slot_freed(self, freed: str) -> None:
+        """A process slot came free: one waiter of every other resource that has waiters is woken, starting from a
+        different resource each time, and the first that also has a permit takes it."""
+        names = [r for r in self.limits if r != freed and self.waiting[r]]
+        if not names:
+            return
+        self._turn = (self._turn + 1) % len(names)
+        for r in names[self._turn:] + names[:self._turn]:
+            async with self._conds[r]:
+                self._conds[r].notify(1)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Renews until ``stop``, then gives every permit back."""

@@ -180,11 +180,14 @@ class FakePermits:
         self.on_take = None
 
     @asynccontextmanager
-    async def slot(self, app_id: str):
-        self.taken.append(app_id)
-        if self.on_take is not None:
-            self.on_take()
-        yield
+    async def slot(self, app_id: str, local, check=None):
+        if check is not None:
+            check()
+        async with local.hold():  # the replica's in-flight limit
+            self.taken.append(app_id)
+            if self.on_take is not None:
+                self.on_take()
+            yield
 
 
 class FakeConsumer:
@@ -442,3 +445,25 @@ async def test_a_delivery_of_a_partition_not_owned_is_requeued(world):
 
     assert calls(d) == ["requeue"]
     assert w.users.calls == [] and w.records() == []
+
+
+async def test_a_drain_sends_back_the_keys_that_sent_nothing_yet_and_waits_only_for_the_requests_in_flight(world):
+    """A partition handed over to a replica that joined: a key waiting for a slot (or a permit) has not sent anything,
+    so it goes back to the queue for the new owner instead of holding up the hand-over behind the backlog."""
+    w = await world(max_in_flight=1)
+    w.users.held["00u1"] = release = asyncio.Event()
+    running = w.deliver(plan("00u1"))
+    await until(lambda: len(w.users.requests) == 1)
+    waiting = [w.deliver(plan("00u2")), w.deliver(plan("00u3"))]
+    await until(lambda: len(w.users.calls) == 3)  # both wait for the one slot
+
+    drain = asyncio.create_task(w.engine.drain(0))
+    await asyncio.sleep(0.05)
+    assert not drain.done()  # the request in flight runs to its end
+    release.set()
+    await asyncio.wait_for(drain, 3)
+    await settled(running, *waiting)
+    assert calls(running) == ["ack"] and [calls(d) for d in waiting] == [["requeue"], ["requeue"]]
+    assert w.users.requests == [("00u1", 1)] and sorted(w.users.stopped) == [("00u2", 1), ("00u3", 1)]
+    assert [r.okta_user_id for r in w.records()] == ["00u1"]  # the requeued ones are audited by the next owner
+    assert 0 not in w.engine.owned and "dispatcher.default.p000" in w.consumer.cancelled

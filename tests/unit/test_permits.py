@@ -172,3 +172,107 @@ async def test_slots_never_exceed_the_limit_and_nobody_starves():
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
     assert peak == 1
     assert served == {"a": 3, "b": 3, "c": 3}
+
+
+async def test_a_request_waiting_for_a_process_slot_holds_no_permit_and_gives_the_idle_ones_back():
+    """Two apps, 4 permits each, one process slot. While one request runs, the others wait for the slot without
+    holding their app's permit: the holder's *in use* stays at what runs, so a renewal gives the rest back to another
+    replica that wants them; the waiters still count in the holder's want. A freed slot goes to the other app's
+    waiter when this app has none left."""
+    from okta_bridge.permits import Slots
+
+    store, clock = MemoryPermits(), Clock()
+    a = PermitPool(store, "apps|default", "a", {"x": 4, "y": 4}, ttl_s=30, margin_s=10, monotonic=clock)
+    a.waiting.update(x=4, y=4)
+    await a.renew()
+    a.waiting.update(x=0, y=0)
+    assert a.held == {"x": 4, "y": 4}
+    slots = Slots(1)
+    release = asyncio.Event()
+    order: list[str] = []
+
+    async def request(app: str) -> None:
+        async with a.slot(app, slots):
+            order.append(app)
+            assert slots.used == 1
+            await release.wait()
+
+    tasks = [asyncio.create_task(request("x"))]
+    await asyncio.sleep(0.01)
+    tasks += [asyncio.create_task(request(app)) for app in ("x", "x", "y")]
+    await asyncio.sleep(0.01)
+    assert order == ["x"]
+    assert a.in_use == {"x": 1, "y": 0} and a.waiting == {"x": 2, "y": 1}
+    b = PermitPool(store, "apps|default", "b", {"x": 4, "y": 4}, ttl_s=30, margin_s=10, monotonic=clock)
+    b.waiting.update(x=4, y=4)
+    await b.renew()  # records b's want
+    await a.renew()  # fair shares of x (a wants 3, b 4) and y (a 1, b 4): a keeps what runs, gives the rest back
+    await b.renew()
+    assert a.held == {"x": 2, "y": 1} and b.held == {"x": 2, "y": 3}
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert sorted(order) == ["x", "x", "x", "y"] and slots.used == 0 and a.in_use == {"x": 0, "y": 0}
+
+
+async def test_a_freed_slot_reaches_the_other_app_when_this_one_has_no_permit_left():
+    from okta_bridge.permits import Slots
+
+    store, clock = MemoryPermits(), Clock()
+    a = PermitPool(store, "apps|default", "a", {"x": 1, "y": 1}, ttl_s=30, margin_s=10, monotonic=clock)
+    a.waiting.update(x=1, y=1)
+    await a.renew()
+    a.waiting.update(x=0, y=0)
+    slots = Slots(1)
+    gates = {app: asyncio.Event() for app in ("x1", "x2", "y")}
+    order: list[str] = []
+
+    async def request(name: str) -> None:
+        async with a.slot(name[0], slots):
+            order.append(name)
+            await gates[name].wait()
+
+    first = asyncio.create_task(request("x1"))
+    await asyncio.sleep(0.01)
+    rest = [asyncio.create_task(request("x2")), asyncio.create_task(request("y"))]
+    await asyncio.sleep(0.01)
+    gates["x1"].set()  # x's one permit and the slot come free together: x2 and y are both woken, either may run
+    await asyncio.sleep(0.01)
+    assert order[0] == "x1" and len(order) == 2
+    for g in gates.values():
+        g.set()
+    await asyncio.wait_for(asyncio.gather(first, *rest), 5)
+    assert sorted(order) == ["x1", "x2", "y"]
+
+
+async def test_a_check_that_raises_ends_the_wait_and_takes_nothing():
+    """The dispatcher's partition check: a request waiting for a slot whose partition was handed over meanwhile
+    stops waiting (within the second) with the check's exception, holding neither a permit nor a slot."""
+    from okta_bridge.permits import Slots
+
+    store, clock = MemoryPermits(), Clock()
+    a = PermitPool(store, "apps|default", "a", {"x": 2}, ttl_s=30, margin_s=10, monotonic=clock)
+    a.waiting["x"] = 2
+    await a.renew()
+    a.waiting["x"] = 0
+    slots, release, handed_over = Slots(1), asyncio.Event(), False
+
+    def check() -> None:
+        if handed_over:
+            raise LookupError("handed over")
+
+    async def request() -> None:
+        async with a.slot("x", slots, check):
+            await release.wait()
+
+    first = asyncio.create_task(request())
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(request())
+    await asyncio.sleep(0.01)
+    assert a.waiting["x"] == 1
+    handed_over = True
+    with pytest.raises(LookupError):
+        await asyncio.wait_for(second, 2)
+    assert a.waiting["x"] == 0 and a.in_use["x"] == 1 and slots.used == 1
+    release.set()
+    await first
+    assert a.in_use["x"] == 0 and slots.used == 0
