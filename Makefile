@@ -4,7 +4,7 @@ PY := .venv/bin/python
 export RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/
 export MONGODB_URL ?= mongodb://127.0.0.1:27017/
 
-.PHONY: setup deps run test unit bench soak clean
+.PHONY: setup deps run test unit bench bench-groups soak clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -21,8 +21,13 @@ test: deps
 unit: setup
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+# the benchmark: figures beside baselines of the same run (about 15 minutes; BENCH_ARGS=--quick: one)
 bench: deps
 	@$(PY) -m tests.bench $(BENCH_ARGS)
+
+# Push Groups measured on its own (about 5 minutes at the default scale)
+bench-groups: deps
+	@$(PY) -m tests.bench --scenarios groups $(BENCH_ARGS)
 
 # the fault-injection suite, long: DURATION seconds of changes and faults (its own RabbitMQ and MongoDB-wire nodes)
 DURATION ?= 600
