@@ -49,7 +49,6 @@ log = logging.getLogger("scim_dispatcher")
 SOURCE = "dispatcher"
 Plan = ScimOperationPlanned | GroupPlanned | MembershipPlanned
 _PARTITION: contextvars.ContextVar[int | None] = contextvars.ContextVar("partition", default=None)
-_BEGUN: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar("begun", default=None)  # a request sent
 
 
 class OwnershipLost(Exception):
@@ -100,7 +99,7 @@ class Engine:
     _running: dict[str, int] = field(default_factory=dict)  # key -> its partition
     _idle: dict[int, asyncio.Event] = field(default_factory=dict)
     _giving_back: dict[int, asyncio.Task] = field(default_factory=dict)
-    _draining: set[int] = field(default_factory=set)  # handed over: keys that sent nothing yet go back to the queue
+    _draining: set[int] = field(default_factory=set)  # being handed over: no request starts, the plans go back
 
     def __post_init__(self) -> None:
         size, wait, gap = self.cfg.batch_size, self.cfg.batch_wait_s, self.cfg.batch_gap_s
@@ -138,9 +137,10 @@ class Engine:
             self.owned[partition].deadline = deadline
 
     async def drain(self, partition: int) -> None:
-        """Stop consuming, give back what has not started, let what runs finish; the partition can then be released.
-        A key whose plan has not sent a request yet (it waits for a permit or a slot) stops at the gate and goes back
-        to the queue, so a hand-over waits for the requests in flight, not for the partition's backlog."""
+        """Stop consuming, give back what has not started, let the requests in flight finish; the partition can then
+        be released. No request of the partition starts any more: a key waiting at the gate (for a permit or a slot,
+        or for its plan's next request) stops there and its plans go back to the queue, unaudited, as when the
+        partition is lost; so a hand-over waits for the requests in flight, not for the partition's backlog."""
         self._draining.add(partition)
         await self._cancel(partition)
         await self._requeue_waiting(partition)
@@ -183,9 +183,6 @@ class Engine:
         # the app's permit and one of this replica's slots, taken together: never one held while waiting for the other
         async with self.permits.slot(app_id, self._slots, check=lambda: self._check(partition)):
             self._check(partition)  # waiting may have taken us past the deadline
-            begun = _BEGUN.get()
-            if begun is not None:
-                begun[0] = True
             yield
 
     def _check(self, partition: int | None) -> None:
@@ -194,7 +191,7 @@ class Engine:
         lease = self.owned.get(partition)
         if lease is None or self.monotonic() >= lease.deadline:
             raise OwnershipLost(f"partition {partition} of pool {self.cfg.pool} is not ours any more")
-        if partition in self._draining and not (_BEGUN.get() or [True])[0]:
+        if partition in self._draining:
             raise OwnershipLost(f"partition {partition} of pool {self.cfg.pool} is being handed over")
 
     # --- intake ----------------------------------------------------------------------------------------------------
@@ -242,7 +239,7 @@ class Engine:
 
     # --- running one key -------------------------------------------------------------------------------------------
     async def _run(self, items: list[Item], link: Link | None) -> None:
-        token, begun = _PARTITION.set(items[0].partition), _BEGUN.set([False])
+        token = _PARTITION.set(items[0].partition)
         try:
             if isinstance(items[0].plan, ScimOperationPlanned):
                 await self._run_user(items, link)
@@ -253,7 +250,6 @@ class Engine:
                 if item.result is None:
                     item.lost = True
         finally:
-            _BEGUN.reset(begun)
             _PARTITION.reset(token)
             self._completer.add(items)
 

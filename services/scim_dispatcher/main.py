@@ -94,7 +94,10 @@ def build() -> FastStream:
     broker = make_broker(base.rabbitmq_url.get_secret_value(), base.prefetch)
     stream = FastStream(broker)
     circuits = Circuits(cfg.probe_interval_s, cfg.circuit_failures, {a.okta_app_id: a.name for a in apps.values()})
-    running: dict = {"stop": asyncio.Event(), "engines": {}, "owners": [], "tasks": []}
+    # on shutdown the partitions are drained and released first, the app permits given back after: a plan that
+    # sent its first request still needs a permit for the next one while its partition drains
+    running: dict = {"stop": asyncio.Event(), "permits_stop": asyncio.Event(), "engines": {}, "owners": [],
+                     "tasks": [], "permit_tasks": []}
     # a process that was paused, not dead, may still believe it holds its leases: a new process never shares its name
     me = f"{cfg.replica}~{secrets.token_hex(3)}"
 
@@ -135,7 +138,7 @@ def build() -> FastStream:
                                     group_state=group_state, circuits=circuits, audit=audit, outbox=outbox)
             permits = PermitPool(MongoPermits(db, okta.org_url), f"apps|{pool}", me,
                                  {i: a.max_concurrency for i, a in pool_apps.items()}, ttl_s=ttl, margin_s=margin)
-            running["tasks"].append(asyncio.get_running_loop().create_task(permits.run(running["stop"])))
+            running["permit_tasks"].append(asyncio.get_running_loop().create_task(permits.run(running["permits_stop"])))
             engine = Engine(ports, Republisher(publisher, PartitionRoutes(), cfg.max_attempts), audit, links,
                             EngineConfig(pool, batch_size=cfg.batch_size, batch_wait_s=cfg.batch_wait_ms / 1000,
                                          batch_gap_s=cfg.batch_gap_ms / 1000, max_in_flight=cfg.max_in_flight),
@@ -162,6 +165,9 @@ def build() -> FastStream:
         running["stop"].set()
         if running["tasks"]:
             await asyncio.gather(*running["tasks"], return_exceptions=True)
+        running["permits_stop"].set()
+        if running["permit_tasks"]:
+            await asyncio.gather(*running["permit_tasks"], return_exceptions=True)
         for engine in running["engines"].values():
             await engine.close()
             await engine.consumer.close()

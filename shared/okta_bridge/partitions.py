@@ -52,9 +52,11 @@ class Ownership:
     released: list[int] = field(default_factory=list)
 
 
-def rebalance(state: PoolState, me: str, ttl: timedelta, drained: set[int], leaving: bool = False) -> Ownership:
+def rebalance(state: PoolState, me: str, ttl: timedelta, drained: set[int], leaving: bool = False,
+              working: set[int] | None = None) -> Ownership:
     """Renew, take, drain or release, as this member's share says. ``drained``: partitions we stopped consuming
-    whose work has ended: they are released now. ``leaving``: release what is drained and take nothing."""
+    whose work has ended: they are released now. ``leaving``: release what is drained, renew what still drains
+    (``working``: the partitions this replica still works on), take nothing."""
     now = state.now
     members = {m: e for m, e in state.members.items() if e > now and m != me}
     if not leaving:
@@ -71,8 +73,8 @@ def rebalance(state: PoolState, me: str, ttl: timedelta, drained: set[int], leav
             leases[p] = Lease(None, now, leases[p].token)
             out.released.append(p)
             continue
-        if leaving:  # not drained (stopped at its deadline, requests may still run): it lapses, never renewed
-            continue
+        if leaving and p not in (working or set()):  # stopped at its deadline (requests may still run there):
+            continue  # neither released nor renewed, it lapses at its expiry
         leases[p] = Lease(me, now + ttl, leases[p].token)
         out.kept.append(Grant(p, leases[p].token))
         if p in draining:
@@ -137,16 +139,27 @@ class PartitionOwner:
                 pass
         await self.leave()
 
-    async def leave(self) -> None:
-        # every partition at once: what runs finishes, what waits goes back to the queues, nothing new starts
-        await asyncio.gather(*(self._drain(p) for p in list(self.held)))
-        for _ in range(10):
+    async def leave(self, within_s: float = 60.0) -> None:
+        """Drains every partition at once (what runs finishes, what has not sent a request goes back to the queues,
+        nothing new starts), renewing them meanwhile, and releases each as soon as it is drained."""
+        drains = []
+        for p in list(self.held):
+            self._draining.add(p)
+            drains.append(asyncio.get_running_loop().create_task(self._drain_then_wake(p)))
+        give_up = self.monotonic() + within_s  # then the leases lapse on their own after the TTL
+        while self.monotonic() < give_up:
+            self._wake.clear()
+            written = False
             try:
-                if await self._round(leaving=True) and not self.held:
-                    return
-            except Exception as exc:  # noqa: BLE001 - the leases lapse on their own after the TTL
+                written = await asyncio.wait_for(self._round(leaving=True), max(self.renew_s * 2, 5.0))
+            except Exception as exc:  # noqa: BLE001
                 log.warning("releasing partitions failed: %s", exc)
-            await asyncio.sleep(0.2)
+            if written and not self.held and all(t.done() for t in drains):
+                return
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.renew_s)
+            except TimeoutError:
+                pass
 
     async def _round(self, leaving: bool) -> bool:
         """One read-decide-write; True when written. A failure leaves the deadlines as they were (they lapse)."""
@@ -155,7 +168,8 @@ class PartitionOwner:
         started = self.monotonic()
         try:
             state = await self.store.read(self.pool)
-            decision = rebalance(state, self.me, timedelta(seconds=self.ttl_s), self._drained, leaving)
+            decision = rebalance(state, self.me, timedelta(seconds=self.ttl_s), self._drained, leaving,
+                                 working=before)
             if not await self.store.write(decision.state):
                 self._wake.set()  # another replica wrote in between: again at once
                 return False
@@ -190,15 +204,14 @@ class PartitionOwner:
         for grant in decision.taken:
             self.held[grant.partition], self.tokens[grant.partition] = deadline, grant.token
             await self.holder.gained(grant.partition, grant.token, deadline)
-        for p in decision.to_drain:
-            if p not in self._draining and p not in self._drained:
-                self._draining.add(p)
-                asyncio.get_running_loop().create_task(self._drain_then_wake(p))
+        handing = [p for p in decision.to_drain if p not in self._draining and p not in self._drained]
+        for p in handing:
+            self._draining.add(p)
+            asyncio.get_running_loop().create_task(self._drain_then_wake(p))
+        if decision.taken or decision.released or handing:
+            log.info("pool %s: took %s, handing over %s, released %s; %d partition(s) held", self.pool,
+                     _ids(g.partition for g in decision.taken), _ids(handing), _ids(decision.released), len(self.held))
         return True
-
-    async def _drain(self, p: int) -> None:
-        await self.holder.drain(p)
-        self._drained.add(p)
 
     async def _drain_then_wake(self, p: int) -> None:
         await self.holder.drain(p)
@@ -222,6 +235,10 @@ class PartitionOwner:
     def owns(self, p: int) -> bool:
         deadline = self.held.get(p)
         return deadline is not None and self.monotonic() < deadline
+
+
+def _ids(partitions) -> str:
+    return ",".join(str(p) for p in sorted(partitions)) or "-"
 
 
 async def _first(*events: asyncio.Event) -> None:

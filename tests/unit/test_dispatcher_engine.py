@@ -447,9 +447,9 @@ async def test_a_delivery_of_a_partition_not_owned_is_requeued(world):
     assert w.users.calls == [] and w.records() == []
 
 
-async def test_a_drain_sends_back_the_keys_that_sent_nothing_yet_and_waits_only_for_the_requests_in_flight(world):
-    """A partition handed over to a replica that joined: a key waiting for a slot (or a permit) has not sent anything,
-    so it goes back to the queue for the new owner instead of holding up the hand-over behind the backlog."""
+async def test_a_drain_sends_back_the_keys_waiting_at_the_gate_and_waits_only_for_the_requests_in_flight(world):
+    """A partition handed over to a replica that joined: a key waiting for a slot (or a permit) goes back to the queue
+    for the new owner instead of holding up the hand-over behind the partition's backlog."""
     w = await world(max_in_flight=1)
     w.users.held["00u1"] = release = asyncio.Event()
     running = w.deliver(plan("00u1"))

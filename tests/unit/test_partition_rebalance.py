@@ -29,6 +29,15 @@ def test_leaving_releases_what_is_drained_and_never_renews_what_is_not():
     assert out.state.leases[2:] == state().leases[2:]
 
 
+def test_leaving_renews_what_still_drains():
+    """A shutdown's drain takes longer than a renewal: the partitions still draining are renewed (their work goes on
+    under a valid lease), the drained one released."""
+    out = rebalance(state(), "a", TTL, drained={0}, leaving=True, working={0, 1})
+    assert out.released == [0] and [g.partition for g in out.kept] == [1] and out.to_drain == [1]
+    assert out.state.leases[1] == Lease("a", NOW + TTL, 6)
+    assert "a" not in out.state.members  # no share any more: nobody waits for it to take anything
+
+
 def test_a_renewal_keeps_and_extends_what_is_ours():
     out = rebalance(state(), "a", TTL, drained=set())
     assert [g.partition for g in out.kept] == [0, 1] and out.released == [] and out.to_drain == []
