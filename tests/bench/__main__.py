@@ -38,6 +38,14 @@ SCENARIOS = ("baselines", "bulk", "paced", "light", "workforce", "scaleout", "gr
 DEFAULT = SCENARIOS[:-1]  # within 15 minutes; the group scenario (about 5 minutes more) is `make bench-groups`
 
 
+async def _reported(scenario) -> dict:
+    """A scenario that fails is reported as such; the others still run."""
+    try:
+        return await scenario
+    except Exception as exc:  # noqa: BLE001
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a smoke run of about a minute")
@@ -101,14 +109,13 @@ async def amain(args: argparse.Namespace) -> int:
                 try:
                     if "paced" in args.scenarios:
                         console.log(f"paced: {args.paced_rate:g} changes/s for {args.paced_seconds:g} s")
-                        report["paced"] = await paced(args, db, sink, kept, rate=args.paced_rate,
-                                                      seconds=args.paced_seconds, offset=0, label="paced")
+                        report["paced"] = await _reported(paced(args, db, sink, kept, rate=args.paced_rate,
+                                                                seconds=args.paced_seconds, offset=0, label="paced"))
                     if "light" in args.scenarios:
                         console.log(f"light: {args.light_rate:g} changes/s for {args.light_seconds:g} s")
-                        report["light"] = await paced(args, db, sink, kept, rate=args.light_rate,
-                                                      seconds=args.light_seconds,
-                                                      offset=int(args.paced_rate * args.paced_seconds) + 1,
-                                                      label="light")
+                        report["light"] = await _reported(paced(
+                            args, db, sink, kept, rate=args.light_rate, seconds=args.light_seconds,
+                            offset=int(args.paced_rate * args.paced_seconds) + 1, label="light"))
                 finally:
                     kept[0].stop()
                     kept[1].__exit__(None, None, None)

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 from demo_scim_target.admin_client import TargetAdmin
 from okta_simulator.admin_client import SimulatorAdmin
@@ -234,7 +235,10 @@ async def paced(args, db: Database, sink: Sink, kept, *, rate: float, seconds: f
     if len(users) < n:
         result["error"] = f"only {len(users)} provisioned users left for {n} updates"
         return result
-    async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
+    # the offering client waits as long as the simulator needs (a busy moment there must not end the scenario)
+    offering = httpx.AsyncClient(base_url=stack.okta_url.rstrip("/"), timeout=httpx.Timeout(60.0, pool=None),
+                                 limits=httpx.Limits(max_connections=64))
+    async with SimulatorAdmin(stack.okta_url, offering) as okta, TargetAdmin(stack.target_url) as target:
         writes = WriteLog(target, await target.last_seq())
         phase = Phase(stack, db, sink)
         await phase.start(okta)
@@ -243,7 +247,13 @@ async def paced(args, db: Database, sink: Sink, kept, *, rate: float, seconds: f
 
         async def update(i: int, user: str) -> None:
             await asyncio.sleep(max(0.0, started + i / rate - time.time()))
-            await okta.update_profile(user, {"firstName": given[user]})
+            for attempt in range(3):  # a kept-alive connection the simulator closed at that moment: once more
+                try:
+                    await okta.update_profile(user, {"firstName": given[user]})
+                    return
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
 
         await asyncio.gather(*(update(i, u) for i, u in enumerate(users)))
         offered_until = time.time()
