@@ -181,9 +181,16 @@ class Engine:
         partition = _PARTITION.get()
         self._check(partition)
         # the app's permit and one of this replica's slots, taken together: never one held while waiting for the other
-        async with self.permits.slot(app_id, self._slots, check=lambda: self._check(partition)):
+        # while waiting, only a hand-over ends the wait (its plans go back to the queue at once); a partition past its
+        # local deadline is usually renewed again within moments, so the wait goes on and the deadline is checked once
+        # the request may start (each requeue counts towards the queue's delivery limit)
+        async with self.permits.slot(app_id, self._slots, check=lambda: self._check_handed_over(partition)):
             self._check(partition)  # waiting may have taken us past the deadline
             yield
+
+    def _check_handed_over(self, partition: int | None) -> None:
+        if partition is not None and partition in self._draining:
+            raise OwnershipLost(f"partition {partition} of pool {self.cfg.pool} is being handed over")
 
     def _check(self, partition: int | None) -> None:
         if partition is None:  # not a partitioned key's work (a tool, a test): nothing to guard
