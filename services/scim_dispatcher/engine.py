@@ -99,7 +99,7 @@ class Engine:
     _running: dict[str, int] = field(default_factory=dict)  # key -> its partition
     _idle: dict[int, asyncio.Event] = field(default_factory=dict)
     _giving_back: dict[int, asyncio.Task] = field(default_factory=dict)
-    _draining: set[int] = field(default_factory=set)  # being handed over: no request starts, the plans go back
+    _draining: set[int] = field(default_factory=set)  # being handed over (a gain meanwhile cancels the release)
 
     def __post_init__(self) -> None:
         size, wait, gap = self.cfg.batch_size, self.cfg.batch_wait_s, self.cfg.batch_gap_s
@@ -137,10 +137,8 @@ class Engine:
             self.owned[partition].deadline = deadline
 
     async def drain(self, partition: int) -> None:
-        """Stop consuming, give back what has not started, let the requests in flight finish; the partition can then
-        be released. No request of the partition starts any more: a key waiting at the gate (for a permit or a slot,
-        or for its plan's next request) stops there and its plans go back to the queue, unaudited, as when the
-        partition is lost; so a hand-over waits for the requests in flight, not for the partition's backlog."""
+        """Stop consuming, give back what has not started, let what runs finish; the partition can then be released.
+        (Keys that run finish their plans: sending them back to the queue would count towards its delivery limit.)"""
         self._draining.add(partition)
         await self._cancel(partition)
         await self._requeue_waiting(partition)
@@ -181,16 +179,11 @@ class Engine:
         partition = _PARTITION.get()
         self._check(partition)
         # the app's permit and one of this replica's slots, taken together: never one held while waiting for the other
-        # while waiting, only a hand-over ends the wait (its plans go back to the queue at once); a partition past its
-        # local deadline is usually renewed again within moments, so the wait goes on and the deadline is checked once
-        # the request may start (each requeue counts towards the queue's delivery limit)
-        async with self.permits.slot(app_id, self._slots, check=lambda: self._check_handed_over(partition)):
+        # the deadline is checked once the request may start, not while it waits: a partition past its local deadline
+        # is usually renewed again within moments, and each return to the queue counts towards its delivery limit
+        async with self.permits.slot(app_id, self._slots):
             self._check(partition)  # waiting may have taken us past the deadline
             yield
-
-    def _check_handed_over(self, partition: int | None) -> None:
-        if partition is not None and partition in self._draining:
-            raise OwnershipLost(f"partition {partition} of pool {self.cfg.pool} is being handed over")
 
     def _check(self, partition: int | None) -> None:
         if partition is None:  # not a partitioned key's work (a tool, a test): nothing to guard
@@ -198,8 +191,6 @@ class Engine:
         lease = self.owned.get(partition)
         if lease is None or self.monotonic() >= lease.deadline:
             raise OwnershipLost(f"partition {partition} of pool {self.cfg.pool} is not ours any more")
-        if partition in self._draining:
-            raise OwnershipLost(f"partition {partition} of pool {self.cfg.pool} is being handed over")
 
     # --- intake ----------------------------------------------------------------------------------------------------
     def on_delivery(self, delivery: Delivery, partition: int) -> None:

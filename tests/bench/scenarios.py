@@ -347,7 +347,7 @@ async def _scale_run(args, stack: Stack, target: TargetAdmin, replicas: int) -> 
     for name in names:
         stack.start_one("scim_dispatcher", name, DISPATCHER_REPLICA=name)
     try:
-        await until(lambda: _spread(stack, names), 90, f"{replicas} replicas owning their share")
+        await until(lambda: _spread(stack, names), 180, f"{replicas} replicas owning their share")
         spread_s = time.time() - launched
         # the steady window: each replica holds permits for its in-flight limit (the apps' permits are shared out
         # over a few renewals once the replicas have registered their wants), and its pipeline is full
