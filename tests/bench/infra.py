@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from tests.faults.nodes import SecantusNode
 from tests.harness.devstack import DevStack, free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,46 +111,30 @@ class Marks:
 # ------------------------------------------------------------------------------------------------------- infrastructure
 
 class Database:
-    """A fresh MongoDB-wire server (SecantusDB) started for this run, on its own port and storage: a long-used one is
-    several times slower. ``BENCH_MONGODB_URL`` measures against another server instead (a production MongoDB)."""
+    """A fresh MongoDB-wire server (SecantusDB, the fault suite's :class:`SecantusNode`) started for this run, on its
+    own port and storage: a long-used one is several times slower. ``BENCH_MONGODB_URL`` measures against another
+    server instead (a production MongoDB)."""
 
     def __init__(self, workdir: Path) -> None:
         self.external = os.environ.get("BENCH_MONGODB_URL")
-        self.workdir, self.process = workdir / "mongo", None
-        self.port = free_port()
+        self.workdir = workdir / "mongo"
+        self.node = SecantusNode(self.workdir)
 
     @property
     def url(self) -> str:
-        return self.external or f"mongodb://127.0.0.1:{self.port}/"
+        return self.external or self.node.url
 
     def start(self) -> None:
-        if self.external:
-            return
-        (self.workdir / "data").mkdir(parents=True, exist_ok=True)
-        binary = ROOT / ".venv-secantus" / "bin" / "secantusd-py"
-        log = (self.workdir / "secantus.log").open("ab")
-        self.process = subprocess.Popen([str(binary), "--host", "127.0.0.1", "--port", str(self.port),
-                                         "--storage-path", str(self.workdir / "data")], stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-        from pymongo import MongoClient
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with suppress(Exception), MongoClient(self.url, serverSelectionTimeoutMS=1000) as client:
-                client.admin.command("ping")
-                return
-            time.sleep(0.3)
-        raise TimeoutError("the benchmark's MongoDB-wire server did not start")
+        if not self.external:
+            self.node.start()
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            with suppress(subprocess.TimeoutExpired):
-                self.process.wait(20)
+        self.node.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process else None
+        return self.node.process.pid if self.node.process else None
 
 
 def _ctl(*args: str) -> None:
