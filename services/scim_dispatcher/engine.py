@@ -37,7 +37,7 @@ from okta_bridge.runtime import Republisher
 from okta_bridge.settle import carry_out
 from okta_bridge.stores.links import Link, LinkWriteError, MongoLinks
 from okta_bridge.telemetry import ATTR
-from okta_bridge.topology import key_of
+from okta_bridge.topology import key_of, partition_key
 from scim_dispatcher.consume import PLAN_MESSAGES, DispatcherPorts, after_applied, done_fields, outcome_done, \
     plan_fields
 from scim_dispatcher.groups import GroupOutcome
@@ -99,7 +99,7 @@ class Engine:
     _running: dict[str, int] = field(default_factory=dict)  # key -> its partition
     _idle: dict[int, asyncio.Event] = field(default_factory=dict)
     _giving_back: dict[int, asyncio.Task] = field(default_factory=dict)
-    _draining: set[int] = field(default_factory=set)  # being handed over (a gain meanwhile cancels the release)
+    _draining: set[int] = field(default_factory=set)  # being handed over: no request starts, the plans go back
 
     def __post_init__(self) -> None:
         size, wait, gap = self.cfg.batch_size, self.cfg.batch_wait_s, self.cfg.batch_gap_s
@@ -137,11 +137,13 @@ class Engine:
             self.owned[partition].deadline = deadline
 
     async def drain(self, partition: int) -> None:
-        """Stop consuming, give back what has not started, let what runs finish; the partition can then be released.
-        (Keys that run finish their plans: sending them back to the queue would count towards its delivery limit.)"""
+        """Stop consuming, give back what has not started, let the requests in flight finish; the partition can then
+        be released. No request of the partition starts any more: a key waiting at the gate (for a permit or a slot,
+        or for its plan's next request) stops there and its plans go back to their partition, unaudited, as when the
+        partition is lost; so a hand-over waits for the requests in flight, not for the partition's backlog."""
         self._draining.add(partition)
         await self._cancel(partition)
-        await self._requeue_waiting(partition)
+        await self._return_waiting(partition)
         while any(p == partition for p in self._running.values()):
             event = self._idle.setdefault(partition, asyncio.Event())
             event.clear()
@@ -160,7 +162,7 @@ class Engine:
     async def _give_back(self, partition: int) -> None:
         await self._cancel(partition)
         if partition not in self.owned:  # not gained again meanwhile
-            await self._requeue_waiting(partition)
+            await self._return_waiting(partition)
 
     async def _cancel(self, partition: int) -> None:
         try:
@@ -168,10 +170,28 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - the channel is gone: nothing is consumed from it anyway
             log.warning("cancelling partition %d of pool %s: %s", partition, self.cfg.pool, exc)
 
-    async def _requeue_waiting(self, partition: int) -> None:
+    async def _return_waiting(self, partition: int) -> None:
         for key in [k for k, q in self._queues.items() if q and q[0].partition == partition and k not in self._running]:
             for item in self._queues.pop(key):
-                await item.delivery.requeue()
+                await self._return(item)
+
+    async def _return(self, item: Item) -> None:
+        """A plan an ownership change cut off goes back to its partition for the next owner: re-published (confirmed)
+        at the tail of the partition's queue, then acked. A requeue would count towards the queue's delivery limit,
+        and a plan cut off by a few hand-overs would be dead-lettered. Its place in the queue does not matter: an
+        older user plan after a newer one is skipped as stale (versions), membership plans are level-triggered.
+        Only if the broker refuses the publish is it requeued (or, with the channel gone, redelivered anyway)."""
+        if item.delivery.settled:
+            return
+        try:
+            await self.republisher.back(item.delivery.body, partition_key(self.cfg.pool, item.partition),
+                                        item.delivery.attempt, context=item.delivery.context())
+        except Exception as exc:  # noqa: BLE001 - the broker is away: the delivery count is the lesser evil
+            log.warning("returning a plan to partition %d of pool %s failed (%s); requeued", item.partition,
+                        self.cfg.pool, exc)
+            await item.delivery.requeue()
+            return
+        await item.delivery.ack()
 
     # --- the gate every SCIM request passes ----------------------------------------------------------------------
     @asynccontextmanager
@@ -179,11 +199,16 @@ class Engine:
         partition = _PARTITION.get()
         self._check(partition)
         # the app's permit and one of this replica's slots, taken together: never one held while waiting for the other
-        # the deadline is checked once the request may start, not while it waits: a partition past its local deadline
-        # is usually renewed again within moments, and each return to the queue counts towards its delivery limit
-        async with self.permits.slot(app_id, self._slots):
+        # while waiting, only a hand-over ends the wait (its plans go back to their partition at once); a partition
+        # past its local deadline is usually renewed again within moments, so the wait goes on and the deadline is
+        # checked once the request may start
+        async with self.permits.slot(app_id, self._slots, check=lambda: self._check_handed_over(partition)):
             self._check(partition)  # waiting may have taken us past the deadline
             yield
+
+    def _check_handed_over(self, partition: int | None) -> None:
+        if partition is not None and partition in self._draining:
+            raise OwnershipLost(f"partition {partition} of pool {self.cfg.pool} is being handed over")
 
     def _check(self, partition: int | None) -> None:
         if partition is None:  # not a partitioned key's work (a tool, a test): nothing to guard
@@ -191,6 +216,7 @@ class Engine:
         lease = self.owned.get(partition)
         if lease is None or self.monotonic() >= lease.deadline:
             raise OwnershipLost(f"partition {partition} of pool {self.cfg.pool} is not ours any more")
+        self._check_handed_over(partition)
 
     # --- intake ----------------------------------------------------------------------------------------------------
     def on_delivery(self, delivery: Delivery, partition: int) -> None:
@@ -203,7 +229,7 @@ class Engine:
             self._completer.add([item])
             return
         if partition not in self.owned:  # consumed just before the consumer was cancelled
-            asyncio.get_running_loop().create_task(delivery.requeue())
+            asyncio.get_running_loop().create_task(self._return(item))
             return
         _describe(delivery, plan)
         self._queues.setdefault(item.key, deque()).append(item)
@@ -304,6 +330,7 @@ class Engine:
     # --- completing a batch ----------------------------------------------------------------------------------------
     async def _complete(self, batches: list[list[Item]]) -> None:
         items = [i for batch in batches for i in batch]
+        failed = False
         for item in items:  # its partition went to another replica meanwhile: that one applies it again
             item.lost = item.lost or (item.plan is not None and item.partition not in self.owned)
         try:
@@ -312,11 +339,14 @@ class Engine:
                 await asyncio.gather(*(self._settle(i) for i in items if not i.lost))
         except Exception:  # noqa: BLE001 - the broker or the database failed midway: nothing is acked
             log.exception("completing a batch of %d plans failed; they go back to their queues", len(items))
+            failed = True
             for item in items:
                 item.lost = True
         for item in items:
-            if item.lost:
+            if item.lost and failed:
                 await item.delivery.requeue()  # applied again later: idempotent, version-checked
+            elif item.lost:
+                await self._return(item)  # an ownership change: the next owner applies it
             else:
                 await item.delivery.ack()
         for batch in batches:

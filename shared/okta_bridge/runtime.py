@@ -99,6 +99,12 @@ class Republisher:
         exchange, key = self._routes.hold(routing_key)
         await self._publish(message, exchange, key, attempt)
 
+    async def back(self, body: bytes, routing_key: str, attempt: int, context: Context | None = None) -> None:
+        """A consumed plan back to its partition queue's tail, as it was (same attempt): for plans an ownership
+        change cut off. A re-publish, unlike a requeue, does not count towards the queue's delivery limit."""
+        await self._publisher.publish(body, exchange=PLANS_EXCHANGE.name, routing_key=routing_key,
+                                      headers={ATTEMPT_HEADER: attempt}, context=context)
+
     async def dead_letter(self, message: BaseModel | bytes, reason: str, attempt: int, source: str) -> None:
         await self._publisher.publish(message, exchange=DLX.name, routing_key=source,
                                       headers={REASON_HEADER: reason[:1000], ATTEMPT_HEADER: attempt})

@@ -12,7 +12,8 @@ import aio_pika
 import pytest
 from aio_pika.exceptions import DeliveryError
 
-from okta_bridge.runtime import make_broker
+from okta_bridge.bus import Publisher
+from okta_bridge.runtime import ATTEMPT_HEADER, PartitionRoutes, Republisher, make_broker
 from okta_bridge.topology import (
     AUDIT_EXCHANGE,
     DELIVERY_LIMIT,
@@ -159,6 +160,44 @@ async def test_a_plan_back_from_a_retry_tier_or_the_hold_queue_returns_to_its_ow
         for other in (0, 1, 3):
             empty = await channel.declare_queue(f"dispatcher.default.p{other:03d}", passive=True)
             assert empty.declaration_result.message_count == 0
+
+
+async def test_a_plan_returned_to_its_partition_again_and_again_is_never_dead_lettered(rabbit_url):
+    """What a dispatcher does with a plan an ownership change cut off (``Republisher.back`` and then an ack): the plan
+    goes back to its own partition with its attempt, and returning it more often than the delivery limit does not
+    make the broker dead-letter it (a requeue would: each one counts)."""
+    await declare_all(rabbit_url)
+    broker = make_broker(rabbit_url, 16)
+    connection = await broker.connect()
+    publisher = Publisher(connection)
+    await publisher.start()
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue("dispatcher.default.p002", passive=True)
+        republisher = Republisher(publisher, PartitionRoutes(), max_attempts=5)
+        await publisher.publish(b'{"plan": 1}', exchange=PLANS_EXCHANGE.name,
+                                routing_key=partition_key("default", 2), headers={ATTEMPT_HEADER: 3})
+        for _ in range(DELIVERY_LIMIT + 2):
+            got = asyncio.get_running_loop().create_future()
+
+            async def on_message(m, got=got) -> None:
+                if not got.done():
+                    got.set_result(m)
+
+            tag = await queue.consume(on_message)
+            message = await asyncio.wait_for(got, 20)
+            await queue.cancel(tag)
+            assert message.body == b'{"plan": 1}' and message.headers[ATTEMPT_HEADER] == 3
+            assert int(message.headers.get("x-delivery-count", 0)) == 0  # a fresh message every time
+            await republisher.back(message.body, message.routing_key, 3)
+            await message.ack()
+        assert await take(queue, 1) == [b'{"plan": 1}']
+        for other in (0, 1, 3):
+            empty = await channel.declare_queue(f"dispatcher.default.p{other:03d}", passive=True)
+            assert empty.declaration_result.message_count == 0
+    finally:
+        await publisher.close()
+        await broker.stop()
 
 
 async def test_declaring_twice_is_idempotent_and_keeps_messages(rabbit_url):

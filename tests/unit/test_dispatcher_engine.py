@@ -8,10 +8,12 @@ database, no network. What it proves:
   each with its own audit record, and every delivery is acked;
 * one key's plans never run concurrently and keep their order across runs; different keys run concurrently, at most
   ``max_in_flight`` SCIM requests at once;
-* past the partition's local deadline no SCIM request starts (``OwnershipLost``): the message is requeued, not acked,
-  and nothing is audited for it;
+* past the partition's local deadline no SCIM request starts (``OwnershipLost``): the message goes back to its
+  partition, re-published as it was (same attempt, outside the queue's delivery count) and only then acked, and
+  nothing is audited for it; if the broker refuses that publish, the delivery is requeued instead;
 * deliveries are acked only after the bulk link write (and the batch's audit message) completed;
-* ``lost(partition)`` requeues what waits of that partition; a delivery of a partition not owned is requeued.
+* ``lost(partition)`` returns what waits of that partition; a delivery of a partition not owned is returned;
+* a drain (hand-over) waits only for the requests in flight: keys waiting at the gate go back to their partition.
 
 The deliveries are real :class:`~okta_bridge.bus.Delivery` objects over a fake broker message; the audit publisher is
 the real :class:`~okta_bridge.audit.AuditPublisher` over a fake broker publisher; circuits are the real ones.
@@ -91,6 +93,7 @@ class FakeRepublisher:
         self.retries: list[tuple[Any, int, str]] = []
         self.holds: list[tuple[Any, int, str]] = []
         self.dead: list[tuple[Any, str, int, str]] = []
+        self.backs: list[tuple[bytes, str, int]] = []
         self.log = log
 
     async def retry(self, message, attempt, retry_after_s=None, routing_key="") -> None:
@@ -105,6 +108,15 @@ class FakeRepublisher:
     async def dead_letter(self, message, reason, attempt, source) -> None:
         self.dead.append((message, reason, attempt, source))
         self.log.append("dead_letter")
+
+    async def back(self, body, routing_key, attempt, context=None) -> None:
+        await asyncio.sleep(0)
+        if self.refuse_back:
+            raise ConnectionError("the broker is away")
+        self.backs.append((body, routing_key, attempt))
+        self.log.append("back")
+
+    refuse_back = False
 
 
 class Links(FakeLinks):
@@ -367,15 +379,17 @@ async def test_different_keys_run_concurrently_up_to_max_in_flight(world, max_in
     assert all(calls(d) == ["ack"] for d in ds)
 
 
-async def test_past_the_partition_deadline_no_request_starts_and_the_message_is_requeued_unaudited(world):
+async def test_past_the_partition_deadline_no_request_starts_and_the_message_goes_back_to_its_partition(world):
     w = await world()
     w.clock.now = w.engine.owned[0].deadline + 0.001
-    d = w.deliver(plan("00u1"))
+    d = w.deliver(plan("00u1"), attempt=3)
     await settled(d)
 
     assert w.users.stopped == [("00u1", 1)]
     assert w.users.requests == [] and w.permits.taken == []  # stopped at the gate, before the app's permit
-    assert calls(d) == ["requeue"]
+    # re-published as it was, to its own partition, same attempt; acked only after that publish
+    assert w.republisher.backs == [(d.body, partition_key(POOL, 0), 3)]
+    assert calls(d) == ["ack"] and w.log.index("back") < w.log.index("ack 00u1v1")
     assert w.records() == [] and w.published.batches == []
     assert w.links.bulks == [] and w.links.links == {}
     assert (w.republisher.retries, w.republisher.holds, w.republisher.dead) == ([], [], [])
@@ -389,7 +403,17 @@ async def test_a_deadline_that_passes_while_waiting_for_a_permit_stops_the_reque
 
     assert w.users.stopped == [("00u1", 1)]
     assert w.permits.taken == [JIRA] and w.users.requests == []
-    assert calls(d) == ["requeue"] and w.records() == []
+    assert calls(d) == ["ack"] and len(w.republisher.backs) == 1 and w.records() == []
+
+
+async def test_a_plan_cut_off_is_requeued_when_the_broker_refuses_to_take_it_back(world):
+    w = await world()
+    w.republisher.refuse_back = True
+    w.clock.now = w.engine.owned[0].deadline + 0.001
+    d = w.deliver(plan("00u1"))
+    await settled(d)
+
+    assert calls(d) == ["requeue"] and w.republisher.backs == [] and w.records() == []
 
 
 async def test_acks_come_only_after_the_bulk_link_write_and_the_audit_message(world):
@@ -402,7 +426,7 @@ async def test_acks_come_only_after_the_bulk_link_write_and_the_audit_message(wo
     assert w.log.index("links saved") < w.log.index("audit") < min(acks)
 
 
-async def test_lost_requeues_the_waiting_deliveries_of_that_partition(world):
+async def test_lost_returns_the_waiting_deliveries_of_that_partition(world):
     w = await world(batch_wait_s=0.3)  # long enough for lost() to come before the keys start
     await w.engine.gained(1, 8, w.clock.now + 60)
     waiting = [w.deliver(plan("00u1"), 0), w.deliver(plan("00u2"), 0)]
@@ -414,7 +438,8 @@ async def test_lost_requeues_the_waiting_deliveries_of_that_partition(world):
         if all(calls(d) for d in waiting):
             break
         await asyncio.sleep(0.01)
-    assert [calls(d) for d in waiting] == [["requeue"], ["requeue"]]
+    assert [calls(d) for d in waiting] == [["ack"], ["ack"]]
+    assert [(b, k) for b, k, _ in w.republisher.backs] == [(d.body, partition_key(POOL, 0)) for d in waiting]
     assert 0 not in w.engine.owned and "dispatcher.default.p000" in w.consumer.cancelled
 
     await settled(other)  # the other partition goes on
@@ -422,7 +447,7 @@ async def test_lost_requeues_the_waiting_deliveries_of_that_partition(world):
     assert [u for u, *_ in w.users.calls] == ["00u3"]
 
 
-async def test_after_lost_a_running_key_stops_and_what_waited_behind_it_is_requeued_unapplied(world):
+async def test_after_lost_a_running_key_stops_and_what_waited_behind_it_goes_back_unapplied(world):
     w = await world()
     w.users.held["00u1"] = release = asyncio.Event()
     running = w.deliver(plan("00u1", 1))
@@ -432,24 +457,25 @@ async def test_after_lost_a_running_key_stops_and_what_waited_behind_it_is_reque
     await w.engine.lost(0)
     release.set()
     await settled(running, behind)
-    assert calls(running) == calls(behind) == ["requeue"]
+    assert calls(running) == calls(behind) == ["ack"]
+    assert [b for b, *_ in w.republisher.backs] == [running.body, behind.body]  # in their order
     assert w.users.requests == [("00u1", 1)]  # the plan behind never reached the target
     assert w.users.stopped == [("00u1", 2)]  # its run was stopped at the gate
     assert w.links.links == {} and w.records() == []  # the new owner applies both again
 
 
-async def test_a_delivery_of_a_partition_not_owned_is_requeued(world):
+async def test_a_delivery_of_a_partition_not_owned_goes_back_to_that_partition(world):
     w = await world()
     d = w.deliver(plan("00u1"), partition=5)
     await settled(d)
 
-    assert calls(d) == ["requeue"]
+    assert calls(d) == ["ack"] and w.republisher.backs == [(d.body, partition_key(POOL, 5), 1)]
     assert w.users.calls == [] and w.records() == []
 
 
-async def test_a_drain_lets_the_running_keys_finish_and_then_gives_the_partition_up(world):
-    """A partition handed over to a replica that joined: nothing new is consumed, the keys that run (one in flight,
-    two waiting for the one slot) finish their plans, then the partition is not ours any more."""
+async def test_a_drain_sends_back_the_keys_waiting_at_the_gate_and_waits_only_for_the_requests_in_flight(world):
+    """A partition handed over to a replica that joined: a key waiting for a slot (or a permit) goes back to its
+    partition for the new owner instead of holding up the hand-over behind the partition's backlog."""
     w = await world(max_in_flight=1)
     w.users.held["00u1"] = release = asyncio.Event()
     running = w.deliver(plan("00u1"))
@@ -459,10 +485,12 @@ async def test_a_drain_lets_the_running_keys_finish_and_then_gives_the_partition
 
     drain = asyncio.create_task(w.engine.drain(0))
     await asyncio.sleep(0.05)
-    assert not drain.done()
+    assert not drain.done()  # the request in flight runs to its end
     release.set()
     await asyncio.wait_for(drain, 3)
     await settled(running, *waiting)
-    assert calls(running) == ["ack"] and [calls(d) for d in waiting] == [["ack"], ["ack"]]
-    assert sorted(w.users.requests) == [("00u1", 1), ("00u2", 1), ("00u3", 1)] and w.users.stopped == []
+    assert [calls(d) for d in (running, *waiting)] == [["ack"]] * 3
+    assert w.users.requests == [("00u1", 1)] and sorted(w.users.stopped) == [("00u2", 1), ("00u3", 1)]
+    assert sorted(b for b, *_ in w.republisher.backs) == sorted(d.body for d in waiting)
+    assert [r.okta_user_id for r in w.records()] == ["00u1"]  # the returned ones are audited by the next owner
     assert 0 not in w.engine.owned and "dispatcher.default.p000" in w.consumer.cancelled
