@@ -10,7 +10,8 @@ What each assigned user should look like comes from the translator's state table
 would get). Differences found:
 
 ``missing``          should be active, but no account, or an inactive one
-``should_be_inactive`` should be inactive (deactivated, unassigned, suspended), but the account is active
+``should_be_inactive`` should be inactive (deactivated, unassigned; suspended only with ``suspended: deactivate``),
+                     but the account is active
 ``unlinked``         an account that belongs to the user (externalId or unique field) but is not linked
 ``broken_link``      the link points at an account the target no longer has
 ``duplicate``        more than one active account belongs to the user (externalId or unique field): reported,

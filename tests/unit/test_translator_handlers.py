@@ -17,8 +17,9 @@ from translator.planning import Planner
 JIRA, WIKI = "0oa1jira", "0oa2wiki"
 
 
-def make(users=None, page_size: int = 500) -> Translator:
-    apps = {JIRA: app_connector(JIRA, "jira", pool="fast"), WIKI: app_connector(WIKI, "wiki")}
+def make(users=None, page_size: int = 500, **jira) -> Translator:
+    """``jira``: connector settings of the Jira app beside the test defaults."""
+    apps = {JIRA: app_connector(JIRA, "jira", pool="fast", **jira), WIKI: app_connector(WIKI, "wiki")}
     return Translator(ORG, apps, Planner(ORG, apps, FakeAssignments(), FakeOkta(users, page_size)), FakePlanOutbox(),
                       FakeAudit())
 
@@ -115,8 +116,19 @@ async def test_user_event_for_an_unassigned_user_plans_nothing():
     assert t.audit.steps() == [AuditStep.SKIPPED]
 
 
-async def test_suspend_event_deactivates_with_the_default_connector():
+async def test_suspend_event_sends_nothing_with_the_default_connector():
+    """Okta's SCIM 1.1 and 2.0 pages: no deprovisioning is sent for a suspended user (``suspended: ignore``)."""
     t = make({"00u1": okta_user("00u1")})
+    await t.handle_event(event(membership_event("e1", user_id="00u1")))
+    t.outbox.plans.clear()
+    t.okta.users["00u1"] = okta_user("00u1", "SUSPENDED")
+    await t.handle_event(event(user_event("u1", "lifecycle.suspend", user_id="00u1")))
+    assert plans(t) == []
+    assert t.audit.steps()[-1] is AuditStep.SKIPPED
+
+
+async def test_suspend_event_deactivates_with_suspended_deactivate():
+    t = make({"00u1": okta_user("00u1")}, suspended="deactivate")
     await t.handle_event(event(membership_event("e1", user_id="00u1")))
     t.okta.users["00u1"] = okta_user("00u1", "SUSPENDED")
     await t.handle_event(event(user_event("u1", "lifecycle.suspend", user_id="00u1")))
@@ -321,7 +333,7 @@ async def test_a_syncs_plan_whose_key_was_planned_meanwhile_reads_again_and_goes
 
 
 async def test_a_listed_user_without_the_embedded_user_is_read():
-    t = make({"00u1": okta_user("00u1", "SUSPENDED")})
+    t = make({"00u1": okta_user("00u1", "SUSPENDED")}, suspended="deactivate")
     t.okta.app_users[JIRA].append({"id": "00u1", "scope": "USER", "status": "ACTIVE",
                                    "credentials": {"userName": "ann.jira"}, "profile": {}})
     await t.handle_sync(sync())
