@@ -20,7 +20,7 @@ from opentelemetry import trace
 from okta_bridge.audit import Audit
 from okta_bridge.connectors import AppConnector
 from okta_bridge.contracts import (AppSyncRequested, AuditStep, OktaEventReceived, Reason, TargetValuesObserved)
-from okta_bridge.events import GROUP_EVENTS, MEMBERSHIP_EVENTS, USER_EVENTS, target_id, user_id_of
+from okta_bridge.events import APP_USER_EVENTS, GROUP_EVENTS, USER_EVENTS, target_id, user_id_of
 from okta_bridge.stores.groups import micros
 from okta_bridge.telemetry import ATTR, span_of
 from translator.groups import GroupPlanner
@@ -73,7 +73,7 @@ class Translator:
             if user_events else {}
         joining: dict[str, set[str]] = {}  # user -> apps a membership event of this batch names
         for _, event in events:
-            if event.event_type in MEMBERSHIP_EVENTS and target_id(event, "AppInstance") in self.apps:
+            if event.event_type in APP_USER_EVENTS and target_id(event, "AppInstance") in self.apps:
                 joining.setdefault(user_id_of(event), set()).add(target_id(event, "AppInstance"))
         for source, event in events:
             keys = self._keys_of(source, event, rows, joining)
@@ -99,7 +99,7 @@ class Translator:
         user_id = user_id_of(event)
         if user_id is None:
             return []
-        if event.event_type in MEMBERSHIP_EVENTS:
+        if event.event_type in APP_USER_EVENTS:
             app_id = target_id(event, "AppInstance")
             return [(app_id, user_id, _membership_change(event))] if app_id in self.apps else []
         if event.event_type in USER_EVENTS:  # its apps, and those the user joins in this batch: read by id
@@ -109,7 +109,7 @@ class Translator:
 
     async def _skip_event(self, source: Source, event: OktaEventReceived, rows) -> None:
         user_id = user_id_of(event)
-        if event.event_type in MEMBERSHIP_EVENTS:
+        if event.event_type in APP_USER_EVENTS:
             app_id, why = target_id(event, "AppInstance"), "app is not in the connectors file"
         elif event.event_type in USER_EVENTS:
             app_id, why = None, "user is assigned to no configured app"

@@ -440,3 +440,31 @@ async def test_before_okta_answered_once_the_pages_own_date_bounds_the_listings_
     t.okta.after_page = the_answer_sets_the_clock_and_a_removal_follows
     await t.handle_sync(sync())
     assert not (await t.store.get(JIRA, "00u1")).assigned
+
+
+# ------------------------------------------------------------------ events beyond the brief's list (issue 9, item 6)
+
+
+async def test_restore_looks_at_the_key_again_and_changes_no_assignment():
+    """When Okta writes ``application.user_membership.restore`` is not documented: the key is planned again from
+    what is known; an unassigned user is not assigned by it, an assigned one is updated."""
+    t = make({"00u1": okta_user("00u1"), "00u2": okta_user("00u2")})
+    await t.handle_event(event(membership_event("e1", user_id="00u1", username="ann.jira")))
+    await t.handle_event(event(membership_event("e2", "remove", user_id="00u2")))
+    await t.handle_event(event(membership_event("r1", "restore", user_id="00u1", username="other")))
+    await t.handle_event(event(membership_event("r2", "restore", user_id="00u2")))
+    assert [(p.okta_user_id, p.action, p.cause) for p in plans(t)[-2:]] == [
+        ("00u1", PlanAction.UPSERT, "application.user_membership.restore"),
+        ("00u2", PlanAction.DEACTIVATE, "application.user_membership.restore")]
+    assert (await t.store.get(JIRA, "00u1")).app_username == "ann.jira"
+    assert not (await t.store.get(JIRA, "00u2")).assigned
+
+
+async def test_primary_email_change_reads_the_user_by_id_and_plans_the_new_email():
+    t = make({"00u1": okta_user("00u1")})
+    await t.handle_event(event(membership_event("e1", user_id="00u1")))
+    t.okta.users["00u1"] = okta_user("00u1", updated="2026-01-02T00:00:00.000Z", email="ann.new@acme.com")
+    t.okta.get_user_calls.clear()
+    await t.handle_event(event(user_event("p1", "account.update_primary_email", user_id="00u1")))
+    assert t.okta.get_user_calls == ["00u1"]
+    assert attrs(plans(t)[-1])["emails"][0]["value"] == "ann.new@acme.com"
