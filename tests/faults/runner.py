@@ -49,7 +49,7 @@ BRIDGE = ("queue_poller", "translator", "audit_recorder")
 BROKEN = {
     # the lookup before create: a create whose answer was lost is sent again
     "lookup_before_create": [("services/scim_dispatcher/handlers.py",
-                              "        return await client.find_user(plan.unique_value)\n",
+                              "        return await self._adopt(client, plan)\n",
                               "        return None  # BROKEN BUILD: no lookup before create\n")],
     # the version check: an older plan may overwrite a newer one
     "version_check": [("services/scim_dispatcher/handlers.py", "if link and link.applied_version >= plan.version:",

@@ -356,6 +356,10 @@ class FakeLinks:
     async def save(self, plan: ScimOperationPlanned, target_id: str | None, active: bool | None) -> bool:
         return (await self.save_many([LinkWrite(plan.app_id, plan.okta_user_id, plan.version, target_id, active)]))[0]
 
+    async def holder_of(self, app_id: str, target_id: str, other_than: str) -> str | None:
+        return next((u for (a, u), link in self.links.items()
+                     if a == app_id and u != other_than and link.target_id == target_id), None)
+
 
 @dataclass
 class FakeScimTarget:
