@@ -81,6 +81,10 @@ def build_admin_router(sim: Simulator) -> APIRouter:
     async def update_profile(user_id: str, profile: dict = Body(..., embed=True)):
         return {"id": users.update_profile(sim, user_id, profile).id}
 
+    @r.post("/users/{user_id}/primary-email")
+    async def update_primary_email(user_id: str, email: str = Body(..., embed=True)):
+        return {"id": users.update_primary_email(sim, user_id, email).id}
+
     @r.post("/users/{user_id}/lifecycle/{action}")
     async def lifecycle(user_id: str, action: str):
         user = users.transition(sim, user_id, action)
@@ -110,8 +114,13 @@ def build_admin_router(sim: Simulator) -> APIRouter:
         return {"id": apps.change_username(sim, app_id, user_id, userName).user_id}
 
     @r.post("/apps/{app_id}/users/{user_id}/profile")
-    async def app_user_profile(app_id: str, user_id: str, profile: dict = Body(..., embed=True)):
-        return {"id": apps.update_app_user_profile(sim, app_id, user_id, profile).user_id}
+    async def app_user_profile(app_id: str, user_id: str, profile: dict = Body(..., embed=True),
+                               eventType: str = Body("application.user_membership.update", embed=True)):
+        return {"id": apps.update_app_user_profile(sim, app_id, user_id, profile, event_type=eventType).user_id}
+
+    @r.post("/apps/{app_id}/users/{user_id}/restore")
+    async def restore_assignment(app_id: str, user_id: str):
+        return {"id": apps.restore_assignment(sim, app_id, user_id).user_id}
 
     @r.post("/groups")
     async def create_group(body: NewGroup):

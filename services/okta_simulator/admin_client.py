@@ -82,8 +82,19 @@ class SimulatorAdmin:
     async def change_app_username(self, app_id: str, user_id: str, user_name: str) -> str:
         return (await self._call("POST", f"/apps/{app_id}/users/{user_id}/username", {"userName": user_name}))["id"]
 
-    async def update_app_user_profile(self, app_id: str, user_id: str, profile: dict) -> str:
-        return (await self._call("POST", f"/apps/{app_id}/users/{user_id}/profile", {"profile": profile}))["id"]
+    async def update_app_user_profile(self, app_id: str, user_id: str, profile: dict,
+                                      event_type: str = "application.user_membership.update") -> str:
+        """`event_type`: or `directory.app_user_profile.update`."""
+        body = {"profile": profile, "eventType": event_type}
+        return (await self._call("POST", f"/apps/{app_id}/users/{user_id}/profile", body))["id"]
+
+    async def restore_assignment(self, app_id: str, user_id: str) -> str:
+        """Writes `application.user_membership.restore` for an existing assignment; changes nothing."""
+        return (await self._call("POST", f"/apps/{app_id}/users/{user_id}/restore"))["id"]
+
+    async def update_primary_email(self, user_id: str, email: str) -> str:
+        """Changes `profile.email` with only `user.account.update_primary_email` written."""
+        return (await self._call("POST", f"/users/{user_id}/primary-email", {"email": email}))["id"]
 
     async def create_group(self, name: str, description: str = "") -> str:
         return (await self._call("POST", "/groups", {"name": name, "description": description}))["id"]

@@ -5,7 +5,7 @@ Targets of membership events, in order: AppUser (0ua…, alternateId = app usern
 from __future__ import annotations
 
 from .domain import App, AppUser, new_app_user
-from .errors import not_found
+from .errors import invalid, not_found
 from .events import app_target, app_user_target, user_target
 from .ids import okta_id
 from .sim import Simulator
@@ -91,10 +91,26 @@ def change_username(sim: Simulator, app_id: str, user_id: str, user_name: str,
     return au
 
 
+APP_USER_PROFILE_EVENTS = ("application.user_membership.update", "directory.app_user_profile.update")
+
+
 def update_app_user_profile(sim: Simulator, app_id: str, user_id: str, profile: dict,
-                            token_id: str | None = None) -> AppUser:
+                            token_id: str | None = None,
+                            event_type: str = "application.user_membership.update") -> AppUser:
+    """`event_type`: the API's update writes `application.user_membership.update`; Okta also has
+    `directory.app_user_profile.update` (Universal Directory), whose writer is not documented: tests choose it."""
+    if event_type not in APP_USER_PROFILE_EVENTS:
+        raise invalid(f"event_type: must be one of {APP_USER_PROFILE_EVENTS}")
     au = get_app_user(sim, app_id, user_id)
     au.profile.update(profile)
     au.last_updated = sim.now()
-    membership_event(sim, "application.user_membership.update", au, token_id)
+    membership_event(sim, event_type, au, token_id)
+    return au
+
+
+def restore_assignment(sim: Simulator, app_id: str, user_id: str) -> AppUser:
+    """Writes `application.user_membership.restore` ("Restore user assignment to an application") for an existing
+    assignment and changes nothing: when Okta writes it is not documented, so the bridge must only look again."""
+    au = get_app_user(sim, app_id, user_id)
+    membership_event(sim, "application.user_membership.restore", au)
     return au

@@ -2,6 +2,7 @@
 
 Target order per event type (as in the public samples):
   application.user_membership.*        AppUser (0ua…), AppInstance (0oa…), User (00u…)
+  directory.app_user_profile.update    the same three (no public sample found: our guess)
   user.lifecycle.*, user.account.*     User
   group.user_membership.add/remove     User, UserGroup
   group.lifecycle.*, group.profile.*   UserGroup
@@ -24,6 +25,9 @@ EVENT_META: dict[str, tuple[str, str | None]] = {
     "application.user_membership.remove": ("Remove user from application membership", "app.generic.unprovision.unassign_user_from_app"),
     "application.user_membership.update": ("Update user's application membership", None),
     "application.user_membership.change_username": ("Change user's application username", None),
+    "application.user_membership.restore": ("Restore user assignment to an application",
+                                            "app.generic.reversibility.individual.app.recovery"),
+    "directory.app_user_profile.update": ("Update app user profile", None),
     "application.lifecycle.create": ("Create application", "app.generic.config.app_created"),
     "user.lifecycle.create": ("Create Okta user", "core.user.config.user_creation.success"),
     "user.lifecycle.activate": ("Activate Okta user", "core.user.config.user_activated"),
@@ -33,6 +37,7 @@ EVENT_META: dict[str, tuple[str, str | None]] = {
     "user.lifecycle.unsuspend": ("Unsuspend Okta user", "core.user.config.user_status.unsuspended"),
     "user.lifecycle.delete.initiated": ("Delete Okta user", None),
     "user.account.update_profile": ("Update user profile for Okta", "core.user.config.profile_update.success"),
+    "user.account.update_primary_email": ("Update primary email address", None),
     "group.user_membership.add": ("Add user to group membership", "core.user_group_member.user_add"),
     "group.user_membership.remove": ("Remove user from group membership", "core.user_group_member.user_remove"),
     "group.profile.update": ("Update group profile", None),

@@ -80,6 +80,18 @@ def update_profile(sim: Simulator, user_id: str, changes: dict, token_id: str | 
     return user
 
 
+def update_primary_email(sim: Simulator, user_id: str, email: str, token_id: str | None = None) -> User:
+    """A primary email change written as Okta's release notes describe it: `user.account.update_primary_email`
+    alone (not written by profile sync or other automated processes)."""
+    if not email or "@" not in email:
+        raise invalid("email: must be an email address")
+    user = get_user(sim, user_id)
+    user.profile["email"] = email
+    user.last_updated = sim.now()
+    sim.record("user.account.update_primary_email", [user_target(user)], f"/api/v1/users/{user.id}", token_id)
+    return user
+
+
 def transition(sim: Simulator, user_id: str, action: str, token_id: str | None = None) -> User:
     if action not in TRANSITIONS:
         raise invalid(f"unknown lifecycle action {action}")

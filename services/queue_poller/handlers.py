@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from opentelemetry import trace
 
 from okta_bridge.contracts import OktaEventReceived, SyncReason
-from okta_bridge.events import (GROUP_EVENTS, MEMBERSHIP_EVENTS, USER_EVENTS, MalformedEvent, group_id_of, parse_event,
-                                target_id, user_id_of)
+from okta_bridge.events import (APP_PROFILE_EVENTS, APP_USER_EVENTS, GROUP_EVENTS, USER_EVENTS, MalformedEvent,
+                                group_id_of, parse_event, target_id, user_id_of)
 from okta_bridge.okta_client import OktaCursorRejectedError
 from queue_poller.ports import CursorState, LeadershipLost, LogSource, Outbox, StateStore
 
@@ -156,7 +156,7 @@ class Poller:
                     out.append(e)
             elif e.event_type in GROUP_EVENTS and group_id_of(e) in pushed:
                 out.append(e)
-            elif e.event_type in MEMBERSHIP_EVENTS and target_id(e, "AppInstance") in apps:
+            elif e.event_type in APP_USER_EVENTS and target_id(e, "AppInstance") in apps and user_id_of(e):
                 if self._own_write(e):
                     log.debug("event %s was caused by our own token: ignored", e.event_uuid)
                     continue
@@ -168,7 +168,7 @@ class Poller:
     def _own_write(self, event: OktaEventReceived) -> bool:
         """Only app-user profile updates are written by the bridge (accept_user_updates); an assignment made with
         the same token by other automation is a real change and is followed."""
-        return (bool(self.cfg.own_token_id) and event.event_type == "application.user_membership.update"
+        return (bool(self.cfg.own_token_id) and event.event_type in APP_PROFILE_EVENTS
                 and event.request_api_token_id == self.cfg.own_token_id)
 
     async def _sync(self, app_ids: list[str], reason: SyncReason) -> None:

@@ -158,12 +158,12 @@ def drift(app: str = typer.Option(None, help="one app (name or Okta app id); def
     while True:
         results = asyncio.run(_drift(chosen, repair, operator or "operator"))
         table = Table("app", "assigned", "accounts", "missing", "should be inactive", "unlinked", "broken link",
-                      "duplicate", "unknown", "action")
+                      "duplicate", "unknown", "adoption held", "action")
         for result, action in results:
             c = result.counts()
             table.add_row(result.app, str(result.assigned), str(result.accounts), str(c["missing"]),
                           str(c["should_be_inactive"]), str(c["unlinked"]), str(c["broken_link"]), str(c["duplicate"]),
-                          str(c["unknown"]),
+                          str(c["unknown"]), str(c["adoption_held"]),
                           action)
         Console(width=200).print(table)
         for result, _ in results:
@@ -171,7 +171,7 @@ def drift(app: str = typer.Option(None, help="one app (name or Okta app id); def
                 if ids:
                     typer.echo(f"{result.app} {kind}: {', '.join(ids[:10])}{' …' if len(ids) > 10 else ''}")
         if interval <= 0:
-            drifted = any(r.repairable or r.found["duplicate"] for r, _ in results)
+            drifted = any(r.repairable or r.found["duplicate"] or r.found["adoption_held"] for r, _ in results)
             raise typer.Exit(1 if drifted else 0)
         time.sleep(interval)
 
@@ -216,6 +216,9 @@ async def _drift(apps, repair: bool, operator: str):
                     action = "dry run (--repair to fix)"
                 if result.found["duplicate"]:  # a full sync cannot choose between two accounts of one user
                     action = f"{action}; duplicates need a person" if action != "none" else "duplicates need a person"
+                if result.found["adoption_held"]:  # an account that is someone else's: never adopted by a sync
+                    action = (f"{action}; held adoptions need a person" if action != "none"
+                              else "held adoptions need a person")
                 await audit.record(AuditStep.PLANNED if action == "full sync requested" else AuditStep.SKIPPED,
                                    reason=Reason.OPERATOR, app_id=app.okta_app_id, event_type="operator:drift",
                                    detail=f"drift check by {operator}: {summary or 'no drift'}; {action}")

@@ -10,7 +10,8 @@ What each assigned user should look like comes from the translator's state table
 would get). Differences found:
 
 ``missing``          should be active, but no account, or an inactive one
-``should_be_inactive`` should be inactive (deactivated, unassigned, suspended), but the account is active
+``should_be_inactive`` should be inactive (deactivated, unassigned; suspended only with ``suspended: deactivate``),
+                     but the account is active
 ``unlinked``         an account that belongs to the user (externalId or unique field) but is not linked
 ``broken_link``      the link points at an account the target no longer has
 ``duplicate``        more than one active account belongs to the user (externalId or unique field): reported,
@@ -19,6 +20,9 @@ would get). Differences found:
                      is where that shows
 ``unknown``          active target accounts that match no Okta user of the app (reported, never touched: they may
                      be the app's own local accounts)
+``adoption_held``    an assigned user without an account of their own whose app username finds an account that
+                     another user's link holds or whose ``externalId`` names another Okta user: the dispatcher does
+                     not adopt it (held for a person), so it is reported, never repaired
 
 ``repair`` asks the translator for a full sync of the app (``AppSyncRequested(reason=operator)``): every assigned
 user is planned from Okta's state and applied through the usual version checks, lookups before create, retries and
@@ -39,7 +43,7 @@ from translator.state_table import decide
 __all__ = ["Drift", "check_app"]
 
 EXAMPLES = 10
-REPORT_ONLY = ("duplicate", "unknown")
+REPORT_ONLY = ("duplicate", "unknown", "adoption_held")
 
 
 @dataclass
@@ -48,7 +52,7 @@ class Drift:
     assigned: int = 0
     accounts: int = 0
     found: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in (
-        "missing", "should_be_inactive", "unlinked", "broken_link", "duplicate", "unknown")})
+        "missing", "should_be_inactive", "unlinked", "broken_link", "duplicate", "unknown", "adoption_held")})
 
     @property
     def repairable(self) -> int:
@@ -75,6 +79,7 @@ async def check_app(app: AppConnector, okta: Any, scim: ScimClient, links: dict[
         by_unique.setdefault(str(u.raw.get(app.unique_user_field, "")).lower(), []).append(u)
     claimed: set[str] = set()
     assigned: set[str] = set()
+    holders = {target_id: user_id for user_id, target_id in links.items()}
     async for page in okta.list_app_users(app.okta_app_id):
         for app_user in page:
             user_id = app_user["id"]
@@ -91,6 +96,10 @@ async def check_app(app: AppConnector, okta: Any, scim: ScimClient, links: dict[
                                                                           else [])]}
             if account is None:
                 account = next(iter(owned.values()), None)
+                if account is not None and _held(app, user_id, account, holders):
+                    drift.found["adoption_held"].append(user_id)
+                    claimed.add(account.id)
+                    continue
                 if account is not None and linked != account.id:
                     drift.found["unlinked"].append(user_id)
             if account is not None:
@@ -113,3 +122,12 @@ async def check_app(app: AppConnector, okta: Any, scim: ScimClient, links: dict[
     drift.found["unknown"] = sorted(a.id for a in accounts.values()
                                     if a.id not in claimed and a.active is not False)
     return drift
+
+
+def _held(app: AppConnector, user_id: str, account: Any, holders: dict[str, str]) -> bool:
+    """The dispatcher's adoption guard, seen from the three views: another user's link holds the account, or its
+    ``externalId`` names another Okta user (when the app maps ``externalId`` from the Okta id, as by default)."""
+    if holders.get(account.id, user_id) != user_id:
+        return True
+    external = account.raw.get("externalId")
+    return app.mappings.get("externalId") == "id" and external not in (None, "") and str(external) != user_id

@@ -7,7 +7,11 @@
 * upsert: linked -> GET + PUT by the stored id (404 -> look up again, relink or recreate); not linked -> look up
   by the unique field first (a create whose answer was lost is found, not created twice), then POST; a 409 on POST
   links the existing account;
-* deactivate: ``active=false`` on the linked or found account; never a DELETE.
+* deactivate: ``active=false`` on the linked or found account; never a DELETE;
+* adoption (an existing account found by the unique field, as Okta links it): never an account another link of the
+  app holds (another Okta user's) nor one whose ``externalId`` names another user than the plan would write there.
+  Such a plan is held for a person: audited ``held`` with the reason ``adoption_held``, nothing written, no link
+  stored; the drift check shows the case. The next plan of the key looks again (a person may have fixed it).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from okta_bridge.telemetry import ATTR
 from scim_dispatcher.adapters.scim_client import ScimClient
 from scim_dispatcher.adapters.scim_errors import ScimConflictError, ScimNotFoundError, ScimPermanentError
 from scim_dispatcher.adapters.scim_user import ScimUser
+from scim_dispatcher.ports import LinkOwners
 from okta_bridge.stores.links import Link, LinkWrite
 
 tracer = trace.get_tracer("scim_dispatcher")
@@ -74,6 +79,19 @@ def _action_off(target_id: str | None, detail: str, active: bool | None = None) 
     return _Write(AuditStep.SKIPPED, Reason.ACTION_OFF, target_id, detail, active)
 
 
+class AdoptionHeld(Exception):
+    """An existing account that must not be linked to the plan's user; the plan is held for a person. The text
+    names no person's data (the account is in the audit record's ``target_id``)."""
+
+    def __init__(self, target_id: str, why: str) -> None:
+        super().__init__(why)
+        self.target_id, self.why = target_id, why
+
+    def write(self) -> _Write:
+        return _Write(AuditStep.HELD, Reason.ADOPTION_HELD, self.target_id,
+                      f"existing account not adopted: {self.why}; held for a person (see the drift check)", None)
+
+
 @dataclass
 class Dispatcher:
     """Applies one user plan, given its key's link. The caller guarantees one writer per key (the engine runs a key's
@@ -81,6 +99,7 @@ class Dispatcher:
 
     apps: dict[str, AppConnector]
     clients: dict[str, ScimClient]
+    owners: LinkOwners | None = None  # who holds an account (the adoption guard); None: no other links known
 
     async def apply(self, plan: ScimOperationPlanned, link: Link | None, fence: int = 0) -> Outcome:
         app = self.apps[plan.app_id]
@@ -92,17 +111,21 @@ class Dispatcher:
             span.set_attribute(ATTR.APP_ID, plan.app_id)
             span.set_attribute(ATTR.USER_ID, plan.okta_user_id)
             span.set_attribute(ATTR.PLAN_VERSION, plan.version)
-            if plan.action is PlanAction.DEACTIVATE:
-                write = await self._deactivate(app, plan, link)
-            else:
-                write = await self._upsert(app, plan, link)
+            try:
+                if plan.action is PlanAction.DEACTIVATE:
+                    write = await self._deactivate(app, plan, link)
+                else:
+                    write = await self._upsert(app, plan, link)
+            except AdoptionHeld as held:
+                span.add_event("existing account not adopted: held for a person")
+                write = held.write()
             if write.target_id:
                 span.set_attribute(ATTR.TARGET_ID, write.target_id)
             returned = dict(write.returned.raw) if write.returned is not None else None
+            stored = None if write.reason is Reason.ADOPTION_HELD else LinkWrite(
+                plan.app_id, plan.okta_user_id, plan.version, write.target_id, write.active, fence)
             return Outcome(write.step, write.reason, write.target_id, write.method, write.path, write.http_status,
-                           write.detail, _ms(started), returned,
-                           LinkWrite(plan.app_id, plan.okta_user_id, plan.version, write.target_id, write.active,
-                                     fence))
+                           write.detail, _ms(started), returned, stored)
 
     async def _deactivate(self, app: AppConnector, plan: ScimOperationPlanned, link: Link | None) -> _Write:
         client = self.clients[app.okta_app_id]
@@ -128,7 +151,7 @@ class Dispatcher:
             created = await self._create(client, app, plan, attrs)
             if created is not None:
                 return _applied(created.id, "created", True, "POST", 201, created)
-            current = await client.find_user(plan.unique_value)  # 409: the account exists, link it
+            current = await self._adopt(client, plan)  # 409: the account exists, link it (if it may be)
             if current is None:
                 raise ScimConflictError("POST", "/Users", 409, "409 on create but no account matches the unique field",
                                         version=client.version)
@@ -154,7 +177,7 @@ class Dispatcher:
             if exc.status is None or not 200 <= exc.status < 300:
                 raise
             # "create returned empty user" (or an unreadable 2xx): the account may exist now; find it, never re-POST
-            found = await client.find_user(plan.unique_value)
+            found = await self._adopt(client, plan)
             if found is None:
                 raise
             return found
@@ -166,7 +189,32 @@ class Dispatcher:
                 return await client.get_user(link.target_id)
             except ScimNotFoundError:
                 trace.get_current_span().add_event("linked account gone: looking up again")
-        return await client.find_user(plan.unique_value)
+        return await self._adopt(client, plan)
+
+    # --- adoption of an existing account ----------------------------------------------------------------------------
+    async def _adopt(self, client: ScimClient, plan: ScimOperationPlanned) -> ScimUser | None:
+        """The account the unique field finds, if it may become this key's (as Okta links an existing account);
+        raises :class:`AdoptionHeld` when it belongs to someone else."""
+        found = await client.find_user(plan.unique_value)
+        if found is not None:
+            why = await self._adoption_conflict(plan, found)
+            if why:
+                raise AdoptionHeld(found.id, why)
+        return found
+
+    async def _adoption_conflict(self, plan: ScimOperationPlanned, found: ScimUser) -> str | None:
+        """Why ``found`` must not be linked to the plan's user, or None. Its ``externalId`` is compared with what the
+        plan writes there (the Okta user id by default); an app that does not map ``externalId`` is not judged by
+        it. Then the app's other links: an account another Okta user's link holds is theirs."""
+        ours = next((a.value for a in plan.attributes if a.path == "externalId"), None)
+        theirs = found.raw.get("externalId")
+        if ours is not None and theirs not in (None, "") and str(theirs) != str(ours):
+            return "its externalId names another Okta user"
+        if self.owners is not None:
+            holder = await self.owners.holder_of(plan.app_id, found.id, plan.okta_user_id)
+            if holder is not None:
+                return f"another Okta user's link ({holder}) holds it"
+        return None
 
 
 def _ms(started: float) -> float:

@@ -124,6 +124,7 @@ def build() -> FastStream:
         links, group_links, group_state = MongoLinks(db, okta.org_url), MongoGroupLinks(db, okta.org_url), \
             GroupState(db, okta.org_url)
         await group_links.ensure_indexes()
+        await links.ensure_indexes()
         await group_state.ensure_indexes()
         names = Leases.keyed(db, ttl_s=max(cfg.group_lease_ttl_s, *(4 * a.timeout_s for a in apps.values())))
         await names.ensure_indexes()
@@ -133,7 +134,7 @@ def build() -> FastStream:
         ttl = max(cfg.partition_ttl_s, margin + 6)
         for pool in pools:
             pool_apps = {i: a for i, a in apps.items() if a.pool == pool}
-            ports = DispatcherPorts(apps=pool_apps, users=Dispatcher(pool_apps, clients),
+            ports = DispatcherPorts(apps=pool_apps, users=Dispatcher(pool_apps, clients, links),
                                     groups=GroupDispatcher(pool_apps, clients, group_state, group_links, links, names),
                                     group_state=group_state, circuits=circuits, audit=audit, outbox=outbox)
             permits = PermitPool(MongoPermits(db, okta.org_url), f"apps|{pool}", me,

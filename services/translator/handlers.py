@@ -5,10 +5,16 @@ and keep the assignment table (org, app, user, app username) current; ``user.*``
 apps through that table; every event of one key in a batch makes one plan (:mod:`translator.planning`). Full syncs
 re-list an app's assignments, 500 a call with each user embedded, and plan each page as a batch. Group events and
 write-backs are handled one at a time.
+
+``appProfile.*`` values come with the assignment row (listings, the bridge's own write-back), so every plan carries
+them. An app-user profile event (``application.user_membership.update``, ``directory.app_user_profile.update``; the
+poller drops those the bridge caused) refreshes them with one app-user read per key, in the apps bucket, and only for
+apps that map ``appProfile.*``; no other event reads the app user.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -20,7 +26,9 @@ from opentelemetry import trace
 from okta_bridge.audit import Audit
 from okta_bridge.connectors import AppConnector
 from okta_bridge.contracts import (AppSyncRequested, AuditStep, OktaEventReceived, Reason, TargetValuesObserved)
-from okta_bridge.events import GROUP_EVENTS, MEMBERSHIP_EVENTS, USER_EVENTS, target_id, user_id_of
+from okta_bridge.okta_client import OktaNotFoundError, OktaTransientError
+from okta_bridge.events import (APP_PROFILE_EVENTS, APP_USER_EVENTS, GROUP_EVENTS, USER_EVENTS, target_id,
+                                user_id_of)
 from okta_bridge.stores.groups import micros
 from okta_bridge.telemetry import ATTR, span_of
 from translator.groups import GroupPlanner
@@ -73,8 +81,9 @@ class Translator:
             if user_events else {}
         joining: dict[str, set[str]] = {}  # user -> apps a membership event of this batch names
         for _, event in events:
-            if event.event_type in MEMBERSHIP_EVENTS and target_id(event, "AppInstance") in self.apps:
+            if event.event_type in APP_USER_EVENTS and target_id(event, "AppInstance") in self.apps:
                 joining.setdefault(user_id_of(event), set()).add(target_id(event, "AppInstance"))
+        profile_reads: set[tuple[str, str]] = set()  # keys whose app-user profile changed: read it again
         for source, event in events:
             keys = self._keys_of(source, event, rows, joining)
             for app_id, user_id, change in keys:
@@ -82,11 +91,19 @@ class Translator:
                 work.sources.append(source)
                 if event.event_type in USER_EVENTS:
                     work.by_id = True
+                if event.event_type in APP_PROFILE_EVENTS and _maps_app_profile(self.apps[app_id]):
+                    profile_reads.add((app_id, user_id))
                 if change:
                     work.fold(**change)
                 by_source.setdefault(source.handle, []).append(work)
             if not keys:
                 await self._skip_event(source, event, rows)
+        unread = await self._read_app_profiles([works[k] for k in sorted(profile_reads)])
+        for result in unread:
+            del works[result.work.key]
+            await self._publish(result)
+            for source in result.work.sources:
+                results[source.handle] = EventResult(result.failure)
         for result in await self.planner.plan(list(works.values())):
             await self._publish(result)
             if result.failure is not None:
@@ -94,12 +111,38 @@ class Translator:
                     results[source.handle] = EventResult(result.failure)
         return results
 
+    async def _read_app_profiles(self, works: list[KeyWork]) -> list[KeyResult]:
+        """One ``GET /api/v1/apps/{appId}/users/{userId}`` per key (the apps bucket; the client keeps to its
+        rate-limit headers): its profile goes into the key's row with Okta's time before the read, so a listing
+        asked for later wins and one asked for earlier does not. A key Okta no longer assigns (404) keeps what is
+        known: its removal arrives as its own event. A key whose read fails is not planned; its messages are tried
+        again (returned as failures)."""
+        async def one(work: KeyWork) -> KeyResult | None:
+            as_of = micros(self.okta.server_now()) - LISTING_MARGIN_US
+            try:
+                with tracer.start_as_current_span("okta read app user", context=work.context) as span:
+                    span.set_attribute(ATTR.APP_ID, work.app_id)
+                    span.set_attribute(ATTR.USER_ID, work.user_id)
+                    app_user = await self.okta.get_app_user(work.app_id, work.user_id)
+            except OktaNotFoundError:
+                return None
+            except Exception as exc:  # noqa: BLE001 - settled by the outcome policy (retried, or dead-lettered)
+                return KeyResult(work, getattr(exc, "code", Reason.INTERNAL), str(exc), failure=exc)
+            profile = app_user.get("profile") if isinstance(app_user, dict) else None
+            if not isinstance(profile, dict):
+                why = f"Okta answered app user {work.app_id}/{work.user_id} without a profile; read again later"
+                return KeyResult(work, Reason.OKTA_TRANSIENT, why, failure=OktaTransientError(why))
+            work.fold(app_profile=profile, as_of=as_of)
+            return None
+
+        return [r for r in await asyncio.gather(*(one(w) for w in works)) if r is not None]
+
     def _keys_of(self, source: Source, event: OktaEventReceived, rows,
                  joining: dict[str, set[str]]) -> list[tuple[str, str, dict[str, Any]]]:
         user_id = user_id_of(event)
         if user_id is None:
             return []
-        if event.event_type in MEMBERSHIP_EVENTS:
+        if event.event_type in APP_USER_EVENTS:
             app_id = target_id(event, "AppInstance")
             return [(app_id, user_id, _membership_change(event))] if app_id in self.apps else []
         if event.event_type in USER_EVENTS:  # its apps, and those the user joins in this batch: read by id
@@ -109,7 +152,7 @@ class Translator:
 
     async def _skip_event(self, source: Source, event: OktaEventReceived, rows) -> None:
         user_id = user_id_of(event)
-        if event.event_type in MEMBERSHIP_EVENTS:
+        if event.event_type in APP_USER_EVENTS:
             app_id, why = target_id(event, "AppInstance"), "app is not in the connectors file"
         elif event.event_type in USER_EVENTS:
             app_id, why = None, "user is assigned to no configured app"
@@ -173,7 +216,8 @@ class Translator:
                 as_of = min(okta_before, okta_after) - LISTING_MARGIN_US
                 started_as_of = started_as_of or as_of
                 rows = [(u["id"], (u.get("credentials") or {}).get("userName")) for u in page]
-                await self.store.record_listing(app.okta_app_id, rows, request.sync_id, as_of)
+                profiles = {u["id"]: u["profile"] for u in page if isinstance(u.get("profile"), dict)}
+                await self.store.record_listing(app.okta_app_id, rows, request.sync_id, as_of, profiles)
                 works = [KeyWork(app.okta_app_id, user_id, [source], listed=app_user,
                                  app_profile=app_user.get("profile"))
                          for app_user, (user_id, _) in zip(page, rows)]
@@ -212,8 +256,15 @@ class Translator:
             return
         await self.okta.update_app_user_profile(observed.app_id, observed.okta_user_id, changed)
         await self.writebacks.remember(observed.app_id, observed.okta_user_id, changed)
+        # the log events of this write are ours and not read back: the known app-user profile takes the values now
+        await self.store.merge_app_profile(observed.app_id, observed.okta_user_id, changed,
+                                           micros(self.okta.server_now()))
         await self.audit.record(AuditStep.APPLIED, reason=Reason.APPLIED,
                                 detail=f"wrote app-user profile: {', '.join(sorted(changed))}", **common)
+
+
+def _maps_app_profile(app: AppConnector) -> bool:
+    return any(source.startswith("appProfile.") for source in app.mappings.values())
 
 
 def _span_context(ctx: otel_context.Context | None) -> trace.SpanContext:

@@ -73,13 +73,16 @@ class KeyWork:
     def context(self) -> otel_context.Context | None:
         return self.sources[0].context if self.sources else None
 
-    def fold(self, *, assigned: bool | None = None, app_username: str | None = None, as_of: int | None = None) -> None:
-        """Adds one membership event: for the assignment and the username, the newest event wins."""
+    def fold(self, *, assigned: bool | None = None, app_username: str | None = None, as_of: int | None = None,
+             app_profile: dict[str, Any] | None = None) -> None:
+        """Adds one membership event (or an app-user read's profile): for each field, the newest wins."""
         c = self.change or MembershipChange()
         if assigned is not None and (c.assigned is None or _later(as_of, c.assigned_as_of)):
             c = replace(c, assigned=assigned, assigned_as_of=as_of)
         if app_username is not None and (c.app_username is None or _later(as_of, c.username_as_of)):
             c = replace(c, app_username=app_username, username_as_of=as_of)
+        if app_profile is not None and (c.app_profile is None or _later(as_of, c.app_profile_as_of)):
+            c = replace(c, app_profile=app_profile, app_profile_as_of=as_of)
         self.change = c
 
 
@@ -196,7 +199,9 @@ class Planner:
         decision = decide(read.user.get("status") if read.user else None, row.assigned, app)
         if decision.action is None:
             return KeyResult(w, Reason.NOTHING_TO_SEND, decision.reason, version)
-        attrs, unique = map_user(app, read.user or {"id": w.user_id, "profile": {}}, row.app_username, w.app_profile)
+        # the last known app-user profile travels with the row, so an event-driven plan carries appProfile.* too
+        app_profile = row.app_profile if row.app_profile is not None else w.app_profile
+        attrs, unique = map_user(app, read.user or {"id": w.user_id, "profile": {}}, row.app_username, app_profile)
         primary = w.sources[0] if w.sources else None
         plan = ScimOperationPlanned(org=self.org, app_id=w.app_id, okta_user_id=w.user_id, version=version,
                                     action=decision.action, attributes=attrs, unique_value=unique, cause=w.cause,

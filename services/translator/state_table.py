@@ -5,12 +5,15 @@
 | ACTIVE                        | active (create or update)         | active=false       |
 | LOCKED_OUT, PASSWORD_EXPIRED, | active (sign-in states: Okta does | active=false       |
 | RECOVERY                      | not deprovision; profile flows)   |                    |
-| SUSPENDED                     | `suspended: deactivate` -> false; | active=false       |
-|                               | `ignore` -> nothing sent          |                    |
+| SUSPENDED                     | `suspended: ignore` (default) ->  | active=false       |
+|                               | nothing sent, as Okta's client;   |                    |
+|                               | `deactivate` -> false             |                    |
 | STAGED, PROVISIONED (pending) | `push_pending_users` -> active,   | active=false       |
 |                               | else nothing sent                 |                    |
 | DEPROVISIONED, deleted (404)  | active=false                      | active=false       |
 
+Suspension: Okta's SCIM 1.1 and 2.0 pages (since 2021) say no deprovisioning is sent for a suspended user (brief,
+section 3); an older 2.0 page said ``active=false``, which ``suspended: deactivate`` keeps as an option.
 ``active=false`` is sent only to an account that exists (linked or found by lookup); nothing is ever deleted.
 Actions switched off in the connector (`create_users`, `update_users`, `deactivate_users`) are honoured by the
 dispatcher, which is the one that knows whether the account exists.

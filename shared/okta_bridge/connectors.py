@@ -99,7 +99,9 @@ class AppConnector(_Strict):
     max_concurrency: int = Field(default=4, ge=1, le=256)
     pool: str = Field(default="default", pattern=r"^[a-z0-9_-]+$")
     actions: Actions = Actions()
-    suspended: Literal["deactivate", "ignore"] = "deactivate"
+    suspended: Literal["deactivate", "ignore"] = Field(
+        default="ignore", description="ignore: nothing is sent for a SUSPENDED user, as Okta's SCIM 1.1 and 2.0 "
+                                      "documentation says of Okta's own client; deactivate: active=false")
     deactivate_with: Literal["PUT", "PATCH"] = "PUT"
     accept_user_updates: bool = False
     attribute_mappings: dict[str, str | None] = Field(default_factory=dict)

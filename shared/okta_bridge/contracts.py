@@ -185,6 +185,7 @@ class Reason(StrEnum):
     TARGET_AUTH = "target_auth"  # 401 / 403: credentials
     TARGET_REJECTED = "target_rejected"  # another 4xx, or an unreadable answer
     TARGET_CONFLICT = "target_conflict"  # a group name or account that cannot be linked
+    ADOPTION_HELD = "adoption_held"  # an existing account another link holds or whose externalId names another user
     TARGET_NO_GROUPS = "target_no_groups"  # the target has no /Groups
     MEMBER_REFUSED = "member_refused"  # one member of a membership batch refused by the target
     GROUP_NOT_READY = "group_not_ready"  # a membership plan before its group exists in the target

@@ -2,7 +2,23 @@
 
 Event types that mean work (brief, section 3): app-user membership and user events for provisioning, group events
 for pushed groups. Group assignment to an app needs no event of its own: Okta writes an app-user membership event
-per member.
+per member. Every event means "look at these keys again"; the state comes from Okta, never from the event.
+
+Beyond the brief's list (issue 9, item 6):
+
+* ``application.user_membership.restore`` ("Restore user assignment to an application" in Okta's event catalog;
+  legacy ``app.generic.reversibility.*.app.recovery``). When Okta writes it is not documented, so it changes
+  nothing in the assignment table: the (app, user) key is planned again from what is known.
+* ``user.account.update_primary_email``: Okta's release notes say it is written only when a user's primary email
+  is updated; ``profile.email`` is the source of the default ``emails`` mapping, so the user is read by id as for
+  any change of the user.
+* ``directory.app_user_profile.update`` ("app user profile" updated, Universal Directory): the app-user profile is
+  what ``appProfile.*`` mappings read, so it is an app-user profile change like
+  ``application.user_membership.update``. Its targets are not documented: an event that does not name a configured
+  app and a user is not ours (never dead-lettered for that).
+
+``HANDLED_EVENT_TYPES`` is the one list of every type the bridge acts on: the poller's System Log ``filter`` is built
+from it, so a type added here is both asked for and handled.
 """
 
 from __future__ import annotations
@@ -13,14 +29,20 @@ from pydantic import ValidationError
 
 from okta_bridge.contracts import EventTarget, OktaEventReceived
 
-__all__ = ["GROUP_EVENTS", "GROUP_MEMBER_EVENTS", "MEMBERSHIP_EVENTS", "group_id_of", "USER_EVENTS", "MalformedEvent", "parse_event", "target_id", "user_id_of"]
+__all__ = ["APP_PROFILE_EVENTS", "APP_USER_EVENTS", "GROUP_EVENTS", "GROUP_MEMBER_EVENTS", "HANDLED_EVENT_TYPES",
+           "MEMBERSHIP_EVENTS", "group_id_of", "USER_EVENTS", "MalformedEvent", "parse_event", "target_id",
+           "user_id_of"]
 
-MEMBERSHIP_EVENTS = frozenset({
+MEMBERSHIP_EVENTS = frozenset({  # AppUser, AppInstance and User targets, as in Okta's samples: required
     "application.user_membership.add",
     "application.user_membership.remove",
     "application.user_membership.update",
     "application.user_membership.change_username",
+    "application.user_membership.restore",
 })
+# the app user's profile changed: the appProfile.* values are read again (once per key, the apps bucket)
+APP_PROFILE_EVENTS = frozenset({"application.user_membership.update", "directory.app_user_profile.update"})
+APP_USER_EVENTS = MEMBERSHIP_EVENTS | APP_PROFILE_EVENTS  # name one (app, user) key by their AppInstance and User
 USER_EVENTS = frozenset({
     "user.lifecycle.create",
     "user.lifecycle.activate",
@@ -30,10 +52,13 @@ USER_EVENTS = frozenset({
     "user.lifecycle.unsuspend",
     "user.lifecycle.delete.initiated",
     "user.account.update_profile",
+    "user.account.update_primary_email",
 })
 
 GROUP_MEMBER_EVENTS = frozenset({"group.user_membership.add", "group.user_membership.remove"})
 GROUP_EVENTS = GROUP_MEMBER_EVENTS | {"group.profile.update", "group.lifecycle.create", "group.lifecycle.delete"}
+
+HANDLED_EVENT_TYPES: tuple[str, ...] = tuple(sorted(APP_USER_EVENTS | USER_EVENTS | GROUP_EVENTS))
 
 
 class MalformedEvent(ValueError):

@@ -187,6 +187,11 @@ class OktaClient:
                 chunks += [chunk[:half], chunk[half:]]
         return found
 
+    async def get_app_user(self, app_id: str, user_id: str) -> dict[str, Any]:
+        """``GET /api/v1/apps/{appId}/users/{userId}`` (the apps bucket, paced by its rate-limit headers like every
+        call): read only for app-user profile events the bridge did not cause."""
+        return (await self.get(f"/api/v1/apps/{app_id}/users/{user_id}")).body
+
     async def update_app_user_profile(self, app_id: str, user_id: str, profile: dict[str, Any]) -> None:
         """``POST /api/v1/apps/{appId}/users/{userId}`` with only the changed profile attributes."""
         await self.post(f"/api/v1/apps/{app_id}/users/{user_id}", {"profile": profile})

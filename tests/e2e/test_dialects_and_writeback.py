@@ -19,7 +19,7 @@ async def test_scim20_demo_target_full_lifecycle(stack):
     stack.start_fixtures()
     async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
         sc = await start_scenario(stack, okta, target, preassigned=1, connector={
-            "base_url": f"{stack.target_url}/scim/v2/", "deactivate_with": "PATCH",
+            "base_url": f"{stack.target_url}/scim/v2/", "deactivate_with": "PATCH", "suspended": "deactivate",
             "attribute_mappings": {"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department":
                                    "profile.department", "locale": None}})
         user = await sc.new_user("edsger.dijkstra@example.com")

@@ -43,6 +43,16 @@ async def test_drift_is_reported_then_repaired(stack):
             double = (await http.post(f"{base}/Users", json={  # a second account of one Okta user
                 "schemas": ["urn:scim:schemas:core:1.0"], "userName": "pre1.copy@example.com", "active": True,
                 "externalId": sc.users[logins[1]]})).json()
+            other = await sc.new_user("other.person@example.com")  # in Okta, not assigned to the app
+            taken = (await http.post(f"{base}/Users", json={  # an account whose externalId names that other user
+                "schemas": ["urn:scim:schemas:core:1.0"], "userName": "held.user@example.com", "active": True,
+                "externalId": other})).json()
+        held_user = await sc.new_user("held.user@example.com")
+        await okta.assign_user(sc.app_id, held_user)  # its app username finds the other user's account
+
+        async def held():
+            return [r for r in await audit_records(stack, user=held_user) if r.get("reason") == "adoption_held"]
+        assert (await eventually(held, 60, "the adoption held for a person"))[0]["step"] == "held"
 
         dry = drift(stack)
         assert dry.returncode == 1, dry.stdout + dry.stderr
@@ -53,17 +63,25 @@ async def test_drift_is_reported_then_repaired(stack):
         assert sc.users[logins[2]] in lines["jira should_be_inactive"]
         assert sc.users[logins[1]] in lines["jira duplicate"]
         assert "jira unknown" in lines and double["id"] not in lines["jira unknown"]
+        assert held_user in lines["jira adoption_held"] and taken["id"] not in lines["jira unknown"]
         assert (await sc.target_users())[logins[1]][0]["active"] is False, "a dry run changes nothing"
 
         repaired = drift(stack, "--repair")
         assert repaired.returncode == 1 and "full sync requested" in repaired.stdout
-        assert "duplicates need a person" in repaired.stdout
+        assert "duplicates need a person" in repaired.stdout and held_user in repaired.stdout
         await sc.wait_active(logins[0])
         await sc.wait_active(logins[1])
         await sc.wait_active(logins[2], active=False)
 
         async with httpx.AsyncClient(headers=headers) as http:  # the person merges the two accounts
             assert (await http.delete(f"{base}/Users/{double['id']}")).status_code == 204
+            account = (await http.get(f"{base}/Users/{taken['id']}")).json()
+            assert account["externalId"] == other, "a held adoption writes nothing to the account"
+            # and decides the held account is the new user's: the externalId goes, the user's next change adopts it
+            fixed = {k: v for k, v in account.items() if k not in ("externalId", "meta")}
+            assert (await http.put(f"{base}/Users/{taken['id']}", json=fixed)).status_code == 200
+        await okta.update_profile(held_user, {"title": "Adopted"})
+        assert (await sc.wait_active("held.user@example.com"))["id"] == taken["id"]
 
         async def clean():
             return drift(stack).returncode == 0
@@ -71,3 +89,4 @@ async def test_drift_is_reported_then_repaired(stack):
         assert "local.admin@example.com" in await sc.target_users(), "local accounts are never touched"
         trail = [r for r in await audit_records(stack) if r.get("event_type") == "operator:drift"]
         assert any("full sync requested" in r["detail"] and "ci-operator" in r["detail"] for r in trail)
+        assert any("held adoptions need a person" in r["detail"] for r in trail)

@@ -24,9 +24,9 @@ async def test_initial_sync_then_changes_by_the_log(stack):
         for n in range(3):
             ids[n] = await okta.create_user({"login": f"user{n}@example.com", "email": f"user{n}@example.com",
                                              "firstName": f"First{n}", "lastName": f"Last{n}"})
-        await okta.assign_user(app_id, ids[0])
+        await okta.assign_user(app_id, ids[0], profile={"title": "Engineer"})  # an app-user profile value
         await okta.assign_user(app_id, ids[1])
-        stack.write_connectors([jira_connector(stack, app_id)])
+        stack.write_connectors([jira_connector(stack, app_id, attribute_mappings={"title": "appProfile.title"})])
         stack.start_services()
 
         async def synced():
@@ -35,6 +35,26 @@ async def test_initial_sync_then_changes_by_the_log(stack):
         users = await eventually(synced, what="initial sync of pre-assigned users")
         assert users["user0@example.com"]["externalId"] == ids[0]
         assert users["user0@example.com"]["active"] is True
+        assert users["user0@example.com"]["title"] == "Engineer"  # from the listing
+
+        # an event-driven update keeps appProfile.* values (the PUT replaces the whole user on this target)
+        await okta.update_profile(ids[0], {"firstName": "Changed"})
+        async def changed_keeping_title():
+            u = _by_name(await target.users()).get("user0@example.com")
+            return u and u["name"]["givenName"] == "Changed" and u
+        assert (await eventually(changed_keeping_title, what="profile update of user0"))["title"] == "Engineer"
+        # an app-user profile change (application.user_membership.update) reads the app user once: the new value
+        await okta.update_app_user_profile(app_id, ids[0], {"title": "Manager"})
+        async def retitled():
+            u = _by_name(await target.users()).get("user0@example.com")
+            return u and u.get("title") == "Manager"
+        await eventually(retitled, what="app-user profile update")
+        # a primary email change is written as user.account.update_primary_email alone
+        await okta.update_primary_email(ids[0], "user0.new@example.com")
+        async def new_email():
+            u = _by_name(await target.users()).get("user0@example.com")
+            return u and [e["value"] for e in u.get("emails", [])] == ["user0.new@example.com"] and u
+        assert (await eventually(new_email, what="primary email change"))["title"] == "Manager"
 
         await okta.assign_user(app_id, ids[2])
         await eventually(lambda: _has(target, "user2@example.com", active=True), what="assignment by the log")

@@ -49,7 +49,7 @@ BRIDGE = ("queue_poller", "translator", "audit_recorder")
 BROKEN = {
     # the lookup before create: a create whose answer was lost is sent again
     "lookup_before_create": [("services/scim_dispatcher/handlers.py",
-                              "        return await client.find_user(plan.unique_value)\n",
+                              "        return await self._adopt(client, plan)\n",
                               "        return None  # BROKEN BUILD: no lookup before create\n")],
     # the version check: an older plan may overwrite a newer one
     "version_check": [("services/scim_dispatcher/handlers.py", "if link and link.applied_version >= plan.version:",
@@ -207,6 +207,7 @@ class Runner:
                     "base_url": f"{self.stack.target_url}/scim/{'v2' if a % 2 else 'v1'}/",
                     "auth": {"type": "header", "value_env": "DEMO_TARGET_TOKEN", "value_prefix": "Bearer "},
                     "attribute_mappings": {"title": "profile.title"}, "push_groups": [f"team-{name}"],
+                    "suspended": "deactivate",  # the truth below expects suspended users inactive
                     # the local-deadline probe needs app0's only permit held by one write while another waits
                     "max_concurrency": 1 if name == LOCAL_DEADLINE_APP and "local_deadline" in self.probes else 4})
         self.stack.write_connectors(connectors)

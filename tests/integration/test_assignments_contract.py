@@ -157,3 +157,45 @@ async def test_users_are_routed_to_the_apps_they_are_assigned_to(store):
     rows = await store.for_users(["00u1", "00u2", "00u3"], ["0oaA", "0oaB", "0oaC"])
     assert sorted(a.app_id for a in rows["00u1"]) == ["0oaA", "0oaB"]
     assert [a.app_id for a in rows["00u2"]] == ["0oaA"] and rows["00u3"] == []
+
+
+# --- the last known app-user profile (appProfile.* values) travels with the row -------------------------------------
+
+async def profile(store, app_id: str, user_id: str) -> dict | None:
+    return (await store.read_rows([(app_id, user_id)]))[(app_id, user_id)].app_profile
+
+
+async def test_listings_app_user_reads_and_write_backs_end_at_the_newest_app_profile(store):
+    await store.record_listing("0oaA", [("00u1", "ann")], "s1", 1_000, {"00u1": {"dept": "R&D", "cost": "$7"}})
+    assert await profile(store, "0oaA", "00u1") == {"dept": "R&D", "cost": "$7"}  # "$…" stays text
+    # a plan without a profile change keeps it (what an event-driven plan reads)
+    await plan(store, "0oaA", "00u1", assigned=True, as_of=1_500)
+    assert await profile(store, "0oaA", "00u1") == {"dept": "R&D", "cost": "$7"}
+    # an app-user read (as of 3_000) replaces it; a page asked for before that read does not
+    row = (await store.read_rows([("0oaA", "00u1")]))[("0oaA", "00u1")]
+    change = MembershipChange(app_profile={"dept": "Ops"}, app_profile_as_of=3_000)
+    assert await store.commit([Commit(row, row.version + 1, 0, change)]) == [True]
+    await store.record_listing("0oaA", [("00u1", "ann")], "s2", 2_000, {"00u1": {"dept": "R&D"}})
+    assert await profile(store, "0oaA", "00u1") == {"dept": "Ops"}
+    # an older read folded in later loses too
+    row = (await store.read_rows([("0oaA", "00u1")]))[("0oaA", "00u1")]
+    stale = MembershipChange(app_profile={"dept": "Old"}, app_profile_as_of=2_500)
+    assert await store.commit([Commit(row, row.version + 1, 0, stale)]) == [True]
+    assert await profile(store, "0oaA", "00u1") == {"dept": "Ops"}
+    # the bridge's own write-back merges its values and moves the row on (a plan read before it re-reads)
+    row = (await store.read_rows([("0oaA", "00u1")]))[("0oaA", "00u1")]
+    await store.merge_app_profile("0oaA", "00u1", {"title": "Lead"}, 4_000)
+    assert await profile(store, "0oaA", "00u1") == {"dept": "Ops", "title": "Lead"}
+    assert await store.commit([Commit(row, row.version + 1, 0)]) == [False]
+    # a page asked for since replaces the whole profile, as Okta lists it
+    await store.record_listing("0oaA", [("00u1", "ann")], "s3", 5_000, {"00u1": {"dept": "Sales"}})
+    assert await profile(store, "0oaA", "00u1") == {"dept": "Sales"}
+
+
+async def test_a_listing_without_profiles_keeps_the_known_one_and_a_row_without_one_reads_none(store):
+    await store.record_listing("0oaA", [("00u1", "ann")], "s1", 1_000, {"00u1": {"dept": "R&D"}})
+    await store.record_listing("0oaA", [("00u1", "ann"), ("00u2", "bob")], "s2", 2_000)
+    assert await profile(store, "0oaA", "00u1") == {"dept": "R&D"}
+    assert await profile(store, "0oaA", "00u2") is None
+    await store.merge_app_profile("0oaA", "00u2", {"title": "Lead"}, 3_000)
+    assert await profile(store, "0oaA", "00u2") == {"title": "Lead"}

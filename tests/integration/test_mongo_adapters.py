@@ -78,6 +78,19 @@ async def test_concurrent_saves_leave_the_newest_version(db):
     assert (await db.links.count_documents({"okta_user_id": user})) == 1
 
 
+async def test_holder_of_names_another_users_link_of_the_same_app_only(db):
+    """The adoption guard's question: whose link holds this account (never the asking user's own, never another
+    org's)."""
+    links = MongoLinks(db, ORG)
+    await links.ensure_indexes()
+    await links.save(plan(1, user="00u2"), "t-9", True)
+    await MongoLinks(db, OTHER_ORG).save(plan(1, user="00u3", org=OTHER_ORG), "t-8", True)
+    assert await links.holder_of("0oaAPP", "t-9", other_than="00u1") == "00u2"
+    assert await links.holder_of("0oaAPP", "t-9", other_than="00u2") is None
+    assert await links.holder_of("0oaOTHER", "t-9", other_than="00u1") is None
+    assert await links.holder_of("0oaAPP", "t-8", other_than="00u1") is None
+
+
 # --- translator: plan versions and assignments ----------------------------------------------------------------------
 
 async def test_record_listing_and_unassign_missing(db):

@@ -174,7 +174,8 @@ class FakeAssignments:
             r = self.rows.get(k)
             out[k] = Row(*k) if r is None else Row(
                 k[0], k[1], r.get("plan_version", 0), r.get("rev", 0), bool(r.get("assigned")), r.get("as_of", -1),
-                r.get("app_username"), r.get("username_as_of", -1), r.get("built_max", -1), True)
+                r.get("app_username"), r.get("username_as_of", -1), r.get("built_max", -1), True,
+                copy.deepcopy(r.get("app_profile")), r.get("app_profile_as_of", -1))
         if self.between_read_and_commit is not None:
             hook, self.between_read_and_commit = self.between_read_and_commit, None
             await hook()
@@ -190,7 +191,8 @@ class FakeAssignments:
             folded, _ = fold(c.row, c.change)
             self.rows[key] = {**row, "assigned": folded.assigned, "as_of": folded.assigned_as_of,
                               "app_username": folded.app_username, "username_as_of": folded.username_as_of,
-                              "plan_version": c.version, "rev": c.row.rev + 1, "built_max": c.updated}
+                              "plan_version": c.version, "rev": c.row.rev + 1, "built_max": c.updated,
+                              "app_profile": folded.app_profile, "app_profile_as_of": folded.app_profile_as_of}
             self.commits += 1
             out.append(True)
         return out
@@ -208,7 +210,7 @@ class FakeAssignments:
         return out
 
     async def record_listing(self, app_id: str, rows: list[tuple[str, str | None]], sync_id: str,
-                             as_of: int) -> None:
+                             as_of: int, profiles: dict[str, dict[str, Any]] | None = None) -> None:
         for user_id, username in rows:
             row = self.rows.setdefault((app_id, user_id), {})
             row["sync_id"], row["rev"] = sync_id, row.get("rev", 0) + 1
@@ -216,6 +218,18 @@ class FakeAssignments:
                 row.update(assigned=True, as_of=as_of)
             if row.get("username_as_of", -1) < as_of:
                 row.update(app_username=username, username_as_of=as_of)
+            if user_id in (profiles or {}) and row.get("app_profile_as_of", -1) < as_of:
+                row.update(app_profile=copy.deepcopy(profiles[user_id]))
+            if user_id in (profiles or {}):
+                row["app_profile_as_of"] = max(as_of, row.get("app_profile_as_of", -1))
+
+    async def merge_app_profile(self, app_id: str, user_id: str, values: dict[str, Any], as_of: int) -> None:
+        row = self.rows.get((app_id, user_id))
+        if row is None or not values:
+            return
+        row["app_profile"] = {**(row.get("app_profile") or {}), **values}
+        row["app_profile_as_of"] = max(as_of, row.get("app_profile_as_of", -1))
+        row["rev"] = row.get("rev", 0) + 1
 
     async def unassign_missing(self, app_id: str, sync_id: str, as_of: int) -> list[str]:
         missing = [u for (a, u), r in self.rows.items() if a == app_id and r.get("assigned")
@@ -247,6 +261,8 @@ class FakeOkta:
         self.on_get_user = None  # async callable run while a user is read (races)
         self.now = datetime(2026, 11, 1, tzinfo=UTC)
         self._clock = 0
+        self.app_user_reads: list[tuple[str, str]] = []  # GET /api/v1/apps/{appId}/users/{userId}
+        self.app_user_error: Exception | None = None  # raised by the next app-user reads (until cleared)
 
     def server_now(self) -> datetime:
         return self.now
@@ -293,6 +309,25 @@ class FakeOkta:
         if user_id not in self.users:
             raise OktaNotFoundError("okta GET /api/v1/users/{id} -> 404: E0000007 Not found", 404)
         return self.users[user_id]
+
+    async def get_app_user(self, app_id: str, user_id: str) -> dict[str, Any]:
+        """``GET /api/v1/apps/{appId}/users/{userId}``: counted in ``app_user_reads``; 404 when not assigned."""
+        self.app_user_reads.append((app_id, user_id))
+        if self.app_user_error is not None:
+            raise self.app_user_error
+        found = next((au for au in self.app_users.get(app_id, []) if au["id"] == user_id), None)
+        if found is None:
+            raise OktaNotFoundError("okta GET /api/v1/apps/{id}/users/{id} -> 404: E0000007 Not found", 404)
+        return {k: copy.deepcopy(v) for k, v in found.items() if k != "_embedded"}
+
+    async def update_app_user_profile(self, app_id: str, user_id: str, profile: dict[str, Any]) -> None:
+        """``POST /api/v1/apps/{appId}/users/{userId}`` (write-back): merged into the app user's profile."""
+        self.set_app_profile(app_id, user_id, **profile)
+
+    def set_app_profile(self, app_id: str, user_id: str, **values: Any) -> None:
+        """An app-user profile change in Okta (an admin's, or Okta's profile mapping)."""
+        found = next(au for au in self.app_users[app_id] if au["id"] == user_id)
+        found["profile"].update(values)
 
     async def list_app_users(self, app_id: str):
         rows = self.app_users.get(app_id, [])
@@ -355,6 +390,10 @@ class FakeLinks:
 
     async def save(self, plan: ScimOperationPlanned, target_id: str | None, active: bool | None) -> bool:
         return (await self.save_many([LinkWrite(plan.app_id, plan.okta_user_id, plan.version, target_id, active)]))[0]
+
+    async def holder_of(self, app_id: str, target_id: str, other_than: str) -> str | None:
+        return next((u for (a, u), link in self.links.items()
+                     if a == app_id and u != other_than and link.target_id == target_id), None)
 
 
 @dataclass

@@ -38,7 +38,7 @@ def test_defaults_mirror_oktas_connector_form(tmp_path):
     assert app.unique_user_field == "userName"
     assert app.timeout_s == 30.0
     assert app.pool == "default"
-    assert app.suspended == "deactivate"
+    assert app.suspended == "ignore"  # Okta's SCIM 1.1 and 2.0 pages: no deprovisioning for suspended users
     assert app.deactivate_with == "PUT"
     assert (app.actions.create_users, app.actions.update_users, app.actions.deactivate_users) == (True, True, True)
     assert app.actions.push_pending_users is False and app.actions.sync_password is False

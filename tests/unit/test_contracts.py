@@ -86,3 +86,15 @@ def test_a_parsed_log_event_round_trips():
     assert event.request_api_token_id == "00Tbridge"
     assert {t.type for t in event.targets} == {"AppUser", "AppInstance", "User"}
     assert OktaEventReceived.model_validate_json(event.model_dump_json()) == event
+
+
+def test_handled_event_types_are_one_list_of_everything_the_bridge_acts_on():
+    """The poller's System Log filter is built from HANDLED_EVENT_TYPES: a type handled but not listed would never
+    be asked for."""
+    from okta_bridge.events import (APP_USER_EVENTS, GROUP_EVENTS, HANDLED_EVENT_TYPES, MEMBERSHIP_EVENTS,
+                                    USER_EVENTS)
+    assert set(HANDLED_EVENT_TYPES) == APP_USER_EVENTS | USER_EVENTS | GROUP_EVENTS
+    assert list(HANDLED_EVENT_TYPES) == sorted(set(HANDLED_EVENT_TYPES))
+    assert {"application.user_membership.restore", "user.account.update_primary_email",
+            "directory.app_user_profile.update"} <= set(HANDLED_EVENT_TYPES)
+    assert MEMBERSHIP_EVENTS <= APP_USER_EVENTS

@@ -11,7 +11,7 @@ import pytest
 from demo_scim_target.admin_client import TargetAdmin
 from demo_scim_target.app import create_app
 from demo_scim_target.common import TargetConfig
-from okta_bridge.contracts import AuditStep, MappedAttribute, PlanAction, ScimOperationPlanned
+from okta_bridge.contracts import AuditStep, MappedAttribute, PlanAction, Reason, ScimOperationPlanned
 from scim_dispatcher.adapters import ScimClient
 from scim_dispatcher.handlers import Dispatcher
 from scim_dispatcher.ports import Link
@@ -54,7 +54,8 @@ async def make(target: FakeScimTarget, **app_overrides: Any) -> Applier:
     http = httpx.AsyncClient(transport=httpx.MockTransport(target))
     client = ScimClient(http, BASE, app.version, unique_field=app.unique_user_field,
                         deactivate_with=app.deactivate_with)
-    return Applier(Dispatcher({JIRA: app}, {JIRA: client}), FakeLinks())
+    links = FakeLinks()
+    return Applier(Dispatcher({JIRA: app}, {JIRA: client}, links), links)
 
 
 async def test_create_posts_after_a_lookup_that_finds_nothing(target):
@@ -277,3 +278,80 @@ async def test_lifecycle_against_the_demo_target(version):
         assert users["bob@acme.com"]["externalId"] == "00u2"
         methods = [e["method"] for e in await admin.requests()]
         assert "DELETE" not in methods and methods.count("POST") == 1
+
+
+# ------------------------------------------------------------------ adoption of existing accounts (issue 9, item 4)
+
+
+async def test_an_existing_account_of_another_okta_user_by_external_id_is_held_not_overwritten(target):
+    existing = target.add("ann@acme.com", externalId="00u2other", title="kept")
+    d = await make(target)
+    outcome = await d.apply(plan())
+    assert outcome.step is AuditStep.HELD and outcome.reason is Reason.ADOPTION_HELD
+    assert outcome.target_id == existing and "externalId" in outcome.detail
+    assert outcome.link is None and await d.links.get(JIRA, "00u1") is None
+    assert target.calls() == ["GET"]  # the lookup only: no PUT, no POST
+    assert target.users[existing]["externalId"] == "00u2other" and target.users[existing]["title"] == "kept"
+
+
+async def test_an_existing_account_another_link_holds_is_held(target):
+    d = await make(target)
+    await d.apply(plan(user_id="00u2"))  # 00u2 created and linked the account
+    [(held_id, account)] = target.users.items()
+    account.pop("externalId", None)  # nothing on the account itself says whose it is: only the link does
+    target.requests.clear()
+    outcome = await d.apply(plan(user_id="00u1"))  # another Okta user with the same app username
+    assert outcome.reason is Reason.ADOPTION_HELD and outcome.target_id == held_id and "00u2" in outcome.detail
+    assert target.calls() == ["GET"]
+    assert (await d.links.get(JIRA, "00u2")).target_id == held_id and await d.links.get(JIRA, "00u1") is None
+
+
+async def test_a_deactivation_never_reaches_another_users_account_found_by_lookup(target):
+    existing = target.add("ann@acme.com", externalId="00u2other")
+    d = await make(target)
+    outcome = await d.apply(plan(action=PlanAction.DEACTIVATE))
+    assert outcome.reason is Reason.ADOPTION_HELD
+    assert target.users[existing]["active"] is True and target.calls() == ["GET"]
+
+
+async def test_409_on_post_never_links_another_users_account(target):
+    target.conflict_on_post = True
+
+    def racing(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            target.add("ann@acme.com", externalId="00u2other")
+        return target(request)
+
+    app = app_connector(JIRA, "jira", base_url=BASE + "/")
+    client = ScimClient(httpx.AsyncClient(transport=httpx.MockTransport(racing)), BASE, "2.0")
+    links = FakeLinks()
+    outcome = await Applier(Dispatcher({JIRA: app}, {JIRA: client}, links), links).apply(plan())
+    assert outcome.reason is Reason.ADOPTION_HELD and target.calls() == ["GET", "POST", "GET"]
+
+
+@pytest.mark.parametrize("external_id", [None, "", "00u1"])
+async def test_an_account_without_an_external_id_or_with_ours_is_adopted(target, external_id):
+    extra = {} if external_id is None else {"externalId": external_id}
+    existing = target.add("ann@acme.com", **extra)
+    d = await make(target)
+    outcome = await d.apply(plan())
+    assert outcome.step is AuditStep.APPLIED and outcome.target_id == existing
+    assert (await d.links.get(JIRA, "00u1")).target_id == existing
+
+
+async def test_an_app_that_does_not_map_external_id_is_not_judged_by_it(target):
+    existing = target.add("ann@acme.com", externalId="app-own-id-7")
+    d = await make(target, attribute_mappings={"externalId": None})
+    p = plan()
+    p = p.model_copy(update={"attributes": tuple(a for a in p.attributes if a.path != "externalId")})
+    outcome = await d.apply(p)
+    assert outcome.step is AuditStep.APPLIED and outcome.target_id == existing
+
+
+async def test_a_held_adoption_is_tried_again_by_the_next_plan_once_fixed(target):
+    existing = target.add("ann@acme.com", externalId="00u2other")
+    d = await make(target)
+    assert (await d.apply(plan(1))).reason is Reason.ADOPTION_HELD
+    del target.users[existing]["externalId"]  # a person decided: the account is Ann's
+    outcome = await d.apply(plan(2))
+    assert outcome.step is AuditStep.APPLIED and (await d.links.get(JIRA, "00u1")).target_id == existing

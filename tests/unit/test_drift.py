@@ -59,3 +59,19 @@ async def test_an_unlinked_account_found_by_external_id_is_unlinked_not_duplicat
     assert drift.found["duplicate"] == [] and drift.found["missing"] == []
     assert drift.found["unknown"] == ["local"]
     assert drift.repairable == 3
+
+
+async def test_an_account_that_is_someone_elses_shows_as_adoption_held_not_unlinked_or_missing():
+    """The dispatcher never adopts an account another link holds or whose externalId names another Okta user; the
+    drift check shows those cases for a person, and a full sync would not change them (not repairable)."""
+    okta = FakeOkta({"00u1": ("ann@example.com", "ACTIVE"), "00u2": ("bob@example.com", "ACTIVE"),
+                     "00u4": ("dee@example.com", "ACTIVE")})
+    target = FakeTarget([account("t1", "ann@example.com", external="00u9other"),  # names another Okta user
+                         account("t2", "bob@example.com"),  # held by 00u7's link
+                         account("t4", "dee@example.com")])  # nobody's: adopted as usual
+    drift = await check_app(APP, okta, target, {"00u7": "t2"})
+    assert drift.found["adoption_held"] == ["00u1", "00u2"]
+    assert drift.found["unlinked"] == ["00u4"]
+    assert drift.found["missing"] == [] and drift.found["unknown"] == []
+    assert drift.found["should_be_inactive"] == ["00u7"]  # 00u7 is no longer assigned: its own account
+    assert drift.repairable == 2  # 00u4's link and 00u7's deactivation; the held cases stay for a person

@@ -342,6 +342,10 @@ def _drive_every_event(client: TestClient, org: dict) -> None:
     admin("POST", f"/users/{alice}/profile", {"profile": {"title": "CTO"}})
     admin("POST", f"/apps/{app}/users/{alice}/username", {"userName": "alice2"})
     admin("POST", f"/apps/{app}/users/{alice}/profile", {"profile": {"x": 1}})
+    admin("POST", f"/apps/{app}/users/{alice}/profile", {"profile": {"x": 2},
+                                                          "eventType": "directory.app_user_profile.update"})
+    admin("POST", f"/apps/{app}/users/{alice}/restore")
+    admin("POST", f"/users/{alice}/primary-email", {"email": "alice.new@example.com"})
     admin("DELETE", f"/apps/{app}/users/{bob}")
     admin("POST", f"/users/{bob}/lifecycle/activate")
     admin("POST", f"/users/{alice}/lifecycle/suspend")
@@ -370,6 +374,20 @@ def test_events_match_public_samples(client, org, fixture):
         present = {k for k, v in sample.items() if v is not None}  # we omit nulls the spec forbids
         assert present <= set(event), present - set(event)
         assert event["actor"]["type"] == "User" and event["version"] == "0"
+
+
+def test_restore_and_primary_email_change_only_what_they_say(client, org):
+    alice, app = org["alice"], org["app"]
+    before = client.get(f"/api/v1/apps/{app}/users/{alice}", headers=A).json()
+    client.post(f"/_admin/apps/{app}/users/{alice}/restore")
+    assert client.get(f"/api/v1/apps/{app}/users/{alice}", headers=A).json() == before
+    client.post(f"/_admin/users/{alice}/primary-email", json={"email": "alice.new@example.com"})
+    assert client.get(f"/api/v1/users/{alice}", headers=A).json()["profile"]["email"] == "alice.new@example.com"
+    assert [e["eventType"] for e in client.get("/_admin/events").json()[-2:]] == [
+        "application.user_membership.restore", "user.account.update_primary_email"]
+    assert client.post(f"/_admin/users/{alice}/primary-email", json={"email": "nope"}).status_code == 400
+    bad = client.post(f"/_admin/apps/{app}/users/{alice}/profile", json={"profile": {}, "eventType": "user.x"})
+    assert bad.status_code == 400
 
 
 def test_token_driven_write_names_the_token(client, org):

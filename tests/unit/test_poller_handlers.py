@@ -249,3 +249,39 @@ async def test_the_cursor_is_not_saved_when_publishing_fails():
     with pytest.raises(ConnectionError):
         await poller.poll_once()
     assert store.stored.next_link == LINK  # the page is read again; e1 may be published twice, which is harmless
+
+
+# ------------------------------------------------------------------ events beyond the brief's list (issue 9, item 6)
+
+
+def _app_profile_event(uuid: str, token_id: str | None = None, **kw) -> dict:
+    raw = membership_event(uuid, "update", token_id=token_id, **kw)
+    raw["eventType"] = "directory.app_user_profile.update"
+    return raw
+
+
+async def test_restore_primary_email_and_app_user_profile_events_are_published():
+    poller, source, _, outbox = await started(assignments={(JIRA, "00u1")})
+    source.pages[LINK] = ([membership_event("r1", "restore"), user_event("p1", "account.update_primary_email"),
+                           _app_profile_event("d1"), _app_profile_event("d2", app_id="0oa9other")], NEXT)
+    await poller.poll_once()
+    assert [e.event_uuid for e in outbox.events] == ["r1", "p1", "d1"]
+
+
+async def test_an_app_user_profile_event_without_app_and_user_is_not_ours_and_not_malformed():
+    """Its targets are not documented: one that names no configured app and user is left alone, never a dead
+    letter (Okta may write it for other apps' app users)."""
+    poller, source, store, outbox = await started()
+    bare = _app_profile_event("d1")
+    bare["target"] = [t for t in bare["target"] if t["type"] == "AppUser"]
+    source.pages[LINK] = ([bare], NEXT)
+    await poller.poll_once()
+    assert outbox.events == [] and outbox.dead == [] and store.stored.next_link == NEXT
+
+
+async def test_own_token_app_user_profile_events_are_ignored_too():
+    """The bridge's write-back may be logged as either app-user profile event: both carry its token id."""
+    poller, source, _, outbox = await started()
+    source.pages[LINK] = ([_app_profile_event("own", token_id=OWN_TOKEN), _app_profile_event("admin")], NEXT)
+    await poller.poll_once()
+    assert [e.event_uuid for e in outbox.events] == ["admin"]

@@ -6,19 +6,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from okta_bridge.contracts import AppSyncRequested, AuditStep, PlanAction, SyncReason
+from okta_bridge.contracts import (AppSyncRequested, AuditStep, MappedAttribute, PlanAction, SyncReason,
+                                   TargetValuesObserved)
 from okta_bridge.events import parse_event
 from tests.unit.fakes import (ORG, FakeAssignments, FakeAudit, FakeOkta, FakePlanOutbox, app_connector,
                               membership_event, okta_user, user_event)
 from okta_bridge.okta_client import OktaTransientError
 from translator.handlers import Translator
-from translator.planning import Planner
+from translator.planning import Planner, Source
 
 JIRA, WIKI = "0oa1jira", "0oa2wiki"
 
 
-def make(users=None, page_size: int = 500) -> Translator:
-    apps = {JIRA: app_connector(JIRA, "jira", pool="fast"), WIKI: app_connector(WIKI, "wiki")}
+def make(users=None, page_size: int = 500, **jira) -> Translator:
+    """``jira``: connector settings of the Jira app beside the test defaults."""
+    apps = {JIRA: app_connector(JIRA, "jira", pool="fast", **jira), WIKI: app_connector(WIKI, "wiki")}
     return Translator(ORG, apps, Planner(ORG, apps, FakeAssignments(), FakeOkta(users, page_size)), FakePlanOutbox(),
                       FakeAudit())
 
@@ -115,8 +117,19 @@ async def test_user_event_for_an_unassigned_user_plans_nothing():
     assert t.audit.steps() == [AuditStep.SKIPPED]
 
 
-async def test_suspend_event_deactivates_with_the_default_connector():
+async def test_suspend_event_sends_nothing_with_the_default_connector():
+    """Okta's SCIM 1.1 and 2.0 pages: no deprovisioning is sent for a suspended user (``suspended: ignore``)."""
     t = make({"00u1": okta_user("00u1")})
+    await t.handle_event(event(membership_event("e1", user_id="00u1")))
+    t.outbox.plans.clear()
+    t.okta.users["00u1"] = okta_user("00u1", "SUSPENDED")
+    await t.handle_event(event(user_event("u1", "lifecycle.suspend", user_id="00u1")))
+    assert plans(t) == []
+    assert t.audit.steps()[-1] is AuditStep.SKIPPED
+
+
+async def test_suspend_event_deactivates_with_suspended_deactivate():
+    t = make({"00u1": okta_user("00u1")}, suspended="deactivate")
     await t.handle_event(event(membership_event("e1", user_id="00u1")))
     t.okta.users["00u1"] = okta_user("00u1", "SUSPENDED")
     await t.handle_event(event(user_event("u1", "lifecycle.suspend", user_id="00u1")))
@@ -321,7 +334,7 @@ async def test_a_syncs_plan_whose_key_was_planned_meanwhile_reads_again_and_goes
 
 
 async def test_a_listed_user_without_the_embedded_user_is_read():
-    t = make({"00u1": okta_user("00u1", "SUSPENDED")})
+    t = make({"00u1": okta_user("00u1", "SUSPENDED")}, suspended="deactivate")
     t.okta.app_users[JIRA].append({"id": "00u1", "scope": "USER", "status": "ACTIVE",
                                    "credentials": {"userName": "ann.jira"}, "profile": {}})
     await t.handle_sync(sync())
@@ -428,3 +441,140 @@ async def test_before_okta_answered_once_the_pages_own_date_bounds_the_listings_
     t.okta.after_page = the_answer_sets_the_clock_and_a_removal_follows
     await t.handle_sync(sync())
     assert not (await t.store.get(JIRA, "00u1")).assigned
+
+
+# ------------------------------------------------------------------ events beyond the brief's list (issue 9, item 6)
+
+
+async def test_restore_looks_at_the_key_again_and_changes_no_assignment():
+    """When Okta writes ``application.user_membership.restore`` is not documented: the key is planned again from
+    what is known; an unassigned user is not assigned by it, an assigned one is updated."""
+    t = make({"00u1": okta_user("00u1"), "00u2": okta_user("00u2")})
+    await t.handle_event(event(membership_event("e1", user_id="00u1", username="ann.jira")))
+    await t.handle_event(event(membership_event("e2", "remove", user_id="00u2")))
+    await t.handle_event(event(membership_event("r1", "restore", user_id="00u1", username="other")))
+    await t.handle_event(event(membership_event("r2", "restore", user_id="00u2")))
+    assert [(p.okta_user_id, p.action, p.cause) for p in plans(t)[-2:]] == [
+        ("00u1", PlanAction.UPSERT, "application.user_membership.restore"),
+        ("00u2", PlanAction.DEACTIVATE, "application.user_membership.restore")]
+    assert (await t.store.get(JIRA, "00u1")).app_username == "ann.jira"
+    assert not (await t.store.get(JIRA, "00u2")).assigned
+
+
+async def test_primary_email_change_reads_the_user_by_id_and_plans_the_new_email():
+    t = make({"00u1": okta_user("00u1")})
+    await t.handle_event(event(membership_event("e1", user_id="00u1")))
+    t.okta.users["00u1"] = okta_user("00u1", updated="2026-01-02T00:00:00.000Z", email="ann.new@acme.com")
+    t.okta.get_user_calls.clear()
+    await t.handle_event(event(user_event("p1", "account.update_primary_email", user_id="00u1")))
+    assert t.okta.get_user_calls == ["00u1"]
+    assert attrs(plans(t)[-1])["emails"][0]["value"] == "ann.new@acme.com"
+
+
+# ------------------------------------------------------------------ appProfile.* values survive event-driven plans
+
+
+class FakeWritebacks:
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, str], dict] = {}
+
+    async def changed(self, app_id: str, user_id: str, values: dict) -> dict:
+        last = self.values.get((app_id, user_id), {})
+        return {k: v for k, v in values.items() if last.get(k) != v}
+
+    async def remember(self, app_id: str, user_id: str, values: dict) -> None:
+        self.values.setdefault((app_id, user_id), {}).update(values)
+
+
+def make_with_app_profile(users=None) -> Translator:
+    return make(users, attribute_mappings={"title": "appProfile.title"})
+
+
+async def synced_with_app_profile(t: Translator, title: str = "Lead") -> None:
+    t.okta.assign(JIRA, t.okta.users["00u1"], "ann.jira", app_profile={"title": title})
+    await t.handle_sync(sync())
+    assert attrs(plans(t)[-1])["title"] == title
+    t.outbox.plans.clear()
+
+
+async def test_an_event_driven_plan_carries_the_app_profile_values_known_from_the_listing():
+    """Before: only listings carried appProfile.*, so an event's PUT cleared them until the next sync."""
+    t = make_with_app_profile({"00u1": okta_user("00u1")})
+    await synced_with_app_profile(t)
+    t.okta.update("00u1", firstName="Annie")
+    await t.handle_event(event(user_event("u1", user_id="00u1")))
+    await t.handle_event(event(membership_event("e1", "change_username", user_id="00u1", username="ann2")))
+    assert [attrs(p)["title"] for p in plans(t)] == ["Lead", "Lead"]
+    assert attrs(plans(t)[0])["name.givenName"] == "Annie"
+    assert t.okta.app_user_reads == []  # no other event reads the app user
+
+
+@pytest.mark.parametrize("event_type", ["application.user_membership.update", "directory.app_user_profile.update"])
+async def test_an_app_user_profile_event_reads_the_app_user_once_and_the_new_values_stay(event_type):
+    t = make_with_app_profile({"00u1": okta_user("00u1")})
+    await synced_with_app_profile(t)
+    t.okta.set_app_profile(JIRA, "00u1", title="Head")
+    raw = membership_event("e1", "update", user_id="00u1", username="ann.jira")
+    raw["eventType"] = event_type
+    await t.handle_event(event(raw))
+    assert t.okta.app_user_reads == [(JIRA, "00u1")]
+    assert attrs(plans(t)[-1])["title"] == "Head"
+    await t.handle_event(event(user_event("u1", user_id="00u1")))  # a later event-driven plan keeps the new value
+    assert attrs(plans(t)[-1])["title"] == "Head" and t.okta.app_user_reads == [(JIRA, "00u1")]
+
+
+async def test_app_user_profile_events_of_one_key_in_a_batch_read_the_app_user_once():
+    t = make_with_app_profile({"00u1": okta_user("00u1")})
+    await synced_with_app_profile(t)
+    sources = [(Source(f"d{i}", "application.user_membership.update", f"e{i}"),
+                event(membership_event(f"e{i}", "update", user_id="00u1"))) for i in range(3)]
+    await t.handle_events(sources)
+    assert t.okta.app_user_reads == [(JIRA, "00u1")] and len(plans(t)) == 1
+
+
+async def test_an_app_without_app_profile_mappings_never_reads_the_app_user():
+    t = make({"00u1": okta_user("00u1")})
+    t.okta.assign(JIRA, t.okta.users["00u1"], "ann.jira", app_profile={"title": "Lead"})
+    await t.handle_sync(sync())
+    await t.handle_event(event(membership_event("e1", "update", user_id="00u1")))
+    assert t.okta.app_user_reads == [] and plans(t)[-1].cause == "application.user_membership.update"
+
+
+async def test_a_failed_app_user_read_plans_nothing_and_the_message_is_tried_again():
+    t = make_with_app_profile({"00u1": okta_user("00u1")})
+    await synced_with_app_profile(t)
+    t.okta.app_user_error = OktaTransientError("okta GET /api/v1/apps/{id}/users/{id} -> 503")
+    result = await t.handle_event(event(membership_event("e1", "update", user_id="00u1")))
+    assert isinstance(result.failure, OktaTransientError) and plans(t) == []
+
+
+async def test_an_app_user_read_answered_without_a_profile_changes_nothing_and_is_tried_again():
+    t = make_with_app_profile({"00u1": okta_user("00u1")})
+    await synced_with_app_profile(t)
+    t.okta.app_users[JIRA][0].pop("profile")
+    result = await t.handle_event(event(membership_event("e1", "update", user_id="00u1")))
+    assert isinstance(result.failure, OktaTransientError) and plans(t) == []
+    assert (await t.store.read_rows([(JIRA, "00u1")]))[(JIRA, "00u1")].app_profile == {"title": "Lead"}
+
+
+async def test_an_app_user_gone_keeps_the_known_values():
+    t = make_with_app_profile({"00u1": okta_user("00u1")})
+    await synced_with_app_profile(t)
+    t.okta.app_users[JIRA].clear()  # unassigned in Okta; its .remove event is on its way
+    await t.handle_event(event(membership_event("e1", "update", user_id="00u1")))
+    assert attrs(plans(t)[-1])["title"] == "Lead"
+
+
+async def test_a_write_back_becomes_the_known_app_profile_value():
+    """The log events of the bridge's own write are not read back: without this, the next plan would send the old
+    value and undo the target's change."""
+    t = make_with_app_profile({"00u1": okta_user("00u1")})
+    t.apps[JIRA] = app_connector(JIRA, "jira", pool="fast", accept_user_updates=True,
+                                 attribute_mappings={"title": "appProfile.title"})
+    t.planner.apps[JIRA] = t.apps[JIRA]
+    t.writebacks = FakeWritebacks()
+    await synced_with_app_profile(t)
+    await t.handle_writeback(TargetValuesObserved(org=ORG, app_id=JIRA, okta_user_id="00u1",
+                                                  values=(MappedAttribute(path="title", value="Boss"),)))
+    await t.handle_event(event(user_event("u1", user_id="00u1")))
+    assert attrs(plans(t)[-1])["title"] == "Boss"

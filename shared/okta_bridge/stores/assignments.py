@@ -2,7 +2,9 @@
 ``writebacks``. Everything the translator does for a batch of keys, it does in two round trips for the whole batch.
 
 A row holds what membership events and listings say (``assigned`` and ``app_username``, each with the Okta time it
-is as of), the key's plan version, ``built_max`` (the newest user ``lastUpdated``, in µs, a plan of the key was built
+is as of), the last known app-user profile (``app_profile``, what ``appProfile.*`` mappings read: from listings,
+from one app-user read per app-user profile event, and from the bridge's own write-back, with the Okta time it is as
+of, so that every plan carries it and an event-driven PUT never clears it), the key's plan version, ``built_max`` (the newest user ``lastUpdated``, in µs, a plan of the key was built
 from) and ``rev``, which every write of the row moves on.
 
 * ``read_rows``: one ``find`` reads the rows of a batch.
@@ -14,7 +16,7 @@ from) and ``rev``, which every write of the row moves on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Iterable
 
@@ -46,6 +48,8 @@ class MembershipChange:
     assigned_as_of: int | None = None  # the event's ``published`` (µs); None: recorded as it comes
     app_username: str | None = None
     username_as_of: int | None = None
+    app_profile: dict[str, Any] | None = None  # the app user's whole profile, as an app-user read answered it
+    app_profile_as_of: int | None = None  # Okta's time (µs) the read is as of
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class Row:
     username_as_of: int = -1
     built_max: int = -1
     exists: bool = False
+    app_profile: dict[str, Any] | None = field(default=None, hash=False)  # None: never known
+    app_profile_as_of: int = -1
 
     @property
     def assignment(self) -> Assignment | None:
@@ -95,8 +101,15 @@ def fold(row: Row, change: MembershipChange | None) -> tuple[Row, dict[str, Any]
         if change.username_as_of is not None:
             username_as_of = max(change.username_as_of, row.username_as_of)
         fields.update(app_username=username, username_as_of=username_as_of)
-    folded = Row(row.app_id, row.user_id, row.version, row.rev, assigned, assigned_as_of, username, username_as_of,
-                 row.built_max, True)
+    profile, profile_as_of = row.app_profile, row.app_profile_as_of
+    if change.app_profile is not None and (change.app_profile_as_of is None
+                                           or change.app_profile_as_of >= row.app_profile_as_of):
+        profile = dict(change.app_profile)
+        if change.app_profile_as_of is not None:
+            profile_as_of = max(change.app_profile_as_of, row.app_profile_as_of)
+        fields.update(app_profile=profile, app_profile_as_of=profile_as_of)
+    folded = replace(row, assigned=assigned, assigned_as_of=assigned_as_of, app_username=username,
+                     username_as_of=username_as_of, exists=True, app_profile=profile, app_profile_as_of=profile_as_of)
     return folded, fields
 
 
@@ -159,25 +172,43 @@ class MongoAssignments:
         return {u for u, rows in (await self.for_users(user_ids, app_ids)).items() if rows}
 
     async def record_listing(self, app_id: str, rows: list[tuple[str, str | None]], sync_id: str,
-                             as_of: int) -> None:
+                             as_of: int, profiles: dict[str, dict[str, Any]] | None = None) -> None:
         """Marks the rows listed by this sync; a row takes the listing's assignment only when no membership event
-        newer than ``as_of`` (Okta's time before the page was asked for, microseconds) was recorded."""
+        newer than ``as_of`` (Okta's time before the page was asked for, microseconds) was recorded, and the listed
+        app-user profile (``profiles``, by user id) only when no newer one was read."""
         if not rows:
             return
         now = datetime.now(UTC)
         newer = {"$lt": [{"$ifNull": ["$assigned_as_of", -1]}, as_of]}  # no membership event since the listing
         newer_name = {"$lt": [{"$ifNull": ["$username_as_of", -1]}, as_of]}
-        await self._db.assignments.bulk_write([
-            UpdateOne({"_id": self._id(app_id, user_id)}, [{"$set": {
+        newer_profile = {"$lt": [{"$ifNull": ["$app_profile_as_of", -1]}, as_of]}
+        ops = []
+        for user_id, username in rows:
+            fields: dict[str, Any] = {
                 "org": _lit(self._org), "app_id": _lit(app_id), "user_id": _lit(user_id), "sync_id": _lit(sync_id),
                 "updated_at": now,
                 "assigned": {"$cond": [newer, True, {"$ifNull": ["$assigned", False]}]},
                 "assigned_as_of": {"$max": [as_of, {"$ifNull": ["$assigned_as_of", -1]}]},
                 "app_username": {"$cond": [newer_name, _lit(username), "$app_username"]},
                 "username_as_of": {"$max": [as_of, {"$ifNull": ["$username_as_of", -1]}]},
-                "rev": {"$add": [{"$ifNull": ["$rev", 0]}, 1]}}}], upsert=True)
-            for user_id, username in rows
-        ], ordered=False)
+                "rev": {"$add": [{"$ifNull": ["$rev", 0]}, 1]}}
+            profile = (profiles or {}).get(user_id)
+            if isinstance(profile, dict):
+                fields["app_profile"] = {"$cond": [newer_profile, _lit(profile), "$app_profile"]}
+                fields["app_profile_as_of"] = {"$max": [as_of, {"$ifNull": ["$app_profile_as_of", -1]}]}
+            ops.append(UpdateOne({"_id": self._id(app_id, user_id)}, [{"$set": fields}], upsert=True))
+        await self._db.assignments.bulk_write(ops, ordered=False)
+
+    async def merge_app_profile(self, app_id: str, user_id: str, values: dict[str, Any], as_of: int) -> None:
+        """The values the bridge itself wrote to the app-user profile (write-back; the log events of that write are
+        ours and not read back): merged into the known profile so the next plan sends them, not the old ones."""
+        if not values:
+            return
+        await self._db.assignments.update_one(
+            {"_id": self._id(app_id, user_id),
+             "$or": [{"app_profile": {"$exists": False}}, {"app_profile": {"$type": "object"}}]},
+            {"$set": {**{f"app_profile.{k}": v for k, v in values.items()}, "updated_at": datetime.now(UTC)},
+             "$max": {"app_profile_as_of": as_of}, "$inc": {"rev": 1}})
 
     async def unassign_missing(self, app_id: str, sync_id: str, as_of: int) -> list[str]:
         """Rows this sync did not list, assigned as of before ``as_of`` (Okta's time before the sync's first page):
@@ -212,9 +243,11 @@ def _lit(value: Any) -> dict:
 
 
 def _read(doc: dict) -> Row:
+    profile = doc.get("app_profile")
     return Row(doc["app_id"], doc["user_id"], _int(doc, "plan_version", 0), _int(doc, "rev", 0),
                bool(doc.get("assigned")), _int(doc, "assigned_as_of", -1), doc.get("app_username"),
-               _int(doc, "username_as_of", -1), _int(doc, "built_max", -1), True)
+               _int(doc, "username_as_of", -1), _int(doc, "built_max", -1), True,
+               profile if isinstance(profile, dict) else None, _int(doc, "app_profile_as_of", -1))
 
 
 def _int(doc: dict, field: str, default: int) -> int:

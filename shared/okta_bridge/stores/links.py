@@ -40,6 +40,16 @@ class MongoLinks:
     def __init__(self, db: AsyncDatabase, org: str) -> None:
         self._db, self._org = db, org
 
+    async def ensure_indexes(self) -> None:
+        """(org, app, target id): who holds an account, asked before an existing account is adopted."""
+        await self._db.links.create_index([("org", 1), ("app_id", 1), ("target_id", 1)])
+
+    async def holder_of(self, app_id: str, target_id: str, other_than: str) -> str | None:
+        """The Okta user, other than ``other_than``, whose link in this app holds ``target_id`` (adoption guard)."""
+        doc = await self._db.links.find_one({"org": self._org, "app_id": app_id, "target_id": target_id,
+                                             "okta_user_id": {"$ne": other_than}}, {"okta_user_id": 1})
+        return doc["okta_user_id"] if doc else None
+
     async def get(self, app_id: str, user_id: str) -> Link | None:
         return (await self.get_keys([(app_id, user_id)])).get((app_id, user_id))
 
