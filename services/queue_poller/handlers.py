@@ -168,7 +168,8 @@ class Poller:
 
     def _own_write(self, event: OktaEventReceived) -> bool:
         """Only app-user profile updates are written by the bridge (accept_user_updates); an assignment made with
-        the same token by other automation is a real change and is followed."""
+        the same token (or service app) by other automation is a real change and is followed. Ours: the SSWS token's
+        id in ``requestApiTokenId``, or the OAuth 2.0 service app as the event's actor."""
         if event.event_type != "application.user_membership.update":
             return False
         by_token = bool(self.cfg.own_token_id) and event.request_api_token_id == self.cfg.own_token_id

@@ -119,10 +119,10 @@ class ServiceAppAuth:
         if self.dpop and "use_dpop_nonce" in challenge and response.headers.get("dpop-nonce"):
             self._api_nonce = response.headers["dpop-nonce"]
             return True
-        if "invalid_token" in challenge or response.status_code == 401:
-            self._token, self._expires_at = None, 0.0  # revoked or expired early: obtain a new one
-            return True
-        return False
+        if "invalid_dpop_proof" in challenge:  # a new token would not help (e.g. this host's clock is off)
+            return False
+        self._token, self._expires_at = None, 0.0  # revoked or expired early: obtain a new one, once
+        return True
 
     def secrets(self) -> list[str]:
         return [self._token] if self._token else []

@@ -294,3 +294,15 @@ def test_an_ec_key_is_refused_clearly(tmp_path) -> None:
                     str(path)], check=True, capture_output=True)
     with pytest.raises(ValueError, match="only RSA keys are supported"):
         load_private_key(path.read_text())
+
+
+async def test_an_invalid_dpop_proof_is_not_answered_with_a_token_request_per_call(clock, key, dpop_key) -> None:
+    app = simulator(clock, key, dpop=True)
+    user_id, _ = await seeded(app)
+    client, auth = okta(app, clock, key, dpop_key=dpop_key)
+    await client.get_user(user_id)
+    real = auth._proof
+    auth._proof = lambda method, url, nonce, ath=None: real(method, url + "/elsewhere", nonce, ath)  # wrong htu
+    with pytest.raises(OktaAuthError) as caught:
+        await client.get_user(user_id)
+    assert caught.value.status == 401 and auth.tokens_issued == 1
