@@ -29,7 +29,8 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["TlsSettings", "check_http_url", "is_loopback", "pooled_transport", "ssl_context"]
+__all__ = ["TlsSettings", "check_http_url", "describe_transport_error", "is_loopback", "pooled_transport",
+           "ssl_context"]
 
 
 class TlsSettings(BaseModel):
@@ -98,6 +99,14 @@ def check_http_url(url: str, allow_insecure_http: bool, setting: str) -> str:
         raise ValueError(f"{setting}: http:// is accepted only for a loopback host (127.0.0.1, ::1, localhost); "
                          f"use https://, or set allow_insecure_http to send credentials in clear")
     return url
+
+
+def describe_transport_error(exc: BaseException) -> str:
+    """A transport error's type, and what TLS said when TLS was the cause (aiohttp's mapping reports a certificate
+    that does not verify as a connect timeout): an operator sees which setting to look at, never a header."""
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # a refused client certificate (TLS 1.3) is only a disconnect
+        return f"{type(exc).__name__}: TLS: the server's certificate is not trusted (tls: ca_file, trust)"
+    return type(exc).__name__
 
 
 def pooled_transport(max_connections: int, tls: TlsSettings | None = None,

@@ -30,7 +30,7 @@ import httpx
 from opentelemetry import trace
 
 from okta_bridge.contracts import Reason
-from okta_bridge.http import TlsSettings, pooled_transport
+from okta_bridge.http import TlsSettings, describe_transport_error, pooled_transport
 from okta_bridge.okta_auth import OktaAuth, SswsAuth
 from okta_bridge.telemetry import ATTR
 
@@ -240,7 +240,7 @@ class OktaClient:
                 async with self._gate():
                     resp = await self._send(method, url, **kwargs)
             except httpx.HTTPError as exc:
-                raise OktaTransientError(f"okta {method} {_template(path)}: {type(exc).__name__}") from None
+                raise OktaTransientError(f"okta {method} {_template(path)}: {describe_transport_error(exc)}") from None
             self.calls[name] = self.calls.get(name, 0) + 1
             self._observe(bucket, resp)
             span.set_attribute(ATTR.HTTP_STATUS, resp.status_code)

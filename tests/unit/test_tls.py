@@ -88,7 +88,7 @@ async def test_okta_settings_tls_reaches_the_okta_client(certs: Certs, monkeypat
     async with HttpsServer(certs, require_client_cert=True) as url:
         monkeypatch.setenv("OKTA_ORG_URL", url)
         without = OktaClient(url, "t", tls=OktaSettings().tls)
-        with pytest.raises(OktaTransientError):
+        with pytest.raises(OktaTransientError, match=r"TLS: the server's certificate is not trusted \(tls: ca_file"):
             await without.get("/api/v1/users/00u1")
         await without.aclose()
         monkeypatch.setenv("OKTA_TLS_CA_FILE", str(certs.ca))
