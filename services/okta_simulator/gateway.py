@@ -1,7 +1,7 @@
 """What every `/api/v1` request passes first: the URL length limit (`Settings.max_url_bytes`: 414 before anything
-is counted; `/_admin` has no limit), SSWS or OAuth 2.0 auth and scopes (:mod:`okta_simulator.oauth`), injected faults, rate limits, and the headers Okta sends
-(`X-Rate-Limit-*` on every answer, `Date` from the simulator's clock). A fault with an `edit` is handed to the
-endpoint in `request.state.fault`."""
+is counted; `/_admin` has no limit), SSWS or OAuth 2.0 auth and scopes (:mod:`okta_simulator.oauth`), injected
+faults, rate limits, and the headers Okta sends (`X-Rate-Limit-*` on every answer, `Date` from the simulator's
+clock). A fault with an `edit` is handed to the endpoint in `request.state.fault`."""
 from __future__ import annotations
 
 import asyncio

@@ -68,7 +68,8 @@ def test_connectors(connectors_file: str = typer.Option(None, help="default: CON
 async def _test_all(apps):
     async with _clients(apps) as http:
         async def one(app):
-            client = ScimClient(http[app.okta_app_id], app.base_url, app.version, headers=app.auth_headers(), timeout_s=app.timeout_s)
+            client = ScimClient(http[app.okta_app_id], app.base_url, app.version, headers=app.auth_headers(),
+                                timeout_s=app.timeout_s)
             try:
                 await client.test_connection()
                 return app, None

@@ -1,4 +1,5 @@
-"""Okta Management API client: SSWS or OAuth 2.0 auth (:mod:`okta_bridge.okta_auth`), `Link` pagination, and rate-limit budgets read from Okta's headers.
+"""Okta Management API client: SSWS or OAuth 2.0 auth (:mod:`okta_bridge.okta_auth`), `Link` pagination, and
+rate-limit budgets read from Okta's headers.
 
 Errors::
 
@@ -240,7 +241,8 @@ class OktaClient:
                 async with self._gate():
                     resp = await self._send(method, url, **kwargs)
             except httpx.HTTPError as exc:
-                raise OktaTransientError(f"okta {method} {_template(path)}: {describe_transport_error(exc)}") from None
+                why = describe_transport_error(exc)
+                raise OktaTransientError(f"okta {method} {_template(path)}: {why}") from None
             self.calls[name] = self.calls.get(name, 0) + 1
             self._observe(bucket, resp)
             span.set_attribute(ATTR.HTTP_STATUS, resp.status_code)
