@@ -4,7 +4,8 @@ and benchmarks.
 
 Public surface:
   create_app(settings, clock)          the FastAPI app (in-process tests)
-  Settings                             plan, token_share, tokens {value: id}, org_url, max_url_bytes
+  Settings                             plan, token_share, tokens {value: id}, org_url, max_url_bytes,
+                                       oauth_clients (OAuth 2.0 service apps: okta_simulator.oauth)
   SimulatorAdmin(base_url)             async client for the `/_admin` API (bulk users and assignments included)
   start_simulator(port, plan, tokens)  context manager running it as a subprocess
 """

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from . import gateway
 from .admin import build_admin_router
 from .api import build_router
+from .oauth import build_oauth_router
 from .sim import Clock, Settings, Simulator
 
 
@@ -19,6 +20,7 @@ def create_app(settings: Settings | None = None, clock: Clock = time.time) -> Fa
     gateway.install(app, sim)
     app.include_router(build_router(sim))
     app.include_router(build_admin_router(sim))
+    app.include_router(build_oauth_router(sim.oauth))
 
     @app.exception_handler(ValueError)
     async def bad_value(_request, exc: ValueError) -> JSONResponse:

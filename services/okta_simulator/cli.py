@@ -2,12 +2,16 @@
 [--max-url-bytes N]`.
 
 Every flag can also come from the environment: OKTA_SIM_HOST, OKTA_SIM_PORT, OKTA_SIM_PLAN,
-OKTA_SIM_TOKEN_SHARE, OKTA_SIM_TOKENS (comma-separated VALUE:00Tid), OKTA_SIM_ORG_URL, OKTA_SIM_MAX_URL_BYTES.
+OKTA_SIM_TOKEN_SHARE, OKTA_SIM_TOKENS (comma-separated VALUE:00Tid), OKTA_SIM_ORG_URL, OKTA_SIM_MAX_URL_BYTES,
+OKTA_SIM_OAUTH_CLIENTS (comma-separated files). `--oauth-client FILE` registers an OAuth 2.0 service app: a JSON file
+with `client_id`, `jwks` (its public keys), `scopes` (granted) and `dpop` (okta_simulator.oauth).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from pathlib import Path
 
 import uvicorn
 
@@ -32,6 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="an /api request whose path + query is longer is answered 414 (default 8192)")
     p.add_argument("--seed-app", action="append", default=[a for a in env("OKTA_SIM_SEED_APPS", "").split(",") if a],
                    help="ID:LABEL, an app that exists from the start with a fixed id (compose demo); repeatable")
+    p.add_argument("--oauth-client", action="append",
+                   default=[f for f in env("OKTA_SIM_OAUTH_CLIENTS", "").split(",") if f],
+                   help="FILE: an OAuth 2.0 service app (JSON: client_id, jwks, scopes, dpop); repeatable")
     args = p.parse_args(argv)
     if args.token is None:
         args.token = [t for t in env("OKTA_SIM_TOKENS", "").split(",") if t] or ["test-token:00Tsimulator0000001"]
@@ -41,8 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     tokens = dict(parse_token(t) for t in args.token)
+    clients = [json.loads(Path(f).read_text()) for f in args.oauth_client]
     return Settings(plan=args.plan, token_share=args.token_share, tokens=tokens, org_url=args.org_url.rstrip("/"),
-                    max_url_bytes=args.max_url_bytes)
+                    max_url_bytes=args.max_url_bytes, oauth_clients=clients)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """What every `/api/v1` request passes first: the URL length limit (`Settings.max_url_bytes`: 414 before anything
-is counted; `/_admin` has no limit), SSWS auth, injected faults, rate limits, and the headers Okta sends
-(`X-Rate-Limit-*` on every answer, `Date` from the simulator's clock). A fault with an `edit` is handed to the
-endpoint in `request.state.fault`."""
+is counted; `/_admin` has no limit), SSWS or OAuth 2.0 auth and scopes (:mod:`okta_simulator.oauth`), injected
+faults, rate limits, and the headers Okta sends (`X-Rate-Limit-*` on every answer, `Date` from the simulator's
+clock). A fault with an `edit` is handed to the endpoint in `request.state.fault`."""
 from __future__ import annotations
 
 import asyncio
@@ -55,6 +55,11 @@ def install(app: FastAPI, sim: Simulator) -> None:
         if size > sim.settings.max_url_bytes:
             return error_response(uri_too_long(size, sim.settings.max_url_bytes), headers=date)
         token_id = _token_id(sim, request)
+        if token_id is None:  # an OAuth 2.0 access token: the app's client id stands for the token from here on
+            token_id, denied = sim.oauth.authenticate(request)
+            if denied is not None:
+                denied.headers.update(date)
+                return denied
         if token_id is None:
             return error_response(invalid_token(), headers=date)
         bucket = bucket_for(request.method, request.url.path)

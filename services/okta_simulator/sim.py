@@ -7,6 +7,7 @@ from typing import Callable
 
 from .domain import Org, User, new_user
 from .eventlog import EventLog
+from .oauth import OAuthApp, OAuthServer
 from .events import actor_of, build_event
 from .ratelimit import FaultInjector, RateLimiter
 
@@ -22,6 +23,7 @@ class Settings:
     tokens: dict[str, str] = field(default_factory=lambda: {"test-token": "00Tsimulator0000001"})
     org_url: str = "http://127.0.0.1:8040"
     max_url_bytes: int = 8192  # a longer request target (path + query) is answered 414; changeable at run time
+    oauth_clients: list[dict] = field(default_factory=list)  # OAuth 2.0 service apps (okta_simulator.oauth)
 
 
 def parse_token(spec: str) -> tuple[str, str]:
@@ -37,6 +39,9 @@ class Simulator:
         self.settings = settings
         self.clock = clock
         self.limiter = RateLimiter(settings.plan, settings.token_share)
+        self.oauth = OAuthServer(clock, lambda: self.settings.org_url)  # survives reset(), as the org's apps would
+        for client in settings.oauth_clients:
+            self.oauth.register(OAuthApp.from_json(client))
         self.reset()
 
     def reset(self) -> None:
@@ -56,6 +61,8 @@ class Simulator:
     def record(self, event_type: str, targets: list[dict], request_uri: str, token_id: str | None = None) -> dict:
         """Write one System Log event acted by the admin (through the console, or through `token_id`)."""
         now = self.clock()
-        event = build_event(event_type, actor_of(self.admin), targets, now, request_uri, token_id)
+        app = self.oauth.actor(token_id) if token_id else None  # a service app's token: the app is the actor
+        actor, token_id = (app, None) if app else (actor_of(self.admin), token_id)
+        event = build_event(event_type, actor, targets, now, request_uri, token_id)
         self.log.append(event, now)
         return event

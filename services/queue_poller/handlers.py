@@ -38,6 +38,7 @@ class PollerConfig:
     idle_interval_s: float
     min_interval_s: float
     group_names: frozenset[str] = frozenset()  # push_groups entries that are names, for group.lifecycle.create
+    own_client_id: str | None = None  # the OAuth 2.0 service app's client id: the actor of its writes
 
 
 class Poller:
@@ -167,9 +168,13 @@ class Poller:
 
     def _own_write(self, event: OktaEventReceived) -> bool:
         """Only app-user profile updates are written by the bridge (accept_user_updates); an assignment made with
-        the same token by other automation is a real change and is followed."""
-        return (bool(self.cfg.own_token_id) and event.event_type in APP_PROFILE_EVENTS
-                and event.request_api_token_id == self.cfg.own_token_id)
+        the same token (or service app) by other automation is a real change and is followed. Ours: the SSWS token's
+        id in ``requestApiTokenId``, or the OAuth 2.0 service app as the event's actor."""
+        if event.event_type not in APP_PROFILE_EVENTS:
+            return False
+        by_token = bool(self.cfg.own_token_id) and event.request_api_token_id == self.cfg.own_token_id
+        by_app = bool(self.cfg.own_client_id) and event.actor_id == self.cfg.own_client_id  # OAuth service app
+        return by_token or by_app
 
     async def _sync(self, app_ids: list[str], reason: SyncReason) -> None:
         for app_id in app_ids:

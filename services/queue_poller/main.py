@@ -20,7 +20,7 @@ from okta_bridge.metrics import serve_metrics
 from okta_bridge.logs import register_secret, setup_logging, register_settings_secrets
 from okta_bridge.mongo import connect, key
 from okta_bridge.stores.meta import claim_org
-from okta_bridge.okta_client import OktaClient
+from okta_bridge.okta_auth import okta_client_from_settings, scopes_for
 from okta_bridge.permits import okta_budget
 from okta_bridge.runtime import make_broker
 from okta_bridge.settings import BridgeSettings, OktaSettings
@@ -69,13 +69,14 @@ async def main() -> None:
                          okta.max_concurrent_requests, okta.request_timeout_s)
     budget_stop = asyncio.Event()
     budget_task = asyncio.get_running_loop().create_task(budget.run(budget_stop))
-    okta_client = OktaClient(okta.org_url, okta.api_token.get_secret_value(), timeout_s=okta.request_timeout_s,
-                             gate=lambda: budget.slot("requests"))
+    okta_client = okta_client_from_settings(okta, scopes_for("poller"), gate=lambda: budget.slot("requests"))
+    own_token_id, own_client_id = okta_client.auth.own_ids()
     store = MongoPollerState(db, okta.org_url)
     await store.ensure_indexes()
     await MongoAssignments(db, okta.org_url).ensure_indexes()
     poller = Poller(
-        PollerConfig(org=okta.org_url, app_ids=tuple(connectors.by_app_id()), own_token_id=okta.api_token_id,
+        PollerConfig(org=okta.org_url, app_ids=tuple(connectors.by_app_id()), own_token_id=own_token_id,
+                     own_client_id=own_client_id,
                      start_from=cfg.start_from, max_cursor_age=timedelta(seconds=cfg.max_cursor_age_s),
                      page_limit=cfg.page_limit, idle_interval_s=cfg.idle_interval_s, min_interval_s=cfg.min_interval_s,
                      group_names=frozenset(n for a in connectors.apps for n in a.pushed_group_names)),

@@ -12,9 +12,9 @@ dispatcher applies it under the group's lease) and waits for the outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -23,8 +23,25 @@ from okta_bridge.connectors import ConnectorsFileError, load_connectors
 from okta_bridge.settings import BridgeSettings
 from scim_dispatcher.adapters.scim_client import ScimClient
 from scim_dispatcher.adapters.scim_errors import ScimError
+from scim_dispatcher.adapters.traced_http import app_clients
 
 cli = typer.Typer(add_completion=False, help=__doc__)
+
+
+@contextlib.asynccontextmanager
+async def _clients(apps):
+    """Per app, a client with its ``tls`` settings (as the dispatcher has); a CA or certificate file that cannot be
+    loaded ends the command with the app's name."""
+    try:
+        http = app_clients(apps, 8)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    try:
+        yield http
+    finally:
+        for client in set(http.values()):
+            await client.aclose()
 
 
 @cli.callback()
@@ -49,9 +66,10 @@ def test_connectors(connectors_file: str = typer.Option(None, help="default: CON
 
 
 async def _test_all(apps):
-    async with httpx.AsyncClient() as http:
+    async with _clients(apps) as http:
         async def one(app):
-            client = ScimClient(http, app.base_url, app.version, headers=app.auth_headers(), timeout_s=app.timeout_s)
+            client = ScimClient(http[app.okta_app_id], app.base_url, app.version, headers=app.auth_headers(),
+                                timeout_s=app.timeout_s)
             try:
                 await client.test_connection()
                 return app, None
@@ -180,7 +198,7 @@ async def _drift(apps, repair: bool, operator: str):
     from okta_bridge.contracts import AppSyncRequested, AuditStep, Reason, SyncReason
     from okta_bridge.mongo import connect
     from okta_bridge.stores.links import MongoLinks
-    from okta_bridge.okta_client import OktaClient
+    from okta_bridge.okta_auth import okta_client_from_settings, scopes_for
     from okta_bridge.settings import OktaSettings
     from okta_bridge.topology import EVENTS_EXCHANGE, SYNC_ROUTING_KEY, declare_translator
     from scim_dispatcher.drift import check_app
@@ -188,14 +206,14 @@ async def _drift(apps, repair: bool, operator: str):
     base, okta_cfg = BridgeSettings(), OktaSettings()
     org = okta_cfg.org_url
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
-    okta = OktaClient(org, okta_cfg.api_token.get_secret_value(), timeout_s=okta_cfg.request_timeout_s)
+    okta = okta_client_from_settings(okta_cfg, scopes_for("drift"))
     broker, publisher, audit = await _operator_bus(base, org)
     results = []
     try:
         await declare_translator(broker)
-        async with httpx.AsyncClient() as http:
+        async with _clients(apps) as http:
             for app in apps:
-                scim = ScimClient(http, app.base_url, app.version, headers=app.auth_headers(),
+                scim = ScimClient(http[app.okta_app_id], app.base_url, app.version, headers=app.auth_headers(),
                                   timeout_s=app.timeout_s, unique_field=app.unique_user_field)
                 links = await MongoLinks(db, org).targets_of_app(app.okta_app_id)
                 try:

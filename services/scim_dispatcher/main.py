@@ -34,7 +34,7 @@ from okta_bridge.telemetry import setup_tracing, shutdown_tracing
 from okta_bridge.topology import (EVENTS_EXCHANGE, WRITEBACK_ROUTING_KEY, declare_dispatcher_pool, declare_translator,
                                   partition_queue)
 from scim_dispatcher.adapters.scim_groups import ScimGroupClient
-from scim_dispatcher.adapters.traced_http import traced_client
+from scim_dispatcher.adapters.traced_http import app_clients
 from scim_dispatcher.circuit import Circuits
 from scim_dispatcher.consume import DispatcherPorts
 from scim_dispatcher.engine import Engine, EngineConfig
@@ -114,9 +114,9 @@ def build() -> FastStream:
         publisher = Publisher(connection)
         await publisher.start()
         audit = AuditPublisher(publisher, "scim-dispatcher", okta.org_url)
-        http = traced_client(cfg.max_in_flight)
+        http = app_clients(apps.values(), cfg.max_in_flight)  # per app: its TLS settings
         engines: dict[str, Engine] = running["engines"]
-        clients = {a.okta_app_id: ScimGroupClient(http, a.base_url, a.version, headers=a.auth_headers(),
+        clients = {a.okta_app_id: ScimGroupClient(http[a.okta_app_id], a.base_url, a.version, headers=a.auth_headers(),
                                                   timeout_s=a.timeout_s, unique_field=a.unique_user_field,
                                                   deactivate_with=a.deactivate_with, group_update=a.group_update,
                                                   gate=_gate(engines, a.pool, a.okta_app_id))
@@ -178,7 +178,8 @@ def build() -> FastStream:
     @stream.after_shutdown
     async def close() -> None:
         if "http" in running:
-            await running["http"].aclose()
+            for http in set(running["http"].values()):
+                await http.aclose()
             await running["client"].close()
         shutdown_tracing()
 

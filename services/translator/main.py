@@ -18,7 +18,7 @@ from okta_bridge.connectors import load_connectors
 from okta_bridge.metrics import serve_metrics
 from okta_bridge.logs import register_secret, register_settings_secrets, setup_logging
 from okta_bridge.mongo import connect
-from okta_bridge.okta_client import OktaClient
+from okta_bridge.okta_auth import okta_client_from_settings, scopes_for
 from okta_bridge.permits import okta_budget
 from okta_bridge.runtime import PlanPublisher, QueueRoutes, Republisher, make_broker
 from okta_bridge.settings import BridgeSettings, OktaSettings
@@ -81,8 +81,9 @@ def build() -> FastStream:
                              okta.max_concurrent_requests, okta.request_timeout_s)
         running["budget"] = asyncio.get_running_loop().create_task(budget.run(running.setdefault("stop",
                                                                                                  asyncio.Event())))
-        okta_client = OktaClient(okta.org_url, okta.api_token.get_secret_value(), timeout_s=okta.request_timeout_s,
-                                 filter_ids=cfg.filter_ids, gate=lambda: budget.slot("requests"))
+        writes = any(a.accept_user_updates for a in connectors.apps)  # okta.apps.manage only then
+        okta_client = okta_client_from_settings(okta, scopes_for("translator", writes), filter_ids=cfg.filter_ids,
+                                                gate=lambda: budget.slot("requests"))
         outbox = PlanPublisher(publisher, connectors)
         apps = connectors.by_app_id()
         translator = Translator(okta.org_url, apps, Planner(okta.org_url, apps, assignments, okta_client), outbox,

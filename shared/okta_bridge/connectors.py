@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from okta_bridge.http import TlsSettings, check_http_url
+
 __all__ = ["AppConnector", "ConnectorsFile", "ConnectorsFileError", "DEFAULT_MAPPINGS", "DEFAULT_PARTITIONS", "PoolSettings",
            "is_group_id", "load_connectors"]
 
@@ -72,10 +74,13 @@ class NoAuth(_Strict):
 
 
 def _env(name: str) -> SecretStr:
+    """A secret from the environment, its trailing line ending (``\\n`` or ``\\r\\n``) removed: a secret written
+    to a file by ``echo`` or an editor ends with one, and it is never part of a token (the same rule as the image's
+    entrypoint for secret files). Nothing else is changed."""
     value = os.environ.get(name)
     if value is None:
         raise ValueError(f"environment variable {name} is not set")
-    return SecretStr(value)
+    return SecretStr(value.rstrip("\r\n"))
 
 
 class Actions(_Strict):
@@ -116,6 +121,14 @@ class AppConnector(_Strict):
     group_update: Literal["PATCH", "PUT"] = Field(
         default="PATCH", description="PUT: read-modify-write of the whole group (App Integration Wizard apps)")
     membership_batch_size: int = Field(default=100, ge=1, le=1000, description="members per membership request")
+    tls: TlsSettings = Field(default_factory=TlsSettings, description="trust store base, CA file, client certificate")
+    allow_insecure_http: bool = Field(
+        default=False, description="accept an http:// base_url to a host that is not loopback (credentials in clear)")
+
+    @model_validator(mode="after")
+    def _https_unless_allowed(self) -> "AppConnector":
+        check_http_url(self.base_url, self.allow_insecure_http, "base_url")
+        return self
 
     @field_validator("push_groups")
     @classmethod

@@ -65,6 +65,8 @@ class OktaEventReceived(_Contract):
     request_api_token_id: str | None = Field(
         default=None, description="transaction.detail.requestApiTokenId: set when an API token caused the event"
     )
+    actor_id: str | None = Field(
+        default=None, description="actor.id: the OAuth 2.0 service app's client id when its token caused the event")
     targets: tuple[EventTarget, ...] = ()
 
 

@@ -81,6 +81,7 @@ def parse_event(org: str, raw: Any) -> OktaEventReceived:
         event = OktaEventReceived(
             org=org, event_uuid=raw["uuid"], event_type=raw["eventType"], published=raw["published"],
             transaction_id=transaction.get("id"), request_api_token_id=detail.get("requestApiTokenId"),
+            actor_id=_app_actor(raw.get("actor")),
             targets=targets,
         )
     except (AttributeError, KeyError, TypeError, ValidationError) as exc:  # e.g. transaction not an object
@@ -96,6 +97,14 @@ def parse_event(org: str, raw: Any) -> OktaEventReceived:
     if event.event_type in USER_EVENTS and not user_id_of(event):
         raise MalformedEvent(f"event {event.event_uuid}: {event.event_type} without a User target")
     return event
+
+
+def _app_actor(actor: Any) -> str | None:
+    """The actor's id when it is not a person (an OAuth 2.0 service app: how the bridge knows its own writes);
+    a person's id is not carried."""
+    if isinstance(actor, dict) and actor.get("type") != "User" and isinstance(actor.get("id"), str):
+        return actor["id"]
+    return None
 
 
 def target_id(event: OktaEventReceived, kind: str) -> str | None:

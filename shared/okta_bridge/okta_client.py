@@ -1,4 +1,5 @@
-"""Okta Management API client: SSWS auth, `Link` pagination, and rate-limit budgets read from Okta's headers.
+"""Okta Management API client: SSWS or OAuth 2.0 auth (:mod:`okta_bridge.okta_auth`), `Link` pagination, and
+rate-limit budgets read from Okta's headers.
 
 Errors::
 
@@ -30,7 +31,8 @@ import httpx
 from opentelemetry import trace
 
 from okta_bridge.contracts import Reason
-from okta_bridge.http import pooled_transport
+from okta_bridge.http import TlsSettings, describe_transport_error, pooled_transport
+from okta_bridge.okta_auth import OktaAuth, SswsAuth
 from okta_bridge.telemetry import ATTR
 
 __all__ = [
@@ -120,14 +122,17 @@ class OktaPage:
 
 
 class OktaClient:
-    def __init__(self, org_url: str, api_token: str, *, http: httpx.AsyncClient | None = None,
+    def __init__(self, org_url: str, api_token: str = "", *, auth: "OktaAuth | None" = None,
+                 http: httpx.AsyncClient | None = None,
                  timeout_s: float = 35.0, reserve: int = 2, filter_ids: int = 100, max_connections: int = 20,
-                 gate: Callable[[], AbstractAsyncContextManager[object]] | None = None) -> None:
-        """``gate``: entered around every request (the org-wide concurrency budget, :mod:`okta_bridge.permits`)."""
+                 gate: Callable[[], AbstractAsyncContextManager[object]] | None = None,
+                 tls: TlsSettings | None = None) -> None:
+        """``gate``: entered around every request (the org-wide concurrency budget, :mod:`okta_bridge.permits`);
+        ``tls``: the trust store and client certificate (``OKTA_TLS_*``)."""
         self.org_url = org_url.rstrip("/")
-        self._token = api_token
-        self._headers = {"Authorization": f"SSWS {api_token}", "Accept": "application/json"}
-        self._http = http or httpx.AsyncClient(timeout=timeout_s, transport=pooled_transport(max_connections))
+        self.auth: OktaAuth = auth or SswsAuth(api_token)  # SSWS, or an OAuth 2.0 service app (okta_bridge.okta_auth)
+        self._headers = {"Accept": "application/json"}
+        self._http = http or httpx.AsyncClient(timeout=timeout_s, transport=pooled_transport(max_connections, tls))
         self._buckets: dict[str, _Bucket] = {}
         self._clock_offset = 0.0  # Okta's Date minus the local clock, from the last answer
         self._reserve = reserve
@@ -239,18 +244,29 @@ class OktaClient:
             await self._wait_for_budget(bucket)
             try:
                 async with self._gate():
-                    resp = await self._http.request(method, url, headers=self._headers, **kwargs)
+                    resp = await self._send(method, url, **kwargs)
             except httpx.HTTPError as exc:
-                raise OktaTransientError(f"okta {method} {_template(path)}: {type(exc).__name__}") from None
+                why = describe_transport_error(exc)
+                raise OktaTransientError(f"okta {method} {_template(path)}: {why}") from None
             self.calls[name] = self.calls.get(name, 0) + 1
             self._observe(bucket, resp)
             span.set_attribute(ATTR.HTTP_STATUS, resp.status_code)
-            self._raise_for(resp, method, path, bucket, self._token)
+            self._raise_for(resp, method, path, bucket, self.auth.secrets())
             try:
                 body = resp.json() if resp.content else None
             except ValueError:
                 raise OktaTransientError(f"okta {method} {_template(path)}: answer is not JSON", resp.status_code) from None
             return OktaPage(body=body, links=_links(resp), status=resp.status_code)
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One request with the auth's headers; sent once more when the auth says a 401 is worth it (a DPoP nonce
+        asked for, a token revoked before its time)."""
+        for attempt in (1, 2):
+            headers = {**self._headers, **await self.auth.headers(method, url, self._http)}
+            resp = await self._http.request(method, url, headers=headers, **kwargs)
+            if resp.status_code != 401 or attempt == 2 or not self.auth.retry(resp):
+                return resp
+        return resp
 
     async def _wait_for_budget(self, bucket: _Bucket) -> None:
         async with bucket.lock:
@@ -280,14 +296,16 @@ class OktaClient:
         bucket.reset_at = time.time() + max(0.0, reset - server_now)
 
     @staticmethod
-    def _raise_for(resp: httpx.Response, method: str, path: str, bucket: _Bucket, token: str) -> None:
+    def _raise_for(resp: httpx.Response, method: str, path: str, bucket: _Bucket, tokens: list[str]) -> None:
         status = resp.status_code
         if status < 400:
             return
         summary = _summary(resp)
-        if token:
+        for token in tokens:
             summary = summary.replace(token, "***")
-        summary = re.sub(r"SSWS\s+\S+", "SSWS ***", summary)
+        summary = re.sub(r"(SSWS|Bearer|DPoP)\s+\S+", r"\1 ***", summary)
+        if status == 403 and (scope := _missing_scope(resp)):
+            summary = f"{summary} (the access token lacks the scope {scope}: grant it to the service app)"
         where = f"okta {method} {_template(path)} -> {status}: {summary}"
         if status == 429 or status >= 500:
             retry = max(0.0, bucket.reset_at - time.time()) if status == 429 else None
@@ -299,6 +317,15 @@ class OktaClient:
         if path.endswith("/logs") and status == 400:
             raise OktaCursorRejectedError(where, status)
         raise OktaRequestError(where, status)
+
+
+def _missing_scope(resp: httpx.Response) -> str | None:
+    """The scope Okta names in a 403's ``WWW-Authenticate: Bearer … error="insufficient_scope", scope="…"``."""
+    challenge = resp.headers.get("www-authenticate", "")
+    if "insufficient_scope" not in challenge:
+        return None
+    found = re.search(r'scope="([a-z.\s]{1,200})"', challenge)
+    return found.group(1) if found else "?"
 
 
 def _id_filter(user_ids: list[str]) -> str:

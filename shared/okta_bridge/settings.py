@@ -6,10 +6,13 @@ OpenTelemetry is configured by the standard ``OTEL_*`` variables (see :mod:`okta
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from okta_bridge.http import TlsSettings, check_http_url
 
 __all__ = ["BridgeSettings", "OktaSettings"]
 
@@ -28,7 +31,20 @@ class BridgeSettings(BaseSettings):
 class OktaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OKTA_", extra="ignore")
 
-    org_url: str = "http://127.0.0.1:8040"
+    org_url: str = Field(description="the org, https://…; no default: a forgotten URL must not send the credentials "
+                                     "elsewhere (the demo and the tests set the simulator's explicitly)")
+    allow_insecure_http: bool = Field(default=False, description="accept an http:// org_url that is not loopback")
+    tls_trust: Literal["system", "certifi"] = Field(default="system", description="base trust store (okta_bridge.http)")
+    tls_ca_file: str | None = Field(default=None, description="PEM CA certificates added to the base store")
+    tls_client_cert_file: str | None = Field(default=None, description="PEM client certificate (mutual TLS)")
+    tls_client_key_file: str | None = Field(default=None, description="PEM key of the client certificate")
+    # OAuth 2.0 service app (okta_bridge.okta_auth); set client_id to use it instead of an SSWS token
+    client_id: str | None = Field(default=None, description="the service app's client id (0oa…): OAuth 2.0")
+    private_key: SecretStr = SecretStr("")
+    private_key_file: str | None = Field(default=None, description="PEM or JWK file of the private key")
+    key_id: str | None = Field(default=None, description="kid of the key registered with the service app")
+    scopes: str | None = Field(default=None, description="space-separated scopes; default: what the bridge needs")
+    dpop: bool = Field(default=False, description="the service app requires DPoP-bound tokens")
     api_token: SecretStr = SecretStr("")
     api_token_id: str | None = Field(default=None, description="00T… id of the token: our own writes are ignored")
     request_timeout_s: float = 35.0
@@ -42,3 +58,15 @@ class OktaSettings(BaseSettings):
         """`https://Acme.okta.com/` and `https://acme.okta.com` are one org: state is keyed by this string."""
         parts = urlsplit(value.strip())
         return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), "", ""))
+
+    @model_validator(mode="after")
+    def _https_unless_allowed(self) -> "OktaSettings":
+        check_http_url(self.org_url, self.allow_insecure_http, "OKTA_ORG_URL")
+        if self.tls_client_key_file and not self.tls_client_cert_file:
+            raise ValueError("OKTA_TLS_CLIENT_KEY_FILE is set without OKTA_TLS_CLIENT_CERT_FILE")
+        return self
+
+    @property
+    def tls(self) -> TlsSettings:
+        return TlsSettings(trust=self.tls_trust, ca_file=self.tls_ca_file, client_cert_file=self.tls_client_cert_file,
+                           client_key_file=self.tls_client_key_file)

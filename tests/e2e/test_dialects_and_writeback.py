@@ -63,6 +63,9 @@ async def test_independent_scim2_server(stack, scim2_server):
 
 
 async def test_accept_user_updates_writes_changed_values_back_and_ignores_its_own_events(stack):
+    """Run with OAuth 2.0 (a service app, private_key_jwt, DPoP): the write needs okta.apps.manage, and the event it
+    causes is recognised as the bridge's own by the app's client id (the actor), not by an API token's id."""
+    stack.use_oauth(dpop=True)
     stack.start_fixtures()
     async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
         sc = await start_scenario(stack, okta, target, preassigned=1, connector={"accept_user_updates": True})
@@ -86,8 +89,10 @@ async def test_accept_user_updates_writes_changed_values_back_and_ignores_its_ow
         records = await eventually(writeback_audited, 30, "write-back audit record")
         assert records[0]["detail"] == "wrote app-user profile: displayName"
         own = [e for e in await okta.events() if e["eventType"] == "application.user_membership.update"
-               and (e.get("transaction", {}).get("detail") or {}).get("requestApiTokenId") == stack.token_id]
+               and e["actor"]["id"] == stack.oauth_client_id]
         assert own, "the simulator wrote the event our write caused"
         received = {r["event_uuid"] for r in await sc.audit(status="received")}
         assert not received & {e["uuid"] for e in own}, "our own write came back as work"
         assert not any("externalId" in (r["detail"] or "") for r in records)
+        async with httpx.AsyncClient() as http:  # the services used OAuth tokens, not the SSWS token
+            assert (await http.get(f"{stack.okta_url}/_admin/oauth/stats")).json()["tokens_issued"] >= 2

@@ -7,6 +7,7 @@ and connectors file a real deployment uses.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -97,6 +98,7 @@ class DevStack:
     audit_port: int = field(default_factory=free_port)
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     source_root: Path | None = None  # run the services from another copy of the code (the fault suite's broken builds)
+    oauth_client_id: str | None = None  # set by use_oauth(): the services authenticate as an OAuth 2.0 service app
 
     @property
     def okta_url(self) -> str:
@@ -119,11 +121,28 @@ class DevStack:
         _start(process)
         return process
 
+    def use_oauth(self, dpop: bool = True, client_id: str = "0oabridgeservice0001") -> None:
+        """Before ``start_fixtures``: the simulator registers a service app (its public key, every scope the bridge
+        asks for, DPoP as asked) and the services authenticate with its private key instead of the SSWS token (which
+        the simulator still accepts, for the tests' own reads)."""
+        from okta_bridge.jose import generate_rsa_key
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        key = generate_rsa_key(2048, kid="bridge-e2e")
+        (self.workdir / "oauth-key.json").write_text(json.dumps(key.private_jwk()))
+        scopes = ["okta.logs.read", "okta.users.read", "okta.apps.read", "okta.groups.read", "okta.apps.manage"]
+        (self.workdir / "oauth-client.json").write_text(json.dumps(
+            {"client_id": client_id, "jwks": {"keys": [key.public_jwk()]}, "scopes": scopes, "dpop": dpop}))
+        self.oauth_client_id = client_id
+        self.extra_env.update({"OKTA_CLIENT_ID": client_id, "OKTA_DPOP": "true" if dpop else "false",
+                               "OKTA_PRIVATE_KEY_FILE": str(self.workdir / "oauth-key.json"), "OKTA_API_TOKEN": ""})
+
     def start_fixtures(self, target_args: list[str] | None = None) -> None:
         env = self.base_env()
+        oauth = ["--oauth-client", str(self.workdir / "oauth-client.json")] if self.oauth_client_id else []
         sim = self._spawn("okta-simulator", "okta_simulator", env, [
             "--port", str(self.sim_port), "--plan", self.plan, "--token", f"{self.token}:{self.token_id}",
-            "--org-url", self.okta_url])
+            "--org-url", self.okta_url, *oauth])
         target = self._spawn("demo-target", "demo_scim_target", env, [
             "--port", str(self.target_port), "--token", self.target_token, *(target_args or [])])
         wait_http(f"{self.okta_url}/_admin/health", 30, sim.proc)

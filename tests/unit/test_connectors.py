@@ -52,7 +52,7 @@ def test_defaults_mirror_oktas_connector_form(tmp_path):
     ("https://jira.lan/scim/v2/", "2.0"),
     ("https://jira.lan/scim/v2", "2.0"),
     ("https://jira.lan/scim/", "1.1"),
-    ("http://jira.lan:8080/api", "1.1"),
+    ("https://jira.lan:8080/api", "1.1"),
     ("https://jira.lan/v2/scim/", "1.1"),  # only the end of the URL counts
 ])
 def test_version_from_base_url_as_oktas_agent_reads_it(tmp_path, base_url, version):

@@ -260,7 +260,7 @@ DEPARTMENT = "urn:okta:jira:1.0:user:department"
 @pytest.mark.parametrize("version", ["1.1", "2.0"])
 async def test_lifecycle_against_the_demo_target(version):
     transport = httpx.ASGITransport(app=create_app(TargetConfig(token="t0k")))
-    base = f"http://target/scim/v{version[0]}"
+    base = f"https://target/scim/v{version[0]}"
     app = app_connector(JIRA, "jira", base_url=base + "/")
     assert app.version == version
     async with httpx.AsyncClient(transport=transport) as http, TargetAdmin("http://target", transport=transport) as admin:
