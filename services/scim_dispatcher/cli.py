@@ -51,7 +51,8 @@ def test_connectors(connectors_file: str = typer.Option(None, help="default: CON
 async def _test_all(apps):
     async with httpx.AsyncClient() as http:
         async def one(app):
-            client = ScimClient(http, app.base_url, app.version, headers=app.auth_headers(), timeout_s=app.timeout_s)
+            client = ScimClient(http, app.base_url, app.version, headers=app.auth_headers(), timeout_s=app.timeout_s,
+                                content_type=app.content_type, max_response_bytes=app.max_response_bytes)
             try:
                 await client.test_connection()
                 return app, None
@@ -196,7 +197,8 @@ async def _drift(apps, repair: bool, operator: str):
         async with httpx.AsyncClient() as http:
             for app in apps:
                 scim = ScimClient(http, app.base_url, app.version, headers=app.auth_headers(),
-                                  timeout_s=app.timeout_s, unique_field=app.unique_user_field)
+                                  timeout_s=app.timeout_s, unique_field=app.unique_user_field,
+                                  content_type=app.content_type, max_response_bytes=app.max_response_bytes)
                 links = await MongoLinks(db, org).targets_of_app(app.okta_app_id)
                 try:
                     result = await check_app(app, okta, scim, links)
