@@ -22,6 +22,7 @@ from scim_dispatcher.adapters import (
     ScimNotFoundError,
     ScimPermanentError,
     ScimTransientError,
+    ScimUser,
     split_until_isolated,
 )
 
@@ -548,3 +549,15 @@ async def test_split_removal_treats_isolated_no_target_as_done() -> None:
     done, failed = await split_until_isolated(remove, ["u1", "u2", "u3"])
     assert done == ["u1", "u2", "u3"] and failed == []
     assert ("u2",) in [r.no_target for r in results]
+
+
+async def test_the_group_client_updates_users_too() -> None:
+    """The dispatcher's client for an app is a ScimGroupClient: its user update is the user read-modify-write."""
+    resource = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": "u-1", "userName": "a@b.c",
+                "title": "kept", "meta": {"version": 'W/"1"'}}
+    client, target = client_for(scim(200, resource), scim(204), group_update="PUT")
+    await client.update_user(ScimUser.from_resource(resource), {"displayName": "A"})
+    assert target.line() == "PUT /Users/u-1" and target.requests[-1].headers["If-Match"] == 'W/"1"'
+    assert target.body()["title"] == "kept" and target.body()["displayName"] == "A"
+    await client.set_active("u-1", False, ScimUser.from_resource(resource))
+    assert target.body()["active"] is False

@@ -153,7 +153,7 @@ class ScimClient:
         of what the target holds is sent back unchanged. ``None`` in ``attributes`` clears that attribute. On 412
         the user is read again and the change re-applied (module docstring)."""
         scrub = self._scrub_for(attributes, current.id)
-        return await self._read_modify_write(current, attributes, scrub)
+        return await self._modify_user(current, attributes, scrub)
 
     async def set_active(self, user_id: str, active: bool, current: ScimUser | None = None) -> None:
         """PATCH as Okta does for catalog apps, or PUT the whole user (fetched unless ``current`` is given) with
@@ -164,9 +164,9 @@ class ScimClient:
             await self._call("PATCH", _user_path(user_id), "/Users/{id}", scrub, body=body, empty="", lax=True)
             return
         current = current or await self.get_user(user_id)
-        await self._read_modify_write(current, {"active": active}, scrub)
+        await self._modify_user(current, {"active": active}, scrub)
 
-    async def _read_modify_write(self, current: ScimUser, attributes: Mapping[str, Any],
+    async def _modify_user(self, current: ScimUser, attributes: Mapping[str, Any],
                                  scrub: Scrubber) -> ScimUser:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             body = updated_user(self._dialect, current.raw, attributes)
