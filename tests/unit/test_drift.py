@@ -59,3 +59,29 @@ async def test_an_unlinked_account_found_by_external_id_is_unlinked_not_duplicat
     assert drift.found["duplicate"] == [] and drift.found["missing"] == []
     assert drift.found["unknown"] == ["local"]
     assert drift.repairable == 3
+
+
+async def test_a_target_listing_that_never_ends_fails_the_check_and_reports_nothing():
+    """A target that ignores startIndex answers the same page forever: the check stops with a clear error instead
+    of taking a partial listing for the whole (which would report the rest as missing, and a repair act on it)."""
+    import httpx
+    import pytest
+
+    from scim_dispatcher.adapters import ScimClient, ScimPermanentError
+
+    page = {"totalResults": 10**6, "Resources": [{"id": "t1", "userName": "ann@example.com", "active": True}]}
+    served = []
+
+    def forever(request: httpx.Request) -> httpx.Response:
+        served.append(request)
+        return httpx.Response(200, json=page)
+
+    class NoOkta:
+        async def list_app_users(self, app_id: str):
+            raise AssertionError("Okta is not read for an app whose target listing failed")
+            yield []
+
+    scim = ScimClient(httpx.AsyncClient(transport=httpx.MockTransport(forever)), APP.base_url, "2.0")
+    with pytest.raises(ScimPermanentError, match="ignores startIndex"):
+        await check_app(APP, NoOkta(), scim, {"00u1": "t1"})
+    assert len(served) == 2

@@ -578,7 +578,7 @@ async def test_a_415_names_the_setting_that_fixes_it() -> None:
     target = FakeTarget(text(415, "Unsupported Media Type"))
     with pytest.raises(ScimPermanentError) as info:
         await make(target).create_user({"userName": "a@b.c"})
-    assert info.value.status == 415 and "content_type" in info.value.message
+    assert info.value.status == 415 and "content_type: application/json" in info.value.message
 
 
 def test_an_unknown_content_type_is_refused() -> None:

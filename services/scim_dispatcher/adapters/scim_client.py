@@ -166,8 +166,8 @@ class ScimClient:
         current = current or await self.get_user(user_id)
         await self._modify_user(current, {"active": active}, scrub)
 
-    async def _modify_user(self, current: ScimUser, attributes: Mapping[str, Any],
-                                 scrub: Scrubber) -> ScimUser:
+    async def _modify_user(self, current: ScimUser, attributes: Mapping[str, Any], scrub: Scrubber) -> ScimUser:
+        """PUT ``current`` with ``attributes`` set on it, ``If-Match`` its version; 412: read again, re-apply."""
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             body = updated_user(self._dialect, current.raw, attributes)
             body["id"] = current.id
@@ -234,8 +234,9 @@ class ScimClient:
         _log.debug("%s %s -> %s", method, redacted, response.status_code)
         etag = response.headers.get("ETag", "").strip() or None
         if response.status_code == 415 and body is not None:
+            other = next(m for m in MEDIA_TYPES if m != self._media_type)
             raise self._permanent(method, redacted, 415, f"the target refuses Content-Type {self._media_type}; set "
-                                  f"the connector's content_type to the other of {' or '.join(MEDIA_TYPES)}")
+                                  f"the connector's content_type: {other}")
         if not response.is_success:
             raise error_for_response(response, method, redacted, self.version, scrub)
         if not response.content.strip():
