@@ -298,6 +298,8 @@ async def test_lifecycle_against_the_demo_target(version):
         assert users["ann@acme.com"]["active"] is False
         assert users["ann@acme.com"]["urn:okta:jira:1.0:user"]["department"] == "Platform"
         assert users["bob@acme.com"]["externalId"] == "00u2"
+        assert len(users["ann@acme.com"]["_password"]) >= 16  # created with a random password, in 1.1 and 2.0
+        assert "_password" not in users["bob@acme.com"]  # linked, never created: no password set
         methods = [e["method"] for e in await admin.requests()]
         assert "DELETE" not in methods and methods.count("POST") == 1
 

@@ -25,7 +25,7 @@ class Link:
     target_id: str | None
     applied_version: int
     active: bool | None
-    user_name: str | None = field(default=None, compare=False)
+    user_name: str | None = field(default=None, compare=False, repr=False)  # a person's data: never in a repr
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class LinkWrite:
     target_id: str | None  # None: keep the stored one
     active: bool | None  # None: keep the stored one
     fence: int = 0  # the partition's fencing token (0: no partition, a single process)
-    user_name: str | None = None  # None: keep the stored one
+    user_name: str | None = field(default=None, repr=False)  # None: keep the stored one (never in a repr)
 
 
 class MongoLinks:
