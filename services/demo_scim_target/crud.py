@@ -27,8 +27,34 @@ def _int_param(request: Request, name: str, default: int) -> int:
         raise ScimError(400, f"'{name}' must be an integer", "invalidValue") from exc
 
 
-def _headers(ignored: list[str]) -> dict[str, str] | None:
-    return {"X-Demo-Ignored-Attributes": ",".join(ignored)} if ignored else None
+def _headers(ignored: list[str], rec: Record | None = None) -> dict[str, str] | None:
+    headers = {"X-Demo-Ignored-Attributes": ",".join(ignored)} if ignored else {}
+    if rec is not None:
+        headers["ETag"] = etag(rec)
+    return headers or None
+
+
+def etag(rec: Record) -> str:
+    """The resource's version as an entity tag, the same as its ``meta.version`` (RFC 7644 §3.14)."""
+    return f'W/"{rec.version}"'
+
+
+def _opaque(tag: str) -> str:
+    tag = tag.strip()
+    return tag[2:] if tag[:2].upper() == "W/" else tag
+
+
+def check_if_match(request: Request, rec: Record) -> None:
+    """``If-Match`` on a write: ``*`` or a list of tags, compared weakly (SCIM versions are weak tags); none of
+    them the resource's version -> 412 and nothing is changed (RFC 7644 §3.14, RFC 7232 §3.1)."""
+    header = request.headers.get("if-match")
+    if header is None:
+        return
+    tags = [t for t in (part.strip() for part in header.split(",")) if t]
+    if "*" in tags or _opaque(etag(rec)) in {_opaque(t) for t in tags}:
+        return
+    raise ScimError(412, "Failed to update: the resource changed on the server (If-Match does not match "
+                         f"version {etag(rec)})", headers={"ETag": etag(rec)})
 
 
 def _one(request: Request, rec: Record, dialect: str) -> dict:
@@ -95,7 +121,7 @@ async def list_resources(request: Request, kind: str, dialect: str) -> Response:
 
 async def get_resource(request: Request, kind: str, rid: str, dialect: str) -> Response:
     rec = store_of(request).require(kind, rid)
-    return scim_response(request, _one(request, rec, dialect))
+    return scim_response(request, _one(request, rec, dialect), headers=_headers([], rec))
 
 
 def _body_dict(body) -> dict:
@@ -108,20 +134,24 @@ async def create_resource(request: Request, kind: str, dialect: str, body) -> Re
     attrs, password, ignored = clean(kind, _body_dict(body))
     rec = store_of(request).create(kind, attrs, password)
     out = _one(request, rec, dialect)
-    headers = {"Location": out["meta"]["location"], **(_headers(ignored) or {})}
+    headers = {"Location": out["meta"]["location"], **(_headers(ignored, rec) or {})}
     return scim_response(request, out, 201, headers)
 
 
 async def replace_resource(request: Request, kind: str, rid: str, dialect: str, body) -> Response:
+    """PUT replaces every attribute the target keeps (RFC 7644 §3.5.1 allows it): one the body leaves out is
+    cleared, read-only ones (``meta``, a user's ``groups``) are ignored."""
     store = store_of(request)
-    store.require(kind, rid)
+    check_if_match(request, store.require(kind, rid))
     attrs, password, ignored = clean(kind, _body_dict(body))
     rec = store.replace(kind, rid, attrs, password)
-    return scim_response(request, _one(request, rec, dialect), 200, _headers(ignored))
+    return scim_response(request, _one(request, rec, dialect), 200, _headers(ignored, rec))
 
 
 async def delete_resource(request: Request, kind: str, rid: str) -> Response:
-    store_of(request).delete(kind, rid)
+    store = store_of(request)
+    check_if_match(request, store.require(kind, rid))
+    store.delete(kind, rid)
     return Response(status_code=204)
 
 
@@ -129,6 +159,7 @@ async def patch_resource(request: Request, kind: str, rid: str, dialect: str,
                          apply: Callable[[dict, object], dict], body) -> Response:
     state, store = state_of(request), store_of(request)
     rec = store.require(kind, rid)
+    check_if_match(request, rec)
     patched = apply(rec.attrs, body)
     attrs, password, ignored = clean(kind, patched)
     for member in attrs.get("members") or []:
@@ -136,8 +167,8 @@ async def patch_resource(request: Request, kind: str, rid: str, dialect: str,
             raise ScimError(400, "Each member needs a 'value'", "invalidValue")
     rec = store.replace(kind, rid, attrs, password)
     if "patch-204" in state.config.quirks:
-        return Response(status_code=204, headers=_headers(ignored))
-    return scim_response(request, _one(request, rec, dialect), 200, _headers(ignored))
+        return Response(status_code=204, headers=_headers(ignored, rec))
+    return scim_response(request, _one(request, rec, dialect), 200, _headers(ignored, rec))
 
 
 def resource_routes(router, dialect: str, patch_fn: Callable[[dict, object], dict]) -> None:

@@ -25,7 +25,7 @@ def spc11(name: str) -> dict:
         "patch": {"supported": True}, "bulk": {"supported": False},
         "filter": {"supported": True, "maxResults": 200},
         "changePassword": {"supported": True}, "sort": {"supported": False},
-        "etag": {"supported": False},
+        "etag": {"supported": True},
         "authenticationSchemes": [{**BEARER, "specUrl": BEARER["specUri"]}],
         OKTA_PROVIDERCONFIG: {"userManagementCapabilities": CAPABILITIES},
     }
@@ -38,7 +38,7 @@ def spc20(base: str) -> dict:
         "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
         "filter": {"supported": True, "maxResults": 200},
         "changePassword": {"supported": True}, "sort": {"supported": False},
-        "etag": {"supported": False},
+        "etag": {"supported": True},
         "authenticationSchemes": [BEARER],
         "meta": {"resourceType": "ServiceProviderConfig", "location": f"{base}/ServiceProviderConfig"},
     }
@@ -72,6 +72,12 @@ USER_SCHEMA = {"id": CORE20[USER], "name": "User", "description": "User Account"
     a("password", mutability="writeOnly", returned="never", case_exact=True),
     _typed_multi("emails", ["work", "home", "other"]),
     _typed_multi("phoneNumbers", ["work", "home", "mobile", "fax", "pager", "other"]),
+    a("profileUrl", "reference", refs=["external"]),
+    _typed_multi("ims", ["aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"]),
+    _typed_multi("photos", ["photo", "thumbnail"]),
+    a("addresses", "complex", multi=True, sub=[a("formatted"), a("streetAddress"), a("locality"), a("region"),
+      a("postalCode"), a("country"), a("type", canonical=["work", "home", "other"]), a("primary", "boolean")]),
+    _typed_multi("entitlements", []), _typed_multi("roles", []), _typed_multi("x509Certificates", []),
     a("groups", "complex", multi=True, mutability="readOnly", sub=[
         a("value", mutability="readOnly", case_exact=True),
         a("$ref", "reference", mutability="readOnly", refs=["Group"], case_exact=True),

@@ -24,9 +24,10 @@ from datetime import datetime, timezone
 USER = "User"
 GROUP = "Group"
 
-USER_ATTRS = (
-    "userName", "name", "displayName", "nickName", "title", "userType", "locale",
-    "preferredLanguage", "timezone", "active", "emails", "phoneNumbers", "externalId",
+USER_ATTRS = (  # RFC 7643 §4.1's User, but for the read-only `groups` and the write-only `password`
+    "userName", "name", "displayName", "nickName", "profileUrl", "title", "userType", "locale",
+    "preferredLanguage", "timezone", "active", "emails", "phoneNumbers", "ims", "photos", "addresses",
+    "entitlements", "roles", "x509Certificates", "externalId",
 )
 GROUP_ATTRS = ("displayName", "members", "externalId")
 KNOWN = {USER: USER_ATTRS, GROUP: GROUP_ATTRS}

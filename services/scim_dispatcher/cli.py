@@ -69,7 +69,7 @@ async def _test_all(apps):
     async with _clients(apps) as http:
         async def one(app):
             client = ScimClient(http[app.okta_app_id], app.base_url, app.version, headers=app.auth_headers(),
-                                timeout_s=app.timeout_s)
+                                timeout_s=app.timeout_s, content_type=app.content_type, max_response_bytes=app.max_response_bytes)
             try:
                 await client.test_connection()
                 return app, None
@@ -214,7 +214,8 @@ async def _drift(apps, repair: bool, operator: str):
         async with _clients(apps) as http:
             for app in apps:
                 scim = ScimClient(http[app.okta_app_id], app.base_url, app.version, headers=app.auth_headers(),
-                                  timeout_s=app.timeout_s, unique_field=app.unique_user_field)
+                                  timeout_s=app.timeout_s, unique_field=app.unique_user_field,
+                                  content_type=app.content_type, max_response_bytes=app.max_response_bytes)
                 links = await MongoLinks(db, org).targets_of_app(app.okta_app_id)
                 try:
                     result = await check_app(app, okta, scim, links)

@@ -15,7 +15,8 @@ is a coarser key with the same guarantee). So:
   created; group push never creates users). Adds and removes go in batches of ``membership_batch_size``; a batch
   the target refuses with 400 is split until the refused member is alone (both dialects: SCIM 2.0 PatchOp is all or
   nothing, and SCIM 1.1 servers reject a ``members`` PATCH as a whole too); the others land. A single removal
-  answered 400 ``noTarget`` counts as done.
+  answered 400 ``noTarget`` counts as done. Members carry ``display`` (their userName on the target, kept with their
+  account link) beside ``value``, as Okta sends them.
 
 ``membership_authority``: ``additive`` only adds and removes what Okta's facts say, so members added on the target
 side stay; ``okta`` also removes target members that are not Okta members of the group.
@@ -85,6 +86,7 @@ class _Members:
     remove: list[tuple[str | None, str, int]] = field(default_factory=list)  # okta user None: a target-only member
     settled: list[tuple[str, int]] = field(default_factory=list)  # nothing to send
     pending: int = 0
+    display: dict[str, str] = field(default_factory=dict)  # target id -> its userName, sent as the member's display
 
 
 @dataclass
@@ -254,6 +256,8 @@ class GroupDispatcher:
         for user_id, fact in facts.items():
             link = links.get(user_id)
             target_id = link.target_id if link else None
+            if target_id is not None and link is not None and link.user_name:
+                work.display[target_id] = link.user_name
             version = int(fact["version"])
             if fact["member"]:
                 if target_id is None:
@@ -286,7 +290,7 @@ class GroupDispatcher:
                 async def send(chunk: list[tuple[Any, str, int]], op=op) -> None:
                     nonlocal calls
                     calls += 1
-                    await op(target_id, [t for _, t, _ in chunk])
+                    await op(target_id, [t for _, t, _ in chunk], display=work.display)
 
                 done, failed = await split_until_isolated(send, batch)
                 outcome.requests += calls

@@ -7,6 +7,9 @@
 * upsert: linked -> GET + PUT by the stored id (404 -> look up again, relink or recreate); not linked -> look up
   by the unique field first (a create whose answer was lost is found, not created twice), then POST; a 409 on POST
   links the existing account;
+* the PUT is the account as read with the connector's mapped attributes set on it (a mapped attribute the plan has
+  no value for is cleared), everything else kept, ``If-Match`` when the target versions it (``ScimClient``); a POST
+  carries a random password unless ``password_on_create: none``;
 * deactivate: ``active=false`` on the linked or found account; never a DELETE;
 * adoption (an existing account found by the unique field, as Okta links it): never an account another link of the
   app holds (another Okta user's) nor one whose ``externalId`` names another user than the plan would write there.
@@ -67,12 +70,14 @@ class _Write:
     path: str | None = None
     http_status: int | None = None
     returned: ScimUser | None = None
+    user_name: str | None = None  # the account's userName, kept with the link (a group member's display)
 
 
 def _applied(target_id: str | None, detail: str, active: bool | None, method: str | None = None,
-             status: int | None = None, returned: ScimUser | None = None) -> _Write:
+             status: int | None = None, returned: ScimUser | None = None, user_name: str | None = None) -> _Write:
     path = None if method is None else ("/Users" if method == "POST" else "/Users/{id}")
-    return _Write(AuditStep.APPLIED, Reason.APPLIED, target_id, detail, active, method, path, status, returned)
+    return _Write(AuditStep.APPLIED, Reason.APPLIED, target_id, detail, active, method, path, status, returned,
+                  user_name or (returned.user_name if returned is not None else None))
 
 
 def _action_off(target_id: str | None, detail: str, active: bool | None = None) -> _Write:
@@ -123,7 +128,7 @@ class Dispatcher:
                 span.set_attribute(ATTR.TARGET_ID, write.target_id)
             returned = dict(write.returned.raw) if write.returned is not None else None
             stored = None if write.reason is Reason.ADOPTION_HELD else LinkWrite(
-                plan.app_id, plan.okta_user_id, plan.version, write.target_id, write.active, fence)
+                plan.app_id, plan.okta_user_id, plan.version, write.target_id, write.active, fence, write.user_name)
             return Outcome(write.step, write.reason, write.target_id, write.method, write.path, write.http_status,
                            write.detail, _ms(started), returned, stored)
 
@@ -138,11 +143,13 @@ class Dispatcher:
             return _applied(current.id, "already inactive", False)
         await client.set_active(current.id, False, current)
         method = "PATCH" if app.deactivate_with == "PATCH" else "PUT"
-        return _applied(current.id, "deactivated (active=false)", False, method, 200)
+        return _applied(current.id, "deactivated (active=false)", False, method, 200, user_name=current.user_name)
 
     async def _upsert(self, app: AppConnector, plan: ScimOperationPlanned, link: Link | None) -> _Write:
         client = self.clients[app.okta_app_id]
-        attrs: dict[str, Any] = {a.path: a.value for a in plan.attributes}
+        # every mapped attribute is managed: one the plan has no value for is cleared on update (None)
+        attrs: dict[str, Any] = {path: None for path in app.mappings}
+        attrs.update({a.path: a.value for a in plan.attributes})
         attrs["active"] = True
         current = await self._current(client, plan, link)
         if current is None:
@@ -158,16 +165,17 @@ class Dispatcher:
         if not app.actions.update_users:
             if current.active is False:
                 await client.set_active(current.id, True, current)
-                return _applied(current.id, "reactivated (update_users off)", True, "PUT", 200)
+                return _applied(current.id, "reactivated (update_users off)", True, "PUT", 200,
+                                user_name=current.user_name)
             return _action_off(current.id, "update_users is off", current.active)
-        replaced = await client.replace_user(current.id, attrs)
+        replaced = await client.update_user(current, attrs)
         linked = "" if link and link.target_id == current.id else " (linked existing account)"
         return _applied(current.id, "updated" + linked, True, "PUT", 200, replaced)
 
     async def _create(self, client: ScimClient, app: AppConnector, plan: ScimOperationPlanned,
                       attrs: dict[str, Any]):
         body = dict(attrs)
-        if app.actions.sync_password:  # Okta never reveals passwords: a random one, never stored or logged
+        if app.password_on_create == "random":  # as Okta's client; a random one, never stored or logged
             body["password"] = secrets.token_urlsafe(24)
         try:
             return await client.create_user(body)

@@ -119,6 +119,8 @@ def build() -> FastStream:
         clients = {a.okta_app_id: ScimGroupClient(http[a.okta_app_id], a.base_url, a.version, headers=a.auth_headers(),
                                                   timeout_s=a.timeout_s, unique_field=a.unique_user_field,
                                                   deactivate_with=a.deactivate_with, group_update=a.group_update,
+                                                  content_type=a.content_type, send_if_match=a.send_if_match,
+                                                  max_response_bytes=a.max_response_bytes,
                                                   gate=_gate(engines, a.pool, a.okta_app_id))
                    for a in apps.values()}
         links, group_links, group_state = MongoLinks(db, okta.org_url), MongoGroupLinks(db, okta.org_url), \

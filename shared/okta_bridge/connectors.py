@@ -5,6 +5,7 @@ A wrong file fails at start with :class:`ConnectorsFileError`, whose message nam
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -29,6 +30,7 @@ DEFAULT_MAPPINGS: dict[str, str] = {
 }
 _GROUP_ID = re.compile(r"00g[A-Za-z0-9]{17}")
 _SOURCE_ROOTS = ("profile.", "credentials.userName", "id", "appProfile.")
+_log = logging.getLogger(__name__)
 
 
 def is_group_id(entry: str) -> bool:
@@ -88,9 +90,8 @@ class Actions(_Strict):
     update_users: bool = True
     deactivate_users: bool = True
     push_pending_users: bool = False
-    sync_password: bool = Field(
-        default=False, description="Okta never reveals passwords: only a random password is set on create"
-    )
+    sync_password: bool | None = Field(
+        default=None, description="deprecated: read as password_on_create (true: random, false: none)")
 
 
 class AppConnector(_Strict):
@@ -104,6 +105,17 @@ class AppConnector(_Strict):
     max_concurrency: int = Field(default=4, ge=1, le=256)
     pool: str = Field(default="default", pattern=r"^[a-z0-9_-]+$")
     actions: Actions = Actions()
+    password_on_create: Literal["random", "none"] = Field(
+        default="random", description="random: a create carries a random password, never stored or logged, as "
+                                      "Okta's client sends one (some servers require it); none: for servers that "
+                                      "refuse a password")
+    content_type: Literal["application/scim+json", "application/json"] | None = Field(
+        default=None, description="media type sent and accepted instead of the dialect's (SCIM 1.1 "
+                                  "application/json, 2.0 application/scim+json): for a target that answers 415")
+    send_if_match: bool = Field(
+        default=True, description="send the version a read gave (ETag header or meta.version) as If-Match on the "
+                                  "PUT built from it; off only for a target that mishandles If-Match")
+    max_response_mb: int = Field(default=32, ge=1, le=1024, description="largest answer body read from the target")
     suspended: Literal["deactivate", "ignore"] = Field(
         default="ignore", description="ignore: nothing is sent for a SUSPENDED user, as Okta's SCIM 1.1 and 2.0 "
                                       "documentation says of Okta's own client; deactivate: active=false")
@@ -129,6 +141,28 @@ class AppConnector(_Strict):
     def _https_unless_allowed(self) -> "AppConnector":
         check_http_url(self.base_url, self.allow_insecure_http, "base_url")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate_sync_password(cls, data: object) -> object:
+        """``actions.sync_password`` (before ``password_on_create``) is still read: true is ``random``, false
+        ``none``, with a deprecation warning; both set and disagreeing is an error."""
+        if not isinstance(data, dict) or not isinstance(data.get("actions"), dict):
+            return data
+        old = data["actions"].get("sync_password")
+        if old is None:
+            return data
+        if not isinstance(old, bool):
+            return data  # the field's own validation names the error
+        migrated = "random" if old else "none"
+        name = data.get("name") or data.get("okta_app_id") or "?"
+        given = data.get("password_on_create")
+        if given is not None and given != migrated:
+            raise ValueError(f"actions.sync_password: {str(old).lower()} contradicts password_on_create: {given}; "
+                             "remove actions.sync_password (deprecated)")
+        _log.warning("connectors file: app %s: actions.sync_password is deprecated; read as "
+                     "password_on_create: %s (set that instead)", name, migrated)
+        return {**data, "password_on_create": migrated}
 
     @field_validator("push_groups")
     @classmethod
@@ -172,6 +206,10 @@ class AppConnector(_Strict):
         if self.scim_version:
             return self.scim_version
         return "2.0" if self.base_url.rstrip("/").endswith("/v2") else "1.1"
+
+    @property
+    def max_response_bytes(self) -> int:
+        return self.max_response_mb * 1024 * 1024
 
     @property
     def mappings(self) -> dict[str, str]:

@@ -35,6 +35,9 @@ async def test_scim20_demo_target_full_lifecycle(stack):
         posts = [r for r in await target.requests() if r["method"] == "POST"]
         assert posts[-1]["body"]["schemas"][0] == "urn:ietf:params:scim:schemas:core:2.0:User"
         assert posts[-1]["user_agent"] == "Okta SCIM Client 1.0.0"
+        assert posts[-1]["body"]["password"] == "***REDACTED***"  # a random password on create, as Okta sends one
+        [stored] = [u for u in await target.users() if u["userName"] == "edsger.dijkstra@example.com"]
+        assert len(stored["_password"]) >= 16
 
 
 async def test_independent_scim2_server(stack, scim2_server):

@@ -73,6 +73,9 @@ async def test_a_pushed_group_follows_okta(stack, version):
 
         await okta.assign_user(sc.app_id, ids[2])
         await groups.wait_members("Engineering", {login(0), login(1), login(2)})
+        shown = {m["value"]: m.get("display") for m in (await groups.named("Engineering"))["members"]}
+        names = {u["id"]: u["userName"] for u in await sc.target.users()}
+        assert shown == {i: names[i] for i in shown}, "members carry display (their userName), as Okta sends them"
 
         # someone adds a local account to the group on the target side: additive authority keeps it
         local = (await groups.call("POST", "/Users", json=_user_body(version, "local.admin@example.com"))).json()

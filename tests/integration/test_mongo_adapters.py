@@ -13,7 +13,7 @@ from okta_bridge.mongo import connect
 from okta_bridge.stores.meta import OrgMismatchError, claim_org
 from okta_bridge.stores.cursor import MongoPollerState
 from queue_poller.ports import CursorState
-from okta_bridge.stores.links import MongoLinks
+from okta_bridge.stores.links import LinkWrite, MongoLinks
 from scim_dispatcher.ports import Link
 from okta_bridge.stores.assignments import MongoAssignments
 from translator.ports import Assignment
@@ -59,6 +59,18 @@ async def test_link_save_is_conditional_on_the_plan_version(db):
     assert await links.save(plan(1, user="00u2"), "t-2", True) is True
     assert await MongoLinks(db, OTHER_ORG).get("0oaAPP", "00u1") is None
     assert await links.get("0oaAPP", "00u2") == Link("t-2", 1, True)
+
+
+async def test_the_links_user_name_is_kept_until_a_write_names_another(db):
+    """The account's userName rides with the link (a pushed group member's display); a write without one keeps it."""
+    links = MongoLinks(db, ORG)
+    assert await links.save_many([LinkWrite("0oaAPP", "00uN", 1, "t-1", True, user_name="ann@example.com")]) == [True]
+    assert (await links.get("0oaAPP", "00uN")).user_name == "ann@example.com"
+    assert await links.save_many([LinkWrite("0oaAPP", "00uN", 2, None, False)]) == [True]
+    assert (await links.get("0oaAPP", "00uN")).user_name == "ann@example.com"
+    assert await links.save_many([LinkWrite("0oaAPP", "00uN", 3, None, True, user_name="ann.b@example.com")]) == [True]
+    assert (await links.get_many("0oaAPP", ["00uN"]))["00uN"].user_name == "ann.b@example.com"
+    assert "example.com" not in repr(await links.get("0oaAPP", "00uN"))
 
 
 async def test_concurrent_saves_leave_the_newest_version(db):

@@ -78,12 +78,33 @@ async def test_user_lifecycle(client: ScimClient) -> None:
     assert conflict.value.status == 409 and conflict.value.scim_type == "uniqueness"
     assert user_name not in str(conflict.value) and "Ch4nge-me!" not in str(conflict.value)
 
-    replaced = await client.replace_user(created.id, {**_attributes(user_name), "displayName": "Countess"})
+    # set on the target, not managed by the bridge: survives the bridge's update (scim2-server's PUT replaces)
+    await client._call("PATCH", f"/Users/{created.id}", "/Users/{id}", client._scrub, empty="", lax=True, body={
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "add", "path": "phoneNumbers", "value": [{"value": "+1 555 0100", "type": "work"}]}]})
+    managed = {k: v for k, v in _attributes(user_name).items() if k != "password"}
+    current = await client.get_user(created.id)
+    replaced = await client.update_user(current, {**managed, "displayName": "Countess"})
     assert replaced.raw["displayName"] == "Countess"
-    assert (await client.get_user(created.id)).raw["displayName"] == "Countess"
+    stored = (await client.get_user(created.id)).raw
+    assert stored["displayName"] == "Countess" and stored["phoneNumbers"][0]["value"] == "+1 555 0100"
 
     await client.set_active(created.id, False)  # PUT of the whole user, as wizard apps get it
     assert (await client.get_user(created.id)).active is False
+
+
+async def test_a_change_made_on_the_target_after_the_read_is_not_overwritten(client: ScimClient) -> None:
+    """scim2-server versions users (``meta.version``, ETag) and honours If-Match: the stale PUT is refused with 412,
+    the client reads again and re-applies its change on top of the other one."""
+    created = await client.create_user(_attributes("mary@example.org"))
+    stale = await client.get_user(created.id)
+    assert stale.etag
+    await client._call("PATCH", f"/Users/{created.id}", "/Users/{id}", client._scrub, empty="", lax=True, body={
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "nickName", "value": "Set on the target"}]})
+    await client.update_user(stale, {"displayName": "Mary S."})
+    stored = (await client.get_user(created.id)).raw
+    assert stored["displayName"] == "Mary S." and stored["nickName"] == "Set on the target"
 
 
 async def test_deactivate_and_reactivate_with_patch(scim2_server: str) -> None:

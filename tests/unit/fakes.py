@@ -384,7 +384,8 @@ class FakeLinks:
                 continue
             self.fences[key] = w.fence
             self.links[key] = Link(w.target_id if w.target_id is not None else (old.target_id if old else None),
-                                   w.version, w.active if w.active is not None else (old.active if old else None))
+                                   w.version, w.active if w.active is not None else (old.active if old else None),
+                                   w.user_name if w.user_name is not None else (old.user_name if old else None))
             out.append(True)
         return out
 

@@ -41,7 +41,9 @@ def test_defaults_mirror_oktas_connector_form(tmp_path):
     assert app.suspended == "ignore"  # Okta's SCIM 1.1 and 2.0 pages: no deprovisioning for suspended users
     assert app.deactivate_with == "PUT"
     assert (app.actions.create_users, app.actions.update_users, app.actions.deactivate_users) == (True, True, True)
-    assert app.actions.push_pending_users is False and app.actions.sync_password is False
+    assert app.actions.push_pending_users is False
+    assert app.password_on_create == "random"  # Okta's client sends a random password on create
+    assert (app.content_type, app.send_if_match, app.max_response_bytes) == (None, True, 32 * 1024 * 1024)
     assert app.mappings == DEFAULT_MAPPINGS
     assert app.auth_headers() == {}
 
@@ -209,3 +211,31 @@ def test_a_secret_pasted_into_the_file_by_mistake_is_not_echoed(tmp_path):
     message = failure(one_app(tmp_path, auth=f"{{type: header, value_env: X, value: {SECRET}}}"))
     assert "value" in message
     assert SECRET not in message
+
+
+@pytest.mark.parametrize(("old", "new"), [("true", "random"), ("false", "none")])
+def test_the_deprecated_sync_password_is_read_as_password_on_create_with_a_warning(tmp_path, caplog, old, new):
+    app = load_connectors(one_app(tmp_path, f"actions: {{sync_password: {old}}}\n")).apps[0]
+    assert app.password_on_create == new
+    assert f"actions.sync_password is deprecated; read as password_on_create: {new}" in caplog.text
+
+
+def test_sync_password_contradicting_password_on_create_is_refused(tmp_path):
+    message = failure(one_app(tmp_path, "actions: {sync_password: false}\npassword_on_create: random\n"))
+    assert "apps[0] (jira)" in message and "contradicts password_on_create" in message
+
+
+@pytest.mark.parametrize(("extra", "field"), [
+    ("password_on_create: always\n", "password_on_create"),
+    ("content_type: text/xml\n", "content_type"),
+    ("max_response_mb: 0\n", "max_response_mb"),
+])
+def test_new_target_settings_are_checked(tmp_path, extra, field):
+    assert f"apps[0] (jira): {field}:" in failure(one_app(tmp_path, extra))
+
+
+def test_new_target_settings_are_read(tmp_path):
+    extra = "password_on_create: none\ncontent_type: application/json\nsend_if_match: false\nmax_response_mb: 64\n"
+    app = load_connectors(one_app(tmp_path, extra)).apps[0]
+    assert (app.password_on_create, app.content_type, app.send_if_match) == ("none", "application/json", False)
+    assert app.max_response_bytes == 64 * 1024 * 1024

@@ -206,6 +206,36 @@ def test_put_replaces_and_keeps_id(client):
     assert r.status_code == 409
 
 
+@pytest.mark.parametrize("prefix", [V1, V2])
+def test_etags_on_every_answer_and_if_match_honoured_with_412(client, prefix):
+    user = new_user(client, prefix, "ida@example.com", title="Boss")
+    url = f"{prefix}/Users/{user['id']}"
+    got = client.get(url, headers=AUTH)
+    assert got.headers["etag"] == got.json()["meta"]["version"] == 'W/"1"'
+    stale = {**AUTH, "If-Match": 'W/"1"'}
+    ok = client.put(url, json={"userName": "ida@example.com", "title": "CEO"}, headers=stale)
+    assert ok.status_code == 200 and ok.headers["etag"] == 'W/"2"'
+    for method, body in (("PUT", {"userName": "ida@example.com"}), ("PATCH", {"title": "X"}), ("DELETE", None)):
+        refused = client.request(method, url, json=body, headers=stale)
+        assert refused.status_code == 412 and refused.headers["etag"] == 'W/"2"', method
+    assert client.get(url, headers=AUTH).json()["title"] == "CEO"  # nothing changed by the refused writes
+    for tags in ('"2"', 'W/"9", W/"3"', "*"):  # compared weakly; a list; any version (each PUT: +1)
+        assert client.put(url, json={"userName": "ida@example.com", "title": tags}, headers={
+            **AUTH, "If-Match": tags}).status_code == 200
+    assert client.put(url, json={"userName": "ida@example.com"}, headers=AUTH).status_code == 200  # no condition
+
+
+def test_put_is_a_full_replace_of_rfc_attributes_kept(client):
+    """The target keeps RFC 7643's User attributes (roles, entitlements, addresses…), and a PUT that leaves one
+    out clears it, as RFC 7644 §3.5.1 allows: what a bridge must not do by accident."""
+    extra = {"roles": [{"value": "admin"}], "entitlements": [{"value": "e1"}], "phoneNumbers": [{"value": "1"}],
+             "addresses": [{"locality": "Oslo"}], ENTERPRISE: {"costCenter": "9"}}
+    user = new_user(client, V2, "jon@example.com", **extra)
+    assert {k: user[k] for k in extra} == extra
+    r = client.put(f"{V2}/Users/{user['id']}", json={"userName": "jon@example.com"}, headers=AUTH)
+    assert not set(extra) & set(r.json())
+
+
 def test_v1_patch_deactivate_like_catalog_apps(client):
     user = new_user(client, V1, "gina@example.com", displayName="Gina")
     body = fixture("okta_v1_deactivate_patch.json") | {"id": user["id"]}
@@ -357,6 +387,7 @@ def test_v1_service_provider_configs(client):
 def test_v2_discovery(client):
     spc = client.get(f"{V2}/ServiceProviderConfig", headers=AUTH)
     assert spc.status_code == 200 and spc.json()["patch"]["supported"] is True
+    assert spc.json()["etag"]["supported"] is True
     assert spc.headers["content-type"] == "application/scim+json"
     schemas = client.get(f"{V2}/Schemas", headers=AUTH).json()
     assert {s["id"] for s in schemas["Resources"]} == {USER20, GROUP20, ENTERPRISE}

@@ -67,16 +67,39 @@ async def test_create_posts_after_a_lookup_that_finds_nothing(target):
     [created] = target.users.values()
     assert created["userName"] == "ann@acme.com" and created["active"] is True
     assert created["name"] == {"givenName": "Ann", "familyName": "Example"}
-    assert "password" not in created  # sync_password is off
     link = await d.links.get(JIRA, "00u1")
-    assert link == Link(created["id"], 1, True)
+    assert link == Link(created["id"], 1, True) and link.user_name == "ann@acme.com"
 
 
-async def test_sync_password_sends_a_random_password_on_create(target):
-    d = await make(target, actions={"sync_password": True})
+async def test_a_create_sends_a_random_password_as_oktas_client_does(target):
+    d = await make(target)
+    await d.apply(plan())
+    await d.apply(plan(user_name="bob@acme.com", user_id="00u2"))
+    passwords = [u["password"] for u in target.users.values()]
+    assert all(isinstance(p, str) and len(p) >= 16 for p in passwords) and len(set(passwords)) == 2
+
+
+@pytest.mark.parametrize("setting", [{"password_on_create": "none"}, {"actions": {"sync_password": False}}])
+async def test_password_on_create_none_sends_no_password(target, setting):
+    d = await make(target, **setting)
     await d.apply(plan())
     [created] = target.users.values()
-    assert isinstance(created["password"], str) and len(created["password"]) >= 16
+    assert "password" not in created
+
+
+async def test_an_update_keeps_what_the_target_holds_beside_the_mapped_attributes(target):
+    """A target that treats PUT as a full replace (RFC 7644 §3.5.1) loses nothing the bridge does not manage; a
+    mapped attribute Okta has no value for any more is cleared; the password the target echoed is not sent back."""
+    d = await make(target)
+    await d.apply(plan(1, displayName="Ann E"))
+    uid = next(iter(target.users))
+    target.users[uid].update(phoneNumbers=[{"value": "+1 555 0100"}], roles=[{"value": "admin"}],
+                             **{"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"costCenter": "9"}})
+    await d.apply(plan(2, **{"name.givenName": "Anna"}))  # no displayName in Okta any more
+    put = target.bodies[-1]
+    assert put["name"]["givenName"] == "Anna" and "displayName" not in put and "password" not in put
+    assert put["phoneNumbers"] == [{"value": "+1 555 0100"}] and put["roles"] == [{"value": "admin"}]
+    assert put["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"] == {"costCenter": "9"}
 
 
 async def test_an_account_found_by_lookup_is_linked_and_put_never_posted(target):
@@ -261,7 +284,7 @@ DEPARTMENT = "urn:okta:jira:1.0:user:department"
 async def test_lifecycle_against_the_demo_target(version):
     transport = httpx.ASGITransport(app=create_app(TargetConfig(token="t0k")))
     base = f"https://target/scim/v{version[0]}"
-    app = app_connector(JIRA, "jira", base_url=base + "/")
+    app = app_connector(JIRA, "jira", base_url=base + "/", allow_insecure_http=True)  # in-process ASGI
     assert app.version == version
     async with httpx.AsyncClient(transport=transport) as http, TargetAdmin("http://target", transport=transport) as admin:
         client = ScimClient(http, base, app.version, headers={"Authorization": "Bearer t0k"})
@@ -276,6 +299,8 @@ async def test_lifecycle_against_the_demo_target(version):
         assert users["ann@acme.com"]["active"] is False
         assert users["ann@acme.com"]["urn:okta:jira:1.0:user"]["department"] == "Platform"
         assert users["bob@acme.com"]["externalId"] == "00u2"
+        assert len(users["ann@acme.com"]["_password"]) >= 16  # created with a random password, in 1.1 and 2.0
+        assert "_password" not in users["bob@acme.com"]  # linked, never created: no password set
         methods = [e["method"] for e in await admin.requests()]
         assert "DELETE" not in methods and methods.count("POST") == 1
 
@@ -355,3 +380,65 @@ async def test_a_held_adoption_is_tried_again_by_the_next_plan_once_fixed(target
     del target.users[existing]["externalId"]  # a person decided: the account is Ann's
     outcome = await d.apply(plan(2))
     assert outcome.step is AuditStep.APPLIED and (await d.links.get(JIRA, "00u1")).target_id == existing
+
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+class ChangedOnTheTarget(httpx.AsyncBaseTransport):
+    """The demo target, where someone changes the user on the target (an admin, another tool) between the bridge's
+    read and its first PUT: the case If-Match exists for."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, change: dict[str, Any]) -> None:
+        self.inner, self.change, self.changed = inner, change, False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT" and not self.changed:
+            self.changed = True
+            patch = httpx.Request("PATCH", request.url, headers={"Authorization": "Bearer t0k"},
+                                  json=self.change)
+            answer = await self.inner.handle_async_request(patch)
+            await answer.aread()
+            assert answer.status_code == 200, answer.content
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("version", ["1.1", "2.0"])
+async def test_an_update_against_the_demo_target_keeps_unmanaged_attributes_and_a_concurrent_change(version):
+    """The demo target treats PUT as a full replace. Phone numbers, roles and an extension attribute set directly
+    on the target survive a bridge update; a change made on the target between the bridge's GET and PUT is not
+    overwritten: the PUT carries If-Match, the target answers 412, the bridge reads again and re-applies."""
+    app_under_test = create_app(TargetConfig(token="t0k"))
+    base = f"http://target/scim/v{version[0]}"
+    if version == "1.1":
+        change = {"schemas": ["urn:scim:schemas:core:1.0"], "title": "Changed on the target"}
+    else:
+        change = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                  "Operations": [{"op": "replace", "path": "title", "value": "Changed on the target"}]}
+    transport = ChangedOnTheTarget(httpx.ASGITransport(app=app_under_test), change)
+    transport.changed = True  # the create goes through untouched
+    app = app_connector(JIRA, "jira", base_url=base + "/", allow_insecure_http=True)  # in-process ASGI
+    async with httpx.AsyncClient(transport=transport) as http, \
+            TargetAdmin("http://target", transport=httpx.ASGITransport(app=app_under_test)) as admin:
+        client = ScimClient(http, base, app.version, headers={"Authorization": "Bearer t0k"})
+        d = Applier(Dispatcher({JIRA: app}, {JIRA: client}), FakeLinks())
+        assert (await d.apply(plan(1, **{DEPARTMENT: "Eng"}))).method == "POST"
+        uid = (await d.links.get(JIRA, "00u1")).target_id
+        direct = {"phoneNumbers": [{"value": "+47 555 0100", "type": "work"}], "roles": [{"value": "admin"}],
+                  ENTERPRISE: {"costCenter": "CC-9"}}
+        put = httpx.Request("PATCH", f"{base}/Users/{uid}", headers={"Authorization": "Bearer t0k"},
+                            json={"schemas": ["urn:scim:schemas:core:1.0"], **direct} if version == "1.1" else {
+                                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                                "Operations": [{"op": "add", "value": direct}]})
+        assert (await http.send(put)).status_code == 200
+        transport.changed = False  # from now on: someone changes the title before the bridge's next PUT lands
+        outcome = await d.apply(plan(2, **{"name.givenName": "Anna", DEPARTMENT: "Platform"}))
+        assert outcome.step is AuditStep.APPLIED
+        [stored] = await admin.users()
+        assert stored["name"]["givenName"] == "Anna"  # the bridge's change landed
+        assert stored["urn:okta:jira:1.0:user"] == {"department": "Platform"}
+        assert stored["title"] == "Changed on the target"  # the concurrent change was not overwritten
+        assert stored["phoneNumbers"] == direct["phoneNumbers"] and stored["roles"] == direct["roles"]
+        assert stored[ENTERPRISE] == {"costCenter": "CC-9"}
+        writes = [(e["method"], e["status"]) for e in await admin.requests() if e["method"] in ("PUT", "GET")][-4:]
+        assert writes == [("GET", 200), ("PUT", 412), ("GET", 200), ("PUT", 200)]

@@ -75,3 +75,29 @@ async def test_an_account_that_is_someone_elses_shows_as_adoption_held_not_unlin
     assert drift.found["missing"] == [] and drift.found["unknown"] == []
     assert drift.found["should_be_inactive"] == ["00u7"]  # 00u7 is no longer assigned: its own account
     assert drift.repairable == 2  # 00u4's link and 00u7's deactivation; the held cases stay for a person
+
+
+async def test_a_target_listing_that_never_ends_fails_the_check_and_reports_nothing():
+    """A target that ignores startIndex answers the same page forever: the check stops with a clear error instead
+    of taking a partial listing for the whole (which would report the rest as missing, and a repair act on it)."""
+    import httpx
+    import pytest
+
+    from scim_dispatcher.adapters import ScimClient, ScimPermanentError
+
+    page = {"totalResults": 10**6, "Resources": [{"id": "t1", "userName": "ann@example.com", "active": True}]}
+    served = []
+
+    def forever(request: httpx.Request) -> httpx.Response:
+        served.append(request)
+        return httpx.Response(200, json=page)
+
+    class NoOkta:
+        async def list_app_users(self, app_id: str):
+            raise AssertionError("Okta is not read for an app whose target listing failed")
+            yield []
+
+    scim = ScimClient(httpx.AsyncClient(transport=httpx.MockTransport(forever)), APP.base_url, "2.0")
+    with pytest.raises(ScimPermanentError, match="ignores startIndex"):
+        await check_app(APP, NoOkta(), scim, {"00u1": "t1"})
+    assert len(served) == 2

@@ -106,3 +106,10 @@ async def test_single_changes_never_remove_target_only_members_even_with_okta_au
     work = await d._plan_members(facts(u1=(True, 10)), None, authority="okta")
     assert work.add == [("u1", "t1", 10)]
     assert work.remove == []
+
+
+async def test_members_display_is_the_userName_kept_with_the_account_link():
+    d = dispatcher({"u1": "t1", "u2": "t2"})
+    d.user_links.links["u1"] = Link("t1", 1, True, "ann@acme.com")  # u2's link predates the userName: no display
+    work = await d._plan_members(facts(u1=(True, 10), u2=(True, 20)), set())
+    assert work.display == {"t1": "ann@acme.com"}

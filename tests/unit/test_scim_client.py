@@ -200,9 +200,16 @@ async def test_create_user_without_id_is_permanent() -> None:
         await make(FakeTarget(scim(201, {"userName": "a@b.c"}))).create_user(ATTRIBUTES)
 
 
-async def test_replace_user_puts_whole_user_with_id_and_quotes_the_id() -> None:
+def read(resource: dict[str, Any], etag: str | None = None) -> ScimUser:
+    return ScimUser.from_resource(resource, etag=etag)  # type: ignore[return-value]
+
+
+MANAGED = {k: v for k, v in ATTRIBUTES.items() if k != "password"}
+
+
+async def test_update_user_puts_whole_user_with_id_and_quotes_the_id() -> None:
     target = FakeTarget(scim(200, user("a@b.c/x")))
-    replaced = await make(target, "1.1").replace_user("a@b.c/x", ATTRIBUTES)
+    replaced = await make(target, "1.1").update_user(read(user("a@b.c/x", groups=[{"value": "g1"}])), MANAGED)
     request = target.requests[0]
     assert request.method == "PUT"
     assert request.url.raw_path == b"/scim/v2/Users/a@b.c%2Fx"
@@ -213,8 +220,8 @@ async def test_replace_user_puts_whole_user_with_id_and_quotes_the_id() -> None:
     assert replaced.id == "a@b.c/x"
 
 
-async def test_replace_user_accepts_204() -> None:
-    replaced = await make(FakeTarget(scim(204))).replace_user("u-1", {"userName": "a@b.c"})
+async def test_update_user_accepts_204() -> None:
+    replaced = await make(FakeTarget(scim(204))).update_user(read(user("u-1", "old")), {"userName": "a@b.c"})
     assert (replaced.id, replaced.user_name) == ("u-1", "a@b.c")
 
 
@@ -405,7 +412,7 @@ async def test_secrets_never_in_errors(answer: Any, kind: type[ScimError], opera
     client = ScimClient(http, BASE, version, headers=headers, deactivate_with="PATCH")  # type: ignore[arg-type]
     calls = {
         "create": lambda: client.create_user(ATTRIBUTES),
-        "replace": lambda: client.replace_user("a@b.c", ATTRIBUTES),
+        "replace": lambda: client.update_user(read(user("a@b.c")), ATTRIBUTES),
         "find": lambda: client.find_user("a@b.c"),
         "get": lambda: client.get_user("a@b.c"),
         "deactivate": lambda: client.set_active("a@b.c", False),
@@ -471,3 +478,160 @@ def test_flat_attributes_that_collide_are_refused() -> None:
 def test_unknown_version_is_refused() -> None:
     with pytest.raises(ValueError, match="unsupported SCIM version"):
         ScimClient(httpx.AsyncClient(), BASE, "3.0")  # type: ignore[arg-type]
+
+
+# --- updates keep what the bridge does not manage (RFC 7644 §3.5.1: PUT may replace the whole resource) ----------
+
+
+def on_target(**extra: Any) -> dict[str, Any]:
+    """A user as a target holds it after the bridge created it and someone added to it on the target."""
+    return user(
+        schemas=[CORE20, ENTERPRISE], name={"givenName": "Old", "familyName": "B", "middleName": "M"},
+        phoneNumbers=[{"value": "+1 555 0100", "type": "work"}], roles=[{"value": "admin"}],
+        entitlements=[{"value": "jira-software"}], title="Engineer",
+        **{ENTERPRISE: {"employeeNumber": "7", "costCenter": "CC-9"}},
+        groups=[{"value": "g1", "display": "devs"}], meta={"resourceType": "User", "version": 'W/"3"'},
+        password="$2b$hash-the-server-should-never-return", **extra)
+
+
+async def test_update_sets_managed_attributes_on_the_resource_read_and_keeps_the_rest() -> None:
+    target = FakeTarget(scim(200, on_target()))
+    await make(target).update_user(read(on_target()), {**MANAGED, "locale": None})
+    body = target.body()
+    assert body["phoneNumbers"] == [{"value": "+1 555 0100", "type": "work"}]
+    assert body["roles"] == [{"value": "admin"}] and body["entitlements"] == [{"value": "jira-software"}]
+    assert body["title"] == "Engineer"
+    assert body["name"] == {"givenName": "A", "familyName": "B", "middleName": "M"}  # a sub-attribute kept
+    assert body[ENTERPRISE] == {"employeeNumber": "42", "costCenter": "CC-9", "manager": {"value": "m-1"}}
+    assert body[JIRA] == {"department": "Eng"} and body["schemas"] == [CORE20, ENTERPRISE, JIRA]
+    assert body["emails"] == ATTRIBUTES["emails"] and body["externalId"] == "00u1"
+    # read-only and write-only attributes are never sent back
+    assert not {"meta", "groups", "password"} & set(body) and "locale" not in body
+
+
+async def test_update_clears_a_managed_attribute_whose_value_is_gone_and_matches_names_case_insensitively() -> None:
+    resource = user(UserName="a@b.c", Name={"GivenName": "A", "familyName": "B"}, locale="de_DE",
+                    **{JIRA: {"department": "Eng"}})
+    resource.pop("userName")
+    target = FakeTarget(scim(200, resource))
+    await make(target).update_user(read(resource), {"userName": "new@b.c", "name.givenName": None,
+                                                    "locale": None, f"{JIRA}:department": None})
+    body = target.body()
+    assert body["UserName"] == "new@b.c" and "userName" not in body  # the target's own key, changed
+    assert body["Name"] == {"familyName": "B"}
+    assert "locale" not in body and JIRA not in body and JIRA not in body["schemas"]
+
+
+@pytest.mark.parametrize(("header", "meta", "sent"), [
+    ('"v7"', 'W/"6"', '"v7"'),  # the header wins over meta.version
+    (None, 'W/"6"', 'W/"6"'),
+    (None, None, None),  # no version: no condition
+])
+async def test_update_sends_if_match_with_the_version_the_read_gave(header: str | None, meta: str | None,
+                                                                    sent: str | None) -> None:
+    resource = user(**({"meta": {"version": meta}} if meta else {}))
+    target = FakeTarget(scim(200, resource, **({"ETag": header} if header else {})), scim(200, resource))
+    client = make(target)
+    await client.update_user(await client.get_user("u-1"), {"displayName": "X"})
+    assert target.requests[1].headers.get("If-Match") == sent
+
+
+async def test_update_without_if_match_when_the_connector_turns_it_off() -> None:
+    target = FakeTarget(scim(200, user()))
+    await make(target, send_if_match=False).update_user(read(user(), etag='W/"1"'), {"displayName": "X"})
+    assert "If-Match" not in target.requests[0].headers
+
+
+async def test_a_412_reads_again_and_reapplies_on_what_changed_meanwhile() -> None:
+    """Someone added a phone number on the target between the bridge's read and its write: it is kept."""
+    changed = user(phoneNumbers=[{"value": "+1 555 0199"}], meta={"version": 'W/"4"'})
+    target = FakeTarget(scim(412, {"detail": "version mismatch", "status": "412"}), scim(200, changed),
+                        scim(200, changed))
+    updated = await make(target).update_user(read(user(meta={"version": 'W/"3"'})), {"displayName": "New"})
+    assert [(r.method, r.headers.get("If-Match")) for r in target.requests] == [
+        ("PUT", 'W/"3"'), ("GET", None), ("PUT", 'W/"4"')]
+    assert target.body()["phoneNumbers"] == [{"value": "+1 555 0199"}] and target.body()["displayName"] == "New"
+    assert updated.id == "u-1"
+
+
+async def test_412_on_every_attempt_is_a_transient_failure_and_nothing_is_overwritten() -> None:
+    refused = scim(412, {"detail": "version mismatch", "status": "412"})
+    target = FakeTarget(refused, scim(200, user(meta={"version": 'W/"4"'})), refused,
+                        scim(200, user(meta={"version": 'W/"5"'})), refused)
+    with pytest.raises(ScimTransientError) as info:
+        await make(target).set_active("u-1", False, read(user(meta={"version": 'W/"3"'})))
+    assert info.value.status == 412 and "changed on the target between read and write 3 times" in info.value.message
+    assert [r.method for r in target.requests] == ["PUT", "GET", "PUT", "GET", "PUT"]
+
+
+# --- what Okta's client sends: media type ---------------------------------------------------------------------
+
+
+async def test_content_type_setting_replaces_scim_json_for_a_target_that_refuses_it() -> None:
+    target = FakeTarget(scim(201, user(), media="application/json"))
+    await make(target, content_type="application/json").create_user({"userName": "a@b.c"})
+    request = target.requests[0]
+    assert request.headers["Content-Type"] == "application/json" and request.headers["Accept"] == "application/json"
+
+
+async def test_a_415_names_the_setting_that_fixes_it() -> None:
+    target = FakeTarget(text(415, "Unsupported Media Type"))
+    with pytest.raises(ScimPermanentError) as info:
+        await make(target).create_user({"userName": "a@b.c"})
+    assert info.value.status == 415 and "content_type: application/json" in info.value.message
+
+
+def test_an_unknown_content_type_is_refused() -> None:
+    with pytest.raises(ValueError, match="content_type"):
+        make(FakeTarget(), content_type="text/xml")
+
+
+# --- bad input: answers too large, listings that never end ----------------------------------------------------
+
+
+def chunked(status: int, data: bytes) -> httpx.Response:
+    """A streamed body without Content-Length, as a chunked answer comes."""
+    async def body():
+        for start in range(0, len(data), 4096):
+            yield data[start:start + 4096]
+    return httpx.Response(status, content=body(), headers={"Content-Type": SCIM_JSON})
+
+
+@pytest.mark.parametrize("answer", [
+    scim(200, user(title="x" * 5000)),  # Content-Length says so: not read at all
+    chunked(200, json.dumps(user(title="x" * 5000)).encode()),  # no length: read up to the limit, then refused
+])
+async def test_an_answer_over_the_size_limit_is_a_clear_error(answer: httpx.Response) -> None:
+    with pytest.raises(ScimPermanentError) as info:
+        await make(FakeTarget(answer), max_response_bytes=4096).get_user("u-1")
+    assert "answer too large" in info.value.message and "over 4096 bytes" in info.value.message
+
+
+async def test_an_answer_within_the_limit_is_read_whole_when_streamed() -> None:
+    got = await make(FakeTarget(chunked(200, json.dumps(user(title="x" * 5000)).encode()))).get_user("u-1")
+    assert got.raw["title"] == "x" * 5000
+
+
+async def test_a_listing_that_repeats_itself_is_an_error_not_a_short_list() -> None:
+    page = {**listing(user("u-1"), user("u-2", "b@b.c")), "totalResults": 1000}
+    target = FakeTarget(*(scim(200, page) for _ in range(3)))
+    pages = []
+    with pytest.raises(ScimPermanentError, match="ignores startIndex"):
+        async for got in make(target).list_users(page_size=2):
+            pages.append(got)
+    assert len(pages) == 1 and len(target.requests) == 2
+
+
+async def test_a_listing_that_never_ends_stops_at_the_page_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scim_dispatcher.adapters import scim_client
+    monkeypatch.setattr(scim_client, "MAX_PAGES", 5)
+    served = iter(range(10**6))
+
+    def endless(request: httpx.Request) -> httpx.Response:
+        n = next(served)
+        return scim(200, {"totalResults": 10**9, "Resources": [user(f"u-{n}", f"{n}@b.c")]})
+    target = FakeTarget(*(endless for _ in range(10)))
+    with pytest.raises(ScimPermanentError, match="more than 5 pages"):
+        async for _ in make(target).list_users(page_size=1):
+            pass
+    assert len(target.requests) == 5

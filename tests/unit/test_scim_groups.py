@@ -22,6 +22,7 @@ from scim_dispatcher.adapters import (
     ScimNotFoundError,
     ScimPermanentError,
     ScimTransientError,
+    ScimUser,
     split_until_isolated,
 )
 
@@ -279,6 +280,69 @@ async def test_members_20_bodies() -> None:
         {"op": "replace", "path": "members", "value": [{"value": "u3"}]}]}
 
 
+@pytest.mark.parametrize("version", ["1.1", "2.0"])
+async def test_members_carry_display_beside_value_as_okta_sends_them(version: str) -> None:
+    """``display`` is the member's userName when the bridge knows it; a member it does not know goes as value."""
+    names = {"u1": "ann@acme.com", "u2": "bob@acme.com"}
+    client, target = client_for(scim(204), scim(204), scim(204), version=version)
+    await client.add_members("g-1", ["u1", "u9"], display=names)
+    await client.remove_members("g-1", ["u2"], display=names)
+    if version == "1.1":
+        assert target.body(0)["members"] == [{"value": "u1", "display": "ann@acme.com"}, {"value": "u9"}]
+        assert target.body(1)["members"] == [{"value": "u2", "display": "bob@acme.com", "operation": "delete"}]
+    else:
+        assert target.body(0)["Operations"][0]["value"] == [{"value": "u1", "display": "ann@acme.com"},
+                                                           {"value": "u9"}]
+        await client.replace_members("g-1", ["u2"], display=names)
+        assert target.body(2)["Operations"][0]["value"] == [{"value": "u2", "display": "bob@acme.com"}]
+
+
+async def test_a_refused_member_batch_never_shows_the_display_names() -> None:
+    client, _ = client_for(scim(400, error20(400, "members ann@acme.com unknown")))
+    with pytest.raises(ScimPermanentError) as info:
+        await client.add_members("g-1", ["u1"], display={"u1": "ann@acme.com"})
+    assert "ann@acme.com" not in str(info.value)
+
+
+async def test_put_mode_sends_if_match_and_rereads_on_412() -> None:
+    """A member added on the target between the GET and the PUT is kept: the stale PUT is refused (412), the group
+    read again and the change re-applied to it."""
+    first = group("g-1", "Eng", ["u1"], meta={"version": 'W/"1"'})
+    second = group("g-1", "Eng", ["u1", "u7"], meta={"version": 'W/"2"'})
+    client, target = client_for(scim(200, first), scim(412, error20(412, "changed")), scim(200, second),
+                                scim(204), group_update="PUT")
+    await client.add_members("g-1", ["u2"], display={"u2": "bob@acme.com"})
+    assert [(r.method, r.headers.get("If-Match")) for r in target.requests] == [
+        ("GET", None), ("PUT", 'W/"1"'), ("GET", None), ("PUT", 'W/"2"')]
+    assert target.body()["members"] == [{"value": "u1", "display": "u1@x"}, {"value": "u7", "display": "u7@x"},
+                                        {"value": "u2", "display": "bob@acme.com"}]
+    assert "meta" not in target.body()
+
+
+async def test_put_mode_412_every_time_is_transient() -> None:
+    current = group("g-1", "Eng", ["u1"], meta={"version": 'W/"1"'})
+    refused = scim(412, error20(412, "changed"))
+    client, target = client_for(scim(200, current), refused, scim(200, current), refused, scim(200, current),
+                                refused, group_update="PUT")
+    with pytest.raises(ScimTransientError) as info:
+        await client.rename_group("g-1", "New")
+    assert info.value.status == 412 and [r.method for r in target.requests] == ["GET", "PUT"] * 3
+
+
+async def test_list_groups_that_never_ends_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scim_dispatcher.adapters import scim_groups
+    monkeypatch.setattr(scim_groups, "MAX_PAGES", 3)
+    served = iter(range(10**6))
+
+    def endless(request: httpx.Request) -> httpx.Response:
+        n = next(served)
+        return scim(200, listing(*(group(f"g-{n}-{i}", f"G{n}-{i}") for i in range(100)), total=10**9))
+    client, target = client_for(endless)
+    with pytest.raises(ScimPermanentError, match="more than 3 pages"):
+        await client.list_groups()
+    assert len(target.requests) == 3
+
+
 async def test_empty_changes_send_nothing_but_replace_with_nobody_does() -> None:
     client, target = client_for(scim(204))
     assert await client.add_members("g-1", []) == GroupUpdate()
@@ -485,3 +549,15 @@ async def test_split_removal_treats_isolated_no_target_as_done() -> None:
     done, failed = await split_until_isolated(remove, ["u1", "u2", "u3"])
     assert done == ["u1", "u2", "u3"] and failed == []
     assert ("u2",) in [r.no_target for r in results]
+
+
+async def test_the_group_client_updates_users_too() -> None:
+    """The dispatcher's client for an app is a ScimGroupClient: its user update is the user read-modify-write."""
+    resource = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": "u-1", "userName": "a@b.c",
+                "title": "kept", "meta": {"version": 'W/"1"'}}
+    client, target = client_for(scim(200, resource), scim(204), group_update="PUT")
+    await client.update_user(ScimUser.from_resource(resource), {"displayName": "A"})
+    assert target.line() == "PUT /Users/u-1" and target.requests[-1].headers["If-Match"] == 'W/"1"'
+    assert target.body()["title"] == "kept" and target.body()["displayName"] == "A"
+    await client.set_active("u-1", False, ScimUser.from_resource(resource))
+    assert target.body()["active"] is False

@@ -10,6 +10,7 @@ from .scim_errors import (
     ScimGroupsUnsupportedError,
     ScimNotFoundError,
     ScimPermanentError,
+    ScimPreconditionFailedError,
     ScimTransientError,
 )
 from .scim_groups import GroupUpdate, ScimGroup, ScimGroupClient, split_until_isolated
@@ -30,6 +31,7 @@ __all__ = [
     "ScimGroupsUnsupportedError",
     "ScimNotFoundError",
     "ScimPermanentError",
+    "ScimPreconditionFailedError",
     "ScimTransientError",
     "ScimUser",
     "auth_headers",

@@ -14,11 +14,12 @@ turns it into the dialect's resource:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["SCIM11", "SCIM20", "Dialect", "dialect_for", "user_body"]
+__all__ = ["NOT_SENT_BACK", "SCIM11", "SCIM20", "Dialect", "dialect_for", "updated_user", "user_body"]
 
 Version = Literal["1.1", "2.0"]
 
@@ -91,6 +92,79 @@ def user_body(
         body.setdefault("groups", [])
     body.update(extensions)
     return body
+
+
+NOT_SENT_BACK = frozenset({"meta", "groups", "password"})  # lower-case names of a read resource left out of a PUT
+
+
+def updated_user(dialect: Dialect, current: Mapping[str, Any], attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The resource ``current`` (as read from the target) with the managed ``attributes`` set on it, for a PUT.
+
+    Names are matched case-insensitively (SCIM attribute names are), so a target that answers ``UserName`` gets its
+    own key back, changed, never a second one beside it."""
+    body: dict[str, Any] = {k: copy.deepcopy(v) for k, v in current.items()
+                            if not (isinstance(k, str) and k.lower() in NOT_SENT_BACK)}
+    schemas_key = _key(body, "schemas")
+    raw_schemas = body.pop(schemas_key, None)
+    schemas = [s for s in raw_schemas if isinstance(s, str)] if isinstance(raw_schemas, list) else []
+    if not any(s.lower() == dialect.core_schema.lower() for s in schemas):
+        schemas.insert(0, dialect.core_schema)
+    for key, value in attributes.items():
+        if key in ("schemas", "id"):
+            continue
+        urn, attr = _split_urn(key)
+        if urn is None or urn.lower() == dialect.core_schema.lower():
+            _assign(body, attr.split("."), value, key)
+            continue
+        urn_key = _key(body, urn)
+        extension = body.get(urn_key)
+        if value is None and not isinstance(extension, dict):
+            continue
+        if not isinstance(extension, dict):
+            if urn_key in body:
+                raise ValueError(f"attribute {key!r} nests under {urn!r}, which the target holds as a plain value")
+            extension = body[urn_key] = {}
+        _assign(extension, attr.split("."), value, key)
+        if extension:
+            if not any(s.lower() == urn.lower() for s in schemas):
+                schemas.append(urn)
+        else:  # its last attribute was cleared: the extension and its schema go
+            del body[urn_key]
+            schemas = [s for s in schemas if s.lower() != urn.lower()]
+    id_key = _key(body, "id")
+    user_id = body.pop(id_key, None)
+    return {"schemas": schemas, **({"id": user_id} if user_id is not None else {}), **body}
+
+
+def _key(container: Mapping[str, Any], name: str) -> str:
+    """The key ``container`` holds ``name`` under, case-insensitively; ``name`` itself when it holds none."""
+    if name in container:
+        return name
+    low = name.lower()
+    return next((k for k in container if isinstance(k, str) and k.lower() == low), name)
+
+
+def _assign(target: dict[str, Any], parts: list[str], value: Any, key: str) -> None:
+    """Set (``None``: remove) the dotted path ``parts`` in ``target``; containers emptied by a removal go too."""
+    head = _key(target, parts[0])
+    if len(parts) == 1:
+        if value is None:
+            target.pop(head, None)
+        else:
+            target[head] = copy.deepcopy(dict(value) if isinstance(value, Mapping) else value)
+        return
+    child = target.get(head)
+    if child is None:
+        if value is None:
+            return
+        child = target[head] = {}
+    if not isinstance(child, dict):
+        if value is None:
+            return
+        raise ValueError(f"attribute {key!r} nests under {parts[0]!r}, which the target holds as a plain value")
+    _assign(child, parts[1:], value, key)
+    if not child:
+        del target[head]
 
 
 def _split_urn(key: str) -> tuple[str | None, str]:

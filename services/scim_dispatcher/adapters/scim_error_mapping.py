@@ -22,6 +22,7 @@ from .scim_errors import (
     ScimError,
     ScimNotFoundError,
     ScimPermanentError,
+    ScimPreconditionFailedError,
     ScimTransientError,
 )
 
@@ -81,6 +82,8 @@ def error_for_response(
         return ScimNotFoundError(*args, **kwargs)
     if status == 409:
         return ScimConflictError(*args, **kwargs)
+    if status == 412:
+        return ScimPreconditionFailedError(*args, **kwargs)
     if status in (408, 429) or status >= 500:
         return ScimTransientError(*args, retry_after_s=parse_retry_after(response), **kwargs)
     return ScimPermanentError(*args, **kwargs)

@@ -6,7 +6,9 @@
         ├── ScimAuthError         401 / 403 (the connector's credentials are wrong or lack rights)
         ├── ScimNotFoundError     404
         ├── ScimGroupsUnsupportedError  the target has no Groups (404 on /Groups, 501): see scim_groups
-        └── ScimConflictError     409 (uniqueness: the user already exists)
+        ├── ScimConflictError     409 (uniqueness: the user already exists)
+        └── ScimPreconditionFailedError  412: the resource changed since it was read (If-Match); the client reads
+                                  it again and re-applies, and past its attempts raises a ScimTransientError
 
 A 500 on PATCH/PUT for a missing user stays transient: some real servers answer 404 on GET but 500 on
 PATCH or DELETE for the same missing resource (okta-scim-protocol.md section 2). The dispatcher's retry budget
@@ -30,6 +32,7 @@ __all__ = [
     "ScimGroupsUnsupportedError",
     "ScimNotFoundError",
     "ScimPermanentError",
+    "ScimPreconditionFailedError",
     "ScimTransientError",
 ]
 
@@ -103,6 +106,10 @@ class ScimConflictError(ScimPermanentError):
     """409: a user with the same unique attribute already exists."""
 
     code = Reason.TARGET_CONFLICT  # type: ignore[assignment]
+
+
+class ScimPreconditionFailedError(ScimPermanentError):
+    """412: the ``If-Match`` version is no longer the resource's (someone changed it on the target)."""
 
 
 def _render(method: str, path: str, status: int | None, detail: str | None, version: str, reason: str | None) -> str:

@@ -11,16 +11,23 @@ create         ``{schemas:[core1.0(+urn:okta:custom:group:1.0)],   ``{schemas:[�
                displayName, urn:okta:custom:group:1.0:             members: []}`` (2.0 has no place for a description:
                {description}}``                                   it is not sent)
 rename         PATCH ``{schemas, id, displayName}``                PATCH ``replace`` with value ``{id, displayName}``
-add members    PATCH ``{schemas, members:[{value}, …]}``          PATCH ``add`` path ``members`` value ``[{value}, …]``
-remove members PATCH ``{schemas, members:[{value, operation:      PATCH one ``remove`` op per member, path
-               "delete"}, …]}``                                    ``members[value eq "id"]``, all in one request
+add members    PATCH ``{schemas, members:[{value, display}, …]}`` PATCH ``add`` path ``members`` value
+                                                                  ``[{value, display}, …]``
+remove members PATCH ``{schemas, members:[{value, display,        PATCH one ``remove`` op per member, path
+               operation:"delete"}, …]}``                          ``members[value eq "id"]``, all in one request
 replace        PUT of the whole group (always)                     PATCH ``replace`` path ``members``
 delete         ``DELETE /Groups/{id}`` (204, 200 accepted)
 ============== ================================================== =====================================================
 
+``display`` is the member's userName on the target, as Okta sends it, when the caller knows it (``display=`` maps
+member ids to it); a member whose name is not known goes as ``{value}`` alone.
+
 With ``group_update="PUT"`` (apps made with the App Integration Wizard, or targets without PATCH) rename and every
-membership change is a read-modify-write: ``GET /Groups/{id}`` then ``PUT`` of the whole group (members kept as
-``{value, display}``). That is not atomic: a concurrent change between the GET and the PUT is lost.
+membership change is a read-modify-write: ``GET /Groups/{id}`` then ``PUT`` of the whole group as read (members
+kept as ``{value, display}``, every other attribute sent back unchanged, ``meta`` left out). When the read gave a
+version (``ETag`` header, else ``meta.version``) the PUT carries ``If-Match``; a 412 (the group changed on the
+target in between) reads it again and re-applies the change, up to ``WRITE_ATTEMPTS`` times, then fails as
+transient, so a concurrent change is never overwritten.
 
 Real-server quirks handled: PATCH/PUT answered 204 without a body or 200 with the group (``GroupUpdate.group`` is
 None or the group); ids equal to the displayName (paths are quoted, logs and errors carry ``/Groups/{id}``); 500
@@ -47,15 +54,19 @@ from urllib.parse import quote
 
 import httpx
 
-from .scim_client import ScimClient, _filter_literal
+from opentelemetry import trace
+
+from .scim_client import MAX_PAGES, WRITE_ATTEMPTS, ScimClient, _filter_literal
 from .scim_error_mapping import Scrubber
 from .scim_errors import (
     ScimError,
     ScimGroupsUnsupportedError,
     ScimNotFoundError,
     ScimPermanentError,
+    ScimPreconditionFailedError,
     ScimTransientError,
 )
+from .scim_user import meta_version
 
 __all__ = [
     "GROUP_EXTENSION_11",
@@ -74,7 +85,6 @@ PAGE = 100
 _SEARCH = f"startIndex=1&count={PAGE}"
 _ONE = "/Groups/{id}"
 _UNSUPPORTED = "target does not support groups"
-_MAX_PAGES = 10_000
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -82,15 +92,18 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ScimGroup:
-    """A group as the target returned it; ``member_ids`` are the members' ``value`` in the target's order."""
+    """A group as the target returned it; ``member_ids`` are the members' ``value`` in the target's order; ``etag``
+    the version a read gave (``ETag`` header, else ``meta.version``)."""
 
     id: str
     display_name: str | None
     member_ids: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    etag: str | None = field(default=None, compare=False)
 
     @classmethod
-    def from_resource(cls, resource: Mapping[str, Any], fallback_id: str | None = None) -> ScimGroup | None:
+    def from_resource(cls, resource: Mapping[str, Any], fallback_id: str | None = None,
+                      etag: str | None = None) -> ScimGroup | None:
         """None when the resource has no id (and no fallback)."""
         raw_id = resource.get("id")
         group_id = str(raw_id) if raw_id not in (None, "") else fallback_id
@@ -102,6 +115,7 @@ class ScimGroup:
             display_name=str(name) if name is not None else None,
             member_ids=tuple(_member_ids(_get(resource, "members"))),
             raw=resource,
+            etag=etag or meta_version(resource),
         )
 
 
@@ -164,17 +178,18 @@ class ScimGroupClient(ScimClient):
 
     async def get_group(self, group_id: str) -> ScimGroup:
         scrub = self._scrub.with_values(identifiers=[group_id])
-        _, data = await self._group_call("GET", _group_path(group_id), _ONE, scrub)
-        return ScimGroup.from_resource(data, fallback_id=group_id)  # type: ignore[return-value]
+        _, data, etag = await self._group_call("GET", _group_path(group_id), _ONE, scrub, etag=True)
+        return ScimGroup.from_resource(data, fallback_id=group_id, etag=etag)  # type: ignore[return-value]
 
     async def list_groups(self) -> list[ScimGroup]:
         """Every group, paging ``startIndex``/``count=100`` up to ``totalResults`` as Okta's import does.
 
         The next ``startIndex`` follows the number of resources actually returned (servers may cap the page below
-        ``count``); a page without new ids ends the walk (servers that ignore ``startIndex``)."""
+        ``count``); a page without new ids ends the walk (servers that ignore ``startIndex`` and answer every
+        group on each page). A listing past ``MAX_PAGES`` pages is an error, never a shorter list."""
         seen: dict[str, ScimGroup] = {}
         start = 1
-        for _ in range(_MAX_PAGES):
+        for _ in range(MAX_PAGES):
             query = f"/Groups?startIndex={start}&count={PAGE}"
             _, data = await self._group_call("GET", query, query, self._scrub, collection=True)
             page = _groups_of(data)
@@ -183,9 +198,10 @@ class ScimGroupClient(ScimClient):
                 seen[group.id] = group
             total = _as_int(_get(data, "totalResults"))
             if not fresh or (total is not None and len(seen) >= total) or (total is None and len(page) < PAGE):
-                break
+                return list(seen.values())
             start += len(page)
-        return list(seen.values())
+        raise self._permanent("GET", "/Groups?startIndex=<n>&count=<n>", None,
+                              f"more than {MAX_PAGES} pages: the listing was stopped", reason="endless listing")
 
     # -- writes --------------------------------------------------------------------------------------------------
 
@@ -215,45 +231,53 @@ class ScimGroupClient(ScimClient):
             body = _patch_op({"op": "replace", "value": {"id": group_id, "displayName": display_name}})
         return await self._patch(group_id, body, [display_name])
 
-    async def add_members(self, group_id: str, member_ids: Iterable[str]) -> GroupUpdate:
+    async def add_members(self, group_id: str, member_ids: Iterable[str],
+                          display: Mapping[str, str] | None = None) -> GroupUpdate:
+        """``display``: member id -> its userName on the target, sent beside ``value`` as Okta does."""
         members = _unique(member_ids)
         if not members:
             return GroupUpdate()
+        names = display or {}
         if self._group_update == "PUT":
-            return await self._read_modify_write(group_id, add=members)
+            return await self._read_modify_write(group_id, add=members, display=names)
+        items = [_member(m, names) for m in members]
         if self.version == "1.1":
-            body: dict[str, Any] = {"schemas": [self._dialect.core_schema], "members": [{"value": m} for m in members]}
+            body: dict[str, Any] = {"schemas": [self._dialect.core_schema], "members": items}
         else:
-            body = _patch_op({"op": "add", "path": "members", "value": [{"value": m} for m in members]})
-        return await self._patch(group_id, body, members)
+            body = _patch_op({"op": "add", "path": "members", "value": items})
+        return await self._patch(group_id, body, [*members, *(names.get(m) for m in members)])
 
-    async def remove_members(self, group_id: str, member_ids: Iterable[str]) -> GroupUpdate:
+    async def remove_members(self, group_id: str, member_ids: Iterable[str],
+                             display: Mapping[str, str] | None = None) -> GroupUpdate:
         """A single removal refused with 400 ``noTarget`` returns normally with ``no_target=(member,)``."""
         members = _unique(member_ids)
         if not members:
             return GroupUpdate()
+        names = display or {}
         if self._group_update == "PUT":
             return await self._read_modify_write(group_id, remove=members)
         if self.version == "1.1":
-            items = [{"value": m, "operation": "delete"} for m in members]
+            items = [{**_member(m, names), "operation": "delete"} for m in members]
             body: dict[str, Any] = {"schemas": [self._dialect.core_schema], "members": items}
         else:
             body = _patch_op(*({"op": "remove", "path": f'members[value eq "{_filter_literal(m)}"]'} for m in members))
         try:
-            return await self._patch(group_id, body, members)
+            return await self._patch(group_id, body, [*members, *(names.get(m) for m in members)])
         except ScimPermanentError as exc:
             if len(members) == 1 and exc.status == 400 and (exc.scim_type or "").lower() == "notarget":
                 _log.debug("PATCH %s: member already absent (noTarget)", _ONE)
                 return GroupUpdate(no_target=tuple(members))
             raise
 
-    async def replace_members(self, group_id: str, member_ids: Iterable[str]) -> GroupUpdate:
+    async def replace_members(self, group_id: str, member_ids: Iterable[str],
+                              display: Mapping[str, str] | None = None) -> GroupUpdate:
         """Make the membership exactly ``member_ids`` (2.0: PATCH replace; 1.1 or ``group_update="PUT"``: PUT)."""
         members = _unique(member_ids)
+        names = display or {}
         if self.version == "1.1" or self._group_update == "PUT":
-            return await self._read_modify_write(group_id, members=members)
-        body = _patch_op({"op": "replace", "path": "members", "value": [{"value": m} for m in members]})
-        return await self._patch(group_id, body, members)
+            return await self._read_modify_write(group_id, members=members, display=names)
+        body = _patch_op({"op": "replace", "path": "members", "value": [_member(m, names) for m in members]})
+        return await self._patch(group_id, body, [*members, *(names.get(m) for m in members)])
 
     async def delete_group(self, group_id: str) -> None:
         scrub = self._scrub.with_values(identifiers=[group_id])
@@ -261,12 +285,14 @@ class ScimGroupClient(ScimClient):
 
     # -- machinery -----------------------------------------------------------------------------------------------
 
-    async def _patch(self, group_id: str, body: Mapping[str, Any], values: Sequence[str]) -> GroupUpdate:
+    async def _patch(self, group_id: str, body: Mapping[str, Any], values: Sequence[str | None]) -> GroupUpdate:
         scrub = self._scrub.with_values(identifiers=[group_id, *values])
         return await self._write("PATCH", group_id, body, scrub)
 
-    async def _write(self, method: str, group_id: str, body: Mapping[str, Any], scrub: Scrubber) -> GroupUpdate:
-        _, data = await self._group_call(method, _group_path(group_id), _ONE, scrub, body=body, empty="", lax=True)
+    async def _write(self, method: str, group_id: str, body: Mapping[str, Any], scrub: Scrubber,
+                     headers: Mapping[str, str] | None = None) -> GroupUpdate:
+        _, data = await self._group_call(method, _group_path(group_id), _ONE, scrub, body=body, empty="", lax=True,
+                                         headers=headers)
         group = ScimGroup.from_resource(data) if data.get("id") not in (None, "") else None
         return GroupUpdate(group=group)
 
@@ -278,27 +304,50 @@ class ScimGroupClient(ScimClient):
         add: Sequence[str] = (),
         remove: Sequence[str] = (),
         members: Sequence[str] | None = None,
+        display: Mapping[str, str] | None = None,
     ) -> GroupUpdate:
-        current = await self.get_group(group_id)
+        """GET the group, change it, PUT it back with If-Match when the read gave a version; 412: again."""
+        names = display or {}
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            current = await self.get_group(group_id)
+            body = self._changed_group(current, display_name, add, remove, members, names)
+            kept = [m["value"] for m in body["members"]]
+            shown = [display_name, current.display_name, *(m.get("display") for m in body["members"]), *remove]
+            scrub = self._scrub.with_values(identifiers=[group_id, *kept, *(n for n in shown if n)])
+            condition = {"If-Match": current.etag} if self._send_if_match and current.etag else None
+            try:
+                return await self._write("PUT", group_id, body, scrub, headers=condition)
+            except ScimPreconditionFailedError as exc:
+                if attempt == WRITE_ATTEMPTS:
+                    raise ScimTransientError(
+                        "PUT", _ONE, 412, f"the group changed on the target between read and write "
+                        f"{WRITE_ATTEMPTS} times; nothing was overwritten", version=self.version,
+                        reason="precondition failed") from exc
+                _log.debug("PUT %s -> 412: reading the group again (attempt %d)", _ONE, attempt)
+                trace.get_current_span().add_event("412: read again and re-apply", {"scim.attempt": attempt})
+        raise AssertionError("unreachable")
+
+    def _changed_group(self, current: ScimGroup, display_name: str | None, add: Sequence[str],
+                       remove: Sequence[str], members: Sequence[str] | None,
+                       names: Mapping[str, str]) -> dict[str, Any]:
         kept = _member_items(_get(current.raw, "members"))
         if members is not None:
             known = {m["value"]: m for m in kept}
-            kept = [known.get(m, {"value": m}) for m in members]
+            kept = [known.get(m) or _member(m, names) for m in members]
         else:
             gone = set(remove)
             kept = [m for m in kept if m["value"] not in gone]
             present = {m["value"] for m in kept}
-            kept += [{"value": m} for m in add if m not in present]
+            kept += [_member(m, names) for m in add if m not in present]
         body = {k: v for k, v in current.raw.items() if k.lower() not in ("meta", "members", "id", "schemas")}
         schemas = current.raw.get("schemas")
         core = self._dialect.core_schema if self.version == "1.1" else GROUP_SCHEMA_20
-        body = {"schemas": list(schemas) if isinstance(schemas, list) and schemas else [core], "id": group_id, **body}
+        body = {"schemas": list(schemas) if isinstance(schemas, list) and schemas else [core], "id": current.id,
+                **body}
         if display_name is not None:
             body["displayName"] = display_name
         body["members"] = kept
-        names = [display_name, current.display_name, *(m["value"] for m in kept), *remove]
-        scrub = self._scrub.with_values(identifiers=[group_id, *(n for n in names if n)])
-        return await self._write("PUT", group_id, body, scrub)
+        return body
 
     async def _group_call(
         self,
@@ -308,12 +357,15 @@ class ScimGroupClient(ScimClient):
         scrub: Scrubber,
         *,
         collection: bool = False,
+        etag: bool = False,
         **kwargs: Any,
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> Any:
         """``_call`` that turns "no Groups here" into :class:`ScimGroupsUnsupportedError`: 501 on any group
         request, 404 on the ``/Groups`` collection (``collection=True``; on ``/Groups/{id}`` a 404 is a missing
-        group)."""
+        group). ``etag``: return ``(status, data, etag header)`` (:meth:`_fetch`) instead of ``(status, data)``."""
         try:
+            if etag:
+                return await self._fetch(method, path, redacted, scrub, **kwargs)
             return await self._call(method, path, redacted, scrub, **kwargs)
         except ScimTransientError as exc:
             if exc.status == 501:
@@ -421,6 +473,12 @@ def _member_items(members: Any) -> list[dict[str, Any]]:
         elif isinstance(member, (str, int)) and not isinstance(member, bool):
             items.append({"value": str(member)})
     return items
+
+
+def _member(member_id: str, names: Mapping[str, str]) -> dict[str, str]:
+    """A member as Okta sends it: ``{value, display}``, ``display`` the member's userName when known."""
+    name = names.get(member_id)
+    return {"value": member_id, "display": name} if name else {"value": member_id}
 
 
 def _member_ids(members: Any) -> list[str]:

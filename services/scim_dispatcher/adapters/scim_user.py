@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["NoSafeMatch", "ScimUser", "attribute_values", "pick_match"]
+__all__ = ["NoSafeMatch", "ScimUser", "attribute_values", "meta_version", "pick_match"]
 
 
 class NoSafeMatch(ValueError):
@@ -15,15 +15,19 @@ class NoSafeMatch(ValueError):
 
 @dataclass(frozen=True)
 class ScimUser:
-    """``active`` is None when the server did not say; ``raw`` is the resource exactly as received."""
+    """``active`` is None when the server did not say; ``raw`` is the resource exactly as received; ``etag`` is
+    the version the target gave it (the ``ETag`` header of a read, else ``meta.version``), None when it gives none:
+    sent back as ``If-Match`` on the write built from this resource (RFC 7644 §3.14)."""
 
     id: str
     user_name: str | None
     active: bool | None
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    etag: str | None = field(default=None, compare=False)
 
     @classmethod
-    def from_resource(cls, resource: Mapping[str, Any], fallback_id: str | None = None) -> ScimUser | None:
+    def from_resource(cls, resource: Mapping[str, Any], fallback_id: str | None = None,
+                      etag: str | None = None) -> ScimUser | None:
         """None when the resource has no id (and no fallback): the caller decides what that means."""
         raw_id = resource.get("id")
         user_id = str(raw_id) if raw_id not in (None, "") else fallback_id
@@ -35,7 +39,17 @@ class ScimUser:
             user_name=str(user_name) if user_name is not None else None,
             active=_as_bool(resource.get("active")),
             raw=resource,
+            etag=etag or meta_version(resource),
         )
+
+
+def meta_version(resource: Mapping[str, Any]) -> str | None:
+    """``meta.version`` (names matched case-insensitively), which RFC 7644 §3.14 makes equal to the ETag."""
+    meta = next((v for k, v in resource.items() if isinstance(k, str) and k.lower() == "meta"), None)
+    if not isinstance(meta, Mapping):
+        return None
+    version = next((v for k, v in meta.items() if isinstance(k, str) and k.lower() == "version"), None)
+    return version.strip() or None if isinstance(version, str) else None
 
 
 def _as_bool(value: Any) -> bool | None:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -18,11 +18,14 @@ __all__ = ["Link", "LinkWrite", "LinkWriteError", "MongoLinks"]
 
 @dataclass(frozen=True)
 class Link:
-    """Okta user <-> target account, and the newest plan version applied for the key."""
+    """Okta user <-> target account, and the newest plan version applied for the key. ``user_name``: the account's
+    userName on the target as last written or read, sent as a group member's ``display`` as Okta does (None for a
+    link stored before it was kept)."""
 
     target_id: str | None
     applied_version: int
     active: bool | None
+    user_name: str | None = field(default=None, compare=False, repr=False)  # a person's data: never in a repr
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class LinkWrite:
     target_id: str | None  # None: keep the stored one
     active: bool | None  # None: keep the stored one
     fence: int = 0  # the partition's fencing token (0: no partition, a single process)
+    user_name: str | None = field(default=None, repr=False)  # None: keep the stored one (never in a repr)
 
 
 class MongoLinks:
@@ -111,11 +115,11 @@ class LinkWriteError(RuntimeError):
 
 
 IN_CHUNK = 200
-_FIELDS = {"app_id": 1, "okta_user_id": 1, "target_id": 1, "applied_version": 1, "active": 1}
+_FIELDS = {"app_id": 1, "okta_user_id": 1, "target_id": 1, "applied_version": 1, "active": 1, "user_name": 1}
 
 
 def _link(doc: dict) -> Link:
-    return Link(doc.get("target_id"), int(doc.get("applied_version", 0)), doc.get("active"))
+    return Link(doc.get("target_id"), int(doc.get("applied_version", 0)), doc.get("active"), doc.get("user_name"))
 
 
 def _fields(org: str, w: LinkWrite) -> dict:
@@ -125,4 +129,6 @@ def _fields(org: str, w: LinkWrite) -> dict:
         fields["target_id"] = w.target_id
     if w.active is not None:
         fields["active"] = w.active
+    if w.user_name is not None:
+        fields["user_name"] = w.user_name
     return fields
