@@ -249,3 +249,28 @@ async def test_the_cursor_is_not_saved_when_publishing_fails():
     with pytest.raises(ConnectionError):
         await poller.poll_once()
     assert store.stored.next_link == LINK  # the page is read again; e1 may be published twice, which is harmless
+
+
+# ------------------------------------------------------------------ POLLER_START_FROM
+
+
+@pytest.mark.parametrize(("given", "since"), [
+    ("2026-01-01T10:00:00+02:00", "2026-01-01T08:00:00.000Z"),
+    ("2026-01-01T10:00:00-05:30", "2026-01-01T15:30:00.000Z"),
+    ("2026-01-01T10:00:00Z", "2026-01-01T10:00:00.000Z"),
+    ("2026-01-01T10:00:00", "2026-01-01T10:00:00.000Z"),  # no offset: UTC
+])
+def test_start_from_with_an_offset_polls_from_that_instant_in_utc(monkeypatch, given, since):
+    from urllib.parse import parse_qs, urlsplit
+
+    from okta_bridge.okta_client import OktaClient
+    from queue_poller.adapters.okta_log import OktaLogSource
+    from queue_poller.main import PollerSettings
+
+    monkeypatch.setenv("POLLER_START_FROM", given)
+    start = PollerSettings().start_from
+    assert start is not None and start.utcoffset() == timedelta(0)
+    link = OktaLogSource(OktaClient(ORG, "t"), 100).polling_link(start)
+    assert parse_qs(urlsplit(link).query)["since"] == [since]
+    direct = OktaLogSource(OktaClient(ORG, "t"), 100).polling_link(datetime.fromisoformat(given))
+    assert parse_qs(urlsplit(direct).query)["since"] == [since], "the source converts an aware time itself too"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,6 +14,9 @@ class OktaLogSource:
         self._client, self._limit = client, limit
 
     def polling_link(self, since: datetime) -> str:
+        """``since`` in UTC, as the ``Z`` says: an aware time is converted (``+02:00`` is two hours earlier in UTC),
+        a naive one is taken as UTC."""
+        since = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
         query = urlencode({"since": since.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
                            "sortOrder": "ASCENDING", "limit": self._limit})
         return f"{self._client.org_url}/api/v1/logs?{query}"
