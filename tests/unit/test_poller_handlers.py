@@ -274,3 +274,71 @@ def test_start_from_with_an_offset_polls_from_that_instant_in_utc(monkeypatch, g
     assert parse_qs(urlsplit(link).query)["since"] == [since]
     direct = OktaLogSource(OktaClient(ORG, "t"), 100).polling_link(datetime.fromisoformat(given))
     assert parse_qs(urlsplit(direct).query)["since"] == [since], "the source converts an aware time itself too"
+
+
+# ------------------------------------------------------------------ bad input from the System Log
+
+
+class RecordingPublisher:
+    """The broker side of ``BrokerOutbox``: every publish, with its exchange and routing key."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[object, str, str]] = []
+
+    async def publish(self, body, *, exchange: str, routing_key: str, **_kw) -> None:
+        self.sent.append((body, exchange, routing_key))
+
+
+@pytest.mark.parametrize("uuid", [123, {"id": "x"}, ["e0"], 1.5, True])
+async def test_an_event_whose_uuid_is_not_a_string_is_set_aside_alone_and_the_cursor_moves_on(uuid):
+    """It once made the dead letter's audit record fail: the page failed, the cursor never moved, and every retry
+    added another dead letter."""
+    from okta_bridge.audit import AuditPublisher
+    from okta_bridge.contracts import AuditBatch, AuditStep, OktaEventReceived
+    from queue_poller.adapters.outbox import BrokerOutbox
+
+    poller, source, store, _ = await started()
+    publisher = RecordingPublisher()
+    poller.outbox = BrokerOutbox(publisher, AuditPublisher(publisher, "queue-poller", ORG), ORG)
+    bad = {**membership_event("ignored"), "uuid": uuid}
+    source.pages[LINK] = ([bad, membership_event("ok")], NEXT)
+    await poller.poll_once()
+    assert store.stored.next_link == NEXT
+    dead = [(b, k) for b, x, k in publisher.sent if k == "queue-poller.malformed"]
+    assert len(dead) == 1
+    assert [b.event_uuid for b, _, _ in publisher.sent if isinstance(b, OktaEventReceived)] == ["ok"]
+    records = [r for b, _, _ in publisher.sent if isinstance(b, AuditBatch) for r in b.records]
+    [dead_record] = [r for r in records if r.step is AuditStep.DEAD_LETTERED]
+    assert dead_record.event_uuid is None and "uuid is not a string" in dead_record.detail
+    source.pages[NEXT] = ([], NEXT)
+    await poller.poll_once()
+    assert len([k for _, _, k in publisher.sent if k == "queue-poller.malformed"]) == 1, "one record, not one a poll"
+
+
+@pytest.mark.parametrize(("body", "kind"), [({"errorCode": "E0000009"}, "a JSON object"), (None, "empty"),
+                                            ("events", "a JSON str")])
+async def test_a_system_log_page_that_is_not_a_list_is_a_clear_error_and_the_cursor_stays(body, kind):
+    import httpx
+
+    from okta_bridge.okta_client import OktaBadAnswerError, OktaClient
+    from queue_poller.adapters.okta_log import OktaLogSource
+
+    answers = [httpx.Response(200, json=body, headers={"Link": f'<{NEXT}>; rel="next"'}) if body is not None
+               else httpx.Response(200, headers={"Link": f'<{NEXT}>; rel="next"'}),
+               httpx.Response(200, json=[membership_event("e1")], headers={"Link": f'<{NEXT}>; rel="next"'})]
+    fetched: list[str] = []
+
+    def okta(request: httpx.Request) -> httpx.Response:
+        fetched.append(str(request.url))
+        return answers.pop(0)
+
+    poller, _, store, outbox = await started()
+    poller.source = OktaLogSource(OktaClient(ORG, "t", http=httpx.AsyncClient(transport=httpx.MockTransport(okta))),
+                                  100)
+    saves = len(store.saved)
+    with pytest.raises(OktaBadAnswerError, match=f"page is {kind}, not a list of events"):
+        await poller.poll_once()
+    assert len(store.saved) == saves and store.stored.next_link == LINK and outbox.dead == []
+    await poller.poll_once()  # the same page read again: nothing skipped
+    assert fetched == [LINK, LINK] and [e.event_uuid for e in outbox.events] == ["e1"]
+    assert store.stored.next_link == NEXT

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from okta_bridge.okta_client import OktaClient
+from okta_bridge.okta_client import OktaBadAnswerError, OktaClient, describe
 
 
 class OktaLogSource:
@@ -25,5 +25,10 @@ class OktaLogSource:
         return self._client.server_now()
 
     async def fetch(self, link: str) -> tuple[list[Any], str | None]:
+        """A page is a JSON list of events; anything else (an object, an empty body) raises ``OktaBadAnswerError``
+        and the cursor stays where it is: the page is read again on the next poll, nothing is skipped."""
         page = await self._client.get(link)
-        return list(page.body or []), page.links.get("next")
+        if not isinstance(page.body, list):
+            raise OktaBadAnswerError(f"okta GET /api/v1/logs -> {page.status}: the System Log page is "
+                                     f"{describe(page.body)}, not a list of events; the cursor stays", page.status)
+        return page.body, page.links.get("next")
