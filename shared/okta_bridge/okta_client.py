@@ -231,9 +231,13 @@ class OktaClient:
         return self._pages(f"/api/v1/apps/{app_id}/users", {"limit": limit, "expand": "user"})
 
     async def _pages(self, path: str, params: dict[str, Any]):
-        """Follows ``rel="next"`` until an empty page or no link."""
+        """Follows ``rel="next"`` until an empty page or no link. A page that is not a JSON list (an object, an empty
+        body) raises ``OktaBadAnswerError``: read as "no one listed", it would unassign everyone."""
         page = await self.get(path, params)
         while True:
+            if not isinstance(page.body, list):
+                raise OktaBadAnswerError(f"okta GET {_template(httpx.URL(path).path)} -> {page.status}: the page is "
+                                         f"{describe(page.body)}, not a list", page.status)
             yield page.body
             nxt = page.links.get("next")
             if not nxt or not page.body:

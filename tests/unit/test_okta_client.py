@@ -312,3 +312,15 @@ async def test_get_users_reads_only_a_404_as_gone_and_a_bad_answer_as_a_transien
     assert await client(FakeOkta(okta(404, {"errorCode": "E0000007"}))).get_users(["00u1"]) == {"00u1": None}
     user = {"id": "00u1", "status": "RECOVERY"}
     assert await client(FakeOkta(okta(200, user))).get_users(["00u1"]) == {"00u1": user}
+
+
+@pytest.mark.parametrize(("second", "kind"), [(okta(200, {}), "a JSON object"), (okta(200), "empty"),
+                                              (okta(200, {"errorCode": "E0000009"}), "a JSON object")])
+async def test_a_listing_page_that_is_not_a_list_is_a_bad_answer_not_an_empty_listing(second, kind):
+    nxt = f"{ORG}/api/v1/apps/0oa1/users?after=00u1&limit=500&expand=user"
+    fake = FakeOkta(okta(200, [{"id": "00u1"}], links=[f'<{nxt}>; rel="next"']), second)
+    pages = []
+    with pytest.raises(okta_client.OktaBadAnswerError, match=f"/api/v1/apps/{{id}}/users -> 200: the page is {kind}"):
+        async for page in client(fake).list_app_users("0oa1"):
+            pages.append(page)
+    assert pages == [[{"id": "00u1"}]]

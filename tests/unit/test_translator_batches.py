@@ -254,3 +254,27 @@ async def test_only_a_404_by_id_means_the_user_is_gone():
     results = await t.handle_events(sources(user_event("e2", "lifecycle.delete.initiated", user_id="00u1")))
     assert [p.action for p, _ in t.outbox.plans] == [PlanAction.UPSERT, PlanAction.DEACTIVATE]
     assert all(r.failure is None for r in results.values())
+
+
+async def test_a_sync_whose_listing_page_is_an_object_unassigns_no_one():
+    """Read as an empty listing, ``{}`` would have made every assigned user "no longer assigned": deactivated."""
+    from okta_bridge.contracts import AppSyncRequested, SyncReason
+    from okta_bridge.okta_client import OktaBadAnswerError
+
+    listing = [[{"id": "00u1", "credentials": {"userName": "ann"}, "_embedded": {"user": okta_user("00u1")}}]]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/api/v1/users"):  # the user, read well
+            return httpx.Response(200, json=okta_user("00u1") if request.url.path.endswith("00u1")
+                                  else [okta_user("00u1")])
+        return httpx.Response(200, json=listing[0])
+
+    apps = {JIRA: app_connector(JIRA, "jira")}
+    okta = OktaClient(ORG, "t0ken", http=httpx.AsyncClient(transport=httpx.MockTransport(answer)))
+    t = Translator(ORG, apps, Planner(ORG, apps, FakeAssignments(), okta), FakePlanOutbox(), FakeAudit())
+    await t.handle_sync(AppSyncRequested(org=ORG, app_id=JIRA, reason=SyncReason.INITIAL, sync_id="s1"))
+    assert [p.action for p, _ in t.outbox.plans] == [PlanAction.UPSERT]
+    listing[0] = {}
+    with pytest.raises(OktaBadAnswerError, match="the page is a JSON object, not a list"):
+        await t.handle_sync(AppSyncRequested(org=ORG, app_id=JIRA, reason=SyncReason.OPERATOR, sync_id="s2"))
+    assert [p.action for p, _ in t.outbox.plans] == [PlanAction.UPSERT], "no one deactivated"
