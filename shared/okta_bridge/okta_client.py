@@ -212,7 +212,15 @@ class OktaClient:
         await self.post(f"/api/v1/apps/{app_id}/users/{user_id}", {"profile": profile})
 
     async def get_group(self, group_id: str) -> dict[str, Any]:
-        return (await self.get(f"/api/v1/groups/{group_id}")).body
+        """The group by id; ``OktaNotFoundError`` on a 404 only, ``OktaBadAnswerError`` for an answer that is not
+        that group with a profile (an empty 200 among them)."""
+        page = await self.get(f"/api/v1/groups/{group_id}")
+        body = page.body
+        if not isinstance(body, dict) or body.get("id") != group_id or not isinstance(body.get("profile"), dict):
+            what = f"{describe(body)}, not a group" if not isinstance(body, dict) else "not that group with a profile"
+            raise OktaBadAnswerError(f"okta GET /api/v1/groups/{{id}} -> {page.status}: the answer for group "
+                                     f"{group_id} is {what}", page.status)
+        return body
 
     async def find_groups_named(self, name: str) -> list[dict[str, Any]]:
         """Okta groups whose name is exactly ``name`` (Okta's ``eq`` search ignores case; the bridge does not)."""

@@ -324,3 +324,13 @@ async def test_a_listing_page_that_is_not_a_list_is_a_bad_answer_not_an_empty_li
         async for page in client(fake).list_app_users("0oa1"):
             pages.append(page)
     assert pages == [[{"id": "00u1"}]]
+
+
+@pytest.mark.parametrize(("answer", "why"), [(okta(200), "is empty, not a group"),
+                                             (okta(200, {"id": "00g1"}), "not that group with a profile"),
+                                             (okta(200, {"id": "00g2", "profile": {}}), "not that group")])
+async def test_get_group_reads_a_bad_answer_as_a_transient_error(answer, why):
+    with pytest.raises(okta_client.OktaBadAnswerError, match=why):
+        await client(FakeOkta(answer)).get_group("00g1")
+    group = {"id": "00g1", "profile": {"name": "eng"}}
+    assert await client(FakeOkta(okta(200, group))).get_group("00g1") == group
