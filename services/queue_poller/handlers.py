@@ -131,7 +131,8 @@ class Poller:
             except OktaCursorRejectedError as exc:
                 log.warning("Okta rejected the stored cursor (%s): full sync of every app, polling afresh", exc)
                 await self._sync(list(self.cfg.app_ids), SyncReason.CURSOR_REJECTED)
-                self.state = CursorState(self.source.polling_link(self._fresh_since()), None, list(self.cfg.app_ids))
+                self.state = CursorState(self.source.polling_link(self._fresh_since()), None, list(self.cfg.app_ids),
+                                         self.state.resume_from)
                 await self.store.save(self.state)
                 return True
             span.set_attribute("okta.log.page_size", len(events))
