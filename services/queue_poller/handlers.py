@@ -3,6 +3,11 @@
 Order per page: read -> publish every unseen relevant event (confirmed) -> remember their uuids -> store the next
 link. A crash anywhere before the link is stored re-reads the page; the uuids make the re-read publish nothing twice,
 and the translator plans from state, so an event published twice in the gap is still harmless.
+
+The link asks Okta only for the event types the bridge handles (its ``filter``, which Okta keeps in every ``next``
+link). A stored link with another filter (a bridge upgraded with new event types, or from before the filter) is
+replaced at start by a polling link from the newest ``published`` read (``resume_from``) less a margin; the uuids
+make the overlap publish nothing twice.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class Poller:
         self.cfg, self.source, self.store, self.outbox = cfg, source, store, outbox
         self.state = CursorState(None, None, [])
         self.last_page_size = 0
+        self.last_relevant = 0  # relevant events on the last page: what keeps the cadence quick
 
     async def start(self) -> None:
         """First start, new apps and an expired cursor each bring apps in line by a full sync."""
@@ -63,10 +69,24 @@ class Poller:
         else:
             new = [a for a in apps if a not in stored.known_apps]
             await self._sync(new, SyncReason.NEW_APP)
-            self.state = CursorState(stored.next_link, stored.last_success_at, apps)
+            self.state = CursorState(self._migrated(stored), stored.last_success_at, apps, stored.resume_from)
         await self.store.save(self.state)
         for app_id in apps:  # push_groups may have changed: resolve names, push, unlink what was dropped
             await self.outbox.request_group_sync(app_id, SyncReason.STARTUP)
+
+    def _migrated(self, stored: CursorState) -> str:
+        """The stored link, or, when it asks for another filter than this bridge's, a polling link with this
+        bridge's filter from where the old one had read to: the newest ``published`` read (or, stored by a bridge
+        that did not record it, the last successful poll), less the margin. Events of the overlap come again and
+        the uuids publish them once; none after the old cursor is lost."""
+        assert stored.next_link is not None
+        if self.source.asks_as_configured(stored.next_link):
+            return stored.next_link
+        since = stored.resume_from or stored.last_success_at
+        since = since - FRESH_LINK_MARGIN if since is not None else self._fresh_since()
+        log.info("the stored System Log link asks for another filter: polling afresh from %s (with this bridge's "
+                 "filter; the overlap is deduplicated by uuid)", since.isoformat())
+        return self.source.polling_link(since)
 
     def _fresh_since(self) -> datetime:
         """Polling afresh: from Okta's clock (the last answer's Date header), a minute back. Events of that minute
@@ -80,13 +100,7 @@ class Poller:
         interval = self.cfg.min_interval_s
         while not stop.is_set():
             try:
-                full = await self.poll_once()
-                if full:
-                    interval = 0.0
-                elif self.last_page_size:  # work is flowing: stay quick
-                    interval = self.cfg.min_interval_s
-                else:
-                    interval = min(max(interval * 2, self.cfg.min_interval_s), self.cfg.idle_interval_s)
+                interval = self.next_interval(interval, await self.poll_once())
             except LeadershipLost:
                 raise
             except Exception as exc:  # noqa: BLE001 - logged, retried; nothing was acknowledged
@@ -100,6 +114,16 @@ class Poller:
                 except TimeoutError:
                     pass
 
+    def next_interval(self, interval: float, full: bool) -> float:
+        """At once after a full page; quick while pages bring relevant events (work is flowing); else twice the wait,
+        up to the idle interval. Events that mean no work (another app's, a user with no assignment) do not keep
+        the poller quick: that would spend the logs bucket the org's SIEM shares."""
+        if full:
+            return 0.0
+        if self.last_relevant:
+            return self.cfg.min_interval_s
+        return min(max(interval * 2, self.cfg.min_interval_s), self.cfg.idle_interval_s)
+
     async def poll_once(self) -> bool:
         """One page; returns True when the page was full (poll again at once)."""
         with tracer.start_as_current_span("okta poll System Log") as span:
@@ -108,19 +132,25 @@ class Poller:
             except OktaCursorRejectedError as exc:
                 log.warning("Okta rejected the stored cursor (%s): full sync of every app, polling afresh", exc)
                 await self._sync(list(self.cfg.app_ids), SyncReason.CURSOR_REJECTED)
-                self.state = CursorState(self.source.polling_link(self._fresh_since()), None, list(self.cfg.app_ids))
+                self.state = CursorState(self.source.polling_link(self._fresh_since()), None, list(self.cfg.app_ids),
+                                         self.state.resume_from)
                 await self.store.save(self.state)
                 return True
             span.set_attribute("okta.log.page_size", len(events))
             self.last_page_size = len(events)
+            full = len(events) >= self.cfg.page_limit
             async with self.outbox.batch():  # the page's audit records go out as one message
-                await self._publish_page(events, span.get_span_context())
+                self.last_relevant, newest = await self._publish_page(events, span.get_span_context())
+            span.set_attribute("okta.log.relevant", self.last_relevant)
+            read_to = [t for t in (newest, None if full else self.source.server_now(), self.state.resume_from) if t]
+            self.state.resume_from = max(read_to) if read_to else None  # a page short of full reached the log's end
             self.state.next_link = next_link or self.state.next_link
             self.state.last_success_at = datetime.now(UTC)
             await self.store.save(self.state)
-            return len(events) >= self.cfg.page_limit
+            return full
 
-    async def _publish_page(self, raw_events: list, poll_ctx) -> None:
+    async def _publish_page(self, raw_events: list, poll_ctx) -> tuple[int, datetime | None]:
+        """Returns how many events of the page mean work, and the newest ``published`` of its readable events."""
         parsed: list[OktaEventReceived] = []
         malformed: list[tuple[object, str, str | None]] = []
         for raw in raw_events:
@@ -142,6 +172,7 @@ class Poller:
         for start in range(0, len(todo), PUBLISH_WINDOW):  # confirms awaited together, a window at a time
             await asyncio.gather(*(self.outbox.publish_event(e, poll_ctx) for e in todo[start:start + PUBLISH_WINDOW]))
         await self.store.mark_seen([e.event_uuid for e in todo])
+        return len(relevant), max((_utc(e.published) for e in parsed), default=None)
 
     async def _relevant(self, events: list[OktaEventReceived]) -> list[OktaEventReceived]:
         apps = set(self.cfg.app_ids)
@@ -179,3 +210,7 @@ class Poller:
     async def _sync(self, app_ids: list[str], reason: SyncReason) -> None:
         for app_id in app_ids:
             await self.outbox.request_sync(app_id, reason)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -8,9 +8,9 @@ import os
 import socket
 import signal
 from contextlib import suppress
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from okta_bridge.audit import AuditPublisher
@@ -48,6 +48,14 @@ class PollerSettings(BaseSettings):
     max_cursor_age_s: float = Field(default=7 * 86400, description="older last poll = expired cursor: full sync")
     lease_ttl_s: float = Field(default=10.0, ge=2.0, description="a dead leader's lease frees after this; renewed "
                                                                  "every third of it")
+
+    @field_validator("start_from")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        """``2026-01-01T10:00:00+02:00`` is 08:00 UTC; a time without an offset is taken as UTC."""
+        if value is None:
+            return None
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 async def main() -> None:

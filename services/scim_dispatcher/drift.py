@@ -23,6 +23,11 @@ would get). Differences found:
 ``adoption_held``    an assigned user without an account of their own whose app username finds an account that
                      another user's link holds or whose ``externalId`` names another Okta user: the dispatcher does
                      not adopt it (held for a person), so it is reported, never repaired
+``unreadable``       assigned users whose state Okta did not answer readably (no user, no status, an unknown one):
+                     reported, never judged; the next check reads them again
+
+An app user listed without its embedded user (or with one the bridge cannot read) is read as the full sync reads
+it: one filtered listing of such users, then by id; only a 404 by id means the user is gone.
 
 ``repair`` asks the translator for a full sync of the app (``AppSyncRequested(reason=operator)``): every assigned
 user is planned from Okta's state and applied through the usual version checks, lookups before create, retries and
@@ -32,18 +37,20 @@ costs ceil(n/500) apps-bucket calls per app, and the Okta client keeps to the ra
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
 from okta_bridge.connectors import AppConnector
 from okta_bridge.contracts import PlanAction
+from okta_bridge.okta_client import OktaBadAnswerError, user_problem
 from scim_dispatcher.adapters.scim_client import ScimClient
 from translator.state_table import decide
 
 __all__ = ["Drift", "check_app"]
 
 EXAMPLES = 10
-REPORT_ONLY = ("duplicate", "unknown", "adoption_held")
+REPORT_ONLY = ("duplicate", "unknown", "adoption_held", "unreadable")
 
 
 @dataclass
@@ -52,7 +59,8 @@ class Drift:
     assigned: int = 0
     accounts: int = 0
     found: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in (
-        "missing", "should_be_inactive", "unlinked", "broken_link", "duplicate", "unknown", "adoption_held")})
+        "missing", "should_be_inactive", "unlinked", "broken_link", "duplicate", "unknown", "adoption_held",
+        "unreadable")})
 
     @property
     def repairable(self) -> int:
@@ -79,40 +87,49 @@ async def check_app(app: AppConnector, okta: Any, scim: ScimClient, links: dict[
         by_unique.setdefault(str(u.raw.get(app.unique_user_field, "")).lower(), []).append(u)
     claimed: set[str] = set()
     assigned: set[str] = set()
-    holders = {target_id: user_id for user_id, target_id in links.items()}
+    app_users: list[dict[str, Any]] = []
     async for page in okta.list_app_users(app.okta_app_id):
-        for app_user in page:
-            user_id = app_user["id"]
-            assigned.add(user_id)
-            drift.assigned += 1
-            user = (app_user.get("_embedded") or {}).get("user") or {}
-            decision = decide(user.get("status"), True, app)
-            linked = links.get(user_id)
-            account = accounts.get(linked) if linked else None
-            if linked and account is None:
-                drift.found["broken_link"].append(user_id)
-            username = ((app_user.get("credentials") or {}).get("userName") or "").lower()
-            owned = {u.id: u for u in [*by_external.get(user_id, []), *(by_unique.get(username, []) if username
-                                                                          else [])]}
-            if account is None:
-                account = next(iter(owned.values()), None)
-                if account is not None and _held(app, user_id, account, holders):
-                    drift.found["adoption_held"].append(user_id)
-                    claimed.add(account.id)
-                    continue
-                if account is not None and linked != account.id:
-                    drift.found["unlinked"].append(user_id)
-            if account is not None:
+        app_users.extend(page)
+    users, unreadable = await _okta_users(okta, app_users)
+    holders = {target_id: user_id for user_id, target_id in links.items()}
+    for app_user in app_users:
+        user_id = app_user["id"]
+        assigned.add(user_id)
+        drift.assigned += 1
+        if user_id in unreadable:
+            drift.found["unreadable"].append(user_id)
+            decision = None
+        else:
+            user = users.get(user_id)
+            decision = decide(user.get("status") if user else None, True, app)
+        linked = links.get(user_id)
+        account = accounts.get(linked) if linked else None
+        if linked and account is None:
+            drift.found["broken_link"].append(user_id)
+        username = ((app_user.get("credentials") or {}).get("userName") or "").lower()
+        owned = {u.id: u for u in [*by_external.get(user_id, []), *(by_unique.get(username, []) if username
+                                                                      else [])]}
+        if account is None:
+            account = next(iter(owned.values()), None)
+            if account is not None and _held(app, user_id, account, holders):
+                drift.found["adoption_held"].append(user_id)
                 claimed.add(account.id)
-                others = [u for u in owned.values() if u.id != account.id and u.active is not False]
-                if others:
-                    drift.found["duplicate"].append(user_id)
-                    claimed.update(u.id for u in others)
-            active = bool(account is not None and account.active is not False)
-            if decision.action is PlanAction.UPSERT and not active:
-                drift.found["missing"].append(user_id)
-            elif decision.action is PlanAction.DEACTIVATE and active:
-                drift.found["should_be_inactive"].append(user_id)
+                continue
+            if account is not None and linked != account.id:
+                drift.found["unlinked"].append(user_id)
+        if account is not None:
+            claimed.add(account.id)
+            others = [u for u in owned.values() if u.id != account.id and u.active is not False]
+            if others:
+                drift.found["duplicate"].append(user_id)
+                claimed.update(u.id for u in others)
+        active = bool(account is not None and account.active is not False)
+        if decision is None:
+            continue
+        if decision.action is PlanAction.UPSERT and not active:
+            drift.found["missing"].append(user_id)
+        elif decision.action is PlanAction.DEACTIVATE and active:
+            drift.found["should_be_inactive"].append(user_id)
     for user_id, target_id in links.items():  # linked users no longer assigned: should be inactive
         account = accounts.get(target_id)
         if user_id not in assigned and account is not None:
@@ -131,3 +148,32 @@ def _held(app: AppConnector, user_id: str, account: Any, holders: dict[str, str]
         return True
     external = account.raw.get("externalId")
     return app.mappings.get("externalId") == "id" and external not in (None, "") and str(external) != user_id
+
+
+async def _okta_users(okta: Any, app_users: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any] | None],
+                                                                            dict[str, str]]:
+    """The Okta user of each app user (None: gone, a 404 by id) and the ids Okta did not answer readably (why).
+
+    The embedded user when it is readable; the others as the full sync reads them: one filtered listing of the
+    users bucket, then by id for those it leaves out. Without this, a listing without ``_embedded.user`` reads as
+    "every assigned user is gone" and ``--repair`` would act on that."""
+    users: dict[str, dict[str, Any] | None] = {}
+    for app_user in app_users:
+        embedded = (app_user.get("_embedded") or {}).get("user")
+        if user_problem(embedded, app_user["id"]) is None:
+            users[app_user["id"]] = embedded
+    rest = sorted({a["id"] for a in app_users} - set(users))
+    if rest:
+        for user_id, user in (await okta.list_users_by_ids(rest)).items():
+            if user_problem(user, user_id) is None:
+                users[user_id] = user
+    unreadable: dict[str, str] = {}
+
+    async def by_id(user_id: str) -> None:
+        try:
+            users[user_id] = (await okta.get_users([user_id]))[user_id]
+        except OktaBadAnswerError as exc:
+            unreadable[user_id] = str(exc)
+
+    await asyncio.gather(*(by_id(u) for u in rest if u not in users))
+    return users, unreadable

@@ -6,6 +6,8 @@
    no batched answer can prove it already holds that change. The others (membership events, syncs) take the user
    from the sync's page or from one filtered listing per 100 users, trusted only when its ``lastUpdated`` is not
    older than ``built_max``; else, and for an id the listing left out, by id (never deactivated on absence alone).
+   Only a 404 by id means the user is gone; an answer that is not the user with a status Okta documents (an empty
+   200, no ``status``, an unknown one) fails its key as transient, audited with what was wrong, and changes nothing.
 3. **commit**: one bulk write gives each key its next version, records the read's ``lastUpdated`` and the batch's
    membership change, each only if the row is still as read and no earlier plan was built from newer user data.
    A key that did not commit (another batch planned it meanwhile) is read again and tried once more.
@@ -27,7 +29,7 @@ from opentelemetry import trace
 
 from okta_bridge.connectors import AppConnector
 from okta_bridge.contracts import Reason, ScimOperationPlanned
-from okta_bridge.okta_client import OktaTransientError
+from okta_bridge.okta_client import OktaBadAnswerError, OktaTransientError, user_problem
 from okta_bridge.stores.assignments import UNKNOWN_UPDATED, Commit, MembershipChange, Row, fold
 from okta_bridge.stores.groups import micros
 from okta_bridge.telemetry import ATTR
@@ -174,21 +176,24 @@ class Planner:
 
     async def _by_id(self, user_ids: list[str], contexts: dict[str, Any]) -> dict[str, _Read]:
         """Each read by id joins the trace of its user's first event in the batch."""
-        async def one(user_id: str) -> tuple[str, dict[str, Any] | None]:
+        async def one(user_id: str) -> tuple[str, dict[str, Any] | None, str | None]:
             token = otel_context.attach(contexts[user_id]) if contexts.get(user_id) is not None else None
             try:
-                return user_id, (await self.okta.get_users([user_id]))[user_id]
+                user = (await self.okta.get_users([user_id]))[user_id]
+            except OktaBadAnswerError as exc:  # this user's answer alone: the others of the batch go on
+                return user_id, None, str(exc)
             finally:
                 if token is not None:
                     otel_context.detach(token)
+            return user_id, user, None if user is None else user_problem(user, user_id)
 
         out = {}
-        for user_id, user in await asyncio.gather(*(one(u) for u in user_ids)):
-            if user is None:
+        for user_id, user, problem in await asyncio.gather(*(one(u) for u in user_ids)):
+            if problem is not None:  # only a 404 means gone: anything else unreadable is read again later
+                out[user_id] = _Read(None, -1, by_id=True, unusable=f"Okta's answer cannot be planned from: {problem}; "
+                                                                    "read again later (nothing changed)")
+            elif user is None:
                 out[user_id] = _Read(None, UNKNOWN_UPDATED, by_id=True)
-            elif not _usable(user, user_id):
-                out[user_id] = _Read(None, -1, by_id=True, unusable=f"Okta answered user {user_id} without its id "
-                                                                    "and status; read again later (nothing changed)")
             else:
                 out[user_id] = _Read(user, _updated(user), by_id=True)
         return out
@@ -227,8 +232,8 @@ def _later(a: int | None, b: int | None) -> bool:
 
 
 def _usable(user: Any, user_id: str) -> bool:
-    """An answer the state table can read: the user asked for, with a status."""
-    return isinstance(user, dict) and user.get("id") == user_id and isinstance(user.get("status"), str)
+    """An answer the state table can read: the user asked for, with a status Okta documents."""
+    return user_problem(user, user_id) is None
 
 
 def _updated(user: dict[str, Any]) -> int:

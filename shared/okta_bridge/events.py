@@ -71,6 +71,8 @@ def parse_event(org: str, raw: Any) -> OktaEventReceived:
     for field in ("uuid", "eventType", "published"):
         if not raw.get(field):
             raise MalformedEvent(f"event has no {field}")
+    if not isinstance(raw["uuid"], str):  # the dedupe key and the audit's event id: never anything else
+        raise MalformedEvent(f"event uuid is not a string ({type(raw['uuid']).__name__})")
     try:
         targets = tuple(
             EventTarget(id=t["id"], type=t["type"], alternate_id=t.get("alternateId"), display_name=t.get("displayName"))

@@ -5,6 +5,8 @@ Errors::
 
     OktaError
     ├── OktaTransientError      429, 5xx, timeouts, network: retry later (``retry_after_s`` when Okta says)
+    │   └── OktaBadAnswerError  a 2xx the bridge cannot read (not JSON, an empty body, an object where a list
+    │                           belongs, a user without id or a documented status): never read as "gone"
     ├── OktaAuthError           401/403: the token is wrong or lacks a scope
     ├── OktaNotFoundError       404: the user / app user no longer exists
     └── OktaRequestError        other 4xx (``OktaCursorRejectedError`` for a rejected System Log cursor)
@@ -36,7 +38,9 @@ from okta_bridge.okta_auth import OktaAuth, SswsAuth
 from okta_bridge.telemetry import ATTR
 
 __all__ = [
+    "USER_STATUSES",
     "OktaAuthError",
+    "OktaBadAnswerError",
     "OktaClient",
     "OktaCursorRejectedError",
     "OktaError",
@@ -45,11 +49,18 @@ __all__ = [
     "OktaRequestError",
     "OktaTransientError",
     "bucket_for",
+    "describe",
+    "user_problem",
 ]
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("okta_bridge.okta_client")
 _LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?([a-z]+)"?')
+# Okta's user statuses (the management API's ``UserStatus``); any other (``ACTIVATING`` is a passing one) is read
+# again later rather than guessed at
+USER_STATUSES = frozenset({"ACTIVE", "DEPROVISIONED", "LOCKED_OUT", "PASSWORD_EXPIRED", "PROVISIONED", "RECOVERY",
+                           "STAGED", "SUSPENDED"})
+_WORD = re.compile(r"[A-Z][A-Z_]{0,31}")
 
 
 class OktaError(Exception):
@@ -68,6 +79,11 @@ class OktaTransientError(OktaError):
     @property
     def code(self) -> Reason:  # type: ignore[override]
         return Reason.OKTA_RATE_LIMITED if self.status == 429 else Reason.OKTA_TRANSIENT
+
+
+class OktaBadAnswerError(OktaTransientError):
+    """Okta answered, but not with what the call reads. Transient: retried by the outcome policy; only a 404 means
+    a user is gone. The message says what was wrong, never the answer's values (they may hold a person's data)."""
 
 
 class OktaAuthError(OktaError):
@@ -157,12 +173,16 @@ class OktaClient:
         return (await self.get(f"/api/v1/users/{user_id}")).body
 
     async def get_users(self, user_ids: list[str]) -> dict[str, dict[str, Any] | None]:
-        """Each user by id (the ``user`` bucket), concurrently; None for one Okta answers 404 for (deleted)."""
+        """Each user by id (the ``user`` bucket), concurrently; None only for one Okta answers 404 for (deleted). A
+        bad answer for one raises ``OktaBadAnswerError``: no answer but a 404 reads as "gone"."""
         async def one(user_id: str) -> dict[str, Any] | None:
             try:
-                return await self.get_user(user_id)
+                page = await self.get(f"/api/v1/users/{user_id}")
             except OktaNotFoundError:
                 return None
+            if problem := user_problem(page.body, user_id):  # an empty 200, no status, an unknown one: not "gone"
+                raise OktaBadAnswerError(f"okta GET /api/v1/users/{{id}} -> {page.status}: {problem}", page.status)
+            return page.body
         found = await asyncio.gather(*(one(u) for u in user_ids))
         return dict(zip(user_ids, found))
 
@@ -202,7 +222,15 @@ class OktaClient:
         await self.post(f"/api/v1/apps/{app_id}/users/{user_id}", {"profile": profile})
 
     async def get_group(self, group_id: str) -> dict[str, Any]:
-        return (await self.get(f"/api/v1/groups/{group_id}")).body
+        """The group by id; ``OktaNotFoundError`` on a 404 only, ``OktaBadAnswerError`` for an answer that is not
+        that group with a profile (an empty 200 among them)."""
+        page = await self.get(f"/api/v1/groups/{group_id}")
+        body = page.body
+        if not isinstance(body, dict) or body.get("id") != group_id or not isinstance(body.get("profile"), dict):
+            what = f"{describe(body)}, not a group" if not isinstance(body, dict) else "not that group with a profile"
+            raise OktaBadAnswerError(f"okta GET /api/v1/groups/{{id}} -> {page.status}: the answer for group "
+                                     f"{group_id} is {what}", page.status)
+        return body
 
     async def find_groups_named(self, name: str) -> list[dict[str, Any]]:
         """Okta groups whose name is exactly ``name`` (Okta's ``eq`` search ignores case; the bridge does not)."""
@@ -221,9 +249,13 @@ class OktaClient:
         return self._pages(f"/api/v1/apps/{app_id}/users", {"limit": limit, "expand": "user"})
 
     async def _pages(self, path: str, params: dict[str, Any]):
-        """Follows ``rel="next"`` until an empty page or no link."""
+        """Follows ``rel="next"`` until an empty page or no link. A page that is not a JSON list (an object, an empty
+        body) raises ``OktaBadAnswerError``: read as "no one listed", it would unassign everyone."""
         page = await self.get(path, params)
         while True:
+            if not isinstance(page.body, list):
+                raise OktaBadAnswerError(f"okta GET {_template(httpx.URL(path).path)} -> {page.status}: the page is "
+                                         f"{describe(page.body)}, not a list", page.status)
             yield page.body
             nxt = page.links.get("next")
             if not nxt or not page.body:
@@ -326,6 +358,33 @@ def _missing_scope(resp: httpx.Response) -> str | None:
         return None
     found = re.search(r'scope="([a-z.\s]{1,200})"', challenge)
     return found.group(1) if found else "?"
+
+
+def describe(body: Any) -> str:
+    """What kind of JSON an answer was, for an error message (never its values)."""
+    if body is None:
+        return "empty"
+    if isinstance(body, dict):
+        return "a JSON object"
+    if isinstance(body, list):
+        return "a JSON list"
+    return f"a JSON {type(body).__name__}"
+
+
+def user_problem(user: Any, user_id: str) -> str | None:
+    """None when ``user`` is an Okta user the bridge can act on: the one asked for, with a status Okta documents.
+    Else what is wrong with it, in words safe for the audit trail (no values but a status-like word)."""
+    if not isinstance(user, dict):
+        return f"the answer for user {user_id} is {describe(user)}, not a user"
+    if user.get("id") != user_id:
+        return f"the answer for user {user_id} is a user without that id"
+    status = user.get("status")
+    if status is None:
+        return f"user {user_id} has no status"
+    if not isinstance(status, str) or status not in USER_STATUSES:
+        shown = status if isinstance(status, str) and _WORD.fullmatch(status) else "unreadable"
+        return f"user {user_id} has status {shown}, not one Okta documents"
+    return None
 
 
 def _id_filter(user_ids: list[str]) -> str:

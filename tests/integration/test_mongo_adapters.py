@@ -144,7 +144,8 @@ async def test_cursor_round_trip(db):
     saved = CursorState("https://acme.okta.com/api/v1/logs?after=abc", at, ["0oa1", "0oa2"])
     await state.save(saved)
     assert await state.load() == saved
-    moved = CursorState("https://acme.okta.com/api/v1/logs?after=def", at + timedelta(seconds=5), ["0oa1"])
+    moved = CursorState("https://acme.okta.com/api/v1/logs?after=def", at + timedelta(seconds=5), ["0oa1"],
+                        resume_from=at - timedelta(seconds=3))  # the newest `published` read, for a migration
     await state.save(moved)
     assert await state.load() == moved
     assert await MongoPollerState(db, OTHER_ORG).load() is None

@@ -84,9 +84,17 @@ class FakeLogSource:
         from datetime import UTC
         return datetime.now(UTC)
 
+    filter: str | None = None  # the event-type filter the bridge asks for (None: none, as the test links)
+
     def polling_link(self, since: datetime) -> str:
+        from urllib.parse import quote
         self.fresh_links.append(since)
-        return f"{ORG}/api/v1/logs?since={since.isoformat()}&sortOrder=ASCENDING"
+        asked = f"&filter={quote(self.filter)}" if self.filter is not None else ""
+        return f"{ORG}/api/v1/logs?since={since.isoformat()}&sortOrder=ASCENDING{asked}"
+
+    def asks_as_configured(self, link: str) -> bool:
+        from urllib.parse import parse_qs, urlsplit
+        return parse_qs(urlsplit(link).query).get("filter", [None])[0] == self.filter
 
     async def fetch(self, link: str) -> tuple[list[Any], str | None]:
         self.fetched.append(link)
@@ -109,7 +117,7 @@ class FakePollerState:
         return self.stored
 
     async def save(self, state: CursorState) -> None:
-        copy = CursorState(state.next_link, state.last_success_at, list(state.known_apps))
+        copy = CursorState(state.next_link, state.last_success_at, list(state.known_apps), state.resume_from)
         self.saved.append(copy)
         self.stored = copy
         self.log.append(f"save {state.next_link}")

@@ -4,6 +4,7 @@ command against real processes)."""
 from __future__ import annotations
 
 from okta_bridge.connectors import AppConnector
+from okta_bridge.okta_client import OktaBadAnswerError
 from scim_dispatcher.adapters.scim_user import ScimUser
 from scim_dispatcher.drift import check_app
 
@@ -26,13 +27,35 @@ class FakeTarget:
 
 
 class FakeOkta:
-    def __init__(self, users: dict[str, tuple[str, str]]) -> None:
+    """Okta's listing of the app's users (the user embedded unless ``embed`` is False) and its user reads: the
+    batched listing and by id as ``OktaClient`` answers them (``None``: 404; ``bad``: an unreadable answer)."""
+
+    def __init__(self, users: dict[str, tuple[str, str]], embed: bool = True) -> None:
         self.users = users  # id -> (userName, status)
+        self.embed = embed
+        self.gone: set[str] = set()  # 404 by id
+        self.bad: set[str] = set()  # an answer that is not a readable user
+        self.left_out: set[str] = set()  # ids the batched listing leaves out
+        self.reads: list[list[str]] = []
+
+    def user(self, uid: str) -> dict:
+        return {"id": uid, "status": self.users[uid][1], "profile": {"login": self.users[uid][0]}}
 
     async def list_app_users(self, app_id: str):
         assert app_id == APP.okta_app_id
-        yield [{"id": uid, "credentials": {"userName": name}, "_embedded": {"user": {"status": status}}}
-               for uid, (name, status) in self.users.items()]
+        yield [{"id": uid, "credentials": {"userName": name}, **({"_embedded": {"user": self.user(uid)}}
+                                                                 if self.embed else {})}
+               for uid, (name, _) in self.users.items()]
+
+    async def list_users_by_ids(self, user_ids: list[str]) -> dict[str, dict]:
+        self.reads.append(list(user_ids))
+        return {u: self.user(u) for u in user_ids if u not in self.gone | self.bad | self.left_out}
+
+    async def get_users(self, user_ids: list[str]) -> dict[str, dict | None]:
+        [uid] = user_ids
+        if uid in self.bad:
+            raise OktaBadAnswerError("okta GET /api/v1/users/{id} -> 200: user 00u? has no status", 200)
+        return {uid: None if uid in self.gone else self.user(uid)}
 
 
 async def test_a_second_active_account_of_one_user_is_a_duplicate_for_a_person_not_a_sync():
@@ -101,3 +124,31 @@ async def test_a_target_listing_that_never_ends_fails_the_check_and_reports_noth
     with pytest.raises(ScimPermanentError, match="ignores startIndex"):
         await check_app(APP, NoOkta(), scim, {"00u1": "t1"})
     assert len(served) == 2
+
+
+async def test_a_listing_without_the_embedded_user_reads_the_users_and_reports_only_real_drift():
+    """Without ``_embedded.user`` every assigned user once read as gone: "should be inactive", which --repair would
+    act on. The users are read as the full sync reads them; only a 404 by id means gone."""
+    okta = FakeOkta({"00u1": ("ann@example.com", "ACTIVE"), "00u2": ("bob@example.com", "ACTIVE"),
+                     "00u3": ("cy@example.com", "ACTIVE"), "00u4": ("di@example.com", "ACTIVE")}, embed=False)
+    okta.left_out = {"00u2"}  # the batched listing leaves it out: read by id, found
+    okta.gone = {"00u3"}  # deleted in Okta for real
+    okta.bad = {"00u4"}  # Okta answers something unreadable
+    target = FakeTarget([account(f"t{i}", login, external=f"00u{i}")
+                         for i, login in enumerate(["ann@example.com", "bob@example.com", "cy@example.com",
+                                                    "di@example.com"], start=1)])
+    drift = await check_app(APP, okta, target, {f"00u{i}": f"t{i}" for i in range(1, 5)})
+    assert drift.found["should_be_inactive"] == ["00u3"]
+    assert drift.found["unreadable"] == ["00u4"]
+    assert drift.found["missing"] == [] and drift.found["unknown"] == []
+    assert drift.repairable == 1, "an unreadable user is reported, never repaired"
+    assert okta.reads == [["00u1", "00u2", "00u3", "00u4"]]
+
+
+async def test_embedded_users_are_used_as_they_are_without_reading_okta_again():
+    okta = FakeOkta({"00u1": ("ann@example.com", "ACTIVE"), "00u2": ("bob@example.com", "DEPROVISIONED")})
+    drift = await check_app(APP, okta, FakeTarget([account("t1", "ann@example.com", external="00u1"),
+                                                   account("t2", "bob@example.com", external="00u2")]),
+                            {"00u1": "t1", "00u2": "t2"})
+    assert drift.found["should_be_inactive"] == ["00u2"] and drift.repairable == 1
+    assert okta.reads == []

@@ -296,3 +296,41 @@ async def test_a_listing_follows_next_links():
     handler, seen = _users_server(users, page=10)
     client = OktaClient(ORG, TOKEN, http=httpx.AsyncClient(transport=httpx.MockTransport(handler)), filter_ids=100)
     assert await client.list_users_by_ids(sorted(users)) == users and len(seen) == 3
+
+
+@pytest.mark.parametrize(("answer", "why"), [
+    (okta(200), "is empty, not a user"),
+    (okta(200, {"id": "00u1"}), "has no status"),
+    (okta(200, {"id": "00u1", "status": "BOGUS"}), "status BOGUS, not one Okta documents"),
+    (okta(200, {"id": "00u1", "status": {"x": 1}}), "status unreadable"),
+    (okta(200, {"errorCode": "E0000007"}), "without that id"),
+])
+async def test_get_users_reads_only_a_404_as_gone_and_a_bad_answer_as_a_transient_error(answer, why):
+    with pytest.raises(okta_client.OktaBadAnswerError, match=why) as caught:
+        await client(FakeOkta(answer)).get_users(["00u1"])
+    assert isinstance(caught.value, OktaTransientError) and caught.value.code.value == "okta_transient"
+    assert await client(FakeOkta(okta(404, {"errorCode": "E0000007"}))).get_users(["00u1"]) == {"00u1": None}
+    user = {"id": "00u1", "status": "RECOVERY"}
+    assert await client(FakeOkta(okta(200, user))).get_users(["00u1"]) == {"00u1": user}
+
+
+@pytest.mark.parametrize(("second", "kind"), [(okta(200, {}), "a JSON object"), (okta(200), "empty"),
+                                              (okta(200, {"errorCode": "E0000009"}), "a JSON object")])
+async def test_a_listing_page_that_is_not_a_list_is_a_bad_answer_not_an_empty_listing(second, kind):
+    nxt = f"{ORG}/api/v1/apps/0oa1/users?after=00u1&limit=500&expand=user"
+    fake = FakeOkta(okta(200, [{"id": "00u1"}], links=[f'<{nxt}>; rel="next"']), second)
+    pages = []
+    with pytest.raises(okta_client.OktaBadAnswerError, match=f"/api/v1/apps/{{id}}/users -> 200: the page is {kind}"):
+        async for page in client(fake).list_app_users("0oa1"):
+            pages.append(page)
+    assert pages == [[{"id": "00u1"}]]
+
+
+@pytest.mark.parametrize(("answer", "why"), [(okta(200), "is empty, not a group"),
+                                             (okta(200, {"id": "00g1"}), "not that group with a profile"),
+                                             (okta(200, {"id": "00g2", "profile": {}}), "not that group")])
+async def test_get_group_reads_a_bad_answer_as_a_transient_error(answer, why):
+    with pytest.raises(okta_client.OktaBadAnswerError, match=why):
+        await client(FakeOkta(answer)).get_group("00g1")
+    group = {"id": "00g1", "profile": {"name": "eng"}}
+    assert await client(FakeOkta(okta(200, group))).get_group("00g1") == group

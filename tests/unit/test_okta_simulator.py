@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -396,3 +396,23 @@ def test_token_driven_write_names_the_token(client, org):
     assert event["eventType"] == "application.user_membership.change_username"
     assert event["transaction"]["detail"]["requestApiTokenId"] == TOKENS["tok-a"]
     assert event["target"][0]["alternateId"] == "al"
+
+
+def test_a_filtered_polling_request_keeps_its_filter_in_every_next_link(client, clock, org):
+    """As Okta does: the filter goes into the `next` link, and events written later are matched by it too."""
+    f = 'eventType eq "user.lifecycle.suspend" or eventType eq "application.user_membership.add"'
+    r = client.get("/api/v1/logs", params={"filter": f, "sortOrder": "ASCENDING", "limit": 1}, headers=A)
+    assert [e["eventType"] for e in r.json()] == ["application.user_membership.add"]
+    walked = []
+    for _ in range(3):  # two more pages: the other add, then an empty one at the log's end
+        nxt = links(r)["next"]
+        assert parse_qs(urlsplit(nxt).query)["filter"] == [f]
+        r = follow(client, nxt)
+        walked += [e["eventType"] for e in r.json()]
+    assert walked == ["application.user_membership.add"]
+    clock.advance(5)
+    client.post(f"/_admin/users/{org['alice']}/lifecycle/suspend")
+    client.post(f"/_admin/users/{org['alice']}/lifecycle/unsuspend")  # not asked for
+    r = follow(client, links(r)["next"])
+    assert [e["eventType"] for e in r.json()] == ["user.lifecycle.suspend"]
+    assert parse_qs(urlsplit(links(r)["next"]).query)["filter"] == [f]

@@ -285,3 +285,247 @@ async def test_own_token_app_user_profile_events_are_ignored_too():
     source.pages[LINK] = ([_app_profile_event("own", token_id=OWN_TOKEN), _app_profile_event("admin")], NEXT)
     await poller.poll_once()
     assert [e.event_uuid for e in outbox.events] == ["admin"]
+
+
+# ------------------------------------------------------------------ POLLER_START_FROM
+
+
+@pytest.mark.parametrize(("given", "since"), [
+    ("2026-01-01T10:00:00+02:00", "2026-01-01T08:00:00.000Z"),
+    ("2026-01-01T10:00:00-05:30", "2026-01-01T15:30:00.000Z"),
+    ("2026-01-01T10:00:00Z", "2026-01-01T10:00:00.000Z"),
+    ("2026-01-01T10:00:00", "2026-01-01T10:00:00.000Z"),  # no offset: UTC
+])
+def test_start_from_with_an_offset_polls_from_that_instant_in_utc(monkeypatch, given, since):
+    from urllib.parse import parse_qs, urlsplit
+
+    from okta_bridge.okta_client import OktaClient
+    from queue_poller.adapters.okta_log import OktaLogSource
+    from queue_poller.main import PollerSettings
+
+    monkeypatch.setenv("POLLER_START_FROM", given)
+    start = PollerSettings().start_from
+    assert start is not None and start.utcoffset() == timedelta(0)
+    link = OktaLogSource(OktaClient(ORG, "t"), 100).polling_link(start)
+    assert parse_qs(urlsplit(link).query)["since"] == [since]
+    direct = OktaLogSource(OktaClient(ORG, "t"), 100).polling_link(datetime.fromisoformat(given))
+    assert parse_qs(urlsplit(direct).query)["since"] == [since], "the source converts an aware time itself too"
+
+
+# ------------------------------------------------------------------ bad input from the System Log
+
+
+class RecordingPublisher:
+    """The broker side of ``BrokerOutbox``: every publish, with its exchange and routing key."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[object, str, str]] = []
+
+    async def publish(self, body, *, exchange: str, routing_key: str, **_kw) -> None:
+        self.sent.append((body, exchange, routing_key))
+
+
+@pytest.mark.parametrize("uuid", [123, {"id": "x"}, ["e0"], 1.5, True])
+async def test_an_event_whose_uuid_is_not_a_string_is_set_aside_alone_and_the_cursor_moves_on(uuid):
+    """It once made the dead letter's audit record fail: the page failed, the cursor never moved, and every retry
+    added another dead letter."""
+    from okta_bridge.audit import AuditPublisher
+    from okta_bridge.contracts import AuditBatch, AuditStep, OktaEventReceived
+    from queue_poller.adapters.outbox import BrokerOutbox
+
+    poller, source, store, _ = await started()
+    publisher = RecordingPublisher()
+    poller.outbox = BrokerOutbox(publisher, AuditPublisher(publisher, "queue-poller", ORG), ORG)
+    bad = {**membership_event("ignored"), "uuid": uuid}
+    source.pages[LINK] = ([bad, membership_event("ok")], NEXT)
+    await poller.poll_once()
+    assert store.stored.next_link == NEXT
+    dead = [(b, k) for b, x, k in publisher.sent if k == "queue-poller.malformed"]
+    assert len(dead) == 1
+    assert [b.event_uuid for b, _, _ in publisher.sent if isinstance(b, OktaEventReceived)] == ["ok"]
+    records = [r for b, _, _ in publisher.sent if isinstance(b, AuditBatch) for r in b.records]
+    [dead_record] = [r for r in records if r.step is AuditStep.DEAD_LETTERED]
+    assert dead_record.event_uuid is None and "uuid is not a string" in dead_record.detail
+    source.pages[NEXT] = ([], NEXT)
+    await poller.poll_once()
+    assert len([k for _, _, k in publisher.sent if k == "queue-poller.malformed"]) == 1, "one record, not one a poll"
+
+
+@pytest.mark.parametrize(("body", "kind"), [({"errorCode": "E0000009"}, "a JSON object"), (None, "empty"),
+                                            ("events", "a JSON str")])
+async def test_a_system_log_page_that_is_not_a_list_is_a_clear_error_and_the_cursor_stays(body, kind):
+    import httpx
+
+    from okta_bridge.okta_client import OktaBadAnswerError, OktaClient
+    from queue_poller.adapters.okta_log import OktaLogSource
+
+    answers = [httpx.Response(200, json=body, headers={"Link": f'<{NEXT}>; rel="next"'}) if body is not None
+               else httpx.Response(200, headers={"Link": f'<{NEXT}>; rel="next"'}),
+               httpx.Response(200, json=[membership_event("e1")], headers={"Link": f'<{NEXT}>; rel="next"'})]
+    fetched: list[str] = []
+
+    def okta(request: httpx.Request) -> httpx.Response:
+        fetched.append(str(request.url))
+        return answers.pop(0)
+
+    poller, _, store, outbox = await started()
+    poller.source = OktaLogSource(OktaClient(ORG, "t", http=httpx.AsyncClient(transport=httpx.MockTransport(okta))),
+                                  100)
+    saves = len(store.saved)
+    with pytest.raises(OktaBadAnswerError, match=f"page is {kind}, not a list of events"):
+        await poller.poll_once()
+    assert len(store.saved) == saves and store.stored.next_link == LINK and outbox.dead == []
+    await poller.poll_once()  # the same page read again: nothing skipped
+    assert fetched == [LINK, LINK] and [e.event_uuid for e in outbox.events] == ["e1"]
+    assert store.stored.next_link == NEXT
+
+
+# ------------------------------------------------------------------ the event-type filter and the cadence
+
+
+def test_the_polling_link_asks_only_for_the_event_types_the_bridge_handles():
+    from urllib.parse import parse_qs, urlsplit
+
+    from okta_bridge.events import HANDLED_EVENT_TYPES
+    from okta_bridge.okta_client import OktaClient
+    from queue_poller.adapters.okta_log import OktaLogSource
+
+    source = OktaLogSource(OktaClient(ORG, "t"), 1000)
+    link = source.polling_link(START)
+    [asked] = parse_qs(urlsplit(link).query)["filter"]
+    clauses = asked.split(" or ")
+    assert clauses == sorted(clauses) and len(clauses) == len(HANDLED_EVENT_TYPES)
+    assert tuple(c.removeprefix('eventType eq "').removesuffix('"') for c in clauses) == HANDLED_EVENT_TYPES
+    for handled in ("directory.app_user_profile.update", "application.user_membership.restore",
+                    "user.account.update_primary_email", "group.user_membership.add"):
+        assert f'eventType eq "{handled}"' in clauses, handled
+    assert "user.session.start" not in asked
+    assert source.asks_as_configured(link) and source.asks_as_configured(f"{ORG}/api/v1/logs?after=x&filter={asked}")
+    assert not source.asks_as_configured(LINK), "a link without the filter (a bridge from before it)"
+    older = OktaLogSource(OktaClient(ORG, "t"), 1000, 'eventType eq "application.user_membership.add"')
+    assert not source.asks_as_configured(older.polling_link(START))
+
+
+async def test_a_stored_link_with_another_filter_is_replaced_from_the_newest_published_read():
+    newest = recent() - timedelta(minutes=30)
+    poller, source, store, outbox = make(CursorState(LINK, recent(), [JIRA, WIKI], resume_from=newest))
+    source.filter = 'eventType eq "application.user_membership.add" or eventType eq "user.lifecycle.suspend"'
+    await poller.start()
+    assert source.fresh_links == [newest - FRESH_LINK_MARGIN]
+    assert store.stored.next_link == source.polling_link(newest - FRESH_LINK_MARGIN) != LINK
+    assert store.stored.resume_from == newest
+    assert outbox.syncs == [], "the uuids cover the overlap: no full sync"
+
+
+async def test_a_link_stored_before_the_filter_existed_resumes_from_the_last_successful_poll():
+    last = recent()
+    poller, source, store, outbox = make(CursorState(LINK, last, [JIRA, WIKI]))  # no resume_from: an older bridge
+    source.filter = 'eventType eq "application.user_membership.add"'
+    await poller.start()
+    assert source.fresh_links == [last - FRESH_LINK_MARGIN] and outbox.syncs == []
+    assert source.asks_as_configured(store.stored.next_link)
+
+
+async def test_a_stored_link_with_the_same_filter_is_followed_as_it_is():
+    source_filter = 'eventType eq "application.user_membership.add"'
+    link = f"{ORG}/api/v1/logs?after=abc&sortOrder=ASCENDING&filter=eventType+eq+%22application.user_membership.add%22"
+    poller, source, store, _ = make(CursorState(link, recent(), [JIRA, WIKI]))
+    source.filter = source_filter
+    await poller.start()
+    assert source.fresh_links == [] and store.stored.next_link == link
+
+
+async def test_resume_from_is_the_newest_published_of_a_full_page_and_okta_now_after_a_short_one():
+    poller, source, store, _ = await started(page_limit=2)
+    early, late = membership_event("e1"), membership_event("e2")
+    early["published"], late["published"] = "2026-03-01T10:00:05.000Z", "2026-03-01T10:00:01.000Z"
+    source.pages[LINK] = ([early, late], NEXT)  # full: out of published order, the newest counts
+    assert await poller.poll_once() is True
+    assert store.stored.resume_from == datetime(2026, 3, 1, 10, 0, 5, tzinfo=UTC)
+    source.pages[NEXT] = ([], NEXT)  # short: the log's end was reached at Okta's now
+    before = datetime.now(UTC)
+    await poller.poll_once()
+    assert before <= store.stored.resume_from <= datetime.now(UTC)
+
+
+async def test_pages_of_events_that_mean_no_work_let_the_cadence_slow_down():
+    """Sign-in traffic and other apps' events once kept the poller at its fastest."""
+    poller, source, _, _ = await started(assignments={(JIRA, "00u1")})
+    noise = [membership_event(f"o{i}", app_id="0oa9other") for i in range(5)] + [user_event("u9", user_id="00u9")]
+    source.pages[LINK] = (noise, LINK)
+    assert await poller.poll_once() is False
+    assert poller.next_interval(0.5, False) == 1.0 and poller.next_interval(4.0, False) == 5.0
+    source.pages[LINK] = ([membership_event("e1")], LINK)
+    await poller.poll_once()
+    assert poller.next_interval(4.0, False) == 0.5, "relevant events keep it quick"
+    assert poller.next_interval(4.0, True) == 0.0, "a full page: again at once"
+
+
+async def test_an_upgrade_to_another_filter_against_the_simulator_loses_nothing_and_publishes_nothing_twice():
+    """The old bridge asked for membership events only; the upgraded one asks for every type it handles. Events of
+    the gap (after the old cursor, before the upgrade) all come through once: without the migration the old link,
+    which carries the old filter, would never show the suspension."""
+    import httpx
+    from fastapi.testclient import TestClient
+
+    from okta_bridge.okta_client import OktaClient
+    from okta_simulator import Settings, create_app
+    from queue_poller.adapters.okta_log import OktaLogSource
+
+    now = [1_800_000_000.0]
+    server = "https://subdomain.okta.com"
+    sim = TestClient(create_app(Settings(plan="workforce", token_share=0.5, tokens={"tok": "00Tsim0000000000000a"},
+                                         org_url=server), lambda: now[0]))
+    admin = lambda path, body: sim.post(f"/_admin{path}", json=body).json()  # noqa: E731
+
+    def okta(request: httpx.Request) -> httpx.Response:  # the OktaClient's requests, answered by the simulator
+        r = sim.request(request.method, request.url.raw_path.decode(), headers={"Authorization": "SSWS tok"})
+        return httpx.Response(r.status_code, headers=r.headers, content=r.content)
+
+    def source(log_filter: str | None = None) -> OktaLogSource:
+        client = OktaClient(server, "tok", http=httpx.AsyncClient(transport=httpx.MockTransport(okta)))
+        return OktaLogSource(client, 100, log_filter)
+
+    app = admin("/apps", {"label": "Jira"})["id"]
+    ann, bob, cy = (admin("/users", {"profile": {"login": f"{n}@example.com"}})["id"] for n in ("ann", "bob", "cy"))
+    admin(f"/apps/{app}/users", {"userId": ann})
+    admin(f"/apps/{app}/users", {"userId": bob})
+    store = FakePollerState(None, {(app, ann), (app, bob), (app, cy)})
+    cfg = PollerConfig(org=server, app_ids=(app,), own_token_id=None, start_from=None,
+                       max_cursor_age=timedelta(days=7), page_limit=100, idle_interval_s=5.0, min_interval_s=0.5)
+    old_outbox = FakeOutbox()
+    old = Poller(cfg, source('eventType eq "application.user_membership.add"'), store, old_outbox)
+    await old.start()
+    await old.poll_once()
+    now[0] += 100
+    dan = admin("/users", {"profile": {"login": "dan@example.com"}})["id"]
+    admin(f"/apps/{app}/users", {"userId": dan})  # read by the old bridge, and again in the upgrade's overlap
+    now[0] += 20
+    await old.poll_once()
+    assert [e.event_type for e in old_outbox.events] == ["application.user_membership.add"] * 3
+    assert store.stored.resume_from is not None
+
+    now[0] += 600  # the bridge is upgraded; meanwhile in Okta:
+    admin(f"/users/{ann}/lifecycle/suspend", {})
+    admin(f"/apps/{app}/users", {"userId": cy})
+    now[0] += 30
+    new_outbox = FakeOutbox()
+    new = Poller(cfg, source(), store, new_outbox)
+    await new.start()
+    assert new.source.asks_as_configured(store.stored.next_link)
+    read_again: list[str] = []
+    fetch = new.source.fetch
+
+    async def recording(link: str):
+        events, nxt = await fetch(link)
+        read_again.extend(e["uuid"] for e in events)
+        return events, nxt
+
+    new.source.fetch = recording  # type: ignore[method-assign]
+    for _ in range(3):
+        await new.poll_once()
+    assert old_outbox.events[-1].event_uuid in read_again, "the overlap is read again (and deduplicated)"
+    types = sorted(e.event_type for e in new_outbox.events)
+    assert types == ["application.user_membership.add", "user.lifecycle.suspend"]
+    uuids = [e.event_uuid for e in [*old_outbox.events, *new_outbox.events]]
+    assert len(uuids) == len(set(uuids)) == 5, "nothing lost, nothing published twice"

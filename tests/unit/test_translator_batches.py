@@ -3,12 +3,17 @@ absent ids confirmed by id, poison messages alone dead-lettered, every message k
 
 from __future__ import annotations
 
+import json as _json
+
+import httpx
+import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from okta_bridge.bus import Delivery
 from okta_bridge.contracts import AuditStep, PlanAction, Reason
 from okta_bridge.events import parse_event
+from okta_bridge.okta_client import OktaClient
 from tests.unit.fakes import (ORG, FakeAssignments, FakeAudit, FakeOkta, FakePlanOutbox, app_connector,
                               membership_event, okta_user, user_event)
 from translator.consume import TranslatorIntake
@@ -197,3 +202,79 @@ async def test_a_failing_key_retries_its_own_message_and_the_others_are_acked_pl
     assert all(d.raw.acked for d in deliveries)
     retried = [f for s, f in t.audit.records if s is AuditStep.RETRIED]
     assert [f["event_uuid"] for f in retried] == ["e2"]
+
+
+# ------------------------------------------------------------------ a bad answer from Okta never deactivates anyone
+
+
+def _okta_answering(by_id: httpx.Response) -> OktaClient:
+    """The real client over a mock transport: the batched listing answers the user well, a read by id as given."""
+    good = okta_user("00u1")
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/users":
+            return httpx.Response(200, json=[good])
+        return by_id
+
+    return OktaClient(ORG, "t0ken", http=httpx.AsyncClient(transport=httpx.MockTransport(answer)))
+
+
+@pytest.mark.parametrize(("answer", "why"), [
+    (httpx.Response(200, content=b""), "is empty, not a user"),
+    (httpx.Response(200, json={"id": "00u1", "profile": {"email": "ann@acme.com"}}), "has no status"),
+    (httpx.Response(200, json={**okta_user("00u1"), "status": "ACTIVATING"}), "status ACTIVATING, not one Okta"),
+    (httpx.Response(200, json={**okta_user("00u1"), "status": "ann@acme.com"}), "status unreadable"),
+    (httpx.Response(200, json=[okta_user("00u1")]), "is a JSON list, not a user"),
+    (httpx.Response(200, json={**okta_user("00u2")}), "without that id"),
+])
+async def test_a_bad_answer_by_id_is_retried_with_what_was_wrong_and_deactivates_no_one(answer, why):
+    apps = {JIRA: app_connector(JIRA, "jira")}
+    t = Translator(ORG, apps, Planner(ORG, apps, FakeAssignments(), _okta_answering(answer)), FakePlanOutbox(),
+                   GatheringAudit())
+    await t.handle_events(sources(membership_event("e1", user_id="00u1")))  # assigned, planned from the listing
+    assert [p.action for p, _ in t.outbox.plans] == [PlanAction.UPSERT]
+    republisher = FakeRepublisher()
+    intake = TranslatorIntake(t, republisher, t.audit, batch_size=10, batch_wait_s=0.01)
+    d = delivery(parse_event(ORG, user_event("e2", "lifecycle.deactivate", user_id="00u1")).model_dump_json().encode())
+    intake.on_delivery(d)
+    await intake.close()
+    assert [p.action for p, _ in t.outbox.plans] == [PlanAction.UPSERT], "nothing deactivated on a bad answer"
+    assert [m.event_uuid for m in republisher.retried] == ["e2"] and d.raw.acked
+    [retried] = [f for s, f in t.audit.records if s is AuditStep.RETRIED]
+    assert retried["reason"] is Reason.OKTA_TRANSIENT and why in retried["detail"]
+    assert "ann@acme.com" not in _json.dumps(t.audit.records, default=str)
+
+
+async def test_only_a_404_by_id_means_the_user_is_gone():
+    apps = {JIRA: app_connector(JIRA, "jira")}
+    gone = httpx.Response(404, json={"errorCode": "E0000007", "errorSummary": "Not found: Resource not found: 00u1"})
+    t = Translator(ORG, apps, Planner(ORG, apps, FakeAssignments(), _okta_answering(gone)), FakePlanOutbox(),
+                   FakeAudit())
+    await t.handle_events(sources(membership_event("e1", user_id="00u1")))
+    results = await t.handle_events(sources(user_event("e2", "lifecycle.delete.initiated", user_id="00u1")))
+    assert [p.action for p, _ in t.outbox.plans] == [PlanAction.UPSERT, PlanAction.DEACTIVATE]
+    assert all(r.failure is None for r in results.values())
+
+
+async def test_a_sync_whose_listing_page_is_an_object_unassigns_no_one():
+    """Read as an empty listing, ``{}`` would have made every assigned user "no longer assigned": deactivated."""
+    from okta_bridge.contracts import AppSyncRequested, SyncReason
+    from okta_bridge.okta_client import OktaBadAnswerError
+
+    listing = [[{"id": "00u1", "credentials": {"userName": "ann"}, "_embedded": {"user": okta_user("00u1")}}]]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/api/v1/users"):  # the user, read well
+            return httpx.Response(200, json=okta_user("00u1") if request.url.path.endswith("00u1")
+                                  else [okta_user("00u1")])
+        return httpx.Response(200, json=listing[0])
+
+    apps = {JIRA: app_connector(JIRA, "jira")}
+    okta = OktaClient(ORG, "t0ken", http=httpx.AsyncClient(transport=httpx.MockTransport(answer)))
+    t = Translator(ORG, apps, Planner(ORG, apps, FakeAssignments(), okta), FakePlanOutbox(), FakeAudit())
+    await t.handle_sync(AppSyncRequested(org=ORG, app_id=JIRA, reason=SyncReason.INITIAL, sync_id="s1"))
+    assert [p.action for p, _ in t.outbox.plans] == [PlanAction.UPSERT]
+    listing[0] = {}
+    with pytest.raises(OktaBadAnswerError, match="the page is a JSON object, not a list"):
+        await t.handle_sync(AppSyncRequested(org=ORG, app_id=JIRA, reason=SyncReason.OPERATOR, sync_id="s2"))
+    assert [p.action for p, _ in t.outbox.plans] == [PlanAction.UPSERT], "no one deactivated"

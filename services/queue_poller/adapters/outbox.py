@@ -58,7 +58,7 @@ class BrokerOutbox:
         body = json.dumps(raw, default=str).encode()
         await self._publisher.publish(body, exchange=DLX.name, routing_key="queue-poller.malformed",
                                       headers={REASON_HEADER: reason})
-        uuid_ = raw.get("uuid") if isinstance(raw, dict) else None
+        uuid_ = raw.get("uuid") if isinstance(raw, dict) and isinstance(raw.get("uuid"), str) else None
         await self._audit.record(AuditStep.DEAD_LETTERED, reason=Reason.INVALID_MESSAGE, event_uuid=uuid_,
                                  detail=f"malformed event: {reason}")
 

@@ -19,6 +19,9 @@ class CursorState:
     next_link: str | None
     last_success_at: datetime | None
     known_apps: list[str]
+    # Okta's time a new polling link may start from and lose nothing: the newest ``published`` read, or the time of
+    # a page that reached the log's end. A link asking for another filter is replaced by one from here (less a margin)
+    resume_from: datetime | None = None
 
 
 class LeadershipLost(RuntimeError):
@@ -36,12 +39,13 @@ class MongoPollerState:
         doc = await self._db.poll_cursor.find_one({"_id": self._org})
         if doc is None:
             return None
-        return CursorState(doc.get("next_link"), doc.get("last_success_at"), doc.get("known_apps", []))
+        return CursorState(doc.get("next_link"), doc.get("last_success_at"), doc.get("known_apps", []),
+                           doc.get("resume_from"))
 
     async def save(self, state: CursorState) -> None:
         """Fenced: refused (``LeadershipLost``) once a poller with a newer lease token has written the cursor."""
         fields = {"next_link": state.next_link, "last_success_at": state.last_success_at,
-                  "known_apps": state.known_apps}
+                  "known_apps": state.known_apps, "resume_from": state.resume_from}
         query: dict = {"_id": self._org}
         if self.fence is not None:
             fields["fence"] = self.fence
