@@ -20,11 +20,12 @@ from rich.console import Console
 from rich.table import Table
 
 from okta_bridge.connectors import ConnectorsFileError, load_connectors
+from okta_bridge.entry import cli_app, run_cli
 from okta_bridge.settings import BridgeSettings
 from scim_dispatcher.adapters.scim_client import ScimClient
 from scim_dispatcher.adapters.scim_errors import ScimError
 
-cli = typer.Typer(add_completion=False, help=__doc__)
+cli = cli_app(help=__doc__)
 
 
 @cli.callback()
@@ -228,4 +229,4 @@ async def _drift(apps, repair: bool, operator: str):
 
 
 if __name__ == "__main__":
-    cli()
+    run_cli("scim_dispatcher.cli", cli)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
+from okta_bridge.redact import check_header_value
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 __all__ = ["AppConnector", "ConnectorsFile", "ConnectorsFileError", "DEFAULT_MAPPINGS", "DEFAULT_PARTITIONS", "PoolSettings",
@@ -44,12 +45,13 @@ class _Strict(BaseModel):
 
 class HeaderAuth(_Strict):
     type: Literal["header"]
-    header_name: str = "Authorization"
+    header_name: str = Field(default="Authorization", pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
     value_env: str
     value_prefix: str = ""
 
     def headers(self) -> dict[str, str]:
-        return {self.header_name: self.value_prefix + _env(self.value_env).get_secret_value()}
+        value = self.value_prefix + _env(self.value_env).get_secret_value()
+        return {self.header_name: check_header_value(f"environment variable {self.value_env}", value)}
 
 
 class BasicAuth(_Strict):
@@ -75,6 +77,7 @@ def _env(name: str) -> SecretStr:
     value = os.environ.get(name)
     if value is None:
         raise ValueError(f"environment variable {name} is not set")
+    check_header_value(f"environment variable {name}", value, ascii_only=False)  # names it, never the value
     return SecretStr(value)
 
 
