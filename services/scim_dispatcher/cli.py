@@ -69,6 +69,11 @@ def delete_group(app: str = typer.Option(..., help="the app's name or Okta app i
                  wait_s: float = typer.Option(60.0, help="how long to wait for the outcome (0: do not wait)"),
                  connectors_file: str = typer.Option(None, help="default: CONNECTORS_FILE")) -> None:
     """Delete the target group of a group that is no longer pushed (audited); exit 1 unless it was applied."""
+    from okta_bridge.contracts import is_okta_id
+
+    if not is_okta_id(group):
+        typer.echo("--group: not an Okta group id (20 letters and digits, 00g…)", err=True)
+        raise typer.Exit(2)
     try:
         connectors = load_connectors(connectors_file or BridgeSettings().connectors_file)
     except ConnectorsFileError as exc:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
+from okta_bridge.contracts import OktaId
 from okta_bridge.redact import check_header_value
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -92,7 +93,7 @@ class Actions(_Strict):
 
 
 class AppConnector(_Strict):
-    okta_app_id: str = Field(min_length=3)
+    okta_app_id: OktaId  # goes into Okta URLs and every message: 20 letters and digits (0oa…)
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
     base_url: str = Field(pattern=r"^https?://")
     scim_version: Literal["1.1", "2.0"] | None = None

@@ -97,6 +97,9 @@ def personal_values(message: Any) -> tuple[str, ...]:
         walk(getattr(attribute, "value", None))
     for attribute in getattr(message, "values", ()) or ():
         walk(getattr(attribute, "value", None))
+    for target in getattr(message, "targets", ()) or ():  # an event's: the user's login and name
+        walk(getattr(target, "alternate_id", None))
+        walk(getattr(target, "display_name", None))
     return tuple(dict.fromkeys(v for v in found if len(v.strip()) >= 2))
 
 

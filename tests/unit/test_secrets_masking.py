@@ -168,3 +168,16 @@ def test_every_typer_app_hides_locals():
     apps = [v for m in (ops, scim_cli) for v in vars(m).values() if isinstance(v, typer.Typer)]
     assert len(apps) >= 4
     assert all(app.pretty_exceptions_show_locals is False for app in apps)
+
+
+def test_delete_group_refuses_a_group_id_that_is_not_an_okta_id(tmp_path):
+    from typer.testing import CliRunner
+
+    from scim_dispatcher.cli import cli
+
+    path = tmp_path / "connectors.yaml"
+    path.write_text("apps:\n  - {okta_app_id: 0oa1b2c3d4e5f6g7h8i9, name: jira, base_url: 'https://jira.lan/scim/v2/', "
+                    "auth: {type: none}}\n")
+    result = CliRunner().invoke(cli, ["delete-group", "--app", "jira", "--group", "../../groups/00g1", "--yes",
+                                      "--connectors-file", str(path)])
+    assert result.exit_code == 2 and "not an Okta group id" in result.output
