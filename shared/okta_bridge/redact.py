@@ -36,6 +36,7 @@ _AUTH_SCHEME = re.compile(r"(?P<head>\b(?:Bearer|SSWS|Basic|DPoP)\s+)[A-Za-z0-9.
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _SPACES = re.compile(r"\s{2,}")
+_ESCAPED = re.compile(r"\\[nrt]")  # line breaks as JSON writes them, in a body that was cut and is not JSON any more
 _HEADER_SAFE = re.compile(r"[\x20-\x7e]*")
 
 
@@ -125,7 +126,7 @@ def error_text(text: str | None, personal: Iterable[str] = (), limit: int = TEXT
     costs no more than a small one (what is cut there is cut from the result anyway)."""
     if not text:
         return ""
-    head = text[: limit * 4]
+    head = _ESCAPED.sub(" ", text[: limit * 4])
     return one_line(mask_secrets(mask_personal(head, personal)), limit)
 
 

@@ -42,6 +42,7 @@ from scim_dispatcher.circuit import Circuits
 from scim_dispatcher.consume import DispatcherPorts
 from scim_dispatcher.engine import Engine, EngineConfig, OwnershipLost
 from scim_dispatcher.handlers import Outcome
+from scim_dispatcher.adapters.scim_errors import ScimPermanentError
 from tests.unit.fakes import ORG, FakeLinks, app_connector
 
 JIRA = "0oa1jiraxxxxxxxxxxxx"
@@ -160,6 +161,7 @@ class FakeUsers:
         self.in_flight = self.peak = 0
         self.running: Counter[str] = Counter()
         self.peak_per_user: Counter[str] = Counter()
+        self.errors: dict[str, Exception] = {}  # user -> what the target answers (raised after the request)
 
     async def apply(self, p: ScimOperationPlanned, link: Link | None, fence: int = 0) -> Outcome:
         self.calls.append((p.okta_user_id, p.version, link, fence))
@@ -180,6 +182,8 @@ class FakeUsers:
             raise
         finally:
             self.running[p.okta_user_id] -= 1
+        if p.okta_user_id in self.errors:
+            raise self.errors[p.okta_user_id]
         target = f"t-{p.okta_user_id}"
         return Outcome(AuditStep.APPLIED, Reason.APPLIED, target, "PUT", "/Users/{id}", 200, "updated", 1.0,
                        link=LinkWrite(p.app_id, p.okta_user_id, p.version, target, True, fence))
@@ -293,6 +297,29 @@ async def world():
 
 
 # ------------------------------------------------------------------------------------------------------------- tests
+
+async def test_a_targets_huge_error_naming_the_person_is_one_bounded_line_without_their_values(world):
+    """Issue 9 item 15: a 64 KB, many-line error description that echoes the person's values reaches the dead
+    letter and the audit trail as one line of at most 300 characters, the plan's values masked."""
+    person = plan("00u7xxxxxxxxxxxxxxxx").model_copy(update={
+        "unique_value": "annabel.lee@acme.com",
+        "attributes": (MappedAttribute(path="userName", value="annabel.lee@acme.com"),
+                       MappedAttribute(path="name.givenName", value="Annabel"),
+                       MappedAttribute(path="name.familyName", value="Lee-Nakamura"),
+                       MappedAttribute(path="phoneNumbers", value=[{"value": "+41 79 555 12 34", "type": "work"}]))})
+    echo = "Annabel Lee-Nakamura (annabel.lee) with phone +41 79 555 12 34 is refused:\n  attribute invalid\r\n"
+    w = await world()
+    w.users.errors["00u7xxxxxxxxxxxxxxxx"] = ScimPermanentError("POST", "/Users", 400, echo * 800, version="2.0")
+    assert len(echo * 800) > 64_000
+    await settled(w.deliver(person.model_dump_json().encode()))
+    ((_, why, _, _),) = w.republisher.dead
+    texts = [why] + [r.detail for r in w.records() if r.detail]
+    for text in texts:
+        assert len(text) <= 300 and "\n" not in text and "\r" not in text
+        for value in ("Annabel", "annabel", "Lee-Nakamura", "+41 79 555 12 34"):
+            assert value not in text, (value, text)
+    assert "POST /Users -> 400" in why  # what failed is still told
+
 
 async def test_a_forged_plan_whose_user_id_is_a_path_is_dead_lettered_as_invalid_without_its_values(world):
     """Issue 9 item 13: an id that is not Okta's 20-character form never reaches a URL; the reason names the field,
