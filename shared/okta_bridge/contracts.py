@@ -56,7 +56,7 @@ def _okta_id(value: str) -> str:
     group, ``0ua`` app user), as every id of Okta's Management API spec and the simulator's are. The error names
     neither the value nor the message: a forged id may carry anything."""
     if not _OKTA_ID.fullmatch(value):
-        raise ValueError("not an Okta id (20 letters and digits, such as 00u…)")
+        raise ValueError("not an Okta id (20 letters and digits: 00u… a user, 0oa… an app, 00g… a group)")
     return value
 
 
