@@ -215,3 +215,30 @@ async def test_a_failing_key_retries_its_own_message_and_the_others_are_acked_pl
     assert all(d.raw.acked for d in deliveries)
     retried = [f for s, f in t.audit.records if s is AuditStep.RETRIED]
     assert [f["event_uuid"] for f in retried] == ["e2"]
+
+
+async def test_an_okta_error_echoing_the_events_user_is_retried_with_their_login_and_name_masked():
+    """Issue 9 item 15: the event's user (login, display name) is masked in the failure text the retry and the
+    audit carry, however Okta echoed it."""
+    from okta_bridge.okta_client import OktaRequestError
+
+    t = make({"00u1xxxxxxxxxxxxxxxx": okta_user("00u1xxxxxxxxxxxxxxxx")})
+    await t.handle_events(sources(membership_event("e0", user_id="00u1xxxxxxxxxxxxxxxx")))  # assigned to jira
+    t.audit = GatheringAudit()
+    republisher = FakeRepublisher()
+    intake = TranslatorIntake(t, republisher, t.audit, batch_size=10, batch_wait_s=0.01)
+
+    async def refuse(user_id):
+        raise OktaRequestError("okta GET /api/v1/users/{id} -> 400: E0000001 user Ann Example (ann) refused\n" * 900)
+
+    t.okta.on_get_user = refuse
+    event = parse_event(ORG, user_event("e1", user_id="00u1xxxxxxxxxxxxxxxx"))
+    event = event.model_copy(update={"targets": (event.targets[0].model_copy(update={"display_name": "Ann Example",
+                                                                                     "alternate_id": "ann"}),)})
+    intake.on_delivery(delivery(event.model_dump_json().encode()))
+    await intake.close()
+    texts = [f.get("detail") or "" for _, f in t.audit.records]
+    failed = [x for x in texts if "E0000001" in x]
+    assert failed, t.audit.records
+    for text in failed:
+        assert "Ann" not in text and "Example" not in text and "\n" not in text and len(text) <= 300, text
