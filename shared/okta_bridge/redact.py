@@ -74,7 +74,7 @@ def mask_secrets(text: str) -> str:
 
 
 def personal_values(message: Any) -> tuple[str, ...]:
-    """A plan's values of a person: its unique value, group name and every string among its attribute values
+    """A message's values of a person: a plan's unique value and every string among its attribute values
     (names, emails, phone numbers, department…); for an email, its local part too (``ann.lee`` of
     ``ann.lee@acme.com``), which servers quote as a username."""
     found: list[str] = []
@@ -85,15 +85,15 @@ def personal_values(message: Any) -> tuple[str, ...]:
             local, at, _ = value.partition("@")
             if at and len(local) >= 3:
                 found.append(local)
-        elif isinstance(value, dict):
-            for v in value.values():
-                walk(v)
+        elif isinstance(value, dict):  # a multi-valued attribute's entries: their "type" (work, home) is no one's
+            for k, v in value.items():
+                if k != "type":
+                    walk(v)
         elif isinstance(value, (list, tuple)):
             for v in value:
                 walk(v)
 
-    for name in ("unique_value", "display_name", "description"):
-        walk(getattr(message, name, None))
+    walk(getattr(message, "unique_value", None))  # a group plan's name is not a person's: it stays readable
     for attribute in getattr(message, "attributes", ()) or ():
         walk(getattr(attribute, "value", None))
     for attribute in getattr(message, "values", ()) or ():

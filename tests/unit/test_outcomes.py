@@ -169,3 +169,16 @@ def test_names_are_masked_as_whole_words_only_and_secrets_in_failure_text_too():
         from okta_bridge import redact
         redact._SECRETS.discard("s3cret-Token-zz")
         redact._compiled = None
+
+
+def test_a_persons_values_are_the_plans_strings_and_an_emails_local_part_not_a_group_name_or_a_type():
+    from okta_bridge.contracts import GroupAction, GroupPlanned, MappedAttribute
+    from okta_bridge.redact import personal_values
+
+    plan = _plan().model_copy(update={"attributes": (
+        MappedAttribute(path="emails", value=[{"value": "ann.lee@acme.com", "type": "work", "primary": True}]),
+        MappedAttribute(path="name.givenName", value="Ann"))})
+    assert set(personal_values(plan)) == {"ann.lee@acme.com", "ann.lee", "Ann"}
+    group = GroupPlanned(org="https://acme.okta.com", app_id="0oa1jiraxxxxxxxxxxxx", okta_group_id="00g1xxxxxxxxxxxxxxxx",
+                         version=1, action=GroupAction.PUSH, display_name="Sales", cause="c")
+    assert personal_values(group) == ()
