@@ -32,7 +32,11 @@ _SECRETS: set[str] = set()
 _compiled: re.Pattern[str] | None = None
 # scheme://user:password@host: the password, whatever the scheme (amqp, amqps, mongodb, mongodb+srv, http…)
 _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s@]+(?=@)")
-_AUTH_SCHEME = re.compile(r"(?P<head>\b(?:Bearer|SSWS|Basic|DPoP)\s+)[A-Za-z0-9._~+/=\-]{4,}", re.I)
+# the credential after a scheme word: a token-like word (a digit or a symbol in it, or 20 characters and more), so
+# that "Basic authentication required" stays readable
+_TOKEN = r"[A-Za-z0-9._~+/=\-]"
+_AUTH_SCHEME = re.compile(rf"(?P<head>\b(?:Bearer|bearer|SSWS|Basic|DPoP)\s+)"
+                          rf"(?:(?={_TOKEN}*[0-9._~+/=\-]){_TOKEN}{{8,}}|{_TOKEN}{{20,}})")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _SPACES = re.compile(r"\s{2,}")

@@ -181,3 +181,10 @@ def test_delete_group_refuses_a_group_id_that_is_not_an_okta_id(tmp_path):
     result = CliRunner().invoke(cli, ["delete-group", "--app", "jira", "--group", "../../groups/00g1", "--yes",
                                       "--connectors-file", str(path)])
     assert result.exit_code == 2 and "not an Okta group id" in result.output
+
+
+def test_credentials_after_a_scheme_word_are_masked_but_prose_stays_readable():
+    assert redact.mask_secrets("Illegal header value b'Bearer s3cr3tTok\\n'") == "Illegal header value b'Bearer ***\\n'"
+    assert redact.mask_secrets("Authorization: Basic YnJpZGdlOnB3ZA==") == "Authorization: Basic ***"
+    assert redact.mask_secrets("SSWS 00aSecretTokenValue1234 refused") == "SSWS *** refused"
+    assert redact.mask_secrets("Basic authentication required") == "Basic authentication required"
