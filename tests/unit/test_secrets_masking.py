@@ -188,3 +188,11 @@ def test_credentials_after_a_scheme_word_are_masked_but_prose_stays_readable():
     assert redact.mask_secrets("Authorization: Basic YnJpZGdlOnB3ZA==") == "Authorization: Basic ***"
     assert redact.mask_secrets("SSWS 00aSecretTokenValue1234 refused") == "SSWS *** refused"
     assert redact.mask_secrets("Basic authentication required") == "Basic authentication required"
+
+
+def test_the_simulators_command_line_never_quotes_a_malformed_token():
+    from okta_simulator.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(["--token", "Sekr1tSimToken"])
+    assert "VALUE:00Tid" in str(caught.value.code) and "Sekr1tSimToken" not in str(caught.value.code)
