@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query
 
-from okta_bridge.contracts import AuditStep
+from okta_bridge.contracts import OKTA_ID_PATTERN, AuditStep
 from okta_bridge.stores.audit import AuditStore, BadPageToken
 
 
@@ -22,9 +22,10 @@ def add_routes(app: FastAPI, store: AuditStore, health: Any) -> None:
 
     @app.get("/audit")
     async def audit(
-        user: str | None = Query(None, description="Okta user id (00u…)"),
-        group: str | None = Query(None, description="Okta group id (00g…)"),
-        app_id: str | None = Query(None, alias="app", description="Okta app id (0oa…)"),
+        # ids as Okta writes them (20 letters and digits) or a 422: nothing else reaches the database's query
+        user: str | None = Query(None, pattern=OKTA_ID_PATTERN, description="Okta user id (00u…)"),
+        group: str | None = Query(None, pattern=OKTA_ID_PATTERN, description="Okta group id (00g…)"),
+        app_id: str | None = Query(None, alias="app", pattern=OKTA_ID_PATTERN, description="Okta app id (0oa…)"),
         status: AuditStep | None = Query(None, description="the step: applied, retried, dead_lettered, …"),
         event: str | None = Query(None, description="System Log event uuid"),
         trace_id: str | None = Query(None, alias="trace"),

@@ -14,7 +14,7 @@ from audit_recorder.api import add_routes
 from audit_recorder.batcher import MESSAGES_IN_HAND, Recorder
 from okta_bridge.bus import Consumer, Publisher
 from okta_bridge.metrics import serve_metrics
-from okta_bridge.logs import setup_logging, register_settings_secrets
+from okta_bridge.logs import mask_handlers, setup_logging, register_settings_secrets
 from okta_bridge.mongo import connect
 from okta_bridge.stores.audit import AuditStore
 from okta_bridge.runtime import QueueRoutes, Republisher, make_broker
@@ -48,6 +48,7 @@ def build() -> tuple[FastAPI, AuditSettings]:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
+        mask_handlers()  # uvicorn's own handlers, made when uvicorn.run configured its loggers
         serve_metrics(base.metrics_port)
         await store.ensure_indexes(cfg.retention_days)
         connection = await broker.connect()

@@ -55,7 +55,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    app = create_app(settings_from(args))
+    try:
+        settings = settings_from(args)
+    except ValueError:  # the message would quote the token
+        raise SystemExit("okta_simulator: each --token (OKTA_SIM_TOKENS entry) must look like VALUE:00Tid") from None
+    app = create_app(settings)
     for seed in args.seed_app:
         app_id, _, label = seed.partition(":")
         apps_actions.create_app(app.state.sim, label or app_id, app_id=app_id)

@@ -20,12 +20,13 @@ from rich.console import Console
 from rich.table import Table
 
 from okta_bridge.connectors import ConnectorsFileError, load_connectors
+from okta_bridge.entry import cli_app, run_cli
 from okta_bridge.settings import BridgeSettings
 from scim_dispatcher.adapters.scim_client import ScimClient
 from scim_dispatcher.adapters.scim_errors import ScimError
 from scim_dispatcher.adapters.traced_http import app_clients
 
-cli = typer.Typer(add_completion=False, help=__doc__)
+cli = cli_app(help=__doc__)
 
 
 @contextlib.asynccontextmanager
@@ -86,6 +87,11 @@ def delete_group(app: str = typer.Option(..., help="the app's name or Okta app i
                  wait_s: float = typer.Option(60.0, help="how long to wait for the outcome (0: do not wait)"),
                  connectors_file: str = typer.Option(None, help="default: CONNECTORS_FILE")) -> None:
     """Delete the target group of a group that is no longer pushed (audited); exit 1 unless it was applied."""
+    from okta_bridge.contracts import is_okta_id
+
+    if not is_okta_id(group):
+        typer.echo("--group: not an Okta group id (20 letters and digits, 00g…)", err=True)
+        raise typer.Exit(2)
     try:
         connectors = load_connectors(connectors_file or BridgeSettings().connectors_file)
     except ConnectorsFileError as exc:
@@ -250,4 +256,4 @@ async def _drift(apps, repair: bool, operator: str):
 
 
 if __name__ == "__main__":
-    cli()
+    run_cli("scim_dispatcher.cli", cli)

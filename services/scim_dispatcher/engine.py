@@ -31,7 +31,8 @@ from pydantic import ValidationError
 from okta_bridge.audit import AuditPublisher
 from okta_bridge.bus import Batcher, Delivery
 from okta_bridge.contracts import AuditStep, GroupPlanned, MembershipPlanned, Reason, ScimOperationPlanned
-from okta_bridge.outcomes import Blocked, Done, Failure, failure_of, settle
+from okta_bridge.outcomes import Blocked, Done, Failure, failure_of, invalid_message, settle
+from okta_bridge.redact import personal_values
 from okta_bridge.permits import Slots
 from okta_bridge.runtime import Republisher
 from okta_bridge.settle import carry_out
@@ -222,9 +223,9 @@ class Engine:
     def on_delivery(self, delivery: Delivery, partition: int) -> None:
         try:
             plan: Plan | None = PLAN_MESSAGES.validate_json(delivery.body)
-        except ValidationError:
-            plan = None
-        item = Item(delivery, plan, partition)
+        except ValidationError as exc:
+            plan, invalid = None, invalid_message(exc, "invalid plan: not a plan message")
+        item = Item(delivery, plan, partition, result=invalid if plan is None else None)
         if plan is None:
             self._completer.add([item])
             return
@@ -321,7 +322,7 @@ class Engine:
         except OwnershipLost:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is settled by the policy
-            item.result = failure_of(exc)
+            item.result = failure_of(exc, personal_values(plan))
             if item.result.reason is Reason.INTERNAL:
                 log.exception("applying a plan failed")
         finally:
@@ -374,7 +375,8 @@ class Engine:
 
     async def _settle(self, item: Item) -> None:
         if item.plan is None:
-            failure = Failure(Reason.INVALID_MESSAGE, "invalid plan: not a plan message")
+            failure = item.result if isinstance(item.result, Failure) else \
+                Failure(Reason.INVALID_MESSAGE, "invalid plan: not a plan message")
             await carry_out(settle(failure, attempt=item.delivery.attempt, max_attempts=self.republisher.max_attempts),
                             item.delivery.body, item.delivery.attempt, republisher=self.republisher,
                             audit=self.audit, source=SOURCE, fields={})

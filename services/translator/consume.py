@@ -20,7 +20,8 @@ from okta_bridge.audit import AuditPublisher
 from okta_bridge.bus import Batcher, Delivery
 from okta_bridge.contracts import AppSyncRequested, OktaEventReceived, Reason, TargetValuesObserved
 from okta_bridge.events import GROUP_EVENTS
-from okta_bridge.outcomes import Disposition, Failure, failure_of, settle
+from okta_bridge.outcomes import Disposition, Failure, failure_of, invalid_message, settle
+from okta_bridge.redact import personal_values
 from okta_bridge.runtime import Republisher
 from okta_bridge.settle import carry_out
 from okta_bridge.telemetry import ATTR
@@ -124,7 +125,7 @@ class TranslatorIntake:
             await translator.handle_event(message)
 
     async def _settle(self, delivery: Delivery, message, exc: BaseException) -> None:
-        failure = failure_of(exc)
+        failure = failure_of(exc, personal_values(message))
         if failure.reason is Reason.INTERNAL:
             log.warning("translation failed (%s); attempt %d", failure.message, delivery.attempt, exc_info=exc)
         verdict = settle(failure, attempt=delivery.attempt, max_attempts=self.republisher.max_attempts)
@@ -136,7 +137,7 @@ class TranslatorIntake:
                         source=SOURCE, fields=fields)
 
     async def _invalid(self, delivery: Delivery, exc: ValidationError) -> None:
-        failure = Failure(Reason.INVALID_MESSAGE, f"translator: invalid message: {exc.error_count()} error(s)")
+        failure = invalid_message(exc, "translator: invalid message")
         async with self.audit.batch():
             await carry_out(settle(failure, attempt=delivery.attempt, max_attempts=self.republisher.max_attempts),
                             delivery.body, delivery.attempt, republisher=self.republisher, audit=self.audit,

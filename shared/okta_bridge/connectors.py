@@ -15,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from okta_bridge.http import TlsSettings, check_http_url
+from okta_bridge.contracts import OktaId
+from okta_bridge.redact import check_header_value
 
 __all__ = ["AppConnector", "ConnectorsFile", "ConnectorsFileError", "DEFAULT_MAPPINGS", "DEFAULT_PARTITIONS", "PoolSettings",
            "is_group_id", "load_connectors"]
@@ -48,12 +50,13 @@ class _Strict(BaseModel):
 
 class HeaderAuth(_Strict):
     type: Literal["header"]
-    header_name: str = "Authorization"
+    header_name: str = Field(default="Authorization", pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
     value_env: str
     value_prefix: str = ""
 
     def headers(self) -> dict[str, str]:
-        return {self.header_name: self.value_prefix + _env(self.value_env).get_secret_value()}
+        value = self.value_prefix + _env(self.value_env).get_secret_value()
+        return {self.header_name: check_header_value(f"environment variable {self.value_env}", value)}
 
 
 class BasicAuth(_Strict):
@@ -82,7 +85,9 @@ def _env(name: str) -> SecretStr:
     value = os.environ.get(name)
     if value is None:
         raise ValueError(f"environment variable {name} is not set")
-    return SecretStr(value.rstrip("\r\n"))
+    value = value.rstrip("\r\n")  # a secret file saved with a trailing newline, as the image's entrypoint strips it
+    check_header_value(f"environment variable {name}", value, ascii_only=False)  # names it, never the value
+    return SecretStr(value)
 
 
 class Actions(_Strict):
@@ -95,7 +100,7 @@ class Actions(_Strict):
 
 
 class AppConnector(_Strict):
-    okta_app_id: str = Field(min_length=3)
+    okta_app_id: OktaId  # goes into Okta URLs and every message: 20 letters and digits (0oa…)
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
     base_url: str = Field(pattern=r"^https?://")
     scim_version: Literal["1.1", "2.0"] | None = None

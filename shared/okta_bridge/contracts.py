@@ -17,11 +17,12 @@ is in :mod:`okta_bridge.topology`.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 __all__ = [
     "AppSyncRequested",
@@ -34,7 +35,10 @@ __all__ = [
     "GroupPlanned",
     "MembershipPlanned",
     "MappedAttribute",
+    "OKTA_ID_PATTERN",
     "OktaEventReceived",
+    "OktaId",
+    "is_okta_id",
     "PlanAction",
     "ScimOperationPlanned",
     "SyncReason",
@@ -42,8 +46,32 @@ __all__ = [
 ]
 
 
+OKTA_ID_PATTERN = r"^[0-9A-Za-z]{20}$"
+_OKTA_ID = re.compile(OKTA_ID_PATTERN)
+ID_TARGET_TYPES = frozenset({"User", "AppInstance", "AppUser", "UserGroup"})  # event targets whose id is used
+
+
+def _okta_id(value: str) -> str:
+    """Okta's ids are 20 letters and digits, a 3-character type prefix first (``00u`` user, ``0oa`` app, ``00g``
+    group, ``0ua`` app user), as every id of Okta's Management API spec and the simulator's are. The error names
+    neither the value nor the message: a forged id may carry anything."""
+    if not _OKTA_ID.fullmatch(value):
+        raise ValueError("not an Okta id (20 letters and digits: 00u… a user, 0oa… an app, 00g… a group)")
+    return value
+
+
+def is_okta_id(value: object) -> bool:
+    return isinstance(value, str) and bool(_OKTA_ID.fullmatch(value))
+
+
+OktaId = Annotated[str, AfterValidator(_okta_id), Field(json_schema_extra={"pattern": OKTA_ID_PATTERN})]
+"""An Okta id, checked wherever one enters the bridge (messages, the connectors file, the CLI, the audit API):
+ids go into Okta URL paths (``/api/v1/apps/{app}/users/{user}``), so ``../../users/00u…`` must never pass."""
+
+
 class _Contract(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # a refused message's error never quotes its values: they may be a person's (or anything, when forged)
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 class EventTarget(_Contract):
@@ -53,6 +81,12 @@ class EventTarget(_Contract):
     type: str
     alternate_id: str | None = None
     display_name: str | None = None
+
+    @model_validator(mode="after")
+    def _id_of_known_type(self) -> "EventTarget":
+        if self.type in ID_TARGET_TYPES:
+            _okta_id(self.id)
+        return self
 
 
 class OktaEventReceived(_Contract):
@@ -82,7 +116,7 @@ class SyncReason(StrEnum):
 class AppSyncRequested(_Contract):
     schema_version: Literal[1] = 1
     org: str
-    app_id: str = Field(examples=["0oa1b2c3d4"])
+    app_id: OktaId = Field(examples=["0oa1b2c3d4e5f6g7h8i9"])
     reason: SyncReason
     scope: Literal["users", "groups"] = Field(
         default="users", description="users: re-list the assignments; groups: resolve push_groups, push each one "
@@ -105,8 +139,8 @@ class MappedAttribute(_Contract):
 class ScimOperationPlanned(_Contract):
     schema_version: Literal[1] = 1
     org: str
-    app_id: str
-    okta_user_id: str
+    app_id: OktaId
+    okta_user_id: OktaId
     version: int = Field(description="grows per (org, app, user) by a MongoDB $inc taken before the Okta read")
     action: PlanAction
     attributes: tuple[MappedAttribute, ...] = ()
@@ -118,8 +152,8 @@ class ScimOperationPlanned(_Contract):
 class TargetValuesObserved(_Contract):
     schema_version: Literal[1] = 1
     org: str
-    app_id: str
-    okta_user_id: str
+    app_id: OktaId
+    okta_user_id: OktaId
     values: tuple[MappedAttribute, ...] = Field(description="path = the Okta app-user profile attribute name")
     event_uuid: str | None = None
 
@@ -133,8 +167,8 @@ class GroupAction(StrEnum):
 class GroupPlanned(_Contract):
     schema_version: Literal[1] = 1
     org: str
-    app_id: str
-    okta_group_id: str = Field(examples=["00g1b2c3d4"])
+    app_id: OktaId
+    okta_group_id: OktaId = Field(examples=["00g1b2c3d4e5f6g7h8i9"])
     version: int = Field(description="grows per (org, app, group) by a MongoDB $inc taken before the Okta read")
     action: GroupAction
     display_name: str | None = Field(default=None, description="the Okta group's name (push)")
@@ -150,9 +184,9 @@ class MembershipPlanned(_Contract):
 
     schema_version: Literal[1] = 1
     org: str
-    app_id: str
-    okta_group_id: str
-    okta_user_ids: tuple[str, ...] = Field(min_length=1)
+    app_id: OktaId
+    okta_group_id: OktaId
+    okta_user_ids: tuple[OktaId, ...] = Field(min_length=1)
     cause: str
     event_uuid: str | None = None
 

@@ -1,21 +1,72 @@
-"""Process entry: configuration errors end the process with one clear line and exit code 2, not a traceback."""
+"""Process entry: configuration errors end the process with one clear line and exit code 2, not a traceback; any
+other error's traceback is printed with secrets masked and without local variables.
+
+Services start through :func:`run_service`; operator commands (typer) are made by :func:`cli_app` and run by
+:func:`run_cli`. A traceback that shows local variables (typer's default, through rich) prints the settings
+objects and connection URLs of every frame: a bad ``RABBITMQ_URL`` printed its password five times.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Callable
+import traceback
+from typing import Any, Callable
+
+from pydantic import ValidationError
 
 from okta_bridge.connectors import ConnectorsFileError
+from okta_bridge.redact import error_text, mask_secrets
 from okta_bridge.stores.meta import OrgMismatchError
 
-__all__ = ["run_service"]
+__all__ = ["cli_app", "describe_settings_error", "run_cli", "run_service"]
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """A settings error as one line: the class, each field and what is wrong; never the value given."""
+    fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(settings)'}: {e['msg']}"
+                       for e in exc.errors(include_input=False, include_url=False))
+    return error_text(f"{exc.title}: {fields}", limit=2_000)
+
+
+def _print_masked_traceback(name: str, exc: BaseException) -> None:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    print(mask_secrets(text).rstrip("\n"), file=sys.stderr)
+    print(f"{name}: failed: {error_text(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
 
 
 def run_service(name: str, main: Callable[[], object]) -> None:
     try:
         main()
     except (ConnectorsFileError, OrgMismatchError) as exc:
-        print(f"{name}: cannot start: {exc}", file=sys.stderr)
+        print(f"{name}: cannot start: {mask_secrets(str(exc))}", file=sys.stderr)
+        sys.exit(2)
+    except ValidationError as exc:  # a setting (BridgeSettings, OktaSettings, the service's own) is wrong
+        print(f"{name}: cannot start: {describe_settings_error(exc)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         pass
+    except Exception as exc:  # noqa: BLE001 - printed as Python would, with secrets masked
+        _print_masked_traceback(name, exc)
+        sys.exit(1)
+
+
+def cli_app(**kwargs: Any):
+    """A typer app whose tracebacks never show local variables (typer's default shows them)."""
+    import typer
+
+    kwargs.setdefault("add_completion", False)
+    return typer.Typer(pretty_exceptions_show_locals=False, **kwargs)
+
+
+def run_cli(name: str, app: Callable[[], object]) -> None:
+    """Run an operator command: a settings error is one line (exit 2), anything else a masked traceback (exit 1)."""
+    try:
+        app()
+    except ValidationError as exc:
+        print(f"{name}: {describe_settings_error(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001
+        _print_masked_traceback(name, exc)
+        sys.exit(1)

@@ -35,6 +35,7 @@ from opentelemetry import trace
 from okta_bridge.contracts import Reason
 from okta_bridge.http import TlsSettings, describe_transport_error, pooled_transport
 from okta_bridge.okta_auth import OktaAuth, SswsAuth
+from okta_bridge.redact import error_text
 from okta_bridge.telemetry import ATTR
 
 __all__ = [
@@ -67,7 +68,7 @@ class OktaError(Exception):
     code = Reason.OKTA_REJECTED  # the reason code the outcome policy acts on (okta_bridge.outcomes)
 
     def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(error_text(message))  # one bounded line, secrets and emails masked (okta_bridge.redact)
         self.status = status
 
 

@@ -19,16 +19,17 @@ from rich.table import Table
 
 from okta_bridge.connectors import ConnectorsFileError, load_connectors
 from okta_bridge.deadletters import DeadLetters, as_json
+from okta_bridge.entry import cli_app, run_cli
 from okta_bridge.mongo import connect
 from okta_bridge.stores.partitions import MongoPartitions, PoolState
 from okta_bridge.topology import (RETRY_TIERS_MS, TRANSLATOR_QUEUE, hold_queue_name, legacy_pool_queue,
                                   partition_queue, retry_queue_name)
 from okta_bridge.settings import BridgeSettings, OktaSettings
 
-cli = typer.Typer(add_completion=False, help=__doc__)
-dead = typer.Typer(add_completion=False, help="List, inspect, replay or drop dead letters (audited).")
+cli = cli_app(help=__doc__)
+dead = cli_app(help="List, inspect, replay or drop dead letters (audited).")
 cli.add_typer(dead, name="dead-letters")
-parts = typer.Typer(add_completion=False, help="A pool's partition leases; changing its partition count safely.")
+parts = cli_app(help="A pool's partition leases; changing its partition count safely.")
 cli.add_typer(parts, name="partitions")
 
 
@@ -204,4 +205,4 @@ async def _reset(pool: str, count: int) -> int:
 
 
 if __name__ == "__main__":
-    cli()
+    run_cli("okta_bridge.ops", cli)

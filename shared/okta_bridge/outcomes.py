@@ -17,17 +17,27 @@ app's circuit should do. Nothing here does I/O; the services carry verdicts out 
 
 Errors become failures by the :class:`~okta_bridge.contracts.Reason` they carry (``exc.code``; the SCIM and Okta
 error trees set it); anything else is ``internal`` (database or broker trouble), which is retried.
+
+A failure's text is what the audit trail, the logs, the retry and the dead letter carry, so it is made safe here
+once (:func:`okta_bridge.redact.error_text`): one line of at most 300 characters, secrets masked, and the person's
+values of the plan (unique value, names, emails, every attribute value) masked, however the target or Okta echoed
+them. A message that matches no contract is described by field and problem, never by value
+(:func:`invalid_message`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from pydantic import ValidationError
+
 from okta_bridge.contracts import AuditStep, Reason
+from okta_bridge.redact import error_text
 
 __all__ = ["Blocked", "Circuit", "CircuitEffect", "Disposition", "Done", "Failure", "Note", "ScimCall", "Verdict",
-           "failure_of", "settle"]
+           "failure_of", "invalid_message", "settle"]
 
 RETRYABLE = frozenset({Reason.TARGET_TRANSIENT, Reason.TARGET_RATE_LIMITED, Reason.GROUP_NOT_READY, Reason.INTERNAL,
                        Reason.OKTA_TRANSIENT, Reason.OKTA_RATE_LIMITED, Reason.OKTA_AUTH, Reason.OKTA_REJECTED})
@@ -108,17 +118,35 @@ class Verdict:
         return self.notes[-1].detail if self.notes else ""
 
 
-def failure_of(exc: BaseException) -> Failure:
-    """An exception as a failure: by the reason code it carries, else ``internal``."""
+def failure_of(exc: BaseException, personal: Iterable[str] = ()) -> Failure:
+    """An exception as a failure: by the reason code it carries, else ``internal``. ``personal``: the values of
+    the person the message is about (:func:`okta_bridge.redact.personal_values`), masked in the text."""
     code = getattr(exc, "code", None)
     reason = code if isinstance(code, Reason) else Reason.INTERNAL
     message = getattr(exc, "message", None) or str(exc)
     if reason is Reason.INTERNAL:
         message = f"{type(exc).__name__}: {message}"
+    message = error_text(message, personal)
     scim = None
     if reason in OF_THE_TARGET or reason is Reason.GROUP_NOT_READY:
         scim = ScimCall(getattr(exc, "method", None), getattr(exc, "path", None), getattr(exc, "status", None))
     return Failure(reason, message, getattr(exc, "retry_after_s", None), scim)
+
+
+def invalid_message(exc: ValidationError, prefix: str) -> Failure:
+    """A message no contract accepts, described by the contract it came closest to, its fields and what is wrong
+    with each (``okta_user_id: not an Okta id``), never by the values: a forged message may carry anything."""
+    errors = exc.errors(include_input=False, include_url=False)
+    by_contract: dict[str, list[dict]] = {}
+    for error in errors:  # a union's errors are per contract tried: its loc starts with the contract's name
+        loc = error["loc"]
+        contract = str(loc[0]) if len(loc) > 1 and str(loc[0])[:1].isupper() else ""
+        by_contract.setdefault(contract, []).append(error)
+    contract, closest = min(by_contract.items(), key=lambda item: len(item[1])) if by_contract else ("", [])
+    fields = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1 if contract else 0:]) or '(message)'}: "
+                       f"{e['msg'].removeprefix('Value error, ')}" for e in closest[:5])
+    closest = f" (closest: {contract}: {fields})" if contract else f" ({fields})" if fields else ""
+    return Failure(Reason.INVALID_MESSAGE, error_text(f"{prefix}{closest}"))
 
 
 def settle(result: Done | Failure | Blocked, *, attempt: int, max_attempts: int,

@@ -13,12 +13,13 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from okta_bridge.http import TlsSettings, check_http_url
+from okta_bridge.redact import check_header_value
 
 __all__ = ["BridgeSettings", "OktaSettings"]
 
 
 class BridgeSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", hide_input_in_errors=True)  # URLs hold passwords
 
     rabbitmq_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
     mongodb_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017/")
@@ -29,7 +30,7 @@ class BridgeSettings(BaseSettings):
 
 
 class OktaSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OKTA_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="OKTA_", extra="ignore", hide_input_in_errors=True)
 
     org_url: str = Field(description="the org, https://…; no default: a forgotten URL must not send the credentials "
                                      "elsewhere (the demo and the tests set the simulator's explicitly)")
@@ -52,6 +53,16 @@ class OktaSettings(BaseSettings):
         default=20, ge=1, le=75, description="Okta requests at once across every replica of every service (Okta's "
                                              "concurrency limit is org-wide, 75 on current plans, shared with every "
                                              "other integration); shared through MongoDB (okta_bridge.permits)")
+
+    @field_validator("api_token")
+    @classmethod
+    def _header_safe(cls, value: SecretStr) -> SecretStr:
+        """The token goes into the Authorization header: refused at start (naming the variable, not the value)
+        when it has a control character or surrounding whitespace, which the HTTP library would refuse later in
+        an error quoting the header."""
+        check_header_value("OKTA_API_TOKEN", value.get_secret_value())
+        return value
+
     @field_validator("org_url")
     @classmethod
     def _normalise(cls, value: str) -> str:

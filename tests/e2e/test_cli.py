@@ -12,10 +12,10 @@ pytestmark = pytest.mark.e2e
 
 def test_test_connectors_reports_each_app(stack):
     stack.start_fixtures()
-    good = {"okta_app_id": "0oagood", "name": "jira", "base_url": f"{stack.target_url}/scim/v1/",
+    good = {"okta_app_id": "0oagoodxxxxxxxxxxxxx", "name": "jira", "base_url": f"{stack.target_url}/scim/v1/",
             "auth": {"type": "header", "value_env": "DEMO_TARGET_TOKEN", "value_prefix": "Bearer "}}
-    v2 = {**good, "okta_app_id": "0oav2", "name": "confluence", "base_url": f"{stack.target_url}/scim/v2/"}
-    bad = {**good, "okta_app_id": "0oabad", "name": "wrongtoken",
+    v2 = {**good, "okta_app_id": "0oav2xxxxxxxxxxxxxxx", "name": "confluence", "base_url": f"{stack.target_url}/scim/v2/"}
+    bad = {**good, "okta_app_id": "0oabadxxxxxxxxxxxxxx", "name": "wrongtoken",
            "auth": {"type": "header", "value_env": "WRONG_TOKEN", "value_prefix": "Bearer "}}
     path = stack.write_connectors([good, v2, bad])
     env = {**stack.service_env("cli"), "WRONG_TOKEN": "not-the-token", "COLUMNS": "220"}

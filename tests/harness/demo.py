@@ -34,7 +34,7 @@ PEOPLE = [("Ada", "Lovelace"), ("Alan", "Turing"), ("Grace", "Hopper"), ("Edsger
           ("Barbara", "Liskov"), ("Donald", "Knuth"), ("Frances", "Allen"), ("Ken", "Thompson")]
 DEMO_QUEUES = ("translator.work", "dispatcher.default", "audit.records")
 
-cli = typer.Typer(add_completion=False)
+cli = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)  # no settings or URLs printed
 
 
 @cli.command()

@@ -168,15 +168,15 @@ async def test_records_are_written_in_batches(recorder, rabbit_url, db):
         await bus.start()
         audit = AuditPublisher(bus, "translator", ORG)
         async with audit.batch():  # one message of three records, as the services send them
-            for user in ("00uB", "00uC", "00uD"):
-                await audit.record(AuditStep.PLANNED, okta_user_id=user, app_id="0oaB")
+            for user in ("00uBxxxxxxxxxxxxxxxx", "00uCxxxxxxxxxxxxxxxx", "00uDxxxxxxxxxxxxxxxx"):
+                await audit.record(AuditStep.PLANNED, okta_user_id=user, app_id="0oaBxxxxxxxxxxxxxxxx")
 
     await eventually(lambda: _has(db, 63), what="63 records stored")
     batches = (await healthz(recorder))["batches_written"]
     assert 1 <= batches < 63 // 4, f"{batches} insert batches for 63 records"
     planned = (await get_audit(recorder, status="planned"))["items"]
     assert sorted((r["service"], r["okta_user_id"], r["org"]) for r in planned) == [
-        ("translator", u, ORG) for u in ("00uB", "00uC", "00uD")]
+        ("translator", u, ORG) for u in ("00uBxxxxxxxxxxxxxxxx", "00uCxxxxxxxxxxxxxxxx", "00uDxxxxxxxxxxxxxxxx")]
 
 
 async def test_a_full_batch_is_written_without_waiting_for_the_delay(recorder, rabbit_url, db):
@@ -213,14 +213,14 @@ async def test_get_audit_filters_pages_and_orders_newest_first(recorder, rabbit_
     recorder.start()
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     plan = [  # i, minutes after base, user, app, step
-        (0, 0, "00uA", "0oa1", AuditStep.RECEIVED),
-        (1, 1, "00uA", "0oa1", AuditStep.PLANNED),
-        (2, 2, "00uA", "0oa1", AuditStep.APPLIED),
-        (3, 3, "00uB", "0oa1", AuditStep.APPLIED),
-        (4, 4, "00uA", "0oa2", AuditStep.RETRIED),
-        (5, 5, "00uA", "0oa2", AuditStep.APPLIED),
-        (6, 6, "00uB", "0oa2", AuditStep.DEAD_LETTERED),
-        (7, 7, "00uA", "0oa1", AuditStep.APPLIED),
+        (0, 0, "00uAxxxxxxxxxxxxxxxx", "0oa1xxxxxxxxxxxxxxxx", AuditStep.RECEIVED),
+        (1, 1, "00uAxxxxxxxxxxxxxxxx", "0oa1xxxxxxxxxxxxxxxx", AuditStep.PLANNED),
+        (2, 2, "00uAxxxxxxxxxxxxxxxx", "0oa1xxxxxxxxxxxxxxxx", AuditStep.APPLIED),
+        (3, 3, "00uBxxxxxxxxxxxxxxxx", "0oa1xxxxxxxxxxxxxxxx", AuditStep.APPLIED),
+        (4, 4, "00uAxxxxxxxxxxxxxxxx", "0oa2xxxxxxxxxxxxxxxx", AuditStep.RETRIED),
+        (5, 5, "00uAxxxxxxxxxxxxxxxx", "0oa2xxxxxxxxxxxxxxxx", AuditStep.APPLIED),
+        (6, 6, "00uBxxxxxxxxxxxxxxxx", "0oa2xxxxxxxxxxxxxxxx", AuditStep.DEAD_LETTERED),
+        (7, 7, "00uAxxxxxxxxxxxxxxxx", "0oa1xxxxxxxxxxxxxxxx", AuditStep.APPLIED),
     ]
     async with publisher(rabbit_url) as broker:
         for i, minutes, user, app, step in plan:
@@ -237,18 +237,18 @@ async def test_get_audit_filters_pages_and_orders_newest_first(recorder, rabbit_
     assert everything["next"] is None
     assert all(isinstance(item["id"], str) and "_id" not in item for item in everything["items"])
 
-    assert versions(await get_audit(recorder, user="00uA")) == [7, 5, 4, 2, 1, 0]
-    assert versions(await get_audit(recorder, app="0oa2")) == [6, 5, 4]
+    assert versions(await get_audit(recorder, user="00uAxxxxxxxxxxxxxxxx")) == [7, 5, 4, 2, 1, 0]
+    assert versions(await get_audit(recorder, app="0oa2xxxxxxxxxxxxxxxx")) == [6, 5, 4]
     assert versions(await get_audit(recorder, status="applied")) == [7, 5, 3, 2]
-    assert versions(await get_audit(recorder, user="00uA", app="0oa1", status="applied")) == [7, 2]
+    assert versions(await get_audit(recorder, user="00uAxxxxxxxxxxxxxxxx", app="0oa1xxxxxxxxxxxxxxxx", status="applied")) == [7, 2]
     assert versions(await get_audit(recorder, event="ev-3")) == [3]
     assert versions(await get_audit(recorder, trace=f"{6:032x}")) == [6]
-    assert versions(await get_audit(recorder, user="00uNOBODY")) == []
+    assert versions(await get_audit(recorder, user="00uNOBODYxxxxxxxxxxx")) == []
 
     since, until = (base + timedelta(minutes=2)).isoformat(), (base + timedelta(minutes=5)).isoformat()
     assert versions(await get_audit(recorder, since=since, until=until)) == [4, 3, 2]  # [since, until)
     assert versions(await get_audit(recorder, since=since)) == [7, 6, 5, 4, 3, 2]
-    assert versions(await get_audit(recorder, until=until, user="00uA")) == [4, 2, 1, 0]
+    assert versions(await get_audit(recorder, until=until, user="00uAxxxxxxxxxxxxxxxx")) == [4, 2, 1, 0]
     # an offset other than UTC is the same instant
     cet = (base + timedelta(minutes=6)).astimezone(timezone(timedelta(hours=2)))
     assert versions(await get_audit(recorder, since=cet.isoformat())) == [7, 6]
@@ -256,7 +256,7 @@ async def test_get_audit_filters_pages_and_orders_newest_first(recorder, rabbit_
     # paging: follow `next` until it is None; pages are disjoint, newest first, and cover everything once
     seen, after, pages = [], None, 0
     while True:
-        page = await get_audit(recorder, user="00uA", limit=4, after=after)
+        page = await get_audit(recorder, user="00uAxxxxxxxxxxxxxxxx", limit=4, after=after)
         seen += versions(page)
         pages += 1
         if page["next"] is None:
@@ -276,7 +276,7 @@ async def test_stored_and_served_records_hold_only_contract_fields(recorder, rab
     recorder.start()
     now = datetime.now(UTC)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # BSON dates hold milliseconds
-    full = record(1, now, okta_user_id="00uF", app_id="0oaF", target_id="t-1", scim_method="PUT",
+    full = record(1, now, okta_user_id="00uFxxxxxxxxxxxxxxxx", app_id="0oaFxxxxxxxxxxxxxxxx", target_id="t-1", scim_method="PUT",
                   scim_path="/Users/t-1", scim_status=200, duration_ms=12.5, trace_id="ab" * 16,
                   event_type="user.lifecycle.deactivate", detail="ok")
     async with publisher(rabbit_url) as broker:
@@ -286,12 +286,12 @@ async def test_stored_and_served_records_hold_only_contract_fields(recorder, rab
         await broker.publish(json.dumps(rogue).encode(), exchange=AUDIT_EXCHANGE, persist=True,
                              content_type="application/json")
         await broker.publish(full, exchange=AUDIT_EXCHANGE, persist=True)
-        await broker.publish(record(3, now, okta_user_id="00uF"), exchange=AUDIT_EXCHANGE, persist=True)
+        await broker.publish(record(3, now, okta_user_id="00uFxxxxxxxxxxxxxxxx"), exchange=AUDIT_EXCHANGE, persist=True)
 
     await eventually(lambda: _has(db, 2), what="records stored")
     async for doc in db.audit.find({}):
         assert set(doc) <= CONTRACT_FIELDS | {"_id"}, doc
-    items = (await get_audit(recorder, user="00uF"))["items"]
+    items = (await get_audit(recorder, user="00uFxxxxxxxxxxxxxxxx"))["items"]
     assert [i["plan_version"] for i in items] == [3, 1]
     for item in items:
         assert set(item) <= CONTRACT_FIELDS | {"id"}, item

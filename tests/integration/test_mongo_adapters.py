@@ -34,8 +34,8 @@ async def db(mongo_db):
     await client.close()
 
 
-def plan(version: int, user: str = "00u1", org: str = ORG) -> ScimOperationPlanned:
-    return ScimOperationPlanned(org=org, app_id="0oaAPP", okta_user_id=user, version=version,
+def plan(version: int, user: str = "00u1xxxxxxxxxxxxxxxx", org: str = ORG) -> ScimOperationPlanned:
+    return ScimOperationPlanned(org=org, app_id="0oaAPPxxxxxxxxxxxxxx", okta_user_id=user, version=version,
                                 action=PlanAction.UPSERT, unique_value=f"{user}@example.com", cause="test")
 
 
@@ -43,22 +43,22 @@ def plan(version: int, user: str = "00u1", org: str = ORG) -> ScimOperationPlann
 
 async def test_link_save_is_conditional_on_the_plan_version(db):
     links = MongoLinks(db, ORG)
-    assert await links.get("0oaAPP", "00u1") is None
+    assert await links.get("0oaAPPxxxxxxxxxxxxxx", "00u1xxxxxxxxxxxxxxxx") is None
 
     assert await links.save(plan(2), "t-1", True) is True
-    assert await links.get("0oaAPP", "00u1") == Link("t-1", 2, True)
+    assert await links.get("0oaAPPxxxxxxxxxxxxxx", "00u1xxxxxxxxxxxxxxxx") == Link("t-1", 2, True)
 
     assert await links.save(plan(1), "t-OLD", False) is False  # older plan: stale
     assert await links.save(plan(2), "t-SAME", False) is False  # the same plan again: already applied
-    assert await links.get("0oaAPP", "00u1") == Link("t-1", 2, True)
+    assert await links.get("0oaAPPxxxxxxxxxxxxxx", "00u1xxxxxxxxxxxxxxxx") == Link("t-1", 2, True)
 
     assert await links.save(plan(3), None, False) is True  # newer: applied, target id kept
-    assert await links.get("0oaAPP", "00u1") == Link("t-1", 3, False)
+    assert await links.get("0oaAPPxxxxxxxxxxxxxx", "00u1xxxxxxxxxxxxxxxx") == Link("t-1", 3, False)
 
     # other users and other orgs are other keys
-    assert await links.save(plan(1, user="00u2"), "t-2", True) is True
-    assert await MongoLinks(db, OTHER_ORG).get("0oaAPP", "00u1") is None
-    assert await links.get("0oaAPP", "00u2") == Link("t-2", 1, True)
+    assert await links.save(plan(1, user="00u2xxxxxxxxxxxxxxxx"), "t-2", True) is True
+    assert await MongoLinks(db, OTHER_ORG).get("0oaAPPxxxxxxxxxxxxxx", "00u1xxxxxxxxxxxxxxxx") is None
+    assert await links.get("0oaAPPxxxxxxxxxxxxxx", "00u2xxxxxxxxxxxxxxxx") == Link("t-2", 1, True)
 
 
 async def test_the_links_user_name_is_kept_until_a_write_names_another(db):
@@ -76,16 +76,16 @@ async def test_the_links_user_name_is_kept_until_a_write_names_another(db):
 async def test_concurrent_saves_leave_the_newest_version(db):
     links = MongoLinks(db, ORG)
     for round_ in range(10):
-        user = f"00uC{round_}"
+        user = f"00uC{round_:x<16}"
         results = await asyncio.gather(links.save(plan(5, user), "t-new", True),
                                        links.save(plan(3, user), "t-old", False))
-        assert (await links.get("0oaAPP", user)) == Link("t-new", 5, True), results
+        assert (await links.get("0oaAPPxxxxxxxxxxxxxx", user)) == Link("t-new", 5, True), results
         assert results[0] is True  # v5 always wins: either it was first, or it overwrote v3
     # many writers at once: exactly the highest version survives, and it reported success
-    user = "00uMANY"
+    user = "00uMANYxxxxxxxxxxxxx"
     versions = list(range(1, 21))
     results = await asyncio.gather(*(links.save(plan(v, user), f"t{v}", True) for v in reversed(versions)))
-    assert (await links.get("0oaAPP", user)).applied_version == 20
+    assert (await links.get("0oaAPPxxxxxxxxxxxxxx", user)).applied_version == 20
     assert results[0] is True
     assert (await db.links.count_documents({"okta_user_id": user})) == 1
 

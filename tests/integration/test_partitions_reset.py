@@ -26,7 +26,7 @@ ORG = "https://acme.okta.com"
 
 def connectors(path, partitions: int) -> str:
     path.write_text(yaml.safe_dump({
-        "apps": [{"okta_app_id": "0oaresetapp000001", "name": "reset", "base_url": "http://127.0.0.1:9/scim/v2/",
+        "apps": [{"okta_app_id": "0oaresetapp000001xxx", "name": "reset", "base_url": "http://127.0.0.1:9/scim/v2/",
                   "auth": {"type": "none"}}],
         "pools": {"default": {"partitions": partitions}}}))
     return str(path)

@@ -31,9 +31,9 @@ WORK = "translator.work"  # a pool's partitions take the same tiers through exch
 DEAD = "bridge.dead-letters"
 
 
-def plan(version: int = 1, user: str = "00u1") -> ScimOperationPlanned:
+def plan(version: int = 1, user: str = "00u1xxxxxxxxxxxxxxxx") -> ScimOperationPlanned:
     return ScimOperationPlanned(
-        org="https://acme.okta.com", app_id="0oaAPP", okta_user_id=user, version=version,
+        org="https://acme.okta.com", app_id="0oaAPPxxxxxxxxxxxxxx", okta_user_id=user, version=version,
         action=PlanAction.UPSERT, unique_value=f"{user}@example.com", cause="application.user_membership.add",
         attributes=(MappedAttribute(path="name.givenName", value="Ann"),), event_uuid="ev-1")
 
@@ -121,10 +121,10 @@ async def test_retry_goes_through_the_1s_tier_and_comes_back_with_the_attempt(pu
 async def test_later_attempts_and_retry_after_choose_longer_tiers(publisher, broker, channel, rabbit_url):
     tiers = republisher(publisher)
     sent = time.monotonic()
-    await tiers.retry(plan(user="00u2"), attempt=2)
-    await tiers.retry(plan(user="00u3"), attempt=1, retry_after_s=10)  # Retry-After: 10 s -> 15 s tier
-    await tiers.retry(plan(user="00u4"), attempt=40)
-    for tier, user in ((2, "00u3"), (len(RETRY_TIERS_MS) - 1, "00u4")):  # long tiers: still parked there
+    await tiers.retry(plan(user="00u2xxxxxxxxxxxxxxxx"), attempt=2)
+    await tiers.retry(plan(user="00u3xxxxxxxxxxxxxxxx"), attempt=1, retry_after_s=10)  # Retry-After: 10 s -> 15 s tier
+    await tiers.retry(plan(user="00u4xxxxxxxxxxxxxxxx"), attempt=40)
+    for tier, user in ((2, "00u3xxxxxxxxxxxxxxxx"), (len(RETRY_TIERS_MS) - 1, "00u4xxxxxxxxxxxxxxxx")):  # long tiers: still parked there
         parked, _ = await get_within(channel, retry_queue_name(WORK, tier), timeout=5)
         assert ScimOperationPlanned.model_validate_json(parked.body).okta_user_id == user
         await parked.ack()
@@ -133,16 +133,16 @@ async def test_later_attempts_and_retry_after_choose_longer_tiers(publisher, bro
     assert 2.5 <= waited <= 8, waited
     assert message.headers[ATTEMPT_HEADER] == 2
     assert retry_queue_name(WORK, 1) in death_queues(message)
-    assert ScimOperationPlanned.model_validate_json(message.body).okta_user_id == "00u2"
+    assert ScimOperationPlanned.model_validate_json(message.body).okta_user_id == "00u2xxxxxxxxxxxxxxxx"
     await message.ack()
 
 
 async def test_retry_after_longer_than_every_tier_waits_in_the_longest_tier(publisher, broker, channel, rabbit_url):
     """A server asking for 10 minutes must not be retried after the attempt's 1 s tier."""
-    await republisher(publisher).retry(plan(user="00u5"), attempt=1, retry_after_s=600)
+    await republisher(publisher).retry(plan(user="00u5xxxxxxxxxxxxxxxx"), attempt=1, retry_after_s=600)
     longest = retry_queue_name(WORK, len(RETRY_TIERS_MS) - 1)
     parked, _ = await get_within(channel, longest, timeout=5)
-    assert ScimOperationPlanned.model_validate_json(parked.body).okta_user_id == "00u5"
+    assert ScimOperationPlanned.model_validate_json(parked.body).okta_user_id == "00u5xxxxxxxxxxxxxxxx"
     await parked.ack()
 
 

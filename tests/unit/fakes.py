@@ -28,7 +28,7 @@ from translator.ports import Assignment
 ORG = "https://acme.okta.com"
 
 
-def app_connector(app_id: str = "0oa1jira", name: str = "jira", **overrides: Any) -> AppConnector:
+def app_connector(app_id: str = "0oa1jiraxxxxxxxxxxxx", name: str = "jira", **overrides: Any) -> AppConnector:
     data: dict[str, Any] = {"okta_app_id": app_id, "name": name, "base_url": "https://jira.lan/scim/v2/",
                             "auth": {"type": "none"}}
     data.update(overrides)
@@ -37,13 +37,13 @@ def app_connector(app_id: str = "0oa1jira", name: str = "jira", **overrides: Any
 
 # ---------------------------------------------------------------- System Log events (raw, as Okta answers them)
 
-def membership_event(uuid: str, kind: str = "add", *, app_id: str = "0oa1jira", user_id: str = "00u1",
+def membership_event(uuid: str, kind: str = "add", *, app_id: str = "0oa1jiraxxxxxxxxxxxx", user_id: str = "00u1xxxxxxxxxxxxxxxx",
                      username: str | None = "ann@acme.com", token_id: str | None = None) -> dict[str, Any]:
     event: dict[str, Any] = {
         "uuid": uuid, "published": "2026-01-02T03:04:05.000Z",
         "eventType": f"application.user_membership.{kind}",
         "target": [
-            {"id": "0ua9appuser", "type": "AppUser", "alternateId": username, "displayName": "Ann Example"},
+            {"id": "0ua9appuserxxxxxxxxx", "type": "AppUser", "alternateId": username, "displayName": "Ann Example"},
             {"id": app_id, "type": "AppInstance", "alternateId": "Jira", "displayName": "Jira"},
             {"id": user_id, "type": "User", "alternateId": "ann@acme.com", "displayName": "Ann Example"},
         ],
@@ -54,7 +54,7 @@ def membership_event(uuid: str, kind: str = "add", *, app_id: str = "0oa1jira", 
     return event
 
 
-def user_event(uuid: str, kind: str = "account.update_profile", *, user_id: str = "00u1") -> dict[str, Any]:
+def user_event(uuid: str, kind: str = "account.update_profile", *, user_id: str = "00u1xxxxxxxxxxxxxxxx") -> dict[str, Any]:
     return {
         "uuid": uuid, "published": "2026-01-02T03:04:05.000Z", "eventType": f"user.{kind}",
         "target": [{"id": user_id, "type": "User", "alternateId": "ann@acme.com", "displayName": "Ann"}],
@@ -62,7 +62,7 @@ def user_event(uuid: str, kind: str = "account.update_profile", *, user_id: str 
     }
 
 
-def okta_user(user_id: str = "00u1", status: str = "ACTIVE", updated: str = "2026-01-01T00:00:00.000Z",
+def okta_user(user_id: str = "00u1xxxxxxxxxxxxxxxx", status: str = "ACTIVE", updated: str = "2026-01-01T00:00:00.000Z",
               **profile: Any) -> dict[str, Any]:
     base = {"login": f"{user_id}@acme.com", "email": f"{user_id}@acme.com", "firstName": "Ann",
             "lastName": "Example", "displayName": "Ann Example", "locale": "en_US"}

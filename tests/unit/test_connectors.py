@@ -22,7 +22,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def one_app(tmp_path: Path, extra: str = "", *, base_url: str = "https://jira.lan/scim/v2/",
             auth: str = "{type: none}") -> Path:
-    entry = f"okta_app_id: 0oa1jira\nname: jira\nbase_url: {base_url}\nauth: {auth}\n" + textwrap.dedent(extra)
+    entry = f"okta_app_id: 0oa1jiraxxxxxxxxxxxx\nname: jira\nbase_url: {base_url}\nauth: {auth}\n" + textwrap.dedent(extra)
     body = textwrap.indent(entry.strip("\n"), "    ").replace("    ", "  - ", 1)
     return write(tmp_path, "apps:\n" + body + "\n")
 
@@ -145,8 +145,8 @@ def test_bad_mappings_fail_naming_the_entry_and_the_field(tmp_path, mapping, fie
 def test_error_names_the_second_entry_by_its_name(tmp_path):
     path = write(tmp_path, """
         apps:
-          - {okta_app_id: 0oa1jira, name: jira, base_url: "https://jira.lan/scim/v2/", auth: {type: none}}
-          - {okta_app_id: 0oa2wiki, name: wiki, base_url: "ftp://wiki.lan/scim/", auth: {type: none}}
+          - {okta_app_id: 0oa1jiraxxxxxxxxxxxx, name: jira, base_url: "https://jira.lan/scim/v2/", auth: {type: none}}
+          - {okta_app_id: 0oa2wikixxxxxxxxxxxx, name: wiki, base_url: "ftp://wiki.lan/scim/", auth: {type: none}}
         """)
     message = failure(path)
     assert "apps[1] (wiki)" in message
@@ -157,7 +157,7 @@ def test_error_names_the_second_entry_by_its_name(tmp_path):
 def test_an_entry_that_is_not_a_mapping_fails_with_connectors_file_error(tmp_path):
     path = write(tmp_path, """
         apps:
-          - {okta_app_id: 0oa1jira, name: jira, base_url: "https://jira.lan/scim/v2/", auth: {type: none}}
+          - {okta_app_id: 0oa1jiraxxxxxxxxxxxx, name: jira, base_url: "https://jira.lan/scim/v2/", auth: {type: none}}
           - just-a-string
         """)
     assert "apps[1]" in failure(path)
@@ -165,11 +165,11 @@ def test_an_entry_that_is_not_a_mapping_fails_with_connectors_file_error(tmp_pat
 
 @pytest.mark.parametrize("field", ["okta_app_id", "name"])
 def test_duplicates_are_rejected(tmp_path, field):
-    second = {"okta_app_id": "0oa2wiki", "name": "wiki"}
-    second[field] = {"okta_app_id": "0oa1jira", "name": "jira"}[field]
+    second = {"okta_app_id": "0oa2wikixxxxxxxxxxxx", "name": "wiki"}
+    second[field] = {"okta_app_id": "0oa1jiraxxxxxxxxxxxx", "name": "jira"}[field]
     path = write(tmp_path, f"""
         apps:
-          - {{okta_app_id: 0oa1jira, name: jira, base_url: "https://jira.lan/scim/v2/", auth: {{type: none}}}}
+          - {{okta_app_id: 0oa1jiraxxxxxxxxxxxx, name: jira, base_url: "https://jira.lan/scim/v2/", auth: {{type: none}}}}
           - {{okta_app_id: {second['okta_app_id']}, name: {second['name']}, base_url: "https://w.lan/scim/v2/",
               auth: {{type: none}}}}
         """)
@@ -193,11 +193,11 @@ def test_a_missing_file_fails_cleanly(tmp_path):
 def test_by_app_id_and_pools(tmp_path):
     path = write(tmp_path, """
         apps:
-          - {okta_app_id: 0oa1jira, name: jira, base_url: "https://jira.lan/scim/v2/", auth: {type: none}}
-          - {okta_app_id: 0oa2wiki, name: wiki, base_url: "https://wiki.lan/scim/", auth: {type: none}, pool: slow}
+          - {okta_app_id: 0oa1jiraxxxxxxxxxxxx, name: jira, base_url: "https://jira.lan/scim/v2/", auth: {type: none}}
+          - {okta_app_id: 0oa2wikixxxxxxxxxxxx, name: wiki, base_url: "https://wiki.lan/scim/", auth: {type: none}, pool: slow}
         """)
     file = load_connectors(path)
-    assert set(file.by_app_id()) == {"0oa1jira", "0oa2wiki"}
+    assert set(file.by_app_id()) == {"0oa1jiraxxxxxxxxxxxx", "0oa2wikixxxxxxxxxxxx"}
     assert file.pool_names() == {"default", "slow"}
 
 

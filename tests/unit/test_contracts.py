@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime
 
 import pytest
 from pydantic import BaseModel, ValidationError
 
 from okta_bridge import contracts
-from okta_bridge.contracts import (AppSyncRequested, AuditRecorded, AuditStep, EventTarget, MappedAttribute,
-                                   OktaEventReceived, PlanAction, ScimOperationPlanned, SyncReason)
-from okta_bridge.events import parse_event
+from okta_bridge.contracts import (AppSyncRequested, AuditRecorded, AuditStep, EventTarget, GroupAction, GroupPlanned,
+                                   MappedAttribute, MembershipPlanned, OktaEventReceived, PlanAction,
+                                   ScimOperationPlanned, SyncReason, TargetValuesObserved)
+from okta_bridge.events import MalformedEvent, parse_event
+from okta_simulator.ids import okta_id
 from tests.unit.fakes import ORG, membership_event
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 123000, tzinfo=UTC)
@@ -18,17 +22,17 @@ NOW = datetime(2026, 1, 2, 3, 4, 5, 123000, tzinfo=UTC)
 SAMPLES: list[BaseModel] = [
     OktaEventReceived(org=ORG, event_uuid="e1", event_type="application.user_membership.add", published=NOW,
                       transaction_id="tx", request_api_token_id="00T1",
-                      targets=(EventTarget(id="00u1", type="User", alternate_id="ann@acme.com"),
-                               EventTarget(id="0oa1", type="AppInstance"))),
-    AppSyncRequested(org=ORG, app_id="0oa1", reason=SyncReason.CURSOR_EXPIRED, sync_id="s1"),
-    ScimOperationPlanned(org=ORG, app_id="0oa1", okta_user_id="00u1", version=7, action=PlanAction.UPSERT,
+                      targets=(EventTarget(id="00u1xxxxxxxxxxxxxxxx", type="User", alternate_id="ann@acme.com"),
+                               EventTarget(id="0oa1xxxxxxxxxxxxxxxx", type="AppInstance"))),
+    AppSyncRequested(org=ORG, app_id="0oa1xxxxxxxxxxxxxxxx", reason=SyncReason.CURSOR_EXPIRED, sync_id="s1"),
+    ScimOperationPlanned(org=ORG, app_id="0oa1xxxxxxxxxxxxxxxx", okta_user_id="00u1xxxxxxxxxxxxxxxx", version=7, action=PlanAction.UPSERT,
                          attributes=(MappedAttribute(path="userName", value="ann@acme.com"),
                                      MappedAttribute(path="emails", value=[{"value": "a@b.c", "type": "work",
                                                                             "primary": True}]),
                                      MappedAttribute(path="urn:okta:jira:1.0:user:department", value="Eng")),
                          unique_value="ann@acme.com", cause="application.user_membership.add", event_uuid="e1"),
-    AuditRecorded(at=NOW, service="translator", step=AuditStep.PLANNED, org=ORG, event_uuid="e1", app_id="0oa1",
-                  okta_user_id="00u1", plan_version=7, scim_path="/Users?filter=<redacted>", duration_ms=1.5),
+    AuditRecorded(at=NOW, service="translator", step=AuditStep.PLANNED, org=ORG, event_uuid="e1", app_id="0oa1xxxxxxxxxxxxxxxx",
+                  okta_user_id="00u1xxxxxxxxxxxxxxxx", plan_version=7, scim_path="/Users?filter=<redacted>", duration_ms=1.5),
 ]
 IDS = [type(s).__name__ for s in SAMPLES]
 
@@ -63,7 +67,7 @@ def test_schema_version_is_1_and_pinned(sample):
 
 def test_nested_targets_and_attributes_are_strict_too():
     with pytest.raises(ValidationError):
-        EventTarget(id="00u1", type="User", extra="x")  # type: ignore[call-arg]
+        EventTarget(id="00u1xxxxxxxxxxxxxxxx", type="User", extra="x")  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
         MappedAttribute(path="x", value=object())  # not JSON
 
@@ -98,3 +102,49 @@ def test_handled_event_types_are_one_list_of_everything_the_bridge_acts_on():
     assert {"application.user_membership.restore", "user.account.update_primary_email",
             "directory.app_user_profile.update"} <= set(HANDLED_EVENT_TYPES)
     assert MEMBERSHIP_EVENTS <= APP_USER_EVENTS
+
+
+# --- Okta ids (issue 9, item 13) ------------------------------------------------------------------------------------
+
+FORGED = ["../../../users/00u1xxxxxxxxxxxxxxxx", "00u1", "00u1xxxxxxxxxxxxxxxx/", "00u1xxxxxxxxxxxxxxx%", "",
+          "00u1xxxxxxxxxxxxxxxxx", "00u1xxxxxxxxxxxxxxx\n", "00u1xxxxxx?x=1xxxxxx"]
+
+
+@pytest.mark.parametrize("bad", FORGED)
+@pytest.mark.parametrize("field", ["app_id", "okta_user_id"])
+def test_a_plan_whose_id_is_not_oktas_20_character_form_is_refused_without_quoting_it(field, bad):
+    data = SAMPLES[2].model_dump(mode="json") | {field: bad}
+    with pytest.raises(ValidationError) as caught:
+        ScimOperationPlanned.model_validate_json(json.dumps(data))
+    assert "not an Okta id" in str(caught.value)
+    assert "ann@acme.com" not in str(caught.value)  # the refused message's values are never quoted
+    if len(bad) > 4:
+        assert bad not in str(caught.value)
+
+
+@pytest.mark.parametrize("bad", FORGED[:3])
+def test_every_message_refuses_a_forged_id(bad):
+    with pytest.raises(ValidationError):
+        AppSyncRequested(org=ORG, app_id=bad, reason=SyncReason.OPERATOR, sync_id="s")
+    with pytest.raises(ValidationError):
+        TargetValuesObserved(org=ORG, app_id=okta_id("0oa"), okta_user_id=bad, values=())
+    with pytest.raises(ValidationError):
+        GroupPlanned(org=ORG, app_id=okta_id("0oa"), okta_group_id=bad, version=1, action=GroupAction.PUSH, cause="c")
+    with pytest.raises(ValidationError):
+        MembershipPlanned(org=ORG, app_id=okta_id("0oa"), okta_group_id=okta_id("00g"),
+                          okta_user_ids=(okta_id("00u"), bad), cause="c")
+    with pytest.raises(ValidationError):
+        EventTarget(id=bad, type="User")
+
+
+def test_an_event_whose_user_target_is_a_path_is_malformed():
+    raw = membership_event("e1", user_id="../../users/00u2xxxxxxxxxxxxxxxx")
+    with pytest.raises(MalformedEvent):
+        parse_event(ORG, raw)
+
+
+def test_event_targets_of_other_types_keep_their_ids_and_the_simulators_ids_pass():
+    assert EventTarget(id="some-policy/rule", type="PolicyRule").id == "some-policy/rule"
+    for prefix in ("00u", "0oa", "00g", "0ua"):
+        assert EventTarget(id=okta_id(prefix), type="User").id.startswith(prefix)
+    assert all(re.fullmatch(contracts.OKTA_ID_PATTERN, okta_id("00u")) for _ in range(200))

@@ -22,6 +22,7 @@ the real :class:`~okta_bridge.audit.AuditPublisher` over a fake broker publisher
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -41,13 +42,14 @@ from scim_dispatcher.circuit import Circuits
 from scim_dispatcher.consume import DispatcherPorts
 from scim_dispatcher.engine import Engine, EngineConfig, OwnershipLost
 from scim_dispatcher.handlers import Outcome
+from scim_dispatcher.adapters.scim_errors import ScimPermanentError
 from tests.unit.fakes import ORG, FakeLinks, app_connector
 
-JIRA = "0oa1jira"
+JIRA = "0oa1jiraxxxxxxxxxxxx"
 POOL = "default"
 
 
-def plan(user: str = "00u1", version: int = 1) -> ScimOperationPlanned:
+def plan(user: str = "00u1xxxxxxxxxxxxxxxx", version: int = 1) -> ScimOperationPlanned:
     return ScimOperationPlanned(org=ORG, app_id=JIRA, okta_user_id=user, version=version, action=PlanAction.UPSERT,
                                 attributes=(MappedAttribute(path="userName", value=f"{user}@acme.com"),),
                                 unique_value=f"{user}@acme.com", cause="test", event_uuid=f"ev-{user}-{version}")
@@ -159,6 +161,7 @@ class FakeUsers:
         self.in_flight = self.peak = 0
         self.running: Counter[str] = Counter()
         self.peak_per_user: Counter[str] = Counter()
+        self.errors: dict[str, Exception] = {}  # user -> what the target answers (raised after the request)
 
     async def apply(self, p: ScimOperationPlanned, link: Link | None, fence: int = 0) -> Outcome:
         self.calls.append((p.okta_user_id, p.version, link, fence))
@@ -179,6 +182,8 @@ class FakeUsers:
             raise
         finally:
             self.running[p.okta_user_id] -= 1
+        if p.okta_user_id in self.errors:
+            raise self.errors[p.okta_user_id]
         target = f"t-{p.okta_user_id}"
         return Outcome(AuditStep.APPLIED, Reason.APPLIED, target, "PUT", "/Users/{id}", 200, "updated", 1.0,
                        link=LinkWrite(p.app_id, p.okta_user_id, p.version, target, True, fence))
@@ -293,79 +298,117 @@ async def world():
 
 # ------------------------------------------------------------------------------------------------------------- tests
 
-@pytest.mark.parametrize("body", [b"not json at all", b'{"app_id": "0oa1jira", "okta_user_id": "00u9"}'])
+async def test_a_targets_huge_error_naming_the_person_is_one_bounded_line_without_their_values(world):
+    """Issue 9 item 15: a 64 KB, many-line error description that echoes the person's values reaches the dead
+    letter and the audit trail as one line of at most 300 characters, the plan's values masked."""
+    person = plan("00u7xxxxxxxxxxxxxxxx").model_copy(update={
+        "unique_value": "annabel.lee@acme.com",
+        "attributes": (MappedAttribute(path="userName", value="annabel.lee@acme.com"),
+                       MappedAttribute(path="name.givenName", value="Annabel"),
+                       MappedAttribute(path="name.familyName", value="Lee-Nakamura"),
+                       MappedAttribute(path="phoneNumbers", value=[{"value": "+41 79 555 12 34", "type": "work"}]))})
+    echo = "Annabel Lee-Nakamura (annabel.lee) with phone +41 79 555 12 34 is refused:\n  attribute invalid\r\n"
+    w = await world()
+    w.users.errors["00u7xxxxxxxxxxxxxxxx"] = ScimPermanentError("POST", "/Users", 400, echo * 800, version="2.0")
+    assert len(echo * 800) > 64_000
+    await settled(w.deliver(person.model_dump_json().encode()))
+    ((_, why, _, _),) = w.republisher.dead
+    texts = [why] + [r.detail for r in w.records() if r.detail]
+    for text in texts:
+        assert len(text) <= 300 and "\n" not in text and "\r" not in text
+        for value in ("Annabel", "annabel", "Lee-Nakamura", "+41 79 555 12 34"):
+            assert value not in text, (value, text)
+    assert "POST /Users -> 400" in why  # what failed is still told
+
+
+async def test_a_forged_plan_whose_user_id_is_a_path_is_dead_lettered_as_invalid_without_its_values(world):
+    """Issue 9 item 13: an id that is not Okta's 20-character form never reaches a URL; the reason names the field,
+    never the value or the person."""
+    forged = plan("00u1xxxxxxxxxxxxxxxx").model_dump(mode="json") | {"okta_user_id": "../../../users/00u2xxxxxxxxxxxxxxxx"}
+    w = await world()
+    bad = w.deliver(json.dumps(forged).encode())
+    await settled(bad)
+    ((_, why, _, _),) = w.republisher.dead
+    assert "okta_user_id: not an Okta id" in why and why.startswith("invalid plan")
+    assert "../" not in why and forged["unique_value"] not in why
+    assert w.users.requests == []  # nothing applied
+
+
+
+@pytest.mark.parametrize("body", [b"not json at all", b'{"app_id": "0oa1jiraxxxxxxxxxxxx", "okta_user_id": "00u9xxxxxxxxxxxxxxxx"}'])
 async def test_a_message_that_is_not_a_plan_is_dead_lettered_alone_and_the_others_applied(world, body):
     w = await world()
-    good1, bad, good2 = w.deliver(plan("00u1")), w.deliver(body), w.deliver(plan("00u2"))
+    good1, bad, good2 = w.deliver(plan("00u1xxxxxxxxxxxxxxxx")), w.deliver(body), w.deliver(plan("00u2xxxxxxxxxxxxxxxx"))
     await settled(good1, bad, good2)
 
-    assert w.republisher.dead == [(body, "invalid plan: not a plan message", 1, "dispatcher")]
+    ((dead_body, why, attempt, source),) = w.republisher.dead
+    assert (dead_body, attempt, source) == (body, 1, "dispatcher") and why.startswith("invalid plan: not a plan message")
     assert w.republisher.retries == [] and w.republisher.holds == []
     assert [(r.step, r.reason) for r in w.records() if r.okta_user_id is None] == \
         [(AuditStep.DEAD_LETTERED, Reason.INVALID_MESSAGE)]
-    assert sorted(u for u, *_ in w.users.calls) == ["00u1", "00u2"]
-    assert set(w.links.links) == {(JIRA, "00u1"), (JIRA, "00u2")}
+    assert sorted(u for u, *_ in w.users.calls) == ["00u1xxxxxxxxxxxxxxxx", "00u2xxxxxxxxxxxxxxxx"]
+    assert set(w.links.links) == {(JIRA, "00u1xxxxxxxxxxxxxxxx"), (JIRA, "00u2xxxxxxxxxxxxxxxx")}
     assert calls(good1) == calls(bad) == calls(good2) == ["ack"]
 
 
 async def test_a_link_write_that_fails_alone_is_retried_alone_the_others_count_as_applied(world):
     w = await world(batch_wait_s=0.2)  # the three complete in one batch
-    w.links.failing = {"00u2"}
-    d1, d2, d3 = w.deliver(plan("00u1")), w.deliver(plan("00u2")), w.deliver(plan("00u3"))
+    w.links.failing = {"00u2xxxxxxxxxxxxxxxx"}
+    d1, d2, d3 = w.deliver(plan("00u1xxxxxxxxxxxxxxxx")), w.deliver(plan("00u2xxxxxxxxxxxxxxxx")), w.deliver(plan("00u3xxxxxxxxxxxxxxxx"))
     await settled(d1, d2, d3)
 
     assert len(w.links.bulks) == 1 and len(w.links.bulks[0]) == 3  # one bulk write for the batch
-    assert set(w.links.links) == {(JIRA, "00u1"), (JIRA, "00u3")}
+    assert set(w.links.links) == {(JIRA, "00u1xxxxxxxxxxxxxxxx"), (JIRA, "00u3xxxxxxxxxxxxxxxx")}
     assert [(m.okta_user_id, attempt, key) for m, attempt, key in w.republisher.retries] == \
-        [("00u2", 1, partition_key(POOL, 0))]
+        [("00u2xxxxxxxxxxxxxxxx", 1, partition_key(POOL, 0))]
     steps = {(r.okta_user_id, r.step, r.reason) for r in w.records()}
-    assert steps == {("00u1", AuditStep.APPLIED, Reason.APPLIED), ("00u3", AuditStep.APPLIED, Reason.APPLIED),
-                     ("00u2", AuditStep.RETRIED, Reason.INTERNAL)}
+    assert steps == {("00u1xxxxxxxxxxxxxxxx", AuditStep.APPLIED, Reason.APPLIED), ("00u3xxxxxxxxxxxxxxxx", AuditStep.APPLIED, Reason.APPLIED),
+                     ("00u2xxxxxxxxxxxxxxxx", AuditStep.RETRIED, Reason.INTERNAL)}
     assert calls(d1) == calls(d2) == calls(d3) == ["ack"]
-    assert w.log.index("retry 00u2") < w.log.index("ack 00u2v1")
+    assert w.log.index("retry 00u2xxxxxxxxxxxxxxxx") < w.log.index("ack 00u2xxxxxxxxxxxxxxxxv1")
 
 
 async def test_plans_of_one_user_arriving_together_apply_only_the_newest_the_others_are_superseded(world):
     w = await world()
-    ds = [w.deliver(plan("00u1", v)) for v in (1, 3, 2)]
+    ds = [w.deliver(plan("00u1xxxxxxxxxxxxxxxx", v)) for v in (1, 3, 2)]
     await settled(*ds)
 
-    assert [(u, v) for u, v, *_ in w.users.calls] == [("00u1", 3)]
+    assert [(u, v) for u, v, *_ in w.users.calls] == [("00u1xxxxxxxxxxxxxxxx", 3)]
     assert len(w.links.reads) == 1
-    assert w.links.links[(JIRA, "00u1")].applied_version == 3
+    assert w.links.links[(JIRA, "00u1xxxxxxxxxxxxxxxx")].applied_version == 3
     assert sorted((r.plan_version, r.step, r.reason) for r in w.records()) == [
         (1, AuditStep.SKIPPED_STALE, Reason.SUPERSEDED),
         (2, AuditStep.SKIPPED_STALE, Reason.SUPERSEDED),
         (3, AuditStep.APPLIED, Reason.APPLIED)]
-    assert sorted(r.event_uuid for r in w.records()) == ["ev-00u1-1", "ev-00u1-2", "ev-00u1-3"]  # one per message
+    assert sorted(r.event_uuid for r in w.records()) == ["ev-00u1xxxxxxxxxxxxxxxx-1", "ev-00u1xxxxxxxxxxxxxxxx-2", "ev-00u1xxxxxxxxxxxxxxxx-3"]  # one per message
     assert len(w.published.batches) == 1  # one audit message for the batch
     assert all(calls(d) == ["ack"] for d in ds)
 
 
 async def test_plans_of_one_key_run_one_at_a_time_and_in_order_across_runs(world):
     w = await world()
-    w.users.held["00u1"] = release = asyncio.Event()
-    first = w.deliver(plan("00u1", 1))
+    w.users.held["00u1xxxxxxxxxxxxxxxx"] = release = asyncio.Event()
+    first = w.deliver(plan("00u1xxxxxxxxxxxxxxxx", 1))
     await until(lambda: len(w.users.requests) == 1)
-    second = w.deliver(plan("00u1", 2))  # arrives while the key runs
+    second = w.deliver(plan("00u1xxxxxxxxxxxxxxxx", 2))  # arrives while the key runs
     await asyncio.sleep(0.1)
     assert len(w.users.calls) == 1 and not second.settled  # waits for the running one
 
     release.set()
     await settled(first, second)
     assert [v for _, v, *_ in w.users.calls] == [1, 2]
-    assert w.users.peak_per_user["00u1"] == 1
-    assert w.users.calls[1][2] == Link("t-00u1", 1, True)  # the second run read the link the first one stored
+    assert w.users.peak_per_user["00u1xxxxxxxxxxxxxxxx"] == 1
+    assert w.users.calls[1][2] == Link("t-00u1xxxxxxxxxxxxxxxx", 1, True)  # the second run read the link the first one stored
     assert w.users.calls[1][3] == 7  # fenced by the partition's token
     assert calls(first) == calls(second) == ["ack"]
-    assert w.links.links[(JIRA, "00u1")].applied_version == 2
+    assert w.links.links[(JIRA, "00u1xxxxxxxxxxxxxxxx")].applied_version == 2
 
 
 @pytest.mark.parametrize("max_in_flight", [2, 8])
 async def test_different_keys_run_concurrently_up_to_max_in_flight(world, max_in_flight):
     w = await world(max_in_flight=max_in_flight)
     w.users.held["*"] = release = asyncio.Event()
-    ds = [w.deliver(plan(f"00u{n}")) for n in range(5)]
+    ds = [w.deliver(plan(f"00u{n:x<17}")) for n in range(5)]
     expected = min(5, max_in_flight)
     await until(lambda: w.users.in_flight == expected)
     await asyncio.sleep(0.05)
@@ -382,14 +425,14 @@ async def test_different_keys_run_concurrently_up_to_max_in_flight(world, max_in
 async def test_past_the_partition_deadline_no_request_starts_and_the_message_goes_back_to_its_partition(world):
     w = await world()
     w.clock.now = w.engine.owned[0].deadline + 0.001
-    d = w.deliver(plan("00u1"), attempt=3)
+    d = w.deliver(plan("00u1xxxxxxxxxxxxxxxx"), attempt=3)
     await settled(d)
 
-    assert w.users.stopped == [("00u1", 1)]
+    assert w.users.stopped == [("00u1xxxxxxxxxxxxxxxx", 1)]
     assert w.users.requests == [] and w.permits.taken == []  # stopped at the gate, before the app's permit
     # re-published as it was, to its own partition, same attempt; acked only after that publish
     assert w.republisher.backs == [(d.body, partition_key(POOL, 0), 3)]
-    assert calls(d) == ["ack"] and w.log.index("back") < w.log.index("ack 00u1v1")
+    assert calls(d) == ["ack"] and w.log.index("back") < w.log.index("ack 00u1xxxxxxxxxxxxxxxxv1")
     assert w.records() == [] and w.published.batches == []
     assert w.links.bulks == [] and w.links.links == {}
     assert (w.republisher.retries, w.republisher.holds, w.republisher.dead) == ([], [], [])
@@ -398,10 +441,10 @@ async def test_past_the_partition_deadline_no_request_starts_and_the_message_goe
 async def test_a_deadline_that_passes_while_waiting_for_a_permit_stops_the_request(world):
     w = await world()
     w.permits.on_take = lambda: setattr(w.clock, "now", w.engine.owned[0].deadline)
-    d = w.deliver(plan("00u1"))
+    d = w.deliver(plan("00u1xxxxxxxxxxxxxxxx"))
     await settled(d)
 
-    assert w.users.stopped == [("00u1", 1)]
+    assert w.users.stopped == [("00u1xxxxxxxxxxxxxxxx", 1)]
     assert w.permits.taken == [JIRA] and w.users.requests == []
     assert calls(d) == ["ack"] and len(w.republisher.backs) == 1 and w.records() == []
 
@@ -410,7 +453,7 @@ async def test_a_plan_cut_off_is_requeued_when_the_broker_refuses_to_take_it_bac
     w = await world()
     w.republisher.refuse_back = True
     w.clock.now = w.engine.owned[0].deadline + 0.001
-    d = w.deliver(plan("00u1"))
+    d = w.deliver(plan("00u1xxxxxxxxxxxxxxxx"))
     await settled(d)
 
     assert calls(d) == ["requeue"] and w.republisher.backs == [] and w.records() == []
@@ -418,7 +461,7 @@ async def test_a_plan_cut_off_is_requeued_when_the_broker_refuses_to_take_it_bac
 
 async def test_acks_come_only_after_the_bulk_link_write_and_the_audit_message(world):
     w = await world()
-    ds = [w.deliver(plan(f"00u{n}")) for n in range(3)]
+    ds = [w.deliver(plan(f"00u{n:x<17}")) for n in range(3)]
     await settled(*ds)
 
     acks = [i for i, e in enumerate(w.log) if e.startswith("ack ")]
@@ -429,8 +472,8 @@ async def test_acks_come_only_after_the_bulk_link_write_and_the_audit_message(wo
 async def test_lost_returns_the_waiting_deliveries_of_that_partition(world):
     w = await world(batch_wait_s=0.3)  # long enough for lost() to come before the keys start
     await w.engine.gained(1, 8, w.clock.now + 60)
-    waiting = [w.deliver(plan("00u1"), 0), w.deliver(plan("00u2"), 0)]
-    other = w.deliver(plan("00u3"), 1)
+    waiting = [w.deliver(plan("00u1xxxxxxxxxxxxxxxx"), 0), w.deliver(plan("00u2xxxxxxxxxxxxxxxx"), 0)]
+    other = w.deliver(plan("00u3xxxxxxxxxxxxxxxx"), 1)
 
     await w.engine.lost(0)
     assert 0 not in w.engine.owned  # at once; the consumer and the waiting deliveries follow in the background
@@ -444,29 +487,29 @@ async def test_lost_returns_the_waiting_deliveries_of_that_partition(world):
 
     await settled(other)  # the other partition goes on
     assert calls(other) == ["ack"]
-    assert [u for u, *_ in w.users.calls] == ["00u3"]
+    assert [u for u, *_ in w.users.calls] == ["00u3xxxxxxxxxxxxxxxx"]
 
 
 async def test_after_lost_a_running_key_stops_and_what_waited_behind_it_goes_back_unapplied(world):
     w = await world()
-    w.users.held["00u1"] = release = asyncio.Event()
-    running = w.deliver(plan("00u1", 1))
+    w.users.held["00u1xxxxxxxxxxxxxxxx"] = release = asyncio.Event()
+    running = w.deliver(plan("00u1xxxxxxxxxxxxxxxx", 1))
     await until(lambda: len(w.users.requests) == 1)
-    behind = w.deliver(plan("00u1", 2))
+    behind = w.deliver(plan("00u1xxxxxxxxxxxxxxxx", 2))
 
     await w.engine.lost(0)
     release.set()
     await settled(running, behind)
     assert calls(running) == calls(behind) == ["ack"]
     assert [b for b, *_ in w.republisher.backs] == [running.body, behind.body]  # in their order
-    assert w.users.requests == [("00u1", 1)]  # the plan behind never reached the target
-    assert w.users.stopped == [("00u1", 2)]  # its run was stopped at the gate
+    assert w.users.requests == [("00u1xxxxxxxxxxxxxxxx", 1)]  # the plan behind never reached the target
+    assert w.users.stopped == [("00u1xxxxxxxxxxxxxxxx", 2)]  # its run was stopped at the gate
     assert w.links.links == {} and w.records() == []  # the new owner applies both again
 
 
 async def test_a_delivery_of_a_partition_not_owned_goes_back_to_that_partition(world):
     w = await world()
-    d = w.deliver(plan("00u1"), partition=5)
+    d = w.deliver(plan("00u1xxxxxxxxxxxxxxxx"), partition=5)
     await settled(d)
 
     assert calls(d) == ["ack"] and w.republisher.backs == [(d.body, partition_key(POOL, 5), 1)]
@@ -477,10 +520,10 @@ async def test_a_drain_sends_back_the_keys_waiting_at_the_gate_and_waits_only_fo
     """A partition handed over to a replica that joined: a key waiting for a slot (or a permit) goes back to its
     partition for the new owner instead of holding up the hand-over behind the partition's backlog."""
     w = await world(max_in_flight=1)
-    w.users.held["00u1"] = release = asyncio.Event()
-    running = w.deliver(plan("00u1"))
+    w.users.held["00u1xxxxxxxxxxxxxxxx"] = release = asyncio.Event()
+    running = w.deliver(plan("00u1xxxxxxxxxxxxxxxx"))
     await until(lambda: len(w.users.requests) == 1)
-    waiting = [w.deliver(plan("00u2")), w.deliver(plan("00u3"))]
+    waiting = [w.deliver(plan("00u2xxxxxxxxxxxxxxxx")), w.deliver(plan("00u3xxxxxxxxxxxxxxxx"))]
     await until(lambda: len(w.users.calls) == 3)  # both wait for the one slot
 
     drain = asyncio.create_task(w.engine.drain(0))
@@ -490,7 +533,7 @@ async def test_a_drain_sends_back_the_keys_waiting_at_the_gate_and_waits_only_fo
     await asyncio.wait_for(drain, 3)
     await settled(running, *waiting)
     assert [calls(d) for d in (running, *waiting)] == [["ack"]] * 3
-    assert w.users.requests == [("00u1", 1)] and sorted(w.users.stopped) == [("00u2", 1), ("00u3", 1)]
+    assert w.users.requests == [("00u1xxxxxxxxxxxxxxxx", 1)] and sorted(w.users.stopped) == [("00u2xxxxxxxxxxxxxxxx", 1), ("00u3xxxxxxxxxxxxxxxx", 1)]
     assert sorted(b for b, *_ in w.republisher.backs) == sorted(d.body for d in waiting)
-    assert [r.okta_user_id for r in w.records()] == ["00u1"]  # the returned ones are audited by the next owner
+    assert [r.okta_user_id for r in w.records()] == ["00u1xxxxxxxxxxxxxxxx"]  # the returned ones are audited by the next owner
     assert 0 not in w.engine.owned and "dispatcher.default.p000" in w.consumer.cancelled

@@ -17,12 +17,12 @@ from scim_dispatcher.handlers import Dispatcher
 from scim_dispatcher.ports import Link
 from tests.unit.fakes import ORG, FakeLinks, FakeScimTarget, app_connector
 
-JIRA = "0oa1jira"
+JIRA = "0oa1jiraxxxxxxxxxxxx"
 BASE = "https://jira.lan/scim/v2"
 
 
 def plan(version: int = 1, action: PlanAction = PlanAction.UPSERT, user_name: str = "ann@acme.com",
-         user_id: str = "00u1", **extra: Any) -> ScimOperationPlanned:
+         user_id: str = "00u1xxxxxxxxxxxxxxxx", **extra: Any) -> ScimOperationPlanned:
     attrs = {"userName": user_name, "name.givenName": "Ann", "name.familyName": "Example",
              "emails": [{"value": user_name, "type": "work", "primary": True}], "externalId": user_id, **extra}
     return ScimOperationPlanned(org=ORG, app_id=JIRA, okta_user_id=user_id, version=version, action=action,
@@ -67,7 +67,7 @@ async def test_create_posts_after_a_lookup_that_finds_nothing(target):
     [created] = target.users.values()
     assert created["userName"] == "ann@acme.com" and created["active"] is True
     assert created["name"] == {"givenName": "Ann", "familyName": "Example"}
-    link = await d.links.get(JIRA, "00u1")
+    link = await d.links.get(JIRA, "00u1xxxxxxxxxxxxxxxx")
     assert link == Link(created["id"], 1, True) and link.user_name == "ann@acme.com"
 
 
@@ -110,7 +110,7 @@ async def test_an_account_found_by_lookup_is_linked_and_put_never_posted(target)
     assert target.calls() == ["GET", "PUT"]
     assert target.requests[1][1] == f"/Users/{existing}"
     assert outcome.target_id == existing and "linked existing" in outcome.detail
-    assert (await d.links.get(JIRA, "00u1")).target_id == existing
+    assert (await d.links.get(JIRA, "00u1xxxxxxxxxxxxxxxx")).target_id == existing
     assert len(target.users) == 1
 
 
@@ -122,7 +122,7 @@ async def test_a_linked_account_is_read_by_id_then_put(target):
     await d.apply(plan(2, **{"name.givenName": "Anna"}))
     assert target.requests == [("GET", f"/Users/{uid}"), ("PUT", f"/Users/{uid}")]
     assert target.users[uid]["name"]["givenName"] == "Anna"
-    assert (await d.links.get(JIRA, "00u1")).applied_version == 2
+    assert (await d.links.get(JIRA, "00u1xxxxxxxxxxxxxxxx")).applied_version == 2
 
 
 @pytest.mark.parametrize("stale_version", [1, 2])
@@ -133,7 +133,7 @@ async def test_a_stale_plan_is_skipped_without_any_http_call(target, stale_versi
     outcome = await d.apply(plan(stale_version, **{"name.givenName": "Old"}))
     assert outcome.step is AuditStep.SKIPPED_STALE
     assert target.requests == []
-    assert (await d.links.get(JIRA, "00u1")).applied_version == 2
+    assert (await d.links.get(JIRA, "00u1xxxxxxxxxxxxxxxx")).applied_version == 2
 
 
 async def test_a_linked_account_gone_from_the_target_is_recreated(target):
@@ -146,7 +146,7 @@ async def test_a_linked_account_gone_from_the_target_is_recreated(target):
     assert target.calls() == ["GET", "GET", "POST"]  # 404 by id, lookup finds nothing, create
     new = next(iter(target.users))
     assert new != old and outcome.target_id == new
-    assert (await d.links.get(JIRA, "00u1")).target_id == new
+    assert (await d.links.get(JIRA, "00u1xxxxxxxxxxxxxxxx")).target_id == new
 
 
 async def test_a_linked_account_gone_but_recreated_by_someone_is_relinked(target):
@@ -158,7 +158,7 @@ async def test_a_linked_account_gone_but_recreated_by_someone_is_relinked(target
     target.requests.clear()
     await d.apply(plan(2))
     assert target.calls() == ["GET", "GET", "PUT"]
-    assert (await d.links.get(JIRA, "00u1")).target_id == other
+    assert (await d.links.get(JIRA, "00u1xxxxxxxxxxxxxxxx")).target_id == other
 
 
 async def test_409_on_post_links_the_existing_account(target):
@@ -176,7 +176,7 @@ async def test_409_on_post_links_the_existing_account(target):
     assert target.calls() == ["GET", "POST", "GET", "PUT"]
     [uid] = target.users
     assert outcome.step is AuditStep.APPLIED and outcome.target_id == uid
-    assert (await d.links.get(JIRA, "00u1")).target_id == uid
+    assert (await d.links.get(JIRA, "00u1xxxxxxxxxxxxxxxx")).target_id == uid
 
 
 async def test_deactivate_sets_active_false_and_never_deletes(target):
@@ -187,7 +187,7 @@ async def test_deactivate_sets_active_false_and_never_deletes(target):
     assert target.users[uid]["active"] is False
     assert "DELETE" not in target.calls()
     assert outcome.step is AuditStep.APPLIED and outcome.method == "PUT"
-    assert await d.links.get(JIRA, "00u1") == Link(uid, 2, False)
+    assert await d.links.get(JIRA, "00u1xxxxxxxxxxxxxxxx") == Link(uid, 2, False)
 
 
 async def test_deactivate_with_patch(target):
@@ -203,7 +203,7 @@ async def test_deactivate_of_an_unlinked_account_finds_it_by_lookup(target):
     d = await make(target)
     await d.apply(plan(1, PlanAction.DEACTIVATE))
     assert target.users[uid]["active"] is False
-    assert (await d.links.get(JIRA, "00u1")).target_id == uid
+    assert (await d.links.get(JIRA, "00u1xxxxxxxxxxxxxxxx")).target_id == uid
 
 
 async def test_deactivate_without_an_account_creates_nothing(target):
@@ -272,7 +272,7 @@ async def test_a_newer_plan_applied_meanwhile_makes_the_older_one_stale(target):
     d.links = Racing()
     outcome = await d.apply(plan(3))
     assert outcome.step is AuditStep.SKIPPED_STALE
-    assert (await d.links.get(JIRA, "00u1")).applied_version == 5
+    assert (await d.links.get(JIRA, "00u1xxxxxxxxxxxxxxxx")).applied_version == 5
 
 
 # ------------------------------------------------------------------ against the in-process demo target, both dialects
@@ -291,14 +291,14 @@ async def test_lifecycle_against_the_demo_target(version):
         d = Applier(Dispatcher({JIRA: app}, {JIRA: client}), FakeLinks())
         await admin.seed_user({"userName": "bob@acme.com"})  # a create whose answer was lost
         assert (await d.apply(plan(1, user_name="ann@acme.com", **{DEPARTMENT: "Eng"}))).method == "POST"
-        await d.apply(plan(1, user_name="bob@acme.com", user_id="00u2"))
+        await d.apply(plan(1, user_name="bob@acme.com", user_id="00u2xxxxxxxxxxxxxxxx"))
         await d.apply(plan(2, user_name="ann@acme.com", **{DEPARTMENT: "Platform"}))
         await d.apply(plan(3, PlanAction.DEACTIVATE, user_name="ann@acme.com"))
         users = {u["userName"]: u for u in await admin.users()}
         assert set(users) == {"ann@acme.com", "bob@acme.com"}
         assert users["ann@acme.com"]["active"] is False
         assert users["ann@acme.com"]["urn:okta:jira:1.0:user"]["department"] == "Platform"
-        assert users["bob@acme.com"]["externalId"] == "00u2"
+        assert users["bob@acme.com"]["externalId"] == "00u2xxxxxxxxxxxxxxxx"
         assert len(users["ann@acme.com"]["_password"]) >= 16  # created with a random password, in 1.1 and 2.0
         assert "_password" not in users["bob@acme.com"]  # linked, never created: no password set
         methods = [e["method"] for e in await admin.requests()]

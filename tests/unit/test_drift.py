@@ -8,7 +8,7 @@ from okta_bridge.okta_client import OktaBadAnswerError
 from scim_dispatcher.adapters.scim_user import ScimUser
 from scim_dispatcher.drift import check_app
 
-APP = AppConnector(okta_app_id="0oaAPP", name="jira", base_url="https://target.invalid/scim/v2",
+APP = AppConnector(okta_app_id="0oaAPPxxxxxxxxxxxxxx", name="jira", base_url="https://target.invalid/scim/v2",
                    auth={"type": "none"})
 
 

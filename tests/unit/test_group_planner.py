@@ -14,7 +14,7 @@ from okta_bridge.okta_client import OktaNotFoundError
 from tests.unit.fakes import ORG, app_connector
 from translator.groups import GroupPlanner
 
-JIRA, WIKI = "0oa1jira", "0oa2wiki"
+JIRA, WIKI = "0oa1jiraxxxxxxxxxxxx", "0oa2wikixxxxxxxxxxxx"
 SALES = "00gSALES000000000000"
 SALES_2 = "00gSALESTWO000000000"
 OPS = "00gOPS00000000000000"
@@ -204,8 +204,8 @@ LISTING_STAMP = micros(NOW - timedelta(seconds=1))
 
 async def test_sync_resolves_ids_and_exact_names_and_pushes_each_with_its_members():
     p = make([SALES, "Ops"])
-    p.okta.add_group(SALES, "Sales", ["u1", "u2"])
-    p.okta.add_group(OPS, "Ops", ["u3"])
+    p.okta.add_group(SALES, "Sales", ["00u1xxxxxxxxxxxxxxxx", "00u2xxxxxxxxxxxxxxxx"])
+    p.okta.add_group(OPS, "Ops", ["00u3xxxxxxxxxxxxxxxx"])
     p.okta.add_group("00gOPSLOWER000000000", "ops")  # another case: not the name
 
     assert await p.handle_sync(sync()) == 2
@@ -218,10 +218,10 @@ async def test_sync_resolves_ids_and_exact_names_and_pushes_each_with_its_member
     assert (p.state.groups[(JIRA, SALES)]["name"], p.state.groups[(JIRA, SALES)]["entry"]) == ("Sales", SALES)
     assert (p.state.groups[(JIRA, OPS)]["name"], p.state.groups[(JIRA, OPS)]["entry"]) == ("Ops", "Ops")
     # members recorded as facts stamped with Okta's time less the margin
-    assert p.state.fact(JIRA, SALES, "u1") == (True, LISTING_STAMP)
-    assert p.state.fact(JIRA, SALES, "u2") == (True, LISTING_STAMP)
-    assert p.state.fact(JIRA, OPS, "u3") == (True, LISTING_STAMP)
-    assert p.state.fact(JIRA, SALES, "u3") is None
+    assert p.state.fact(JIRA, SALES, "00u1xxxxxxxxxxxxxxxx") == (True, LISTING_STAMP)
+    assert p.state.fact(JIRA, SALES, "00u2xxxxxxxxxxxxxxxx") == (True, LISTING_STAMP)
+    assert p.state.fact(JIRA, OPS, "00u3xxxxxxxxxxxxxxxx") == (True, LISTING_STAMP)
+    assert p.state.fact(JIRA, SALES, "00u3xxxxxxxxxxxxxxxx") is None
     planned = p.audit.where(AuditStep.PLANNED)
     assert sorted((f["okta_group_id"], f["detail"]) for f in planned) == [
         (OPS, "push group with 1 Okta member(s)"), (SALES, "push group with 2 Okta member(s)")]
@@ -230,14 +230,14 @@ async def test_sync_resolves_ids_and_exact_names_and_pushes_each_with_its_member
 
 async def test_sync_of_an_unconfigured_app_does_nothing():
     p = make([SALES])
-    p.okta.add_group(SALES, "Sales", ["u1"])
-    assert await p.handle_sync(sync("0oaUNKNOWN")) == 0
+    p.okta.add_group(SALES, "Sales", ["00u1xxxxxxxxxxxxxxxx"])
+    assert await p.handle_sync(sync("0oaUNKNOWNxxxxxxxxxx")) == 0
     assert p.outbox.plans == [] and p.state.groups == {}
 
 
 async def test_a_name_no_group_has_is_skipped_and_audited():
     p = make(["Sales"])
-    p.okta.add_group(OPS, "Ops", ["u1"])
+    p.okta.add_group(OPS, "Ops", ["00u1xxxxxxxxxxxxxxxx"])
     assert await p.handle_sync(sync()) == 0
     assert p.outbox.plans == []
     assert await p.state.pushed_group_ids() == set()
@@ -247,7 +247,7 @@ async def test_a_name_no_group_has_is_skipped_and_audited():
 
 async def test_an_id_no_group_has_fails_and_unlinks_the_group_pushed_before():
     p = make([SALES])
-    p.okta.add_group(SALES, "Sales", ["u1"])
+    p.okta.add_group(SALES, "Sales", ["00u1xxxxxxxxxxxxxxxx"])
     await p.handle_sync(sync())
     del p.okta.groups[SALES]  # deleted in Okta while the bridge was down
 
@@ -260,8 +260,8 @@ async def test_an_id_no_group_has_fails_and_unlinks_the_group_pushed_before():
 
 async def test_a_name_two_groups_have_fails_and_pushes_neither():
     p = make(["Sales"])
-    p.okta.add_group(SALES, "Sales", ["u1"])
-    p.okta.add_group(SALES_2, "Sales", ["u2"])
+    p.okta.add_group(SALES, "Sales", ["00u1xxxxxxxxxxxxxxxx"])
+    p.okta.add_group(SALES_2, "Sales", ["00u2xxxxxxxxxxxxxxxx"])
 
     assert await p.handle_sync(sync()) == 0
     assert p.outbox.plans == []
@@ -274,22 +274,22 @@ async def test_a_name_two_groups_have_fails_and_pushes_neither():
 
 async def test_a_name_two_groups_have_keeps_the_one_already_pushed_under_that_entry():
     p = make(["Sales"])
-    p.okta.add_group(SALES, "Sales", ["u1"])
+    p.okta.add_group(SALES, "Sales", ["00u1xxxxxxxxxxxxxxxx"])
     await p.handle_sync(sync())
-    p.okta.add_group(SALES_2, "Sales", ["u2"])  # a newcomer with the same name
+    p.okta.add_group(SALES_2, "Sales", ["00u2xxxxxxxxxxxxxxxx"])  # a newcomer with the same name
 
     assert await p.handle_sync(sync()) == 1
     assert pushes(p) == [("fast", SALES, GroupAction.PUSH, "Sales", 1), ("fast", SALES, GroupAction.PUSH, "Sales", 2)]
     assert await p.state.pushed_group_ids() == {SALES}
-    assert p.state.fact(JIRA, SALES_2, "u2") is None  # resolved before: the push follows the id it had
+    assert p.state.fact(JIRA, SALES_2, "00u2xxxxxxxxxxxxxxxx") is None  # resolved before: the push follows the id it had
     assert p.audit.where(AuditStep.FAILED) == []
 
 
 async def test_the_already_pushed_group_only_counts_under_the_same_entry():
     """A group pushed by id does not settle an ambiguous name entry."""
     p = make([SALES])
-    p.okta.add_group(SALES, "Sales", ["u1"])
-    p.okta.add_group(SALES_2, "Sales", ["u2"])
+    p.okta.add_group(SALES, "Sales", ["00u1xxxxxxxxxxxxxxxx"])
+    p.okta.add_group(SALES_2, "Sales", ["00u2xxxxxxxxxxxxxxxx"])
     await p.handle_sync(sync())
     p.apps[JIRA] = app_connector(JIRA, "jira", pool="fast", push_groups=["Sales"])
 
@@ -301,7 +301,7 @@ async def test_the_already_pushed_group_only_counts_under_the_same_entry():
 
 async def test_one_group_listed_by_id_and_by_name_is_pushed_once():
     p = make([SALES, "Sales"])
-    p.okta.add_group(SALES, "Sales", ["u1"])
+    p.okta.add_group(SALES, "Sales", ["00u1xxxxxxxxxxxxxxxx"])
     assert await p.handle_sync(sync()) == 1
     assert pushes(p) == [("fast", SALES, GroupAction.PUSH, "Sales", 1)]
     [skipped] = p.audit.where(AuditStep.SKIPPED)
@@ -310,8 +310,8 @@ async def test_one_group_listed_by_id_and_by_name_is_pushed_once():
 
 async def test_groups_dropped_from_push_groups_are_unlinked():
     p = make([SALES, OPS])
-    p.okta.add_group(SALES, "Sales", ["u1"])
-    p.okta.add_group(OPS, "Ops", ["u2"])
+    p.okta.add_group(SALES, "Sales", ["00u1xxxxxxxxxxxxxxxx"])
+    p.okta.add_group(OPS, "Ops", ["00u2xxxxxxxxxxxxxxxx"])
     await p.handle_sync(sync())
     p.apps[JIRA] = app_connector(JIRA, "jira", pool="fast", push_groups=[SALES])
     p.outbox.plans.clear()
@@ -330,7 +330,7 @@ async def test_groups_dropped_from_push_groups_are_unlinked():
 
 async def test_a_group_pushed_by_name_and_renamed_in_okta_stays_pushed_at_the_next_sync():
     p = make(["Sales"])
-    p.okta.add_group(SALES, "Sales", ["u1"])
+    p.okta.add_group(SALES, "Sales", ["00u1xxxxxxxxxxxxxxxx"])
     await p.handle_sync(sync())
     p.okta.groups[SALES]["profile"]["name"] = "Sales EU"
     await p.handle_event(group_event("group.profile.update", SALES, name="Sales EU"))
@@ -345,22 +345,22 @@ async def test_a_group_pushed_by_name_and_renamed_in_okta_stays_pushed_at_the_ne
 
 async def test_a_listing_follows_pages_and_marks_members_it_did_not_show_as_gone():
     p = make([SALES], page_size=2)
-    p.okta.add_group(SALES, "Sales", ["u1", "u2", "u3", "u4", "u5"])
+    p.okta.add_group(SALES, "Sales", ["00u1xxxxxxxxxxxxxxxx", "00u2xxxxxxxxxxxxxxxx", "00u3xxxxxxxxxxxxxxxx", "00u4xxxxxxxxxxxxxxxx", "00u5xxxxxxxxxxxxxxxx"])
     await p.handle_sync(sync())
-    assert {u for (_, _, u), d in p.state.facts.items() if d["member"]} == {"u1", "u2", "u3", "u4", "u5"}
+    assert {u for (_, _, u), d in p.state.facts.items() if d["member"]} == {"00u1xxxxxxxxxxxxxxxx", "00u2xxxxxxxxxxxxxxxx", "00u3xxxxxxxxxxxxxxxx", "00u4xxxxxxxxxxxxxxxx", "00u5xxxxxxxxxxxxxxxx"}
 
-    p.okta.group_members[SALES] = ["u1", "u5"]
+    p.okta.group_members[SALES] = ["00u1xxxxxxxxxxxxxxxx", "00u5xxxxxxxxxxxxxxxx"]
     p.okta.now = NOW + timedelta(minutes=5)
     await p.handle_sync(sync())
     later = micros(p.okta.now - timedelta(seconds=1))
-    assert {u: p.state.fact(JIRA, SALES, u) for u in ["u1", "u2", "u3", "u4", "u5"]} == {
-        "u1": (True, later), "u2": (False, later), "u3": (False, later), "u4": (False, later), "u5": (True, later)}
+    assert {u: p.state.fact(JIRA, SALES, u) for u in ["00u1xxxxxxxxxxxxxxxx", "00u2xxxxxxxxxxxxxxxx", "00u3xxxxxxxxxxxxxxxx", "00u4xxxxxxxxxxxxxxxx", "00u5xxxxxxxxxxxxxxxx"]} == {
+        "00u1xxxxxxxxxxxxxxxx": (True, later), "00u2xxxxxxxxxxxxxxxx": (False, later), "00u3xxxxxxxxxxxxxxxx": (False, later), "00u4xxxxxxxxxxxxxxxx": (False, later), "00u5xxxxxxxxxxxxxxxx": (True, later)}
     assert "push group with 2 Okta member(s)" in p.audit.where(AuditStep.PLANNED)[-1]["detail"]
 
 
 async def test_an_emptied_group_marks_every_member_gone():
     p = make([SALES])
-    p.okta.add_group(SALES, "Sales", ["u1", "u2"])
+    p.okta.add_group(SALES, "Sales", ["00u1xxxxxxxxxxxxxxxx", "00u2xxxxxxxxxxxxxxxx"])
     await p.handle_sync(sync())
     p.okta.group_members[SALES] = []
     p.okta.now = NOW + timedelta(minutes=5)
@@ -370,17 +370,17 @@ async def test_an_emptied_group_marks_every_member_gone():
 
 async def test_a_change_made_while_the_group_is_listed_wins_over_the_listing():
     p = make([SALES], page_size=1)
-    p.okta.add_group(SALES, "Sales", ["u1", "u2"])
+    p.okta.add_group(SALES, "Sales", ["00u1xxxxxxxxxxxxxxxx", "00u2xxxxxxxxxxxxxxxx"])
     await p.state.set_pushed(JIRA, SALES, pushed=True, name="Sales", entry=SALES)
 
     async def remove_u2_meanwhile() -> None:  # u2 leaves at NOW - 0.5 s; the listing still shows it on page 2
-        await p.handle_event(group_event("group.user_membership.remove", SALES, user_id="u2",
+        await p.handle_event(group_event("group.user_membership.remove", SALES, user_id="00u2xxxxxxxxxxxxxxxx",
                                          published=NOW - timedelta(milliseconds=500), uuid="e-rm"))
 
     p.okta.during_listing = remove_u2_meanwhile
     await p.handle_sync(sync())
-    assert p.state.fact(JIRA, SALES, "u1") == (True, LISTING_STAMP)
-    assert p.state.fact(JIRA, SALES, "u2") == (False, micros(NOW - timedelta(milliseconds=500)))
+    assert p.state.fact(JIRA, SALES, "00u1xxxxxxxxxxxxxxxx") == (True, LISTING_STAMP)
+    assert p.state.fact(JIRA, SALES, "00u2xxxxxxxxxxxxxxxx") == (False, micros(NOW - timedelta(milliseconds=500)))
 
 
 # ---------------------------------------------------------------- membership events
@@ -390,19 +390,19 @@ async def test_membership_events_record_the_fact_and_plan_the_member():
     await p.state.set_pushed(JIRA, SALES, pushed=True, name="Sales")
     at = datetime(2026, 3, 1, 12, 30, 0, 123000, tzinfo=UTC)
 
-    await p.handle_event(group_event("group.user_membership.add", SALES, user_id="u1", published=at, uuid="e-add"))
-    assert p.state.fact(JIRA, SALES, "u1") == (True, micros(at))
+    await p.handle_event(group_event("group.user_membership.add", SALES, user_id="00u1xxxxxxxxxxxxxxxx", published=at, uuid="e-add"))
+    assert p.state.fact(JIRA, SALES, "00u1xxxxxxxxxxxxxxxx") == (True, micros(at))
     [(plan, pool)] = p.outbox.plans
     assert pool == "fast"
-    assert plan == MembershipPlanned(org=ORG, app_id=JIRA, okta_group_id=SALES, okta_user_ids=("u1",),
+    assert plan == MembershipPlanned(org=ORG, app_id=JIRA, okta_group_id=SALES, okta_user_ids=("00u1xxxxxxxxxxxxxxxx",),
                                      cause="group.user_membership.add", event_uuid="e-add")
     [planned] = p.audit.where(AuditStep.PLANNED)
-    assert (planned["okta_user_id"], planned["okta_group_id"], planned["detail"]) == ("u1", SALES, "add member")
+    assert (planned["okta_user_id"], planned["okta_group_id"], planned["detail"]) == ("00u1xxxxxxxxxxxxxxxx", SALES, "add member")
 
     later = at + timedelta(seconds=3)
-    await p.handle_event(group_event("group.user_membership.remove", SALES, user_id="u1", published=later,
+    await p.handle_event(group_event("group.user_membership.remove", SALES, user_id="00u1xxxxxxxxxxxxxxxx", published=later,
                                      uuid="e-rm"))
-    assert p.state.fact(JIRA, SALES, "u1") == (False, micros(later))
+    assert p.state.fact(JIRA, SALES, "00u1xxxxxxxxxxxxxxxx") == (False, micros(later))
     assert [pl.cause for pl in p.outbox.of(MembershipPlanned)] == ["group.user_membership.add",
                                                                     "group.user_membership.remove"]
     assert p.audit.where(AuditStep.PLANNED)[-1]["detail"] == "remove member"
@@ -414,36 +414,36 @@ async def test_a_late_older_membership_event_does_not_change_the_fact_but_is_sti
     so "not newer" cannot mean "already planned"); the dispatcher reads the stored, newest fact."""
     p = make([SALES])
     await p.state.set_pushed(JIRA, SALES, pushed=True, name="Sales")
-    await p.handle_event(group_event("group.user_membership.remove", SALES, user_id="u1",
+    await p.handle_event(group_event("group.user_membership.remove", SALES, user_id="00u1xxxxxxxxxxxxxxxx",
                                      published=NOW, uuid="e-new"))
-    await p.handle_event(group_event("group.user_membership.add", SALES, user_id="u1",
+    await p.handle_event(group_event("group.user_membership.add", SALES, user_id="00u1xxxxxxxxxxxxxxxx",
                                      published=NOW - timedelta(seconds=2), uuid="e-old"))
-    assert p.state.fact(JIRA, SALES, "u1") == (False, micros(NOW))
+    assert p.state.fact(JIRA, SALES, "00u1xxxxxxxxxxxxxxxx") == (False, micros(NOW))
     assert [pl.event_uuid for pl in p.outbox.of(MembershipPlanned)] == ["e-new", "e-old"]
     planned = p.audit.where(AuditStep.PLANNED)
     assert planned[-1]["event_uuid"] == "e-old" and "a newer fact is stored" in planned[-1]["detail"]
 
     # the same event redelivered leaves the fact as it is
-    await p.handle_event(group_event("group.user_membership.remove", SALES, user_id="u1",
+    await p.handle_event(group_event("group.user_membership.remove", SALES, user_id="00u1xxxxxxxxxxxxxxxx",
                                      published=NOW, uuid="e-new"))
-    assert p.state.fact(JIRA, SALES, "u1") == (False, micros(NOW))
+    assert p.state.fact(JIRA, SALES, "00u1xxxxxxxxxxxxxxxx") == (False, micros(NOW))
 
 
 async def test_membership_of_a_group_pushed_by_two_apps_plans_for_each():
     p = make([SALES], [SALES])
     await p.state.set_pushed(JIRA, SALES, pushed=True, name="Sales")
     await p.state.set_pushed(WIKI, SALES, pushed=True, name="Sales")
-    await p.handle_event(group_event("group.user_membership.add", SALES, user_id="u1"))
+    await p.handle_event(group_event("group.user_membership.add", SALES, user_id="00u1xxxxxxxxxxxxxxxx"))
     assert sorted((pool, plan.app_id) for plan, pool in p.outbox.plans) == [("default", WIKI), ("fast", JIRA)]
-    assert p.state.fact(JIRA, SALES, "u1") == p.state.fact(WIKI, SALES, "u1") == (True, micros(NOW))
+    assert p.state.fact(JIRA, SALES, "00u1xxxxxxxxxxxxxxxx") == p.state.fact(WIKI, SALES, "00u1xxxxxxxxxxxxxxxx") == (True, micros(NOW))
 
 
 async def test_events_of_groups_no_configured_app_pushes_are_skipped():
     p = make([SALES])
     await p.state.set_pushed(JIRA, SALES, pushed=False)
-    await p.state.set_pushed("0oaGONE", OPS, pushed=True, name="Ops")  # an app no longer configured
+    await p.state.set_pushed("0oaGONExxxxxxxxxxxxx", OPS, pushed=True, name="Ops")  # an app no longer configured
     for group_id in (SALES, OPS, NEW):
-        await p.handle_event(group_event("group.user_membership.add", group_id, user_id="u1"))
+        await p.handle_event(group_event("group.user_membership.add", group_id, user_id="00u1xxxxxxxxxxxxxxxx"))
     assert p.outbox.plans == [] and p.state.facts == {}
     assert p.audit.steps() == [AuditStep.SKIPPED] * 3
 
@@ -452,7 +452,7 @@ async def test_events_of_groups_no_configured_app_pushes_are_skipped():
 
 async def test_a_profile_update_plans_a_push_with_the_new_name():
     p = make([SALES])
-    p.okta.add_group(SALES, "Sales", ["u1"])
+    p.okta.add_group(SALES, "Sales", ["00u1xxxxxxxxxxxxxxxx"])
     await p.handle_sync(sync())
     p.okta.groups[SALES]["profile"]["name"] = "Sales EMEA"
 
@@ -476,7 +476,7 @@ async def test_a_profile_update_of_a_group_gone_from_okta_is_skipped():
 
 async def test_a_group_deleted_in_okta_is_unlinked():
     p = make([SALES])
-    p.okta.add_group(SALES, "Sales", ["u1"])
+    p.okta.add_group(SALES, "Sales", ["00u1xxxxxxxxxxxxxxxx"])
     await p.handle_sync(sync())
     del p.okta.groups[SALES]
 
@@ -491,20 +491,20 @@ async def test_a_group_deleted_in_okta_is_unlinked():
 
 async def test_a_created_group_with_a_configured_name_is_pushed():
     p = make(["Sales", OPS])
-    p.okta.add_group(NEW, "Sales", ["u1", "u2"])
+    p.okta.add_group(NEW, "Sales", ["00u1xxxxxxxxxxxxxxxx", "00u2xxxxxxxxxxxxxxxx"])
 
     await p.handle_event(group_event("group.lifecycle.create", NEW, name="Sales", uuid="e-new"))
     assert pushes(p) == [("fast", NEW, GroupAction.PUSH, "Sales", 1)]
     plan = p.outbox.of(GroupPlanned)[0]
     assert (plan.cause, plan.event_uuid) == ("group.lifecycle.create", "e-new")
     assert (p.state.groups[(JIRA, NEW)]["pushed"], p.state.groups[(JIRA, NEW)]["entry"]) == (True, "Sales")
-    assert p.state.fact(JIRA, NEW, "u1") == (True, LISTING_STAMP)
-    assert p.state.fact(JIRA, NEW, "u2") == (True, LISTING_STAMP)
+    assert p.state.fact(JIRA, NEW, "00u1xxxxxxxxxxxxxxxx") == (True, LISTING_STAMP)
+    assert p.state.fact(JIRA, NEW, "00u2xxxxxxxxxxxxxxxx") == (True, LISTING_STAMP)
 
 
 async def test_a_created_group_of_another_name_is_skipped():
     p = make(["Sales"])
-    p.okta.add_group(NEW, "Marketing", ["u1"])
+    p.okta.add_group(NEW, "Marketing", ["00u1xxxxxxxxxxxxxxxx"])
     await p.handle_event(group_event("group.lifecycle.create", NEW, name="Marketing"))
     assert p.outbox.plans == [] and p.state.groups == {}
     assert p.audit.steps() == [AuditStep.SKIPPED]
@@ -512,8 +512,8 @@ async def test_a_created_group_of_another_name_is_skipped():
 
 async def test_a_created_group_whose_name_another_group_has_is_not_pushed():
     p = make(["Sales"])
-    p.okta.add_group(SALES, "Sales", ["u1"])
-    p.okta.add_group(NEW, "Sales", ["u2"])
+    p.okta.add_group(SALES, "Sales", ["00u1xxxxxxxxxxxxxxxx"])
+    p.okta.add_group(NEW, "Sales", ["00u2xxxxxxxxxxxxxxxx"])
     await p.handle_event(group_event("group.lifecycle.create", NEW, name="Sales"))
     assert p.outbox.plans == []
     assert not await p.state.is_pushed(JIRA, NEW)

@@ -103,3 +103,82 @@ def test_errors_carry_their_reason_code(exc, reason):
         assert failure.retry_after_s == 3.0 and failure.scim.status == 429
     if reason is R.INTERNAL:
         assert failure.message == "ConnectionError: database away" and failure.scim is None
+
+
+# --- failure text: one bounded line, a person's values masked (issue 9, item 15) -----------------------------------
+
+HUGE = ("Ann Lee (ann.lee@acme.com, login ann.lee) cannot be saved:\n\tdepartment 'Payroll Ops' refused\r\n" * 1000)
+
+
+def _plan():
+    from okta_bridge.contracts import MappedAttribute, PlanAction, ScimOperationPlanned
+
+    return ScimOperationPlanned(
+        org="https://acme.okta.com", app_id="0oa1jiraxxxxxxxxxxxx", okta_user_id="00u1xxxxxxxxxxxxxxxx", version=1,
+        action=PlanAction.UPSERT, unique_value="ann.lee@acme.com", cause="test",
+        attributes=(MappedAttribute(path="name.givenName", value="Ann"), MappedAttribute(path="name.familyName",
+                                                                                         value="Lee"),
+                    MappedAttribute(path="urn:x:department", value="Payroll Ops")))
+
+
+def _clean(text: str, *values: str) -> None:
+    assert len(text) <= 300 and "\n" not in text and "\r" not in text and "\t" not in text, text
+    for value in values:
+        assert value not in text, (value, text)
+
+
+def test_a_64kb_scim_1_1_error_description_becomes_one_bounded_line_without_the_persons_values():
+    import httpx
+
+    from okta_bridge.redact import personal_values
+    from scim_dispatcher.adapters.scim_error_mapping import Scrubber, error_for_response
+
+    assert len(HUGE) > 64_000
+    answer = httpx.Response(400, json={"Errors": [{"description": HUGE, "code": 400}]})
+    exc = error_for_response(answer, "POST", "/Users", "1.1", Scrubber())
+    _clean(exc.message, "ann.lee@acme.com")
+    failure = failure_of(exc, personal_values(_plan()))
+    _clean(failure.message, "ann.lee", "Ann", "Lee", "Payroll Ops")
+    assert failure.message.startswith("POST /Users -> 400 Bad Request: ") and "cannot be saved" in failure.message
+
+
+async def test_a_64kb_okta_error_summary_becomes_one_bounded_line_without_emails():
+    import httpx
+
+    from okta_bridge.okta_client import OktaClient, OktaRequestError
+
+    def okta(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"errorCode": "E0000001", "errorSummary": HUGE})
+
+    client = OktaClient("https://acme.okta.com", "tok", http=httpx.AsyncClient(transport=httpx.MockTransport(okta)))
+    with pytest.raises(OktaRequestError) as caught:
+        await client.post("/api/v1/apps/0oa1jiraxxxxxxxxxxxx/users/00u1xxxxxxxxxxxxxxxx", {"profile": {}})
+    _clean(str(caught.value), "ann.lee@acme.com")
+    assert str(caught.value).startswith("okta POST /api/v1/apps/{id}/users/{id} -> 400: E0000001")
+    _clean(failure_of(caught.value, ("Ann", "Lee")).message, "Ann Lee")
+
+
+def test_names_are_masked_as_whole_words_only_and_secrets_in_failure_text_too():
+    from okta_bridge.redact import error_text, register_secret
+
+    assert error_text("Ann announced: ann's account", ["Ann"]) == "*** announced: ***'s account"
+    register_secret("s3cret-Token-zz")
+    try:
+        assert "s3cret" not in failure_of(RuntimeError("Authorization: s3cret-Token-zz refused")).message
+    finally:
+        from okta_bridge import redact
+        redact._SECRETS.discard("s3cret-Token-zz")
+        redact._compiled = None
+
+
+def test_a_persons_values_are_the_plans_strings_and_an_emails_local_part_not_a_group_name_or_a_type():
+    from okta_bridge.contracts import GroupAction, GroupPlanned, MappedAttribute
+    from okta_bridge.redact import personal_values
+
+    plan = _plan().model_copy(update={"attributes": (
+        MappedAttribute(path="emails", value=[{"value": "ann.lee@acme.com", "type": "work", "primary": True}]),
+        MappedAttribute(path="name.givenName", value="Ann"))})
+    assert set(personal_values(plan)) == {"ann.lee@acme.com", "ann.lee", "Ann"}
+    group = GroupPlanned(org="https://acme.okta.com", app_id="0oa1jiraxxxxxxxxxxxx", okta_group_id="00g1xxxxxxxxxxxxxxxx",
+                         version=1, action=GroupAction.PUSH, display_name="Sales", cause="c")
+    assert personal_values(group) == ()

@@ -12,7 +12,7 @@ from queue_poller.handlers import FRESH_LINK_MARGIN, Poller, PollerConfig
 from queue_poller.ports import CursorState
 from tests.unit.fakes import ORG, FakeLogSource, FakeOutbox, FakePollerState, membership_event, user_event
 
-JIRA, WIKI = "0oa1jira", "0oa2wiki"
+JIRA, WIKI = "0oa1jiraxxxxxxxxxxxx", "0oa2wikixxxxxxxxxxxx"
 OWN_TOKEN = "00Tbridge"
 LINK = f"{ORG}/api/v1/logs?after=abc&sortOrder=ASCENDING"
 NEXT = f"{ORG}/api/v1/logs?after=def&sortOrder=ASCENDING"
@@ -130,7 +130,7 @@ async def test_membership_events_of_configured_apps_are_published_and_the_cursor
 
 async def test_events_of_other_apps_are_not_published():
     poller, source, store, outbox = await started()
-    source.pages[LINK] = ([membership_event("e1", app_id="0oa9other")], NEXT)
+    source.pages[LINK] = ([membership_event("e1", app_id="0oa9otherxxxxxxxxxxx")], NEXT)
     await poller.poll_once()
     assert outbox.events == [] and store.stored.next_link == NEXT
 
@@ -193,16 +193,16 @@ async def test_own_token_is_ignored_only_for_the_updates_the_bridge_itself_write
 
 
 async def test_user_events_are_published_only_for_users_with_assignments():
-    poller, source, _, outbox = await started(assignments={(JIRA, "00u1"), ("0oa9other", "00u3")})
-    source.pages[LINK] = ([user_event("u1", user_id="00u1"), user_event("u2", user_id="00u2"),
-                           user_event("u3", "lifecycle.suspend", user_id="00u3")], NEXT)
+    poller, source, _, outbox = await started(assignments={(JIRA, "00u1xxxxxxxxxxxxxxxx"), ("0oa9otherxxxxxxxxxxx", "00u3xxxxxxxxxxxxxxxx")})
+    source.pages[LINK] = ([user_event("u1", user_id="00u1xxxxxxxxxxxxxxxx"), user_event("u2", user_id="00u2xxxxxxxxxxxxxxxx"),
+                           user_event("u3", "lifecycle.suspend", user_id="00u3xxxxxxxxxxxxxxxx")], NEXT)
     await poller.poll_once()
     assert [e.event_uuid for e in outbox.events] == ["u1"]
 
 
 async def test_events_that_mean_no_work_are_not_published():
-    poller, source, _, outbox = await started(assignments={(JIRA, "00u1")})
-    noise = user_event("n1", user_id="00u1")
+    poller, source, _, outbox = await started(assignments={(JIRA, "00u1xxxxxxxxxxxxxxxx")})
+    noise = user_event("n1", user_id="00u1xxxxxxxxxxxxxxxx")
     noise["eventType"] = "user.session.start"
     source.pages[LINK] = ([noise], NEXT)
     await poller.poll_once()
@@ -213,18 +213,18 @@ async def test_events_that_mean_no_work_are_not_published():
     "not an object",
     {"eventType": "application.user_membership.add", "published": "2026-01-01T00:00:00Z"},  # no uuid
     {"uuid": "m1", "eventType": "application.user_membership.add", "published": "2026-01-01T00:00:00Z",
-     "target": [{"id": "0oa1jira", "type": "AppInstance"}]},  # no User target
+     "target": [{"id": "0oa1jiraxxxxxxxxxxxx", "type": "AppInstance"}]},  # no User target
     {"uuid": "m2", "eventType": "user.lifecycle.suspend", "published": "2026-01-01T00:00:00Z", "target": []},
     {"uuid": "m3", "eventType": "user.lifecycle.suspend", "published": "not a date",
-     "target": [{"id": "00u1", "type": "User"}]},
+     "target": [{"id": "00u1xxxxxxxxxxxxxxxx", "type": "User"}]},
     {"uuid": "m4", "eventType": "user.lifecycle.suspend", "published": "2026-01-01T00:00:00Z",
      "target": [{"type": "User"}]},  # target without id
     {"uuid": "m5", "eventType": "user.lifecycle.suspend", "published": "2026-01-01T00:00:00Z",
-     "target": [{"id": "00u1", "type": "User"}], "transaction": "tx-1"},  # transaction not an object
+     "target": [{"id": "00u1xxxxxxxxxxxxxxxx", "type": "User"}], "transaction": "tx-1"},  # transaction not an object
     {"uuid": "m6", "eventType": "user.lifecycle.suspend", "published": "2026-01-01T00:00:00Z",
-     "target": [{"id": "00u1", "type": "User"}], "transaction": {"id": "tx", "detail": ["x"]}},
+     "target": [{"id": "00u1xxxxxxxxxxxxxxxx", "type": "User"}], "transaction": {"id": "tx", "detail": ["x"]}},
     {"uuid": "m7", "eventType": "user.lifecycle.suspend", "published": "2026-01-01T00:00:00Z",
-     "target": "00u1"},  # target not a list
+     "target": "00u1xxxxxxxxxxxxxxxx"},  # target not a list
 ])
 async def test_malformed_events_are_dead_lettered_and_the_rest_still_flows(raw):
     poller, source, store, outbox = await started()

@@ -11,7 +11,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from okta_bridge.bus import Delivery
-from okta_bridge.contracts import AuditStep, PlanAction, Reason
+from okta_bridge.contracts import AuditStep, MappedAttribute, PlanAction, Reason, TargetValuesObserved
 from okta_bridge.events import parse_event
 from okta_bridge.okta_client import OktaClient
 from tests.unit.fakes import (ORG, FakeAssignments, FakeAudit, FakeOkta, FakePlanOutbox, app_connector,
@@ -20,7 +20,7 @@ from translator.consume import TranslatorIntake
 from translator.handlers import Translator
 from translator.planning import Planner, Source
 
-JIRA, WIKI = "0oa1jira", "0oa2wiki"
+JIRA, WIKI = "0oa1jiraxxxxxxxxxxxx", "0oa2wikixxxxxxxxxxxx"
 OLD, NEW = "2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z"
 
 
@@ -44,82 +44,82 @@ def titles(t: Translator, user: str):
 
 
 async def test_several_events_of_one_key_make_one_plan_and_each_keeps_its_audit_record():
-    t = make({"00u1": okta_user("00u1", title="1")})
-    results = await t.handle_events(sources(membership_event("e1", user_id="00u1", username="ann"),
-                                            user_event("e2", user_id="00u1"),
-                                            membership_event("e3", "update", user_id="00u1")))
+    t = make({"00u1xxxxxxxxxxxxxxxx": okta_user("00u1xxxxxxxxxxxxxxxx", title="1")})
+    results = await t.handle_events(sources(membership_event("e1", user_id="00u1xxxxxxxxxxxxxxxx", username="ann"),
+                                            user_event("e2", user_id="00u1xxxxxxxxxxxxxxxx"),
+                                            membership_event("e3", "update", user_id="00u1xxxxxxxxxxxxxxxx")))
     assert all(r.failure is None for r in results.values())
     [(plan, _)] = t.outbox.plans
     assert (plan.version, plan.action, plan.event_uuid) == (1, PlanAction.UPSERT, "e1")
     planned = [f for s, f in t.audit.records if s is AuditStep.PLANNED]
     assert sorted(f["event_uuid"] for f in planned) == ["e1", "e2", "e3"]
     assert {f["plan_version"] for f in planned} == {1} and {f["reason"] for f in planned} == {Reason.PLANNED}
-    assert t.okta.get_user_calls == ["00u1"]  # a user event among them: read by id
+    assert t.okta.get_user_calls == ["00u1xxxxxxxxxxxxxxxx"]  # a user event among them: read by id
     assert t.okta.listing_reads == []
 
 
 async def test_membership_events_of_many_users_read_okta_in_one_batched_read():
-    users = {f"00u{i}": okta_user(f"00u{i}") for i in range(50)}
+    users = {f"00u{i:x<17}": okta_user(f"00u{i:x<17}") for i in range(50)}
     t = make(users)
-    await t.handle_events(sources(*(membership_event(f"e{i}", user_id=f"00u{i}") for i in range(50))))
+    await t.handle_events(sources(*(membership_event(f"e{i}", user_id=f"00u{i:x<17}") for i in range(50))))
     assert len(t.outbox.plans) == 50
     assert t.okta.get_user_calls == [] and len(t.okta.listing_reads) == 1 and len(t.okta.listing_reads[0]) == 50
 
 
 async def test_a_batched_answer_older_than_what_an_earlier_plan_used_is_read_again_by_id():
-    t = make({"00u1": okta_user("00u1", title="1", updated=OLD)})
-    await t.handle_events(sources(membership_event("e1", user_id="00u1")))
-    t.okta.users["00u1"] = okta_user("00u1", title="2", updated=NEW)
-    await t.handle_events(sources(user_event("e2", user_id="00u1")))  # by id: title 2, lastUpdated NEW recorded
-    t.okta.stale["00u1"] = okta_user("00u1", title="1", updated=OLD)  # the listing lags behind
-    await t.handle_events(sources(membership_event("e3", "update", user_id="00u1")))
-    assert titles(t, "00u1") == [(1, "1"), (2, "2"), (3, "2")]
-    assert t.okta.get_user_calls == ["00u1", "00u1"]  # the user event's, then the confirmation of the stale answer
+    t = make({"00u1xxxxxxxxxxxxxxxx": okta_user("00u1xxxxxxxxxxxxxxxx", title="1", updated=OLD)})
+    await t.handle_events(sources(membership_event("e1", user_id="00u1xxxxxxxxxxxxxxxx")))
+    t.okta.users["00u1xxxxxxxxxxxxxxxx"] = okta_user("00u1xxxxxxxxxxxxxxxx", title="2", updated=NEW)
+    await t.handle_events(sources(user_event("e2", user_id="00u1xxxxxxxxxxxxxxxx")))  # by id: title 2, lastUpdated NEW recorded
+    t.okta.stale["00u1xxxxxxxxxxxxxxxx"] = okta_user("00u1xxxxxxxxxxxxxxxx", title="1", updated=OLD)  # the listing lags behind
+    await t.handle_events(sources(membership_event("e3", "update", user_id="00u1xxxxxxxxxxxxxxxx")))
+    assert titles(t, "00u1xxxxxxxxxxxxxxxx") == [(1, "1"), (2, "2"), (3, "2")]
+    assert t.okta.get_user_calls == ["00u1xxxxxxxxxxxxxxxx", "00u1xxxxxxxxxxxxxxxx"]  # the user event's, then the confirmation of the stale answer
 
 
 async def test_a_batched_answer_as_new_as_the_last_plans_read_is_trusted():
-    t = make({"00u1": okta_user("00u1", title="1", updated=OLD)})
-    await t.handle_events(sources(user_event("e0", user_id="00u1")))  # no row yet: nothing planned, nothing read
-    await t.handle_events(sources(membership_event("e1", user_id="00u1")))
-    await t.handle_events(sources(membership_event("e2", "update", user_id="00u1")))
-    assert titles(t, "00u1") == [(1, "1"), (2, "1")] and t.okta.get_user_calls == []
+    t = make({"00u1xxxxxxxxxxxxxxxx": okta_user("00u1xxxxxxxxxxxxxxxx", title="1", updated=OLD)})
+    await t.handle_events(sources(user_event("e0", user_id="00u1xxxxxxxxxxxxxxxx")))  # no row yet: nothing planned, nothing read
+    await t.handle_events(sources(membership_event("e1", user_id="00u1xxxxxxxxxxxxxxxx")))
+    await t.handle_events(sources(membership_event("e2", "update", user_id="00u1xxxxxxxxxxxxxxxx")))
+    assert titles(t, "00u1xxxxxxxxxxxxxxxx") == [(1, "1"), (2, "1")] and t.okta.get_user_calls == []
 
 
 async def test_an_id_the_batched_answer_leaves_out_is_confirmed_by_id_before_anything_is_deactivated():
-    t = make({"00u1": okta_user("00u1"), "00u2": okta_user("00u2")})
-    t.okta.left_out = {"00u1", "00u2"}
-    del t.okta.users["00u2"]  # 00u2 is gone for real: 404 by id
-    await t.handle_events(sources(membership_event("e1", user_id="00u1"), membership_event("e2", user_id="00u2")))
+    t = make({"00u1xxxxxxxxxxxxxxxx": okta_user("00u1xxxxxxxxxxxxxxxx"), "00u2xxxxxxxxxxxxxxxx": okta_user("00u2xxxxxxxxxxxxxxxx")})
+    t.okta.left_out = {"00u1xxxxxxxxxxxxxxxx", "00u2xxxxxxxxxxxxxxxx"}
+    del t.okta.users["00u2xxxxxxxxxxxxxxxx"]  # 00u2xxxxxxxxxxxxxxxx is gone for real: 404 by id
+    await t.handle_events(sources(membership_event("e1", user_id="00u1xxxxxxxxxxxxxxxx"), membership_event("e2", user_id="00u2xxxxxxxxxxxxxxxx")))
     actions = {p.okta_user_id: p.action for p, _ in t.outbox.plans}
-    assert actions == {"00u1": PlanAction.UPSERT, "00u2": PlanAction.DEACTIVATE}
-    assert sorted(t.okta.get_user_calls) == ["00u1", "00u2"]
+    assert actions == {"00u1xxxxxxxxxxxxxxxx": PlanAction.UPSERT, "00u2xxxxxxxxxxxxxxxx": PlanAction.DEACTIVATE}
+    assert sorted(t.okta.get_user_calls) == ["00u1xxxxxxxxxxxxxxxx", "00u2xxxxxxxxxxxxxxxx"]
 
 
 async def test_a_plan_overtaken_by_one_built_from_older_data_goes_out_after_it_with_its_newer_data():
     """Two batches of one key: A reads by id (new data) and is overtaken by B, which trusted an older batched answer
     and committed first. A's row changed: A reads it again and, its data being at least as new, goes out next."""
-    t = make({"00u1": okta_user("00u1", title="1", updated=OLD)})
-    await t.handle_events(sources(membership_event("e0", user_id="00u1")))
+    t = make({"00u1xxxxxxxxxxxxxxxx": okta_user("00u1xxxxxxxxxxxxxxxx", title="1", updated=OLD)})
+    await t.handle_events(sources(membership_event("e0", user_id="00u1xxxxxxxxxxxxxxxx")))
     t.outbox.plans.clear()
-    t.okta.users["00u1"] = okta_user("00u1", title="2", updated=NEW)
-    t.okta.stale["00u1"] = okta_user("00u1", title="1", updated=OLD)
+    t.okta.users["00u1xxxxxxxxxxxxxxxx"] = okta_user("00u1xxxxxxxxxxxxxxxx", title="2", updated=NEW)
+    t.okta.stale["00u1xxxxxxxxxxxxxxxx"] = okta_user("00u1xxxxxxxxxxxxxxxx", title="1", updated=OLD)
 
     async def b_overtakes(_user_id):
-        await t.handle_events(sources(membership_event("eB", "update", user_id="00u1")))
+        await t.handle_events(sources(membership_event("eB", "update", user_id="00u1xxxxxxxxxxxxxxxx")))
 
     t.okta.on_get_user = b_overtakes
-    results = await t.handle_events(sources(user_event("eA", user_id="00u1")))
-    assert titles(t, "00u1") == [(2, "1"), (3, "2")]  # B went out with the older title, A after it
+    results = await t.handle_events(sources(user_event("eA", user_id="00u1xxxxxxxxxxxxxxxx")))
+    assert titles(t, "00u1xxxxxxxxxxxxxxxx") == [(2, "1"), (3, "2")]  # B went out with the older title, A after it
     assert all(r.failure is None for r in results.values())
 
 
 async def test_a_user_event_reads_by_id_even_when_a_batched_answer_would_do():
-    t = make({"00u1": okta_user("00u1"), "00u2": okta_user("00u2")})
-    await t.handle_events(sources(membership_event("e1", user_id="00u1"), membership_event("e2", user_id="00u2")))
+    t = make({"00u1xxxxxxxxxxxxxxxx": okta_user("00u1xxxxxxxxxxxxxxxx"), "00u2xxxxxxxxxxxxxxxx": okta_user("00u2xxxxxxxxxxxxxxxx")})
+    await t.handle_events(sources(membership_event("e1", user_id="00u1xxxxxxxxxxxxxxxx"), membership_event("e2", user_id="00u2xxxxxxxxxxxxxxxx")))
     t.okta.listing_reads.clear()
-    await t.handle_events(sources(user_event("u1", user_id="00u1"), membership_event("e3", "update",
-                                                                                       user_id="00u2")))
-    assert t.okta.get_user_calls == ["00u1"] and t.okta.listing_reads == [["00u2"]]
+    await t.handle_events(sources(user_event("u1", user_id="00u1xxxxxxxxxxxxxxxx"), membership_event("e3", "update",
+                                                                                       user_id="00u2xxxxxxxxxxxxxxxx")))
+    assert t.okta.get_user_calls == ["00u1xxxxxxxxxxxxxxxx"] and t.okta.listing_reads == [["00u2xxxxxxxxxxxxxxxx"]]
 
 
 # ------------------------------------------------------------------ the intake: deliveries in, acks out
@@ -168,11 +168,11 @@ def delivery(body: bytes) -> Delivery:
 
 
 async def test_a_poison_message_in_a_batch_is_dead_lettered_alone_and_the_others_are_planned():
-    t = make({f"00u{i}": okta_user(f"00u{i}") for i in range(3)})
+    t = make({f"00u{i:x<17}": okta_user(f"00u{i:x<17}") for i in range(3)})
     t.audit = GatheringAudit()
     republisher = FakeRepublisher()
     intake = TranslatorIntake(t, republisher, t.audit, batch_size=10, batch_wait_s=0.01)
-    events = [delivery(parse_event(ORG, membership_event(f"e{i}", user_id=f"00u{i}")).model_dump_json().encode())
+    events = [delivery(parse_event(ORG, membership_event(f"e{i}", user_id=f"00u{i:x<17}")).model_dump_json().encode())
               for i in range(3)]
     poison = delivery(b'{"schema_version": 1, "not": "a contract"}')
     for d in [events[0], poison, events[1], events[2]]:
@@ -185,19 +185,37 @@ async def test_a_poison_message_in_a_batch_is_dead_lettered_alone_and_the_others
     assert len(dead) == 1 and dead[0]["reason"] is Reason.INVALID_MESSAGE
 
 
-async def test_a_failing_key_retries_its_own_message_and_the_others_are_acked_planned():
-    t = make({"00u1": okta_user("00u1"), "00u2": okta_user("00u2")})
+async def test_a_forged_write_back_whose_user_id_is_a_path_is_dead_lettered_as_invalid_and_never_sent():
+    """Issue 9 item 13: ``okta_user_id="../../../users/00u…"`` would have made the translator POST to another
+    user's profile with the API token; the contract refuses it, and the reason names the field, not the values."""
+    t = make()
     t.audit = GatheringAudit()
     republisher = FakeRepublisher()
     intake = TranslatorIntake(t, republisher, t.audit, batch_size=10, batch_wait_s=0.01)
-    t.okta.users["00u2"] = {"id": "00u2"}  # an answer without a status: never read as "gone"
-    t.okta.left_out = {"00u2"}
-    deliveries = [delivery(parse_event(ORG, membership_event(f"e{i}", user_id=f"00u{i}")).model_dump_json().encode())
+    forged = delivery(TargetValuesObserved.model_construct(
+        schema_version=1, org=ORG, app_id=JIRA, okta_user_id="../../../users/00u2xxxxxxxxxxxxxxxx",
+        values=(MappedAttribute(path="email", value="ann@acme.com"),), event_uuid=None).model_dump_json().encode())
+    intake.on_delivery(forged)
+    await intake.close()
+    ((_, why, *_),) = republisher.dead
+    assert why.startswith("translator: invalid message") and "okta_user_id: not an Okta id" in why
+    assert "../" not in why and "ann@acme.com" not in why
+    assert forged.raw.acked and t.outbox.plans == []
+
+
+async def test_a_failing_key_retries_its_own_message_and_the_others_are_acked_planned():
+    t = make({"00u1xxxxxxxxxxxxxxxx": okta_user("00u1xxxxxxxxxxxxxxxx"), "00u2xxxxxxxxxxxxxxxx": okta_user("00u2xxxxxxxxxxxxxxxx")})
+    t.audit = GatheringAudit()
+    republisher = FakeRepublisher()
+    intake = TranslatorIntake(t, republisher, t.audit, batch_size=10, batch_wait_s=0.01)
+    t.okta.users["00u2xxxxxxxxxxxxxxxx"] = {"id": "00u2xxxxxxxxxxxxxxxx"}  # an answer without a status: never read as "gone"
+    t.okta.left_out = {"00u2xxxxxxxxxxxxxxxx"}
+    deliveries = [delivery(parse_event(ORG, membership_event(f"e{i}", user_id=f"00u{i:x<17}")).model_dump_json().encode())
                   for i in (1, 2)]
     for d in deliveries:
         intake.on_delivery(d)
     await intake.close()
-    assert [p.okta_user_id for p, _ in t.outbox.plans] == ["00u1"]
+    assert [p.okta_user_id for p, _ in t.outbox.plans] == ["00u1xxxxxxxxxxxxxxxx"]
     assert [m.event_uuid for m in republisher.retried] == ["e2"]
     assert all(d.raw.acked for d in deliveries)
     retried = [f for s, f in t.audit.records if s is AuditStep.RETRIED]
@@ -209,7 +227,7 @@ async def test_a_failing_key_retries_its_own_message_and_the_others_are_acked_pl
 
 def _okta_answering(by_id: httpx.Response) -> OktaClient:
     """The real client over a mock transport: the batched listing answers the user well, a read by id as given."""
-    good = okta_user("00u1")
+    good = okta_user("00u1xxxxxxxxxxxxxxxx")
 
     def answer(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/api/v1/users":
@@ -221,21 +239,21 @@ def _okta_answering(by_id: httpx.Response) -> OktaClient:
 
 @pytest.mark.parametrize(("answer", "why"), [
     (httpx.Response(200, content=b""), "is empty, not a user"),
-    (httpx.Response(200, json={"id": "00u1", "profile": {"email": "ann@acme.com"}}), "has no status"),
-    (httpx.Response(200, json={**okta_user("00u1"), "status": "ACTIVATING"}), "status ACTIVATING, not one Okta"),
-    (httpx.Response(200, json={**okta_user("00u1"), "status": "ann@acme.com"}), "status unreadable"),
-    (httpx.Response(200, json=[okta_user("00u1")]), "is a JSON list, not a user"),
-    (httpx.Response(200, json={**okta_user("00u2")}), "without that id"),
+    (httpx.Response(200, json={"id": "00u1xxxxxxxxxxxxxxxx", "profile": {"email": "ann@acme.com"}}), "has no status"),
+    (httpx.Response(200, json={**okta_user("00u1xxxxxxxxxxxxxxxx"), "status": "ACTIVATING"}), "status ACTIVATING, not one Okta"),
+    (httpx.Response(200, json={**okta_user("00u1xxxxxxxxxxxxxxxx"), "status": "ann@acme.com"}), "status unreadable"),
+    (httpx.Response(200, json=[okta_user("00u1xxxxxxxxxxxxxxxx")]), "is a JSON list, not a user"),
+    (httpx.Response(200, json={**okta_user("00u2xxxxxxxxxxxxxxxx")}), "without that id"),
 ])
 async def test_a_bad_answer_by_id_is_retried_with_what_was_wrong_and_deactivates_no_one(answer, why):
     apps = {JIRA: app_connector(JIRA, "jira")}
     t = Translator(ORG, apps, Planner(ORG, apps, FakeAssignments(), _okta_answering(answer)), FakePlanOutbox(),
                    GatheringAudit())
-    await t.handle_events(sources(membership_event("e1", user_id="00u1")))  # assigned, planned from the listing
+    await t.handle_events(sources(membership_event("e1", user_id="00u1xxxxxxxxxxxxxxxx")))  # assigned, planned from the listing
     assert [p.action for p, _ in t.outbox.plans] == [PlanAction.UPSERT]
     republisher = FakeRepublisher()
     intake = TranslatorIntake(t, republisher, t.audit, batch_size=10, batch_wait_s=0.01)
-    d = delivery(parse_event(ORG, user_event("e2", "lifecycle.deactivate", user_id="00u1")).model_dump_json().encode())
+    d = delivery(parse_event(ORG, user_event("e2", "lifecycle.deactivate", user_id="00u1xxxxxxxxxxxxxxxx")).model_dump_json().encode())
     intake.on_delivery(d)
     await intake.close()
     assert [p.action for p, _ in t.outbox.plans] == [PlanAction.UPSERT], "nothing deactivated on a bad answer"
@@ -250,8 +268,8 @@ async def test_only_a_404_by_id_means_the_user_is_gone():
     gone = httpx.Response(404, json={"errorCode": "E0000007", "errorSummary": "Not found: Resource not found: 00u1"})
     t = Translator(ORG, apps, Planner(ORG, apps, FakeAssignments(), _okta_answering(gone)), FakePlanOutbox(),
                    FakeAudit())
-    await t.handle_events(sources(membership_event("e1", user_id="00u1")))
-    results = await t.handle_events(sources(user_event("e2", "lifecycle.delete.initiated", user_id="00u1")))
+    await t.handle_events(sources(membership_event("e1", user_id="00u1xxxxxxxxxxxxxxxx")))
+    results = await t.handle_events(sources(user_event("e2", "lifecycle.delete.initiated", user_id="00u1xxxxxxxxxxxxxxxx")))
     assert [p.action for p, _ in t.outbox.plans] == [PlanAction.UPSERT, PlanAction.DEACTIVATE]
     assert all(r.failure is None for r in results.values())
 
@@ -261,12 +279,12 @@ async def test_a_sync_whose_listing_page_is_an_object_unassigns_no_one():
     from okta_bridge.contracts import AppSyncRequested, SyncReason
     from okta_bridge.okta_client import OktaBadAnswerError
 
-    listing = [[{"id": "00u1", "credentials": {"userName": "ann"}, "_embedded": {"user": okta_user("00u1")}}]]
+    listing = [[{"id": "00u1xxxxxxxxxxxxxxxx", "credentials": {"userName": "ann"}, "_embedded": {"user": okta_user("00u1xxxxxxxxxxxxxxxx")}}]]
 
     def answer(request: httpx.Request) -> httpx.Response:
         if request.url.path.startswith("/api/v1/users"):  # the user, read well
-            return httpx.Response(200, json=okta_user("00u1") if request.url.path.endswith("00u1")
-                                  else [okta_user("00u1")])
+            return httpx.Response(200, json=okta_user("00u1xxxxxxxxxxxxxxxx") if request.url.path.endswith("00u1xxxxxxxxxxxxxxxx")
+                                  else [okta_user("00u1xxxxxxxxxxxxxxxx")])
         return httpx.Response(200, json=listing[0])
 
     apps = {JIRA: app_connector(JIRA, "jira")}

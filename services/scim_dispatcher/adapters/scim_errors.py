@@ -24,6 +24,7 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from okta_bridge.contracts import Reason
+from okta_bridge.redact import error_text
 
 __all__ = [
     "ScimAuthError",
@@ -54,7 +55,7 @@ class ScimError(Exception):
         self.method = method
         self.path = path
         self.status = status
-        self.detail = detail
+        self.detail = detail = error_text(detail) or None  # one bounded line, secrets and emails masked
         self.version = version
         self.scim_type = scim_type
         super().__init__(_render(method, path, status, detail, version, reason))

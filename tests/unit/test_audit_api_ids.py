@@ -1,0 +1,44 @@
+"""The audit API refuses an id that is not Okta's 20-character form before it reaches the database (issue 9,
+item 13)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from audit_recorder.api import add_routes
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.queries: list[dict] = []
+
+    async def page(self, filters, since, until, limit, after):
+        self.queries.append(filters)
+        return [], None
+
+
+async def _get(params: dict) -> tuple[int, FakeStore]:
+    store, app = FakeStore(), FastAPI()
+
+    async def health():
+        return True, {}
+
+    add_routes(app, store, health)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://audit") as client:
+        return (await client.get("/audit", params=params)).status_code, store
+
+
+@pytest.mark.parametrize("name", ["user", "group", "app"])
+@pytest.mark.parametrize("bad", ["../../users/00u1xxxxxxxxxxxxxxxx", "00u1", '00u1xxxxxxxxxxxxxxx"', "x" * 21])
+async def test_an_id_filter_that_is_not_an_okta_id_is_refused(name, bad):
+    status, store = await _get({name: bad})
+    assert status == 422 and store.queries == []
+
+
+async def test_okta_ids_are_accepted():
+    status, store = await _get({"user": "00u1abcdEFGHijkl0x7Z", "app": "0oa1abcdEFGHijkl0x7Z",
+                                "group": "00g1abcdEFGHijkl0x7Z"})
+    assert status == 200
+    assert store.queries[0]["okta_user_id"] == "00u1abcdEFGHijkl0x7Z"
