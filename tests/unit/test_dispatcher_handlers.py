@@ -74,7 +74,7 @@ async def test_create_posts_after_a_lookup_that_finds_nothing(target):
 async def test_a_create_sends_a_random_password_as_oktas_client_does(target):
     d = await make(target)
     await d.apply(plan())
-    await d.apply(plan(user_name="bob@acme.com", user_id="00u2"))
+    await d.apply(plan(user_name="bob@acme.com", user_id="00u2xxxxxxxxxxxxxxxx"))
     passwords = [u["password"] for u in target.users.values()]
     assert all(isinstance(p, str) and len(p) >= 16 for p in passwords) and len(set(passwords)) == 2
 
@@ -309,30 +309,30 @@ async def test_lifecycle_against_the_demo_target(version):
 
 
 async def test_an_existing_account_of_another_okta_user_by_external_id_is_held_not_overwritten(target):
-    existing = target.add("ann@acme.com", externalId="00u2other", title="kept")
+    existing = target.add("ann@acme.com", externalId="00u2otherxxxxxxxxxxx", title="kept")
     d = await make(target)
     outcome = await d.apply(plan())
     assert outcome.step is AuditStep.HELD and outcome.reason is Reason.ADOPTION_HELD
     assert outcome.target_id == existing and "externalId" in outcome.detail
-    assert outcome.link is None and await d.links.get(JIRA, "00u1") is None
+    assert outcome.link is None and await d.links.get(JIRA, "00u1xxxxxxxxxxxxxxxx") is None
     assert target.calls() == ["GET"]  # the lookup only: no PUT, no POST
-    assert target.users[existing]["externalId"] == "00u2other" and target.users[existing]["title"] == "kept"
+    assert target.users[existing]["externalId"] == "00u2otherxxxxxxxxxxx" and target.users[existing]["title"] == "kept"
 
 
 async def test_an_existing_account_another_link_holds_is_held(target):
     d = await make(target)
-    await d.apply(plan(user_id="00u2"))  # 00u2 created and linked the account
+    await d.apply(plan(user_id="00u2xxxxxxxxxxxxxxxx"))  # 00u2 created and linked the account
     [(held_id, account)] = target.users.items()
     account.pop("externalId", None)  # nothing on the account itself says whose it is: only the link does
     target.requests.clear()
-    outcome = await d.apply(plan(user_id="00u1"))  # another Okta user with the same app username
-    assert outcome.reason is Reason.ADOPTION_HELD and outcome.target_id == held_id and "00u2" in outcome.detail
+    outcome = await d.apply(plan(user_id="00u1xxxxxxxxxxxxxxxx"))  # another Okta user with the same app username
+    assert outcome.reason is Reason.ADOPTION_HELD and outcome.target_id == held_id and "00u2xxxxxxxxxxxxxxxx" in outcome.detail
     assert target.calls() == ["GET"]
-    assert (await d.links.get(JIRA, "00u2")).target_id == held_id and await d.links.get(JIRA, "00u1") is None
+    assert (await d.links.get(JIRA, "00u2xxxxxxxxxxxxxxxx")).target_id == held_id and await d.links.get(JIRA, "00u1xxxxxxxxxxxxxxxx") is None
 
 
 async def test_a_deactivation_never_reaches_another_users_account_found_by_lookup(target):
-    existing = target.add("ann@acme.com", externalId="00u2other")
+    existing = target.add("ann@acme.com", externalId="00u2otherxxxxxxxxxxx")
     d = await make(target)
     outcome = await d.apply(plan(action=PlanAction.DEACTIVATE))
     assert outcome.reason is Reason.ADOPTION_HELD
@@ -344,7 +344,7 @@ async def test_409_on_post_never_links_another_users_account(target):
 
     def racing(request: httpx.Request) -> httpx.Response:
         if request.method == "POST":
-            target.add("ann@acme.com", externalId="00u2other")
+            target.add("ann@acme.com", externalId="00u2otherxxxxxxxxxxx")
         return target(request)
 
     app = app_connector(JIRA, "jira", base_url=BASE + "/")
@@ -354,14 +354,14 @@ async def test_409_on_post_never_links_another_users_account(target):
     assert outcome.reason is Reason.ADOPTION_HELD and target.calls() == ["GET", "POST", "GET"]
 
 
-@pytest.mark.parametrize("external_id", [None, "", "00u1"])
+@pytest.mark.parametrize("external_id", [None, "", "00u1xxxxxxxxxxxxxxxx"])
 async def test_an_account_without_an_external_id_or_with_ours_is_adopted(target, external_id):
     extra = {} if external_id is None else {"externalId": external_id}
     existing = target.add("ann@acme.com", **extra)
     d = await make(target)
     outcome = await d.apply(plan())
     assert outcome.step is AuditStep.APPLIED and outcome.target_id == existing
-    assert (await d.links.get(JIRA, "00u1")).target_id == existing
+    assert (await d.links.get(JIRA, "00u1xxxxxxxxxxxxxxxx")).target_id == existing
 
 
 async def test_an_app_that_does_not_map_external_id_is_not_judged_by_it(target):
@@ -374,12 +374,12 @@ async def test_an_app_that_does_not_map_external_id_is_not_judged_by_it(target):
 
 
 async def test_a_held_adoption_is_tried_again_by_the_next_plan_once_fixed(target):
-    existing = target.add("ann@acme.com", externalId="00u2other")
+    existing = target.add("ann@acme.com", externalId="00u2otherxxxxxxxxxxx")
     d = await make(target)
     assert (await d.apply(plan(1))).reason is Reason.ADOPTION_HELD
     del target.users[existing]["externalId"]  # a person decided: the account is Ann's
     outcome = await d.apply(plan(2))
-    assert outcome.step is AuditStep.APPLIED and (await d.links.get(JIRA, "00u1")).target_id == existing
+    assert outcome.step is AuditStep.APPLIED and (await d.links.get(JIRA, "00u1xxxxxxxxxxxxxxxx")).target_id == existing
 
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -423,7 +423,7 @@ async def test_an_update_against_the_demo_target_keeps_unmanaged_attributes_and_
         client = ScimClient(http, base, app.version, headers={"Authorization": "Bearer t0k"})
         d = Applier(Dispatcher({JIRA: app}, {JIRA: client}), FakeLinks())
         assert (await d.apply(plan(1, **{DEPARTMENT: "Eng"}))).method == "POST"
-        uid = (await d.links.get(JIRA, "00u1")).target_id
+        uid = (await d.links.get(JIRA, "00u1xxxxxxxxxxxxxxxx")).target_id
         direct = {"phoneNumbers": [{"value": "+47 555 0100", "type": "work"}], "roles": [{"value": "admin"}],
                   ENTERPRISE: {"costCenter": "CC-9"}}
         put = httpx.Request("PATCH", f"{base}/Users/{uid}", headers={"Authorization": "Bearer t0k"},

@@ -13,7 +13,7 @@ from queue_poller.ports import CursorState
 from tests.unit.fakes import ORG, FakeLogSource, FakeOutbox, FakePollerState, membership_event, user_event
 
 JIRA, WIKI = "0oa1jiraxxxxxxxxxxxx", "0oa2wikixxxxxxxxxxxx"
-OWN_TOKEN = "00Tbridge"
+OWN_TOKEN = "00Tbridgexxxxxxxxxxx"
 LINK = f"{ORG}/api/v1/logs?after=abc&sortOrder=ASCENDING"
 NEXT = f"{ORG}/api/v1/logs?after=def&sortOrder=ASCENDING"
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -176,7 +176,7 @@ async def test_a_re_read_page_publishes_nothing_twice():
 async def test_own_token_membership_updates_are_ignored_but_others_tokens_are_not():
     poller, source, _, outbox = await started()
     source.pages[LINK] = ([membership_event("own", "update", token_id=OWN_TOKEN),
-                           membership_event("admin", "update", token_id="00Tadmin"),
+                           membership_event("admin", "update", token_id="00Tadminxxxxxxxxxxxx"),
                            membership_event("console", "update")], NEXT)
     await poller.poll_once()
     assert [e.event_uuid for e in outbox.events] == ["admin", "console"]
@@ -261,9 +261,9 @@ def _app_profile_event(uuid: str, token_id: str | None = None, **kw) -> dict:
 
 
 async def test_restore_primary_email_and_app_user_profile_events_are_published():
-    poller, source, _, outbox = await started(assignments={(JIRA, "00u1")})
+    poller, source, _, outbox = await started(assignments={(JIRA, "00u1xxxxxxxxxxxxxxxx")})
     source.pages[LINK] = ([membership_event("r1", "restore"), user_event("p1", "account.update_primary_email"),
-                           _app_profile_event("d1"), _app_profile_event("d2", app_id="0oa9other")], NEXT)
+                           _app_profile_event("d1"), _app_profile_event("d2", app_id="0oa9otherxxxxxxxxxxx")], NEXT)
     await poller.poll_once()
     assert [e.event_uuid for e in outbox.events] == ["r1", "p1", "d1"]
 
@@ -450,8 +450,8 @@ async def test_resume_from_is_the_newest_published_of_a_full_page_and_okta_now_a
 
 async def test_pages_of_events_that_mean_no_work_let_the_cadence_slow_down():
     """Sign-in traffic and other apps' events once kept the poller at its fastest."""
-    poller, source, _, _ = await started(assignments={(JIRA, "00u1")})
-    noise = [membership_event(f"o{i}", app_id="0oa9other") for i in range(5)] + [user_event("u9", user_id="00u9")]
+    poller, source, _, _ = await started(assignments={(JIRA, "00u1xxxxxxxxxxxxxxxx")})
+    noise = [membership_event(f"o{i}", app_id="0oa9otherxxxxxxxxxxx") for i in range(5)] + [user_event("u9", user_id="00u9xxxxxxxxxxxxxxxx")]
     source.pages[LINK] = (noise, LINK)
     assert await poller.poll_once() is False
     assert poller.next_interval(0.5, False) == 1.0 and poller.next_interval(4.0, False) == 5.0

@@ -118,7 +118,11 @@ def connectors(tmp_path: Path, apps: list[dict]) -> Path:
 
 
 def app(name: str, base_url: str, **extra) -> dict:
-    return {"okta_app_id": f"0oa{name}", "name": name, "base_url": base_url, "auth": {"type": "none"}, **extra}
+    return {"okta_app_id": app_id(name), "name": name, "base_url": base_url, "auth": {"type": "none"}, **extra}
+
+
+def app_id(name: str) -> str:
+    return f"0oa{name}".ljust(20, "x")  # Okta's 20-character form
 
 
 def test_connector_tls_gives_each_app_its_client_and_names_the_app_on_a_bad_file(certs: Certs, tmp_path) -> None:
@@ -129,7 +133,7 @@ def test_connector_tls_gives_each_app_its_client_and_names_the_app_on_a_bad_file
                                                  app("c", "https://c.lan/scim/v2/", tls={"trust": "certifi"})]))
     assert file.apps[0].tls == TlsSettings(**tls)
     clients = app_clients(file.apps)
-    assert clients["0oaa"] is clients["0oab"] and clients["0oac"] is not clients["0oaa"]
+    assert clients[app_id("a")] is clients[app_id("b")] and clients[app_id("c")] is not clients[app_id("a")]
     broken = load_connectors(connectors(tmp_path, [app("d", "https://d.lan/", tls={"ca_file": "/nonexistent.pem"})]))
     with pytest.raises(ValueError, match=r"d: tls: ca_file /nonexistent.pem: cannot load"):
         app_clients(broken.apps)
