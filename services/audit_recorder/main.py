@@ -17,10 +17,10 @@ from okta_bridge.metrics import serve_metrics
 from okta_bridge.logs import setup_logging, register_settings_secrets
 from okta_bridge.mongo import connect
 from okta_bridge.stores.audit import AuditStore
-from okta_bridge.runtime import QueueRoutes, Republisher, make_broker
+from okta_bridge.runtime import QueueRoutes, Republisher, make_broker, prepare_topology
 from okta_bridge.settings import BridgeSettings
 from okta_bridge.telemetry import setup_tracing, shutdown_tracing
-from okta_bridge.topology import AUDIT_QUEUE, declare_audit
+from okta_bridge.topology import AUDIT_QUEUE
 
 log = logging.getLogger("audit_recorder")
 
@@ -51,7 +51,7 @@ def build() -> tuple[FastAPI, AuditSettings]:
         serve_metrics(base.metrics_port)
         await store.ensure_indexes(cfg.retention_days)
         connection = await broker.connect()
-        await declare_audit(broker)
+        await prepare_topology(broker, connection, audit=True)
         publisher = Publisher(connection)
         await publisher.start()
         recorder = Recorder(store, Republisher(publisher, QueueRoutes(AUDIT_QUEUE.name), cfg.max_attempts),

@@ -7,6 +7,7 @@ from typing import Callable
 
 from okta_bridge.connectors import ConnectorsFileError
 from okta_bridge.stores.meta import OrgMismatchError
+from okta_bridge.topology import TopologyMissing
 
 __all__ = ["run_service"]
 
@@ -14,7 +15,7 @@ __all__ = ["run_service"]
 def run_service(name: str, main: Callable[[], object]) -> None:
     try:
         main()
-    except (ConnectorsFileError, OrgMismatchError) as exc:
+    except (ConnectorsFileError, OrgMismatchError, TopologyMissing) as exc:
         print(f"{name}: cannot start: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -145,7 +145,10 @@ class DevStack:
             "RABBITMQ_URL": self.rabbitmq_url, "MONGODB_URL": self.mongodb_url, "MONGODB_DB": self.mongodb_db,
             "CONNECTORS_FILE": str(self.workdir / "connectors.yaml"),
             "OKTA_ORG_URL": self.okta_url, "OKTA_API_TOKEN": self.token, "OKTA_API_TOKEN_ID": self.token_id,
-            "DEMO_TARGET_TOKEN": self.target_token, "AUDIT_PORT": str(self.audit_port),
+            "AUDIT_PORT": str(self.audit_port),
+            # only the dispatcher (and the operator commands) hold the targets' secrets: the others start without them
+            **({} if name in ("queue_poller", "translator", "audit_recorder")
+               else {"DEMO_TARGET_TOKEN": self.target_token}),
             "OTEL_SERVICE_NAME": name.replace("_", "-"), "DISPATCHER_METRICS_PORT": "0",
             **({"OTEL_TRACES_EXPORTER": "none"} if "OTEL_EXPORTER_OTLP_ENDPOINT" not in self.extra_env else {}),
             **self.extra_env,
