@@ -1,7 +1,10 @@
-"""audit-recorder composition root: consumes ``audit.records`` in batches and serves the trail over uvicorn."""
+"""audit-recorder composition root: consumes ``audit.records`` in batches and serves the trail over uvicorn (the API
+on ``AUDIT_PORT`` with a token, ``/healthz`` on ``AUDIT_HEALTH_PORT`` without)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from contextlib import asynccontextmanager
 
@@ -10,7 +13,8 @@ from fastapi import FastAPI
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from audit_recorder.api import add_routes
+from audit_recorder.api import create_api, create_health
+from okta_bridge.apiauth import ApiAuthSettings
 from audit_recorder.batcher import MESSAGES_IN_HAND, Recorder
 from okta_bridge.bus import Consumer, Publisher
 from okta_bridge.metrics import serve_metrics
@@ -30,16 +34,21 @@ class AuditSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8070
+    health_port: int = Field(default=8071, description="GET /healthz, unauthenticated (probes); 0: off")
+    openapi: bool = Field(default=False, description="serve /openapi.json (docs/audit-api.openapi.json has it)")
     retention_days: int = Field(default=90, ge=1)
     batch_size: int = 500
     batch_delay_s: float = 0.2
     max_attempts: int = Field(default=30, description="failed writes before a record is dead-lettered")
 
 
-def build() -> tuple[FastAPI, AuditSettings]:
+def build() -> tuple[FastAPI, FastAPI, AuditSettings]:
     setup_logging("audit-recorder")
     setup_tracing("audit-recorder")
-    base, cfg = BridgeSettings(), AuditSettings()
+    base, cfg, auth = BridgeSettings(), AuditSettings(), ApiAuthSettings()
+    tokens = auth.parsed_tokens()  # a malformed entry stops the start, naming the entry (never its token)
+    if not len(tokens):
+        log.warning("no API_TOKENS: GET /audit refuses every request")
     register_settings_secrets(base.rabbitmq_url.get_secret_value(), base.mongodb_url.get_secret_value())
     broker = make_broker(base.rabbitmq_url.get_secret_value(), base.prefetch)
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
@@ -77,14 +86,31 @@ def build() -> tuple[FastAPI, AuditSettings]:
             return False, {"mongodb": type(exc).__name__}
         return True, {"batches_written": running["recorder"].batches if running else 0}
 
-    app = FastAPI(title="okta-onprem-bridge audit", lifespan=lifespan)
-    add_routes(app, store, health)
-    return app, cfg
+    app = create_api(store, tokens, auth.hosts(), lifespan=lifespan, serve_openapi=cfg.openapi)
+    return app, create_health(health), cfg
+
+
+async def serve(app: FastAPI, health: FastAPI, cfg: AuditSettings) -> None:
+    """The API (its lifespan runs the recorder) and, once it is up, the health app; a signal stops both."""
+    api = uvicorn.Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="warning"))
+    probe = uvicorn.Server(uvicorn.Config(health, host=cfg.host, port=cfg.health_port, log_level="warning",
+                                          lifespan="off"))
+    probe.capture_signals = contextlib.nullcontext  # type: ignore[method-assign] # the API server's handlers stop both
+    api_task = asyncio.create_task(api.serve())
+    while not api.started and not api_task.done():
+        await asyncio.sleep(0.05)
+    if api_task.done() or not cfg.health_port:
+        await api_task
+        return
+    probe_task = asyncio.create_task(probe.serve())
+    await api_task
+    probe.should_exit = True
+    await probe_task
 
 
 def main() -> None:
-    app, cfg = build()
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
+    app, health, cfg = build()
+    asyncio.run(serve(app, health, cfg))
 
 
 if __name__ == "__main__":

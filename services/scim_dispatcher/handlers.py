@@ -96,8 +96,6 @@ class Dispatcher:
                 write = await self._deactivate(app, plan, link)
             else:
                 write = await self._upsert(app, plan, link)
-            if write.target_id:
-                span.set_attribute(ATTR.TARGET_ID, write.target_id)
             returned = dict(write.returned.raw) if write.returned is not None else None
             return Outcome(write.step, write.reason, write.target_id, write.method, write.path, write.http_status,
                            write.detail, _ms(started), returned,

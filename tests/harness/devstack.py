@@ -95,6 +95,8 @@ class DevStack:
     sim_port: int = field(default_factory=free_port)
     target_port: int = field(default_factory=free_port)
     audit_port: int = field(default_factory=free_port)
+    audit_health_port: int = field(default_factory=free_port)
+    audit_token: str = "devstack-audit-reader-0001"  # API_TOKENS of the audit API (role reader)
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     source_root: Path | None = None  # run the services from another copy of the code (the fault suite's broken builds)
 
@@ -109,6 +111,15 @@ class DevStack:
     @property
     def audit_url(self) -> str:
         return f"http://127.0.0.1:{self.audit_port}"
+
+    @property
+    def audit_headers(self) -> dict[str, str]:
+        """What ``GET /audit`` needs: the reader token."""
+        return {"Authorization": f"Bearer {self.audit_token}"}
+
+    @property
+    def audit_health_url(self) -> str:
+        return f"http://127.0.0.1:{self.audit_health_port}/healthz"
 
     def _spawn(self, name: str, module: str, env: dict[str, str], args: list[str] | None = None) -> ServiceProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -145,7 +156,8 @@ class DevStack:
             "RABBITMQ_URL": self.rabbitmq_url, "MONGODB_URL": self.mongodb_url, "MONGODB_DB": self.mongodb_db,
             "CONNECTORS_FILE": str(self.workdir / "connectors.yaml"),
             "OKTA_ORG_URL": self.okta_url, "OKTA_API_TOKEN": self.token, "OKTA_API_TOKEN_ID": self.token_id,
-            "AUDIT_PORT": str(self.audit_port),
+            "AUDIT_PORT": str(self.audit_port), "AUDIT_HEALTH_PORT": str(self.audit_health_port),
+            "API_TOKENS": f"devstack:reader:{self.audit_token}",
             # only the dispatcher (and the operator commands) hold the targets' secrets: the others start without them
             **({} if name in ("queue_poller", "translator", "audit_recorder")
                else {"DEMO_TARGET_TOKEN": self.target_token}),
@@ -161,7 +173,7 @@ class DevStack:
 
     def start_services(self, dispatchers: int = 1) -> None:
         self.start_service("audit_recorder")
-        wait_http(f"{self.audit_url}/healthz", 60, self.processes["audit_recorder"].proc)
+        wait_http(self.audit_health_url, 60, self.processes["audit_recorder"].proc)
         self.start_service("translator")
         for i in range(dispatchers):
             self.start_service("scim_dispatcher", f"scim_dispatcher-{i}" if dispatchers > 1 else None)
