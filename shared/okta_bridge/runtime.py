@@ -22,6 +22,7 @@ from opentelemetry.context import Context
 
 from okta_bridge.bus import ATTEMPT_HEADER, REASON_HEADER, Publisher
 from okta_bridge.connectors import ConnectorsFile
+from okta_bridge.deadletters import minimal
 from okta_bridge.topology import (DLX, PLAN_HOLD_EXCHANGE, PLANS_EXCHANGE, RETRY_TIERS_MS, audit_names,
                                   declare_audit, declare_dispatcher_pool, declare_translator, hold_queue_name, key_of,
                                   partition_key, partition_of, plan_retry_exchange, pool_names, retry_queue_name,
@@ -140,7 +141,9 @@ class Republisher:
                                       headers={ATTEMPT_HEADER: attempt}, context=context)
 
     async def dead_letter(self, message: BaseModel | bytes, reason: str, attempt: int, source: str) -> None:
-        await self._publisher.publish(message, exchange=DLX.name, routing_key=source,
+        """Only the message's ids, type and version are kept (:func:`okta_bridge.deadletters.minimal`): a replay
+        plans again from Okta's current state and needs nothing else."""
+        await self._publisher.publish(minimal(message), exchange=DLX.name, routing_key=source,
                                       headers={REASON_HEADER: reason[:1000], ATTEMPT_HEADER: attempt})
 
     async def _publish(self, message: BaseModel, exchange: str, routing_key: str, attempt: int,

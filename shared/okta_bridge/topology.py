@@ -37,10 +37,13 @@ they use exists, so each can run as its own user with read and write rights and 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "AUDIT_EXCHANGE",
@@ -76,6 +79,7 @@ __all__ = [
     "retry_tier_for",
 ]
 
+log = logging.getLogger(__name__)
 DELIVERY_LIMIT = 5
 RETRY_TIERS_MS = (1_000, 4_000, 15_000, 60_000, 300_000)
 HOLD_TTL_MS = 15_000
@@ -157,10 +161,43 @@ def retry_tier_for(attempt: int) -> int:
     return min(max(attempt, 1), len(RETRY_TIERS_MS)) - 1
 
 
+class DeadLetterSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEAD_LETTERS_", extra="ignore")
+
+    retention_days: float = Field(default=30, gt=0, le=3650, description="a dead letter is dropped after this")
+
+
 async def _declare_common(broker: RabbitBroker) -> None:
-    dlx = await broker.declare_exchange(DLX)
-    dead = await broker.declare_queue(DEAD_LETTER_QUEUE)
-    await dead.bind(dlx, routing_key="#")
+    await broker.declare_exchange(DLX)
+    await declare_dead_letters(await broker.connect())
+
+
+async def declare_dead_letters(connection, retention_days: float | None = None) -> bool:
+    """``bridge.dead-letters`` with its retention (``x-message-ttl``: RabbitMQ drops a dead letter older than
+    ``DEAD_LETTERS_RETENTION_DAYS``), bound to ``bridge.dlx``. A queue of an older release (no retention) or of another
+    retention cannot be changed by a declaration: it is kept as it is, with a warning saying how to change it (a
+    policy, or deleting the queue once it is empty); returns False then."""
+    import aiormq
+
+    days = retention_days if retention_days is not None else DeadLetterSettings().retention_days
+    arguments = {"x-queue-type": "quorum", "x-message-ttl": int(days * 86_400_000)}
+    channel = await connection.channel()
+    matched = True
+    try:
+        queue = await channel.declare_queue(DEAD_LETTER_QUEUE.name, durable=True, arguments=arguments)
+    except aiormq.exceptions.ChannelPreconditionFailed:
+        matched = False
+        log.warning("%s exists with another retention than %s days: kept as it is. Set it with `rabbitmqctl "
+                    "set_policy --apply-to queues bridge-dead-letters '^bridge\\.dead-letters$' "
+                    "'{\"message-ttl\": %d}'`, or delete the queue once it is empty and apply the topology again",
+                    DEAD_LETTER_QUEUE.name, f"{days:g}", arguments["x-message-ttl"])
+        channel = await connection.channel()
+        queue = await channel.declare_queue(DEAD_LETTER_QUEUE.name, passive=True)
+    try:
+        await queue.bind(DLX.name, routing_key="#")
+    finally:
+        await channel.close()
+    return matched
 
 
 async def _declare_delays(broker: RabbitBroker, work_queue: str) -> None:
@@ -310,8 +347,10 @@ def permissions_for(pools: list[str] | tuple[str, ...] = ("default",)) -> dict[s
                                                           AUDIT_EXCHANGE.name, DLX.name),
                                         rf"^dispatcher\.({pool_queues})(\.p[0-9]{{3}})?$"),
         "bridge-audit": Permission(_NOTHING, _any_of("amq.default", DLX.name), _any_of(AUDIT_QUEUE.name)),
-        # `python -m okta_bridge.ops dead-letters`: reads the dead letters, replays to the translator, audits
-        "bridge-operator": Permission(_NOTHING, _any_of(EVENTS_EXCHANGE.name, AUDIT_EXCHANGE.name),
+        # `python -m okta_bridge.ops dead-letters`: reads the dead letters, replays (events and syncs to the
+        # translator, membership plans to their partition), audits
+        "bridge-operator": Permission(_NOTHING, _any_of(EVENTS_EXCHANGE.name, PLANS_EXCHANGE.name,
+                                                        AUDIT_EXCHANGE.name),
                                       _any_of(DEAD_LETTER_QUEUE.name)),
     }
 
