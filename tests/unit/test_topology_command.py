@@ -77,3 +77,11 @@ def test_the_permissions_command_prints_rabbitmqctl_lines_for_the_connectors_poo
     assert len(lines) == 6 and all(line.startswith("rabbitmqctl set_permissions -p bridge bridge-") for line in lines)
     dispatcher = next(line for line in lines if " bridge-dispatcher " in line)
     assert r"^dispatcher\.(hr)(\.p[0-9]{3})?$" in dispatcher
+
+
+def test_the_readme_documents_the_permissions_the_code_grants():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for user, permission in permissions_for(["default"]).items():
+        assert permission.command(user, "/") in readme, f"README: the permissions of {user} are stale"
