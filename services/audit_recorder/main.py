@@ -17,6 +17,7 @@ from audit_recorder.api import create_api, create_health
 from okta_bridge.apiauth import ApiAuthSettings
 from audit_recorder.batcher import MESSAGES_IN_HAND, Recorder
 from okta_bridge.bus import Consumer, Publisher
+from okta_bridge.deadletters import compact
 from okta_bridge.metrics import serve_metrics
 from okta_bridge.logs import setup_logging, register_settings_secrets
 from okta_bridge.mongo import connect
@@ -40,6 +41,8 @@ class AuditSettings(BaseSettings):
     batch_size: int = 500
     batch_delay_s: float = 0.2
     max_attempts: int = Field(default=30, description="failed writes before a record is dead-lettered")
+    dead_letters_compact_s: float = Field(default=60, ge=0, description="how often the dead letters RabbitMQ made "
+                                                                         "whole are rewritten as records (0: off)")
 
 
 def build() -> tuple[FastAPI, FastAPI, AuditSettings]:
@@ -69,8 +72,11 @@ def build() -> tuple[FastAPI, FastAPI, AuditSettings]:
         await consumer.start()
         await consumer.consume(AUDIT_QUEUE.name)
         running.update(recorder=recorder)
+        compacting = asyncio.get_running_loop().create_task(_compact_dead_letters(connection,
+                                                                                cfg.dead_letters_compact_s))
         log.info("recording audit; retention %d days", cfg.retention_days)
         yield
+        compacting.cancel()
         await consumer.cancel(AUDIT_QUEUE.name)
         await recorder.close()
         await consumer.close()
@@ -88,6 +94,21 @@ def build() -> tuple[FastAPI, FastAPI, AuditSettings]:
 
     app = create_api(store, tokens, auth.hosts(), lifespan=lifespan, serve_openapi=cfg.openapi)
     return app, create_health(health), cfg
+
+
+async def _compact_dead_letters(connection, interval_s: float) -> None:
+    """Dead letters keep only what a replay needs: those RabbitMQ dead-lettered whole (a work queue's delivery limit)
+    are rewritten as their records (:func:`okta_bridge.deadletters.compact`)."""
+    while interval_s:
+        try:
+            rewritten = await compact(connection)
+            if rewritten:
+                log.info("%d dead letter(s) rewritten as their records", rewritten)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the broker is away, or no read right: try again later
+            log.warning("dead letters not compacted: %s", type(exc).__name__)
+        await asyncio.sleep(interval_s)
 
 
 async def serve(app: FastAPI, health: FastAPI, cfg: AuditSettings) -> None:

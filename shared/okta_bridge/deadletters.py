@@ -6,8 +6,8 @@ the message's type, its version and the reason (``x-bridge-reason``, bounded); n
 emails, the app username or a System Log event's actor, client (IP, user agent, geographical context) or request.
 :func:`minimal` makes it from any bridge message; :func:`redact_event` from a System Log event the poller could not
 read. Audit batches are kept whole (they hold what the audit trail holds, and replaying them needs them). A message
-RabbitMQ itself dead-letters (a consumer failed on it ``x-delivery-limit`` times) arrives whole; the listing shows
-only its record, and a replay sends that record's work again like any other.
+RabbitMQ itself dead-letters (a consumer failed on it ``x-delivery-limit`` times) arrives whole: the audit-recorder
+rewrites it as its record within a minute (:func:`compact`), and the listing shows only the record meanwhile.
 
 **Retention.** The queue keeps a dead letter for ``DEAD_LETTERS_RETENTION_DAYS`` (default 30; RabbitMQ's
 ``x-message-ttl`` on the queue, expired letters are dropped; see :mod:`okta_bridge.topology`).
@@ -41,10 +41,10 @@ from okta_bridge.contracts import (AppSyncRequested, AuditBatch, AuditRecorded, 
                                    GroupPlanned, MembershipPlanned, OktaEventReceived, ScimOperationPlanned,
                                    SyncReason, TargetValuesObserved)
 from okta_bridge.bus import ATTEMPT_HEADER, REASON_HEADER
-from okta_bridge.topology import (AUDIT_EXCHANGE, DEAD_LETTER_QUEUE, EVENT_ROUTING_PREFIX, EVENTS_EXCHANGE,
+from okta_bridge.topology import (AUDIT_EXCHANGE, DEAD_LETTER_QUEUE, DLX, EVENT_ROUTING_PREFIX, EVENTS_EXCHANGE,
                                   PLANS_EXCHANGE, SYNC_ROUTING_KEY, key_of, partition_key, partition_of)
 
-__all__ = ["DeadLetter", "DeadLetterRecord", "DeadLetters", "minimal", "redact_event"]
+__all__ = ["DeadLetter", "DeadLetterRecord", "DeadLetters", "compact", "minimal", "redact_event"]
 
 _ID_MAX = 128  # an id longer than this is not an Okta id: cut, so a forged one carries little
 
@@ -283,3 +283,52 @@ def as_json(letter: DeadLetter) -> str:
     return json.dumps({"id": letter.id, "reason": letter.reason, "attempts": letter.attempts, "source": letter.source,
                        "kind": letter.kind, "headers": {k: str(v) for k, v in letter.headers.items()},
                        "message": body}, indent=2, default=str)
+
+
+_KEPT = TypeAdapter(DeadLetterRecord | AuditBatch | AuditRecorded)
+
+
+def _is_kept_form(body: bytes) -> bool:
+    """Already what a dead letter may keep: a record, an audit batch, or a redacted System Log event."""
+    try:
+        _KEPT.validate_json(body)
+        return True
+    except ValidationError:
+        pass
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(raw, dict) and (raw == redact_event(raw) or set(raw) == {"malformed"})
+
+
+async def compact(connection: aio_pika.abc.AbstractConnection, limit: int = 1000) -> int:
+    """Rewrites the dead letters that arrived whole (RabbitMQ's own, at a work queue's delivery limit) as their
+    records: each record is confirmed in the queue (with the reason and routing key of the original) before the
+    original is removed. Returns how many were rewritten. Letters already small are left where they are."""
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    rewritten = 0
+    try:
+        queue = await channel.declare_queue(DEAD_LETTER_QUEUE.name, passive=True)
+        count = min(queue.declaration_result.message_count or 0, limit)
+        dlx = await channel.get_exchange(DLX.name, ensure=False)
+        for _ in range(count):
+            msg = await queue.get(no_ack=False, fail=False)
+            if msg is None:
+                break
+            if _is_kept_form(msg.body):
+                continue  # left unacknowledged: back in the queue when the channel closes
+            letter = _read(msg)
+            body = (json.dumps(letter.message) if isinstance(letter.message, dict)
+                    else letter.message.model_dump_json()).encode()
+            await dlx.publish(aio_pika.Message(body, content_type="application/json",
+                                               delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                               headers={REASON_HEADER: letter.reason,
+                                                        ATTEMPT_HEADER: letter.attempts or 0}),
+                              routing_key=msg.routing_key or "unknown", mandatory=True)
+            await msg.ack()
+            rewritten += 1
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    return rewritten

@@ -346,7 +346,9 @@ def permissions_for(pools: list[str] | tuple[str, ...] = ("default",)) -> dict[s
                                                           PLAN_HOLD_EXCHANGE.name, EVENTS_EXCHANGE.name,
                                                           AUDIT_EXCHANGE.name, DLX.name),
                                         rf"^dispatcher\.({pool_queues})(\.p[0-9]{{3}})?$"),
-        "bridge-audit": Permission(_NOTHING, _any_of("amq.default", DLX.name), _any_of(AUDIT_QUEUE.name)),
+        # also rewrites the dead letters RabbitMQ made whole as their records (okta_bridge.deadletters.compact)
+        "bridge-audit": Permission(_NOTHING, _any_of("amq.default", DLX.name),
+                                   _any_of(AUDIT_QUEUE.name, DEAD_LETTER_QUEUE.name)),
         # `python -m okta_bridge.ops dead-letters`: reads the dead letters, replays (events and syncs to the
         # translator, membership plans to their partition), audits
         "bridge-operator": Permission(_NOTHING, _any_of(EVENTS_EXCHANGE.name, PLANS_EXCHANGE.name,

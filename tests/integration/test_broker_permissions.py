@@ -18,7 +18,7 @@ import pytest
 from aiormq.exceptions import ChannelAccessRefused
 
 from okta_bridge.bus import Publisher
-from okta_bridge.deadletters import DeadLetters
+from okta_bridge.deadletters import DeadLetters, compact
 from okta_bridge.runtime import PartitionRoutes, QueueRoutes, Republisher, make_broker, prepare_topology
 from okta_bridge.topology import (AUDIT_EXCHANGE, AUDIT_QUEUE, DLX, EVENTS_EXCHANGE, PLANS_EXCHANGE, TRANSLATOR_QUEUE,
                                   TopologyMissing, declare_audit, declare_dispatcher_pool, declare_translator,
@@ -173,6 +173,9 @@ async def test_services_with_the_documented_rights_only_work_and_cannot_declare(
         audit_tiers = Republisher(audit.publisher, QueueRoutes(AUDIT_QUEUE.name), 30)
         await audit_tiers._publish(b'{"a": 2}', "", "audit.records.retry.1s", 1, expiration_s=0.05)
         assert (await audit.take(AUDIT_QUEUE.name)).body == b'{"a": 2}'
+
+        # audit-recorder: rewrites a dead letter that arrived whole (here the poller's unreadable body) as its record
+        assert await compact(audit.connection) == 1
 
         # what a service may not do: read another's queue, publish to another's exchange
         assert await refused(translator.take(AUDIT_QUEUE.name, timeout=2))

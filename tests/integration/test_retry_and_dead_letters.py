@@ -15,7 +15,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from okta_bridge.contracts import MappedAttribute, PlanAction, ScimOperationPlanned
 from okta_bridge.bus import Publisher
-from okta_bridge.deadletters import DeadLetterRecord
+from okta_bridge.deadletters import DeadLetterRecord, compact
 from okta_bridge.runtime import ATTEMPT_HEADER, REASON_HEADER, QueueRoutes, Republisher, make_broker
 from okta_bridge.topology import (
     DELIVERY_LIMIT,
@@ -205,7 +205,16 @@ async def test_poison_message_is_dead_lettered_by_the_broker_after_the_delivery_
     assert dead.headers["x-first-death-reason"] == "delivery_limit"
     assert dead.headers["x-first-death-queue"] == WORK
     assert dead.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
-    assert ScimOperationPlanned.model_validate_json(dead.body).version == 1
+    assert ScimOperationPlanned.model_validate_json(dead.body).version == 1  # RabbitMQ keeps the message whole
+    await dead.nack(requeue=True)
+    # the audit-recorder's compaction rewrites it as its record: ids, type, version, the broker's reason
+    assert await compact(await broker.connect()) == 1
+    assert await compact(await broker.connect()) == 0  # already small: left as it is
+    dead, _ = await get_within(channel, DEAD, timeout=10)
+    kept = DeadLetterRecord.model_validate_json(dead.body)
+    assert (kept.kind, kept.okta_user_id, kept.version) == ("ScimOperationPlanned", "00u1", 1)
+    assert b"Ann" not in dead.body and b"@example.com" not in dead.body
+    assert "delivery_limit" in dead.headers[REASON_HEADER] and dead.routing_key == WORK
     await dead.ack()
     assert await empty_now(channel, WORK)
     await eventually_depth(rabbit_url, WORK, 0)
