@@ -27,12 +27,16 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ApiAuthSettings", "ApiToken", "ApiTokens", "ROLES", "hash_token"]
+__all__ = ["ApiAuthSettings", "ApiToken", "ApiTokens", "ApiTokensError", "ROLES", "hash_token"]
 
 Role = Literal["reader", "operator"]
 ROLES: dict[str, frozenset[str]] = {"reader": frozenset({"read"}), "operator": frozenset({"read", "operate"})}
 _HASHED = re.compile(r"sha256:[0-9a-f]{64}")
 _NAME = re.compile(r"[A-Za-z0-9_.@-]+")
+
+
+class ApiTokensError(ValueError):
+    """``API_TOKENS`` cannot be used; the message names the entry, never a token."""
 
 
 def hash_token(token: str) -> str:
@@ -57,7 +61,7 @@ class ApiTokens:
 
     @classmethod
     def parse(cls, value: str) -> "ApiTokens":
-        """Raises ValueError naming the entry (by its position and name, never its token)."""
+        """Raises ApiTokensError naming the entry (by its position and name, never its token)."""
         tokens: list[ApiToken] = []
         for i, entry in enumerate(e.strip() for e in value.split(",")):
             if not entry:
@@ -65,17 +69,17 @@ class ApiTokens:
             name, _, rest = entry.partition(":")
             role, _, secret = rest.partition(":")
             if not _NAME.fullmatch(name):
-                raise ValueError(f"API_TOKENS entry {i + 1}: expected NAME:ROLE:TOKEN with a name of letters, digits, "
+                raise ApiTokensError(f"API_TOKENS entry {i + 1}: expected NAME:ROLE:TOKEN with a name of letters, digits, "
                                  "_ . @ -")
             if role not in ROLES:
                 # no name in this message: an entry that is a bare token would show it
-                raise ValueError(f"API_TOKENS entry {i + 1}: expected NAME:ROLE:TOKEN, ROLE one of {', '.join(ROLES)}")
+                raise ApiTokensError(f"API_TOKENS entry {i + 1}: expected NAME:ROLE:TOKEN, ROLE one of {', '.join(ROLES)}")
             if len(secret) < 16 and not secret.startswith("sha256:"):
-                raise ValueError(f"API_TOKENS entry {i + 1} ({name}): the token is shorter than 16 characters")
+                raise ApiTokensError(f"API_TOKENS entry {i + 1} ({name}): the token is shorter than 16 characters")
             if secret.startswith("sha256:") and not _HASHED.fullmatch(secret):
-                raise ValueError(f"API_TOKENS entry {i + 1} ({name}): sha256: needs 64 lower-case hex digits")
+                raise ApiTokensError(f"API_TOKENS entry {i + 1} ({name}): sha256: needs 64 lower-case hex digits")
             if any(t.name == name for t in tokens):
-                raise ValueError(f"API_TOKENS entry {i + 1}: the name {name} is used twice")
+                raise ApiTokensError(f"API_TOKENS entry {i + 1}: the name {name} is used twice")
             tokens.append(ApiToken(name, role, secret if _HASHED.fullmatch(secret) else hash_token(secret)))  # type: ignore[arg-type]
         return cls(tokens)
 

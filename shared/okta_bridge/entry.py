@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
+from okta_bridge.apiauth import ApiTokensError
 from okta_bridge.connectors import ConnectorsFileError
 from okta_bridge.stores.meta import OrgMismatchError
 from okta_bridge.topology import TopologyMissing
@@ -15,7 +16,7 @@ __all__ = ["run_service"]
 def run_service(name: str, main: Callable[[], object]) -> None:
     try:
         main()
-    except (ConnectorsFileError, OrgMismatchError, TopologyMissing) as exc:
+    except (ConnectorsFileError, OrgMismatchError, TopologyMissing, ApiTokensError) as exc:
         print(f"{name}: cannot start: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

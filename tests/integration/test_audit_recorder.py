@@ -352,6 +352,14 @@ async def test_invalid_retention_refuses_to_start(recorder):
         recorder.start(retention_days=0)
 
 
+async def test_a_malformed_tokens_setting_refuses_to_start_naming_the_entry_not_the_token(recorder):
+    secret = "a-bare-token-without-name-or-role"
+    with pytest.raises(AssertionError, match="exited with 2"):
+        recorder.start(API_TOKENS=f"tests:reader:{TOKEN},{secret}")
+    assert "API_TOKENS entry 2: expected NAME:ROLE:TOKEN" in recorder.output() and secret not in recorder.output()
+    assert "Traceback" not in recorder.output()
+
+
 async def test_records_published_while_the_recorder_is_down_are_recorded_after_restart(recorder, rabbit_url, db):
     recorder.start()
     assert recorder.stop() in GRACEFUL and "Traceback" not in recorder.output()
