@@ -243,8 +243,8 @@ async def declare_audit(broker: RabbitBroker) -> None:
 
 
 async def apply(broker: RabbitBroker, pools: dict[str, int]) -> None:
-    """Everything: the translator's and the audit's queues, and each pool's partition, retry and hold queues (the
-    one-shot ``apply`` command; and every service at start while ``BROKER_DECLARE`` is true)."""
+    """Everything: the translator's and the audit's queues, the dead letters with their retention, and each pool's
+    partition, retry and hold queues (the one-shot ``apply`` command)."""
     await declare_translator(broker)
     for pool, partitions in sorted(pools.items()):
         await declare_dispatcher_pool(broker, pool, partitions)
