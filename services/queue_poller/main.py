@@ -22,11 +22,10 @@ from okta_bridge.mongo import connect, key
 from okta_bridge.stores.meta import claim_org
 from okta_bridge.okta_auth import okta_client_from_settings, scopes_for
 from okta_bridge.permits import okta_budget
-from okta_bridge.runtime import make_broker
+from okta_bridge.runtime import make_broker, prepare_topology
 from okta_bridge.settings import BridgeSettings, OktaSettings
 from okta_bridge.stores.leases import Leases
 from okta_bridge.telemetry import setup_tracing, shutdown_tracing
-from okta_bridge.topology import declare_translator
 from okta_bridge.stores.assignments import MongoAssignments
 from okta_bridge.stores.cursor import MongoPollerState
 from okta_bridge.stores.permits import MongoPermits
@@ -64,13 +63,13 @@ async def main() -> None:
     base, okta, cfg = BridgeSettings(), OktaSettings(), PollerSettings()
     register_secret(okta.api_token.get_secret_value())
     register_settings_secrets(base.rabbitmq_url.get_secret_value(), base.mongodb_url.get_secret_value())
-    connectors = load_connectors(base.connectors_file)
+    connectors = load_connectors(base.connectors_file, secrets=False)  # never writes to a target
     serve_metrics(base.metrics_port)
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
     await claim_org(db, okta.org_url)
     broker = make_broker(base.rabbitmq_url.get_secret_value(), base.prefetch)
     connection = await broker.connect()
-    await declare_translator(broker)
+    await prepare_topology(broker, connection, translator=True)
     publisher = Publisher(connection)
     await publisher.start()
     budget = okta_budget(MongoPermits(db, okta.org_url), f"queue-poller@{socket.gethostname()}:{os.getpid()}",

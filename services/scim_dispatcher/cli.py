@@ -124,11 +124,10 @@ async def _operator_bus(base: BridgeSettings, org: str):
 async def _delete_group(connectors, app, group_id: str, operator: str, wait_s: float) -> tuple[int, str]:
     from okta_bridge.contracts import AuditStep, GroupAction, GroupPlanned, Reason
     from okta_bridge.mongo import connect
-    from okta_bridge.runtime import PlanPublisher
+    from okta_bridge.runtime import PlanPublisher, prepare_topology
     from okta_bridge.settings import OktaSettings
     from okta_bridge.stores.audit import AuditStore
     from okta_bridge.stores.groups import GroupState
-    from okta_bridge.topology import declare_dispatcher_pool
 
     base, org = BridgeSettings(), OktaSettings().org_url
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
@@ -139,7 +138,8 @@ async def _delete_group(connectors, app, group_id: str, operator: str, wait_s: f
             return 2, f"group {group_id} is still pushed to {app.name}: take it out of push_groups first"
         version = await state.next_group_version(app.okta_app_id, group_id)
         cause = f"operator:delete-group by {operator}"
-        await declare_dispatcher_pool(broker, app.pool, connectors.partitions(app.pool))
+        # declared, or checked only with BROKER_DECLARE=false (an operator user has no configure right)
+        await prepare_topology(broker, await broker.connect(), pools={app.pool: connectors.partitions(app.pool)})
         await audit.record(AuditStep.PLANNED, reason=Reason.OPERATOR, app_id=app.okta_app_id, okta_group_id=group_id,
                            plan_version=version, event_type=cause,
                            detail=f"delete of the target group requested by {operator}")
@@ -206,7 +206,8 @@ async def _drift(apps, repair: bool, operator: str):
     from okta_bridge.stores.links import MongoLinks
     from okta_bridge.okta_auth import okta_client_from_settings, scopes_for
     from okta_bridge.settings import OktaSettings
-    from okta_bridge.topology import EVENTS_EXCHANGE, SYNC_ROUTING_KEY, declare_translator
+    from okta_bridge.runtime import prepare_topology
+    from okta_bridge.topology import EVENTS_EXCHANGE, SYNC_ROUTING_KEY
     from scim_dispatcher.drift import check_app
 
     base, okta_cfg = BridgeSettings(), OktaSettings()
@@ -216,7 +217,7 @@ async def _drift(apps, repair: bool, operator: str):
     broker, publisher, audit = await _operator_bus(base, org)
     results = []
     try:
-        await declare_translator(broker)
+        await prepare_topology(broker, await broker.connect(), translator=True)
         async with _clients(apps) as http:
             for app in apps:
                 scim = ScimClient(http[app.okta_app_id], app.base_url, app.version, headers=app.auth_headers(),

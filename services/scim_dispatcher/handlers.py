@@ -124,8 +124,6 @@ class Dispatcher:
             except AdoptionHeld as held:
                 span.add_event("existing account not adopted: held for a person")
                 write = held.write()
-            if write.target_id:
-                span.set_attribute(ATTR.TARGET_ID, write.target_id)
             returned = dict(write.returned.raw) if write.returned is not None else None
             stored = None if write.reason is Reason.ADOPTION_HELD else LinkWrite(
                 plan.app_id, plan.okta_user_id, plan.version, write.target_id, write.active, fence, write.user_name)

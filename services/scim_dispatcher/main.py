@@ -22,7 +22,7 @@ from okta_bridge.logs import register_secret, register_settings_secrets, setup_l
 from okta_bridge.mongo import connect
 from okta_bridge.partitions import PartitionOwner
 from okta_bridge.permits import PermitPool
-from okta_bridge.runtime import PartitionRoutes, PlanPublisher, Republisher, make_broker
+from okta_bridge.runtime import PartitionRoutes, PlanPublisher, Republisher, make_broker, prepare_topology
 from okta_bridge.settings import BridgeSettings, OktaSettings
 from okta_bridge.stores.group_links import MongoGroupLinks
 from okta_bridge.stores.groups import GroupState
@@ -31,8 +31,7 @@ from okta_bridge.stores.links import MongoLinks
 from okta_bridge.stores.partitions import MongoPartitions
 from okta_bridge.stores.permits import MongoPermits
 from okta_bridge.telemetry import setup_tracing, shutdown_tracing
-from okta_bridge.topology import (EVENTS_EXCHANGE, WRITEBACK_ROUTING_KEY, declare_dispatcher_pool, declare_translator,
-                                  partition_queue)
+from okta_bridge.topology import EVENTS_EXCHANGE, WRITEBACK_ROUTING_KEY, partition_queue
 from scim_dispatcher.adapters.scim_groups import ScimGroupClient
 from scim_dispatcher.adapters.traced_http import app_clients
 from scim_dispatcher.circuit import Circuits
@@ -108,9 +107,9 @@ def build() -> FastStream:
         for pool in pools:
             await partitions.claim_count(pool, connectors.partitions(pool))
         connection = await broker.connect()
-        await declare_translator(broker)  # write-backs go to the translator's queue
-        for pool in pools:
-            await declare_dispatcher_pool(broker, pool, connectors.partitions(pool))
+        # write-backs go to the translator's queue
+        await prepare_topology(broker, connection, translator=True,
+                               pools={p: connectors.partitions(p) for p in pools})
         publisher = Publisher(connection)
         await publisher.start()
         audit = AuditPublisher(publisher, "scim-dispatcher", okta.org_url)

@@ -20,7 +20,7 @@ from okta_bridge.logs import register_secret, register_settings_secrets, setup_l
 from okta_bridge.mongo import connect
 from okta_bridge.okta_auth import okta_client_from_settings, scopes_for
 from okta_bridge.permits import okta_budget
-from okta_bridge.runtime import PlanPublisher, QueueRoutes, Republisher, make_broker
+from okta_bridge.runtime import PlanPublisher, QueueRoutes, Republisher, make_broker, prepare_topology
 from okta_bridge.settings import BridgeSettings, OktaSettings
 from okta_bridge.stores.assignments import MongoAssignments, MongoWritebacks
 from okta_bridge.stores.groups import GroupState
@@ -28,7 +28,7 @@ from okta_bridge.stores.meta import claim_org
 from okta_bridge.stores.partitions import MongoPartitions
 from okta_bridge.stores.permits import MongoPermits
 from okta_bridge.telemetry import setup_tracing, shutdown_tracing
-from okta_bridge.topology import TRANSLATOR_QUEUE, declare_dispatcher_pool, declare_translator
+from okta_bridge.topology import TRANSLATOR_QUEUE
 from translator.consume import TranslatorIntake
 from translator.groups import GroupPlanner
 from translator.handlers import Translator
@@ -53,7 +53,7 @@ def build() -> FastStream:
     base, okta, cfg = BridgeSettings(), OktaSettings(), TranslatorSettings()
     register_secret(okta.api_token.get_secret_value())
     register_settings_secrets(base.rabbitmq_url.get_secret_value(), base.mongodb_url.get_secret_value())
-    connectors = load_connectors(base.connectors_file)
+    connectors = load_connectors(base.connectors_file, secrets=False)  # never writes to a target
     broker = make_broker(base.rabbitmq_url.get_secret_value(), base.prefetch)
     app = FastStream(broker)
     running: dict = {}  # filled on start-up: nothing connects at import or build time
@@ -71,9 +71,10 @@ def build() -> FastStream:
         group_state = GroupState(db, okta.org_url)
         await group_state.ensure_indexes()
         connection = await broker.connect()
-        await declare_translator(broker)  # before consuming: nothing is ever published to an undeclared exchange
-        for pool in connectors.pool_names():  # plans are never unroutable, even before any dispatcher started
-            await declare_dispatcher_pool(broker, pool, connectors.partitions(pool))
+        # before consuming: nothing is ever published to an undeclared exchange, and plans are never unroutable, even
+        # before any dispatcher started
+        await prepare_topology(broker, connection, translator=True,
+                               pools={p: connectors.partitions(p) for p in connectors.pool_names()})
         publisher = Publisher(connection)
         await publisher.start()
         audit = AuditPublisher(publisher, "translator", okta.org_url)

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from okta_bridge.http import TlsSettings, check_http_url
 from okta_bridge.contracts import OktaId
@@ -201,8 +202,9 @@ class AppConnector(_Strict):
 
     @field_validator("auth")
     @classmethod
-    def _auth_env_present(cls, value: "HeaderAuth | BasicAuth | NoAuth"):
-        value.headers()  # raises with the variable's name (never its value) when it is missing
+    def _auth_env_present(cls, value: "HeaderAuth | BasicAuth | NoAuth", info: ValidationInfo):
+        if (info.context or {}).get("secrets", True):  # only the dispatcher, which sends them, needs them
+            value.headers()  # raises with the variable's name (never its value) when it is missing
         return value
 
     @property
@@ -278,7 +280,10 @@ def _describe(error: dict, raw: dict) -> str:
     return f"{where}: {field}: {error['msg']}"
 
 
-def load_connectors(path: str | os.PathLike[str]) -> ConnectorsFile:
+def load_connectors(path: str | os.PathLike[str], secrets: bool = True) -> ConnectorsFile:
+    """``secrets=False``: the targets' credentials (``value_env``…) are not read or required, for the services and
+    commands that never write to a SCIM target (the poller, the translator, the topology and operator commands):
+    each service holds only its own credentials."""
     file = Path(path)
     try:
         raw = yaml.safe_load(file.read_text()) or {}
@@ -287,7 +292,7 @@ def load_connectors(path: str | os.PathLike[str]) -> ConnectorsFile:
     if not isinstance(raw, dict):
         raise ConnectorsFileError(f"connectors file {file}: expected a mapping with 'apps'")
     try:
-        return ConnectorsFile.model_validate(raw)
+        return ConnectorsFile.model_validate(raw, context={"secrets": secrets})
     except ValidationError as exc:
         lines = "; ".join(_describe(e, raw) for e in exc.errors(include_input=False, include_url=False))
         raise ConnectorsFileError(f"connectors file {file}: {lines}") from None

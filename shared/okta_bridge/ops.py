@@ -1,6 +1,7 @@
 """Operator commands for the bridge as a whole (typer): ``python -m okta_bridge.ops COMMAND``.
 
-``dead-letters list | show ID | replay ID… | replay --all | drop ID…``: see :mod:`okta_bridge.deadletters`.
+``dead-letters list | show ID | replay ID… | replay --all | drop ID…``: see :mod:`okta_bridge.deadletters` (kept
+``DEAD_LETTERS_RETENTION_DAYS``; only ids, type, version and reason; a replay plans again from Okta's current state).
 ``partitions show --pool P | reset --pool P [--count N] --yes``: a pool's partition leases, and the one safe way to
 change its partition count (docs/architecture.md, Partitions).
 Settings come from the same environment as the services (``RABBITMQ_URL``, ``OKTA_ORG_URL``, ``CONNECTORS_FILE``).
@@ -67,7 +68,8 @@ def show(letter_id: str) -> None:
 def replay(ids: list[str] = typer.Argument(None), all_: bool = typer.Option(False, "--all"),
            operator: str = typer.Option(None, envvar="USER", help="who replays (recorded in the audit)"),
            connectors_file: str = typer.Option(None, help="default: CONNECTORS_FILE")) -> None:
-    """Send dead letters back where they came from; a plan keeps its version (an old one is skipped as stale)."""
+    """Do the dead letters' work again from Okta's current state (a user's plan: the translator looks at the app and
+    user again and plans with a new version; a group plan: a group sync of the app); audited."""
     _take(ids, all_, operator, connectors_file, "replay")
 
 
@@ -85,8 +87,8 @@ def _take(ids: list[str] | None, all_: bool, operator: str | None, connectors_fi
     if not ids and not all_:
         typer.echo("name dead letter ids, or --all", err=True)
         raise typer.Exit(2)
-    try:
-        connectors = load_connectors(connectors_file or BridgeSettings().connectors_file)
+    try:  # the operator's commands never write to a target: the SCIM secrets are not needed
+        connectors = load_connectors(connectors_file or BridgeSettings().connectors_file, secrets=False)
     except ConnectorsFileError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None

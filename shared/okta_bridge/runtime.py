@@ -15,17 +15,52 @@ from typing import Any
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from faststream.rabbit.schemas import Channel
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from opentelemetry.context import Context
 
 from okta_bridge.bus import ATTEMPT_HEADER, REASON_HEADER, Publisher
 from okta_bridge.connectors import ConnectorsFile
-from okta_bridge.topology import (DLX, PLAN_HOLD_EXCHANGE, PLANS_EXCHANGE, RETRY_TIERS_MS, hold_queue_name, key_of,
-                                  partition_key, partition_of, plan_retry_exchange, retry_queue_name, retry_tier_for)
+from okta_bridge.deadletters import minimal
+from okta_bridge.topology import (DLX, PLAN_HOLD_EXCHANGE, PLANS_EXCHANGE, RETRY_TIERS_MS, audit_names,
+                                  declare_audit, declare_dispatcher_pool, declare_translator, hold_queue_name, key_of,
+                                  partition_key, partition_of, plan_retry_exchange, pool_names, retry_queue_name,
+                                  retry_tier_for, translator_names, verify)
 
-__all__ = ["ATTEMPT_HEADER", "PartitionRoutes", "PlanPublisher", "QueueRoutes", "REASON_HEADER", "Republisher",
-           "make_broker"]
+__all__ = ["ATTEMPT_HEADER", "DeclareSettings", "PartitionRoutes", "PlanPublisher", "QueueRoutes", "REASON_HEADER",
+           "Republisher", "make_broker", "prepare_topology"]
+
+
+class DeclareSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BROKER_", extra="ignore")
+
+    declare: bool = Field(default=True, description="declare the topology at start (a user with configure rights); "
+                                                    "false: only check it passively (run `python -m "
+                                                    "okta_bridge.topology apply` first)")
+
+
+async def prepare_topology(broker: RabbitBroker, connection, *, translator: bool = False, audit: bool = False,
+                           pools: dict[str, int] | None = None, declare: bool | None = None) -> None:
+    """What a service publishes to or consumes from, before it does: declared (``BROKER_DECLARE=true``, local runs)
+    or checked passively (false: production, where the service's RabbitMQ user has no configure right and the
+    topology command declared it all). ``translator`` covers the events exchange, the translator's queues and the
+    audit's; ``pools`` each pool's partition, retry and hold queues."""
+    if declare is None:
+        declare = DeclareSettings().declare
+    pools = pools or {}
+    if declare:
+        if translator:
+            await declare_translator(broker)
+        for pool, partitions in sorted(pools.items()):
+            await declare_dispatcher_pool(broker, pool, partitions)
+        if audit:
+            await declare_audit(broker)
+        return
+    names = [translator_names()] if translator else []
+    names += [pool_names(pool, partitions) for pool, partitions in sorted(pools.items())]
+    names += [audit_names()] if audit else []
+    await verify(connection, *names)
 
 
 def make_broker(url: str, prefetch: int) -> RabbitBroker:
@@ -106,7 +141,9 @@ class Republisher:
                                       headers={ATTEMPT_HEADER: attempt}, context=context)
 
     async def dead_letter(self, message: BaseModel | bytes, reason: str, attempt: int, source: str) -> None:
-        await self._publisher.publish(message, exchange=DLX.name, routing_key=source,
+        """Only the message's ids, type and version are kept (:func:`okta_bridge.deadletters.minimal`): a replay
+        plans again from Okta's current state and needs nothing else."""
+        await self._publisher.publish(minimal(message), exchange=DLX.name, routing_key=source,
                                       headers={REASON_HEADER: reason[:1000], ATTEMPT_HEADER: attempt})
 
     async def _publish(self, message: BaseModel, exchange: str, routing_key: str, attempt: int,

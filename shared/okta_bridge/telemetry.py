@@ -34,7 +34,7 @@ class ATTR:
     PLAN_VERSION = "bridge.plan.version"
     PLAN_ACTION = "bridge.plan.action"
     OUTCOME = "bridge.outcome"
-    TARGET_ID = "scim.target.id"
+    # no target id: some targets use the userName (an email) as the resource id (issue 9); the audit has it
     HTTP_METHOD = "http.request.method"
     HTTP_STATUS = "http.response.status_code"
     URL_TEMPLATE = "url.template"

@@ -25,13 +25,25 @@ tiers, hold) are quorum queues with a message TTL whose expired messages dead-le
 as routing key; a pool's to ``bridge.plans`` with the routing key the message was published with, so a plan returns
 to its own partition. A re-published message is a new message: waiting in a tier never counts against the delivery
 limit.
+
+Who declares: ``python -m okta_bridge.topology apply`` (a one-shot job before the services: compose's ``topology``
+service, the chart's hook) declares all of it, the partition queues of every pool in the connectors file included, as
+a RabbitMQ user with configure rights. With ``BROKER_DECLARE=false`` the services only check, passively, that what
+they use exists, so each can run as its own user with read and write rights and no configure rights
+(:data:`PERMISSIONS`, printed by ``python -m okta_bridge.topology permissions``). Local runs (the default,
+``BROKER_DECLARE=true``) keep declaring at start.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
+from dataclasses import dataclass
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "AUDIT_EXCHANGE",
@@ -39,11 +51,16 @@ __all__ = [
     "DEAD_LETTER_QUEUE",
     "DLX",
     "EVENTS_EXCHANGE",
+    "PERMISSIONS",
+    "Permission",
+    "TopologyMissing",
     "HOLD_TTL_MS",
     "PLANS_EXCHANGE",
     "PLAN_HOLD_EXCHANGE",
     "RETRY_TIERS_MS",
     "TRANSLATOR_QUEUE",
+    "apply",
+    "audit_names",
     "declare_audit",
     "declare_dispatcher_pool",
     "declare_translator",
@@ -53,11 +70,16 @@ __all__ = [
     "partition_key",
     "partition_of",
     "partition_queue",
+    "permissions_for",
     "plan_retry_exchange",
+    "pool_names",
+    "translator_names",
+    "verify",
     "retry_queue_name",
     "retry_tier_for",
 ]
 
+log = logging.getLogger(__name__)
 DELIVERY_LIMIT = 5
 RETRY_TIERS_MS = (1_000, 4_000, 15_000, 60_000, 300_000)
 HOLD_TTL_MS = 15_000
@@ -139,10 +161,43 @@ def retry_tier_for(attempt: int) -> int:
     return min(max(attempt, 1), len(RETRY_TIERS_MS)) - 1
 
 
+class DeadLetterSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEAD_LETTERS_", extra="ignore")
+
+    retention_days: float = Field(default=30, gt=0, le=3650, description="a dead letter is dropped after this")
+
+
 async def _declare_common(broker: RabbitBroker) -> None:
-    dlx = await broker.declare_exchange(DLX)
-    dead = await broker.declare_queue(DEAD_LETTER_QUEUE)
-    await dead.bind(dlx, routing_key="#")
+    await broker.declare_exchange(DLX)
+    await declare_dead_letters(await broker.connect())
+
+
+async def declare_dead_letters(connection, retention_days: float | None = None) -> bool:
+    """``bridge.dead-letters`` with its retention (``x-message-ttl``: RabbitMQ drops a dead letter older than
+    ``DEAD_LETTERS_RETENTION_DAYS``), bound to ``bridge.dlx``. A queue of an older release (no retention) or of another
+    retention cannot be changed by a declaration: it is kept as it is, with a warning saying how to change it (a
+    policy, or deleting the queue once it is empty); returns False then."""
+    import aiormq
+
+    days = retention_days if retention_days is not None else DeadLetterSettings().retention_days
+    arguments = {"x-queue-type": "quorum", "x-message-ttl": int(days * 86_400_000)}
+    channel = await connection.channel()
+    matched = True
+    try:
+        queue = await channel.declare_queue(DEAD_LETTER_QUEUE.name, durable=True, arguments=arguments)
+    except aiormq.exceptions.ChannelPreconditionFailed:
+        matched = False
+        log.warning("%s exists with another retention than %s days: kept as it is. Set it with `rabbitmqctl "
+                    "set_policy --apply-to queues bridge-dead-letters '^bridge\\.dead-letters$' "
+                    "'{\"message-ttl\": %d}'`, or delete the queue once it is empty and apply the topology again",
+                    DEAD_LETTER_QUEUE.name, f"{days:g}", arguments["x-message-ttl"])
+        channel = await connection.channel()
+        queue = await channel.declare_queue(DEAD_LETTER_QUEUE.name, passive=True)
+    try:
+        await queue.bind(DLX.name, routing_key="#")
+    finally:
+        await channel.close()
+    return matched
 
 
 async def _declare_delays(broker: RabbitBroker, work_queue: str) -> None:
@@ -185,3 +240,184 @@ async def declare_audit(broker: RabbitBroker) -> None:
     queue = await broker.declare_queue(AUDIT_QUEUE)
     await queue.bind(exchange)
     await _declare_delays(broker, AUDIT_QUEUE.name)  # a database outage waits in the tiers, not in a hot requeue
+
+
+async def apply(broker: RabbitBroker, pools: dict[str, int]) -> None:
+    """Everything: the translator's and the audit's queues, the dead letters with their retention, and each pool's
+    partition, retry and hold queues (the one-shot ``apply`` command)."""
+    await declare_translator(broker)
+    for pool, partitions in sorted(pools.items()):
+        await declare_dispatcher_pool(broker, pool, partitions)
+
+
+# ---------------------------------------------------------------------------------------------- passive checks
+
+Names = tuple[tuple[str, ...], tuple[str, ...]]  # (exchanges, queues)
+
+
+def _delay_names(work_queue: str) -> tuple[str, ...]:
+    return (*(retry_queue_name(work_queue, t) for t in range(len(RETRY_TIERS_MS))), hold_queue_name(work_queue))
+
+
+def audit_names() -> Names:
+    return (DLX.name, AUDIT_EXCHANGE.name), (DEAD_LETTER_QUEUE.name, AUDIT_QUEUE.name, *_delay_names(AUDIT_QUEUE.name))
+
+
+def translator_names() -> Names:
+    exchanges, queues = audit_names()
+    return ((*exchanges, EVENTS_EXCHANGE.name),
+            (*queues, TRANSLATOR_QUEUE.name, *_delay_names(TRANSLATOR_QUEUE.name)))
+
+
+def pool_names(pool: str, partitions: int) -> Names:
+    exchanges, queues = audit_names()
+    return ((*exchanges, PLANS_EXCHANGE.name, PLAN_HOLD_EXCHANGE.name,
+             *(plan_retry_exchange(t).name for t in range(len(RETRY_TIERS_MS)))),
+            (*queues, *(partition_queue(pool, p).name for p in range(partitions)), *_delay_names(f"plans.{pool}")))
+
+
+class TopologyMissing(RuntimeError):
+    """An exchange or queue a service uses does not exist, and the service may not declare it."""
+
+
+async def verify(connection, *names: Names) -> None:
+    """Passive declarations (no configure right needed) of the exchanges and queues a service uses, on a channel of
+    its own (a 404 closes the channel). Raises :class:`TopologyMissing` naming the first missing one."""
+    import aio_pika
+
+    for exchanges, queues in names:
+        for kind, items in (("exchange", exchanges), ("queue", queues)):
+            for name in items:
+                channel = await connection.channel()
+                try:
+                    if kind == "exchange":
+                        await channel.declare_exchange(name, passive=True)
+                    else:
+                        await channel.declare_queue(name, passive=True)
+                except aio_pika.exceptions.ChannelClosed as exc:
+                    raise TopologyMissing(
+                        f"RabbitMQ {kind} {name} does not exist ({type(exc).__name__}): run `python -m "
+                        "okta_bridge.topology apply` first (or set BROKER_DECLARE=true for a user with configure "
+                        "rights)") from None
+                finally:
+                    if not channel.is_closed:
+                        await channel.close()
+
+
+# ---------------------------------------------------------------------------------------------- permissions
+
+@dataclass(frozen=True)
+class Permission:
+    """One user's ``rabbitmqctl set_permissions`` regexes: configure, write, read (RabbitMQ's order). Passive
+    declarations need none; a publish needs write on the exchange (``amq.default`` for the default exchange); a
+    consume or ``basic.get`` needs read on the queue."""
+    configure: str
+    write: str
+    read: str
+
+    def command(self, user: str, vhost: str = "/") -> str:
+        return f"rabbitmqctl set_permissions -p {vhost} {user} '{self.configure}' '{self.write}' '{self.read}'"
+
+
+_NOTHING = "^$"
+
+
+def _any_of(*names: str) -> str:
+    return "^(" + "|".join(re.escape(n) if not n.endswith(".*") else re.escape(n[:-2]) + r"\..*" for n in names) + ")$"
+
+
+def permissions_for(pools: list[str] | tuple[str, ...] = ("default",)) -> dict[str, Permission]:
+    """Per user: what each service does with the broker and nothing more. A dispatcher's read right names its pools'
+    partition queues (and the queue of releases before partitions, which it drains): one user per dispatcher
+    deployment serving ``pools``."""
+    pool_queues = "|".join(re.escape(p) for p in sorted(pools))
+    return {
+        # declares everything: exchanges, queues, bindings (a binding needs write on the queue, read on the exchange;
+        # a queue whose dead letters go to an exchange needs write on it, amq.default for the default exchange)
+        "bridge-topology": Permission(r"^(bridge|translator|dispatcher|plans|audit)\..*$",
+                                      r"^((bridge|translator|dispatcher|plans|audit)\..*|amq\.default)$",
+                                      r"^(bridge|translator|dispatcher|plans|audit)\..*$"),
+        "bridge-poller": Permission(_NOTHING, _any_of(EVENTS_EXCHANGE.name, AUDIT_EXCHANGE.name, DLX.name), _NOTHING),
+        # retry tiers and hold through the default exchange; plans to bridge.plans
+        "bridge-translator": Permission(_NOTHING, _any_of(PLANS_EXCHANGE.name, AUDIT_EXCHANGE.name, DLX.name,
+                                                          "amq.default"),
+                                        _any_of(TRANSLATOR_QUEUE.name)),
+        "bridge-dispatcher": Permission(_NOTHING, _any_of(PLANS_EXCHANGE.name, "bridge.plans.retry.*",
+                                                          PLAN_HOLD_EXCHANGE.name, EVENTS_EXCHANGE.name,
+                                                          AUDIT_EXCHANGE.name, DLX.name),
+                                        rf"^dispatcher\.({pool_queues})(\.p[0-9]{{3}})?$"),
+        # also rewrites the dead letters RabbitMQ made whole as their records (okta_bridge.deadletters.compact)
+        "bridge-audit": Permission(_NOTHING, _any_of("amq.default", DLX.name),
+                                   _any_of(AUDIT_QUEUE.name, DEAD_LETTER_QUEUE.name)),
+        # `python -m okta_bridge.ops dead-letters`: reads the dead letters, replays (events and syncs to the
+        # translator, membership plans to their partition), audits
+        "bridge-operator": Permission(_NOTHING, _any_of(EVENTS_EXCHANGE.name, PLANS_EXCHANGE.name,
+                                                        AUDIT_EXCHANGE.name),
+                                      _any_of(DEAD_LETTER_QUEUE.name)),
+    }
+
+
+PERMISSIONS = permissions_for()
+
+
+# ---------------------------------------------------------------------------------------------- command
+
+def main(argv: list[str] | None = None) -> int:
+    """``apply``: declare everything (``RABBITMQ_URL`` of a user with configure rights, ``CONNECTORS_FILE`` for the
+    pools and their partition counts; the connectors' secrets are not needed). ``permissions``: print the
+    ``rabbitmqctl set_permissions`` commands of every service's user."""
+    import argparse
+    import asyncio
+    import sys
+
+    from okta_bridge.connectors import ConnectorsFileError, load_connectors
+    from okta_bridge.settings import BridgeSettings
+
+    parser = argparse.ArgumentParser(prog="python -m okta_bridge.topology", description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("apply", help="declare every exchange, queue and binding (idempotent)")
+    perms = sub.add_parser("permissions", help="print each service user's rabbitmqctl set_permissions command")
+    perms.add_argument("--vhost", default="/")
+    perms.add_argument("--pools", default=None, help="comma-separated (default: the connectors file's)")
+    args = parser.parse_args(argv)
+    base = BridgeSettings()
+    try:
+        connectors = load_connectors(base.connectors_file, secrets=False)
+    except ConnectorsFileError as exc:
+        print(f"topology: {exc}", file=sys.stderr)
+        return 2
+    pools = {p: connectors.partitions(p) for p in connectors.pool_names()}
+    if args.command == "permissions":
+        chosen = [p for p in (args.pools or ",".join(sorted(pools))).split(",") if p]
+        for user, permission in permissions_for(chosen).items():
+            print(permission.command(user, args.vhost))
+        return 0
+
+    from okta_bridge.logs import register_settings_secrets
+    from okta_bridge.runtime import make_broker
+
+    register_settings_secrets(base.rabbitmq_url.get_secret_value(), base.mongodb_url.get_secret_value())
+
+    async def run() -> None:
+        broker = make_broker(base.rabbitmq_url.get_secret_value(), 1)
+        await broker.connect()
+        try:
+            await apply(broker, pools)
+        finally:
+            await broker.stop()
+
+    try:
+        asyncio.run(run())
+    except Exception as exc:  # noqa: BLE001 - one clear line, never the URL's password
+        from urllib.parse import urlsplit
+
+        text, password = str(exc)[:300], urlsplit(base.rabbitmq_url.get_secret_value()).password
+        print(f"topology: apply failed: {type(exc).__name__}: "
+              f"{text.replace(password, '***') if password else text}", file=sys.stderr)
+        return 1
+    print("topology applied: " + ", ".join(f"pool {p} ({n} partitions)" for p, n in sorted(pools.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

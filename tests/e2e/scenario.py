@@ -74,7 +74,8 @@ async def start_scenario(stack: DevStack, okta: SimulatorAdmin, target: TargetAd
 async def audit_records(stack: DevStack, **params) -> list[dict]:
     """The audit trail of the stack's audit-recorder (newest first), through its HTTP API."""
     async with httpx.AsyncClient() as http:
-        response = await http.get(f"{stack.audit_url}/audit", params={"limit": 1000, **params})
+        response = await http.get(f"{stack.audit_url}/audit", params={"limit": 1000, **params},
+                                  headers=stack.audit_headers)
         response.raise_for_status()
         return response.json()["items"]
 

@@ -141,7 +141,8 @@ async def test_each_event_is_one_trace_through_all_services(stack):
             assert event_of.keys() == assigned.keys()
 
             async def trail(uid: str) -> list[dict]:
-                return (await http.get(f"{stack.audit_url}/audit", params={"user": uid})).json()["items"]
+                return (await http.get(f"{stack.audit_url}/audit", params={"user": uid},
+                                       headers=stack.audit_headers)).json()["items"]
 
             async def all_applied():
                 steps = [{r["step"] for r in await trail(uid)} for uid in assigned]
@@ -244,7 +245,8 @@ async def test_each_event_is_one_trace_through_all_services(stack):
     # -- the audit trail names the event's trace ----------------------------------------------------------------
     async with httpx.AsyncClient(timeout=10) as http:
         for uid, root in roots.items():
-            items = (await http.get(f"{stack.audit_url}/audit", params={"user": uid})).json()["items"]
+            items = (await http.get(f"{stack.audit_url}/audit", params={"user": uid},
+                                    headers=stack.audit_headers)).json()["items"]
             by_step = {r["step"]: r for r in items}
             for step in ("received", "planned", "applied"):
                 assert by_step[step]["event_uuid"] == event_of[uid], items

@@ -84,7 +84,8 @@ async def test_initial_sync_then_changes_by_the_log(stack):
         methods = [r["method"] for r in await target.requests()]
         assert "DELETE" not in methods
         async with httpx.AsyncClient() as http:
-            trail = (await http.get(f"{stack.audit_url}/audit", params={"user": ids[2]})).json()["items"]
+            trail = (await http.get(f"{stack.audit_url}/audit", params={"user": ids[2]},
+                                     headers=stack.audit_headers)).json()["items"]
         steps = {r["step"] for r in trail}
         assert {"received", "planned", "applied"} <= steps
 

@@ -173,13 +173,15 @@ async def _render(stack: DevStack, target: TargetAdmin) -> Group:
         trail.add_column(column, overflow="fold")
     with suppress(httpx.HTTPError, ValueError):
         async with httpx.AsyncClient() as http:
-            items = (await http.get(f"{stack.audit_url}/audit", params={"limit": 12})).json()["items"]
+            items = (await http.get(f"{stack.audit_url}/audit", params={"limit": 12},
+                                    headers=stack.audit_headers)).json()["items"]
         for r in items:
             trail.add_row(r["at"][11:19], r["service"], r["step"], r.get("event_type") or "",
                           r.get("okta_user_id") or "", (r.get("detail") or "")[:60])
     otel = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     where = Panel(
-        f"audit API: {stack.audit_url}/audit   (filters: ?user=00u…&app=0oa…&status=applied)\n"
+        f"audit API: {stack.audit_url}/audit   (filters: ?user=00u…&app=0oa…&status=applied; "
+        f"header Authorization: Bearer {stack.audit_token})\n"
         f"traces: {'OTLP to ' + otel + ' (open Jaeger UI)' if otel else 'export off: set OTEL_EXPORTER_OTLP_ENDPOINT (Jaeger: http://localhost:4318)'}\n"
         f"Okta simulator: {stack.okta_url}   demo app: {stack.target_url}/scim/v1/   logs: {stack.workdir}\n"
         "Ctrl-C stops everything the demo started", title="where to look")

@@ -96,9 +96,15 @@ class DevStack:
     sim_port: int = field(default_factory=free_port)
     target_port: int = field(default_factory=free_port)
     audit_port: int = field(default_factory=free_port)
+    audit_health_port: int = field(default_factory=free_port)
+    audit_token: str = "devstack-audit-reader-0001"  # API_TOKENS of the audit API (role reader)
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     source_root: Path | None = None  # run the services from another copy of the code (the fault suite's broken builds)
     oauth_client_id: str | None = None  # set by use_oauth(): the services authenticate as an OAuth 2.0 service app
+    # per process (``queue_poller``, ``translator``, ``scim_dispatcher``, ``audit_recorder``, ``cli``, ``topology``):
+    # its own RabbitMQ user's URL. Set: the topology command declares everything first (as ``topology``) and the
+    # services only check it (BROKER_DECLARE=false), as in production. Empty: one user, the services declare.
+    broker_urls: dict[str, str] = field(default_factory=dict)
 
     @property
     def okta_url(self) -> str:
@@ -111,6 +117,15 @@ class DevStack:
     @property
     def audit_url(self) -> str:
         return f"http://127.0.0.1:{self.audit_port}"
+
+    @property
+    def audit_headers(self) -> dict[str, str]:
+        """What ``GET /audit`` needs: the reader token."""
+        return {"Authorization": f"Bearer {self.audit_token}"}
+
+    @property
+    def audit_health_url(self) -> str:
+        return f"http://127.0.0.1:{self.audit_health_port}/healthz"
 
     def _spawn(self, name: str, module: str, env: dict[str, str], args: list[str] | None = None) -> ServiceProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -161,10 +176,16 @@ class DevStack:
     def service_env(self, name: str) -> dict[str, str]:
         return {
             **self.base_env(),
-            "RABBITMQ_URL": self.rabbitmq_url, "MONGODB_URL": self.mongodb_url, "MONGODB_DB": self.mongodb_db,
+            "RABBITMQ_URL": self.broker_urls.get(name, self.rabbitmq_url),
+            **({"BROKER_DECLARE": "false"} if self.broker_urls else {}),
+            "MONGODB_URL": self.mongodb_url, "MONGODB_DB": self.mongodb_db,
             "CONNECTORS_FILE": str(self.workdir / "connectors.yaml"),
             "OKTA_ORG_URL": self.okta_url, "OKTA_API_TOKEN": self.token, "OKTA_API_TOKEN_ID": self.token_id,
-            "DEMO_TARGET_TOKEN": self.target_token, "AUDIT_PORT": str(self.audit_port),
+            "AUDIT_PORT": str(self.audit_port), "AUDIT_HEALTH_PORT": str(self.audit_health_port),
+            "API_TOKENS": f"devstack:reader:{self.audit_token}",
+            # only the dispatcher (and the operator commands) hold the targets' secrets: the others start without them
+            **({} if name in ("queue_poller", "translator", "audit_recorder")
+               else {"DEMO_TARGET_TOKEN": self.target_token}),
             "OTEL_SERVICE_NAME": name.replace("_", "-"), "DISPATCHER_METRICS_PORT": "0",
             **({"OTEL_TRACES_EXPORTER": "none"} if "OTEL_EXPORTER_OTLP_ENDPOINT" not in self.extra_env else {}),
             **self.extra_env,
@@ -175,9 +196,18 @@ class DevStack:
         own = {"DISPATCHER_REPLICA": name} if module == "scim_dispatcher" else {}  # owners in the partition state
         return self._spawn(name, module, {**self.service_env(module), **own, **(env or {})})
 
+    def apply_topology(self) -> None:
+        """``python -m okta_bridge.topology apply`` as the topology user (compose's one-shot ``topology`` job)."""
+        done = subprocess.run([sys.executable, "-m", "okta_bridge.topology", "apply"],
+                              env=self.service_env("topology"), capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"topology apply failed: {done.stderr}")
+
     def start_services(self, dispatchers: int = 1) -> None:
+        if self.broker_urls:
+            self.apply_topology()
         self.start_service("audit_recorder")
-        wait_http(f"{self.audit_url}/healthz", 60, self.processes["audit_recorder"].proc)
+        wait_http(self.audit_health_url, 60, self.processes["audit_recorder"].proc)
         self.start_service("translator")
         for i in range(dispatchers):
             self.start_service("scim_dispatcher", f"scim_dispatcher-{i}" if dispatchers > 1 else None)

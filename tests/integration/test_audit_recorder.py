@@ -33,6 +33,8 @@ MONGODB_URL = os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017/")
 ORG = "https://acme.okta.com"
 CONTRACT_FIELDS = set(AuditRecorded.model_fields)
 GRACEFUL = (0, -signal.SIGTERM)  # uvicorn re-raises the signal after its graceful shutdown
+TOKEN = "integration-reader-token-0001"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def free_port() -> int:
@@ -46,8 +48,9 @@ class Recorder:
 
     def __init__(self, tmp_path: Path, rabbit_url: str, mongo_db: str) -> None:
         self.tmp_path, self.rabbit_url, self.mongo_db = tmp_path, rabbit_url, mongo_db
-        self.port = free_port()
+        self.port, self.health_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.health_url = f"http://127.0.0.1:{self.health_port}"
         self.proc: subprocess.Popen | None = None
         self.log = tmp_path / "audit_recorder.log"
 
@@ -58,6 +61,7 @@ class Recorder:
             **os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "PYTHONUNBUFFERED": "1",
             "RABBITMQ_URL": self.rabbit_url, "MONGODB_URL": MONGODB_URL, "MONGODB_DB": self.mongo_db,
             "AUDIT_PORT": str(self.port), "AUDIT_RETENTION_DAYS": str(retention_days),
+            "AUDIT_HEALTH_PORT": str(self.health_port), "API_TOKENS": f"tests:reader:{TOKEN}",
             "OTEL_TRACES_EXPORTER": "none", **env,
         }
         with self.log.open("ab") as log:
@@ -67,7 +71,7 @@ class Recorder:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"audit_recorder exited with {self.proc.returncode}:\n{self.output()}"
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.health_url}/healthz", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -128,14 +132,14 @@ async def eventually(check, timeout: float = 30.0, what: str = "condition"):
 
 
 async def get_audit(recorder: Recorder, **params) -> dict:
-    async with httpx.AsyncClient(base_url=recorder.url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=recorder.url, timeout=10, headers=AUTH) as client:
         response = await client.get("/audit", params={k: v for k, v in params.items() if v is not None})
         assert response.status_code == 200, response.text
         return response.json()
 
 
 async def healthz(recorder: Recorder) -> dict:
-    async with httpx.AsyncClient(base_url=recorder.url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=recorder.health_url, timeout=10) as client:
         response = await client.get("/healthz")
         assert response.status_code == 200, response.text
         return response.json()
@@ -266,7 +270,11 @@ async def test_get_audit_filters_pages_and_orders_newest_first(recorder, rabbit_
         assert pages < 10
     assert seen == [7, 5, 4, 2, 1, 0] and pages == 2
 
-    async with httpx.AsyncClient(base_url=recorder.url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=recorder.url, timeout=10) as anonymous:  # the process checks access
+        assert (await anonymous.get("/audit", params={"user": "00uA"})).status_code == 401
+        assert (await anonymous.get("/audit", headers={**AUTH, "Host": "evil.example"})).status_code == 400
+        assert (await anonymous.get("/healthz")).status_code == 404  # on its own port only
+    async with httpx.AsyncClient(base_url=recorder.url, timeout=10, headers=AUTH) as client:
         assert (await client.get("/audit", params={"after": "not-a-token"})).status_code == 400
         assert (await client.get("/audit", params={"status": "exploded"})).status_code == 422
         assert (await client.get("/audit", params={"limit": 0})).status_code == 422
@@ -342,6 +350,14 @@ async def test_retention_ttl_index_follows_the_configured_days_across_restarts(r
 async def test_invalid_retention_refuses_to_start(recorder):
     with pytest.raises(AssertionError, match="exited"):
         recorder.start(retention_days=0)
+
+
+async def test_a_malformed_tokens_setting_refuses_to_start_naming_the_entry_not_the_token(recorder):
+    secret = "a-bare-token-without-name-or-role"
+    with pytest.raises(AssertionError, match="exited with 2"):
+        recorder.start(API_TOKENS=f"tests:reader:{TOKEN},{secret}")
+    assert "API_TOKENS entry 2: expected NAME:ROLE:TOKEN" in recorder.output() and secret not in recorder.output()
+    assert "Traceback" not in recorder.output()
 
 
 async def test_records_published_while_the_recorder_is_down_are_recorded_after_restart(recorder, rabbit_url, db):

@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from okta_bridge.contracts import MappedAttribute, PlanAction, ScimOperationPlanned
 from okta_bridge.bus import Publisher
+from okta_bridge.deadletters import DeadLetterRecord, compact
 from okta_bridge.runtime import ATTEMPT_HEADER, REASON_HEADER, QueueRoutes, Republisher, make_broker
 from okta_bridge.topology import (
     DELIVERY_LIMIT,
@@ -171,11 +172,15 @@ async def test_dead_letter_lands_in_the_dead_letters_with_its_reason(publisher, 
     assert first.headers[ATTEMPT_HEADER] == 4
     assert first.routing_key == WORK
     assert first.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
-    assert ScimOperationPlanned.model_validate_json(first.body).version == 9
+    # only what a replay needs: ids, type, version; no attribute values, no unique value
+    kept = DeadLetterRecord.model_validate_json(first.body)
+    assert (kept.kind, kept.app_id, kept.okta_user_id, kept.version) == ("ScimOperationPlanned", "0oaAPP", "00u1", 9)
+    assert b"Ann" not in first.body and b"00u1@example.com" not in first.body
     await first.ack()
 
     second, _ = await get_within(channel, DEAD, timeout=10)
-    assert second.body == b"not json" and second.headers[REASON_HEADER] == "undecodable"
+    assert DeadLetterRecord.model_validate_json(second.body).kind == "unreadable"
+    assert b"not json" not in second.body and second.headers[REASON_HEADER] == "undecodable"
     assert second.routing_key == "translator.work"
     await second.ack()
     assert await empty_now(channel, WORK)
@@ -200,7 +205,21 @@ async def test_poison_message_is_dead_lettered_by_the_broker_after_the_delivery_
     assert dead.headers["x-first-death-reason"] == "delivery_limit"
     assert dead.headers["x-first-death-queue"] == WORK
     assert dead.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
-    assert ScimOperationPlanned.model_validate_json(dead.body).version == 1
+    assert ScimOperationPlanned.model_validate_json(dead.body).version == 1  # RabbitMQ keeps the message whole
+    await dead.nack(requeue=True)
+    # the audit-recorder's compaction rewrites it as its record: ids, type, version, the broker's reason (the nack
+    # is not confirmed: compact until the letter is back)
+    rewritten, deadline = 0, time.monotonic() + 10
+    while not rewritten and time.monotonic() < deadline:
+        rewritten = await compact(await broker.connect())
+        await asyncio.sleep(0.1)
+    assert rewritten == 1
+    assert await compact(await broker.connect()) == 0  # already small: left as it is
+    dead, _ = await get_within(channel, DEAD, timeout=10)
+    kept = DeadLetterRecord.model_validate_json(dead.body)
+    assert (kept.kind, kept.okta_user_id, kept.version) == ("ScimOperationPlanned", "00u1", 1)
+    assert b"Ann" not in dead.body and b"@example.com" not in dead.body
+    assert "delivery_limit" in dead.headers[REASON_HEADER] and dead.routing_key == WORK
     await dead.ack()
     assert await empty_now(channel, WORK)
     await eventually_depth(rabbit_url, WORK, 0)
@@ -212,3 +231,32 @@ async def test_messages_sent_by_the_broker_helper_are_persistent(publisher, brok
     message, _ = await get_within(channel, WORK, timeout=10)
     assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
     await message.ack()
+
+
+async def test_dead_letters_expire_after_the_retention(rabbit_url, monkeypatch):
+    """DEAD_LETTERS_RETENTION_DAYS is the queue's x-message-ttl: RabbitMQ drops an older dead letter."""
+    monkeypatch.setenv("DEAD_LETTERS_RETENTION_DAYS", str(1.5 / 86400))  # 1.5 s
+    b = make_broker(rabbit_url, 16)
+    connection = await b.connect()
+    await declare_translator(b)
+    rows = json.loads(subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", unquote(urlsplit(rabbit_url).path[1:]),
+                                      "name", "arguments", "--formatter", "json"], check=True, capture_output=True,
+                                     text=True, timeout=60).stdout)
+    args = {name: value for row in rows if row["name"] == DEAD for name, _, value in row["arguments"]}
+    assert args["x-message-ttl"] == 1500
+    p = Publisher(connection)
+    await p.start()
+    try:
+        await republisher(p).dead_letter(plan(version=2), "gave up", 3, WORK)
+        channel = await connection.channel()
+        queue = await channel.declare_queue(DEAD, passive=True)
+        assert queue.declaration_result.message_count == 1
+        await asyncio.sleep(2.5)
+        # a quorum queue drops an expired message at its head when the queue is next used: a read finds nothing
+        assert await queue.get(no_ack=False, fail=False) is None, "the dead letter outlived its retention"
+        # a later start with another retention keeps the queue as it is (a declaration cannot change it)
+        monkeypatch.setenv("DEAD_LETTERS_RETENTION_DAYS", "30")
+        await declare_translator(b)
+    finally:
+        await p.close()
+        await b.stop()

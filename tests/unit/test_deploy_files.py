@@ -31,6 +31,7 @@ COMPOSE = ROOT / "compose.yaml"
 SCHEMA = ROOT / "tests" / "fixtures" / "compose-spec.json"
 BRIDGE_MODULES = ("queue_poller", "translator", "scim_dispatcher", "audit_recorder")
 DEMO_MODULES = ("okta_simulator", "demo_scim_target")
+JOB_MODULES = ("okta_bridge.topology",)  # one-shot jobs the services wait for
 _INTERP = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
 
@@ -159,10 +160,26 @@ def test_compose_has_no_version_key_and_needs_no_host_variable() -> None:
 def test_every_module_compose_runs_is_an_importable_package_with_a_main() -> None:
     modules = {name: _module(svc) for name, svc in _services().items() if "build" in svc or "okta-onprem-bridge" in
                str(svc.get("image", ""))}
-    assert set(modules.values()) == set(BRIDGE_MODULES + DEMO_MODULES), modules
+    assert set(modules.values()) == set(BRIDGE_MODULES + DEMO_MODULES + JOB_MODULES), modules
     for name, module in modules.items():
         assert importlib.util.find_spec(module) is not None, f"{name}: no package {module}"
+        if module in JOB_MODULES:  # a module run as a script
+            assert 'if __name__ == "__main__"' in Path(importlib.util.find_spec(module).origin).read_text(), name
+            continue
         assert importlib.util.find_spec(f"{module}.__main__") is not None, f"{name}: `python -m {module}` has no __main__"
+
+
+def test_the_topology_job_runs_first_and_the_services_only_check_it() -> None:
+    """Compose declares the topology once, as a one-shot job every bridge service waits for; the services run with
+    BROKER_DECLARE=false (passive checks, no configure right needed)."""
+    services = _services()
+    job = services["topology"]
+    assert _command(job) == "python -m okta_bridge.topology apply" and job["restart"] == "no"
+    assert job["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+    assert {s["target"] for s in job["secrets"]} == {"RABBITMQ_URL"}  # no Okta token, no SCIM secret
+    for name in _bridge_services():
+        assert services[name]["depends_on"]["topology"]["condition"] == "service_completed_successfully", name
+        assert _env_of(services[name])["BROKER_DECLARE"] == "false", name
 
 
 def test_infrastructure_images_and_the_demo_profile() -> None:
@@ -270,7 +287,9 @@ def test_connectors_file_is_mounted_valid_and_its_secrets_reach_the_services(mon
         for connector in connectors.apps:
             for var in ("value_env", "username_env", "password_env"):
                 if getattr(connector.auth, var, None):
-                    assert getattr(connector.auth, var) in env, f"{name}: {connector.name} needs {var} set"
+                    # only the dispatcher writes to the targets: the others must not hold their secrets
+                    held = getattr(connector.auth, var) in env
+                    assert held == (module == "scim_dispatcher"), f"{name}: {connector.name}'s {var}"
         if module == "scim_dispatcher":
             served |= {p.strip() for p in env.get("DISPATCHER_POOLS", "default").split(",")}
     assert connectors.pool_names() <= served, "a pool no dispatcher serves: its plans would wait forever"

@@ -442,3 +442,29 @@ async def test_an_update_against_the_demo_target_keeps_unmanaged_attributes_and_
         assert stored[ENTERPRISE] == {"costCenter": "CC-9"}
         writes = [(e["method"], e["status"]) for e in await admin.requests() if e["method"] in ("PUT", "GET")][-4:]
         assert writes == [("GET", 200), ("PUT", 412), ("GET", 200), ("PUT", 200)]
+
+
+async def test_a_target_id_equal_to_the_user_name_never_reaches_a_span(target):
+    """Some targets use the userName (an email) as the resource id: no span attribute may carry it."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    target._ids = iter(["ann@acme.com"])
+    d = await make(target)
+    outcome = await d.apply(plan())
+    assert outcome.target_id == "ann@acme.com"  # the target's id is the userName
+    spans = exporter.get_finished_spans()
+    assert any(s.name.startswith("apply") for s in spans), [s.name for s in spans]
+    for span in spans:
+        for name, value in (span.attributes or {}).items():
+            assert "ann@acme.com" not in str(value), (span.name, name)
+        assert "ann@acme.com" not in span.name
+    exporter.clear()

@@ -12,6 +12,7 @@ from opentelemetry import context, trace
 
 from okta_bridge.audit import AuditPublisher
 from okta_bridge.bus import REASON_HEADER, Publisher
+from okta_bridge.deadletters import redact_event
 from okta_bridge.contracts import AppSyncRequested, AuditStep, OktaEventReceived, Reason, SyncReason
 from okta_bridge.telemetry import ATTR
 from okta_bridge.topology import DLX, EVENT_ROUTING_PREFIX, EVENTS_EXCHANGE, SYNC_ROUTING_KEY
@@ -55,7 +56,8 @@ class BrokerOutbox:
                                      event_type=f"sync:{reason}", detail=f"{name} requested: {reason}")
 
     async def dead_letter(self, raw: Any, reason: str) -> None:
-        body = json.dumps(raw, default=str).encode()
+        """Kept without the event's actor, client (IP, geographical context), request or names: ids and type."""
+        body = json.dumps(redact_event(raw), default=str).encode()
         await self._publisher.publish(body, exchange=DLX.name, routing_key="queue-poller.malformed",
                                       headers={REASON_HEADER: reason})
         uuid_ = raw.get("uuid") if isinstance(raw, dict) and isinstance(raw.get("uuid"), str) else None
