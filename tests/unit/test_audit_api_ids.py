@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from audit_recorder.api import add_routes
+from audit_recorder.api import create_api
+from okta_bridge.apiauth import ApiTokens
+
+TOKEN = "reader-token-0123456789abcdef"
 
 
 class FakeStore:
@@ -20,14 +22,11 @@ class FakeStore:
 
 
 async def _get(params: dict) -> tuple[int, FakeStore]:
-    store, app = FakeStore(), FastAPI()
-
-    async def health():
-        return True, {}
-
-    add_routes(app, store, health)  # type: ignore[arg-type]
+    store = FakeStore()
+    app = create_api(store, ApiTokens.parse(f"siem:reader:{TOKEN}"), ["audit"])  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://audit") as client:
-        return (await client.get("/audit", params=params)).status_code, store
+        answer = await client.get("/audit", params=params, headers={"Authorization": f"Bearer {TOKEN}"})
+        return answer.status_code, store
 
 
 @pytest.mark.parametrize("name", ["user", "group", "app"])

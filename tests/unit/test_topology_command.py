@@ -10,7 +10,7 @@ from okta_bridge.connectors import ConnectorsFileError, load_connectors
 from okta_bridge.topology import main, permissions_for
 
 CONNECTORS = """apps:
-  - okta_app_id: 0oaPermTest0000000001
+  - okta_app_id: 0oaPermTest000000001
     name: perm
     base_url: http://127.0.0.1:9/scim/v2
     auth: {type: header, value_env: UNIT_UNSET_SCIM_TOKEN, value_prefix: "Bearer "}
@@ -38,6 +38,10 @@ def test_the_translator_starts_without_the_scim_secrets(connectors, monkeypatch)
 
     monkeypatch.setattr(translator_main, "setup_logging", lambda name: None)
     monkeypatch.setattr(translator_main, "setup_tracing", lambda name: None)
+    monkeypatch.setenv("OKTA_ORG_URL", "https://acme.okta.com")  # required (no default)
+    monkeypatch.setenv("OKTA_API_TOKEN", "unit-test-token")
+    monkeypatch.setenv("OKTA_API_TOKEN_ID", "00Tunit0000000000001")
+    monkeypatch.delenv("OKTA_CLIENT_ID", raising=False)
     assert translator_main.build() is not None  # builds without connecting; the secret is never read
 
 
