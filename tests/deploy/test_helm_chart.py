@@ -475,3 +475,45 @@ def test_values_schema_is_valid_json_schema():
     schema = json.loads((CHART / "values.schema.json").read_text())
     jsonschema.Draft7Validator.check_schema(schema)
     jsonschema.validate(yaml.safe_load((CHART / "values.yaml").read_text()), schema)
+
+
+# ------------------------------------------------------------------ the settings the services read
+
+# Settings the other branches of the same release add to the services (issue 9: the topology and the audit API's
+# tokens; issue 10: JSON logs). Each is named in the README's settings table once merged.
+_MERGED_ALONGSIDE = {"BROKER_DECLARE", "LOG_LEVEL", "API_ALLOWED_HOSTS"}
+
+
+def _settings_of(module: str) -> dict[str, Any]:
+    """Every variable a service's settings classes read -> its pydantic field."""
+    import importlib
+
+    from pydantic_settings import BaseSettings
+
+    main = importlib.import_module(f"{module}.main")
+    out = {}
+    for cls in vars(main).values():
+        if isinstance(cls, type) and issubclass(cls, BaseSettings) and cls is not BaseSettings:
+            prefix = cls.model_config.get("env_prefix", "")
+            out.update({(prefix + name).upper(): field for name, field in cls.model_fields.items()})
+    return out
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_every_variable_the_chart_sets_is_a_setting_and_every_required_one_is_set(name):
+    for dep in objects(rendered(name), "Deployment"):
+        pod = dep["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        module = container["args"][-1]
+        settings = _settings_of(module)
+        env = env_of(container)
+        secret_files = {item["path"] for v in pod["volumes"] if v["name"] == "secrets"
+                        for s in v["projected"]["sources"] for item in s["secret"].get("items", [])}
+        for var in env:
+            if var.startswith("OTEL_") or var in {"POD_NAME", "POD_NAMESPACE"} | _MERGED_ALONGSIDE:
+                continue
+            assert var in settings, f"{dep['metadata']['name']}: {var} is read by no setting of {module}"
+        for var, field in settings.items():
+            if field.is_required():
+                assert var in env or var in secret_files, f"{dep['metadata']['name']}: {var} is required"
+        assert {"RABBITMQ_URL", "MONGODB_URL"} <= secret_files

@@ -144,8 +144,10 @@ app.kubernetes.io/component: {{ .component }}
   valueFrom: {fieldRef: {fieldPath: metadata.name}}
 - name: POD_NAMESPACE
   valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
-- name: OKTA_ORG_URL
+{{- if not .noOkta }}
+- name: OKTA_ORG_URL                # the org the state in MongoDB belongs to (every service but the audit-recorder)
   value: {{ $v.okta.orgUrl | quote }}
+{{- end }}
 - name: MONGODB_DB
   value: {{ $v.mongodb.database | quote }}
 - name: CONNECTORS_FILE
