@@ -198,6 +198,8 @@ def test_every_pod_is_locked_down_and_probed_on_the_metrics_port(name):
             assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}, where
             assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}, where
             assert container["startupProbe"]["httpGet"]["port"] == "metrics"
+            ready = container["readinessProbe"]  # a dropped broker connection: out of the Service within seconds
+            assert ready["periodSeconds"] * ready["failureThreshold"] <= 15, where
         assert "checksum/connectors" in workload["spec"]["template"]["metadata"].get("annotations", {}) or \
             workload["kind"] == "Job"
 
@@ -517,3 +519,17 @@ def test_every_variable_the_chart_sets_is_a_setting_and_every_required_one_is_se
             if field.is_required():
                 assert var in env or var in secret_files, f"{dep['metadata']['name']}: {var} is required"
         assert {"RABBITMQ_URL", "MONGODB_URL"} <= secret_files
+
+
+def test_notes_tell_what_to_check_next():
+    """NOTES.txt (rendered by a client-side dry-run install): the topology Job's log and its expected line, the
+    pods' readiness, the metrics, each pool's partitions, the audit trail, and what is turned off."""
+    out = subprocess.run([helm(), "install", "bridge", str(CHART), "-n", "okta-bridge", "--dry-run=client",
+                          "-f", str(values_file("keda-off")), "--set", "dispatchers.default.replicas=2"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    notes = out.stdout.split("NOTES:", 1)[1]
+    assert "kubectl -n okta-bridge logs job/bridge-okta-bridge-topology" in notes
+    assert '"topology applied: pool default (4 partitions)"' in notes  # what okta_bridge.topology prints
+    assert "partitions show --pool default" in notes and "/audit?limit=20" in notes
+    assert "KEDA is off" in notes and "NetworkPolicies are off" in notes and "No ServiceMonitor" in notes
