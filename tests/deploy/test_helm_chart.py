@@ -219,6 +219,10 @@ def test_one_image_and_the_four_services_with_a_service_account_and_no_rbac():
     assert account["automountServiceAccountToken"] is False
     poller = by_name(docs, "Deployment")["rel-okta-bridge-queue-poller"]
     assert poller["spec"]["replicas"] >= 2  # standbys behind the leader lease
+    for dep in objects(docs, "Deployment"):  # a node's loss takes at most its share of each component
+        (spread,) = dep["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        assert spread["topologyKey"] == "kubernetes.io/hostname"
+        assert spread["labelSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
 
 
 def test_each_deployment_has_a_pdb_that_lets_unhealthy_pods_go():

@@ -284,10 +284,7 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.topologySpreadConstraints }}
-topologySpreadConstraints:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
+
 {{- end -}}
 
 {{/* Container-level mounts shared by every bridge container. */}}
@@ -301,5 +298,21 @@ topologySpreadConstraints:
 checksum/connectors: {{ include "okta-bridge.connectorsFile" . | sha256sum }}
 {{- with .Values.podAnnotations }}
 {{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Replicas of one component spread over nodes (soft), unless topologySpreadConstraints is given:
+     (dict "ctx" $ "component" "queue-poller"). */}}
+{{- define "okta-bridge.spread" -}}
+topologySpreadConstraints:
+{{- if .ctx.Values.topologySpreadConstraints }}
+  {{- toYaml .ctx.Values.topologySpreadConstraints | nindent 2 }}
+{{- else }}
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "okta-bridge.selector" . | nindent 8 }}
 {{- end }}
 {{- end -}}
