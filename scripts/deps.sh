@@ -38,3 +38,6 @@ if ! reachable "$MH" "$MP"; then
   echo $! >> .run/started.pids
   wait_for "$MH" "$MP" 120 || { echo "SecantusDB did not start; see .run/secantus.log" >&2; exit 1; }
 fi
+# helm for the chart's offline tests (tests/deploy/test_helm_chart.py): pinned, cached in .run/tools. Not fatal here
+# (`make run` needs no helm); the chart tests fetch it again and fail with the reason.
+bash scripts/helm.sh >/dev/null || echo "helm could not be fetched: the chart tests (tests/deploy) will fail" >&2
