@@ -202,11 +202,14 @@ class Dispatcher:
         """The account the unique field finds, if it may become this key's (as Okta links an existing account);
         raises :class:`AdoptionHeld` when it belongs to someone else."""
         found = await client.find_user(plan.unique_value)
-        if found is not None:
-            why = await self._adoption_conflict(plan, found)
-            if why:
-                raise AdoptionHeld(found.id, why)
-        return found
+        if found is None:
+            return None
+        why = await self._adoption_conflict(plan, found)
+        if why:
+            raise AdoptionHeld(found.id, why)
+        # read by id before writing to it: a search answer may leave attributes out (an update PUTs back what it
+        # read, so they would be lost) and carries no ETag for If-Match
+        return await client.get_user(found.id)
 
     async def _adoption_conflict(self, plan: ScimOperationPlanned, found: ScimUser) -> str | None:
         """Why ``found`` must not be linked to the plan's user, or None. Its ``externalId`` is compared with what the

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["MASK", "TEXT_LIMIT", "check_header_value", "error_text", "mask_personal", "mask_secrets", "one_line",
+           "person_strings",
            "personal_values", "register_secret", "register_url_secrets"]
 
 MASK = "***"
@@ -77,6 +78,30 @@ def mask_secrets(text: str) -> str:
     return _AUTH_SCHEME.sub(rf"\g<head>{MASK}", text)
 
 
+def person_strings(values: Iterable[Any]) -> tuple[str, ...]:
+    """Every string among ``values`` (nested dicts and lists too, but not a multi-valued entry's ``type``); for an
+    email, its local part too."""
+    found: list[str] = []
+    for value in values:
+        _walk(value, found)
+    return tuple(dict.fromkeys(v for v in found if len(v.strip()) >= 2))
+
+
+def _walk(value: Any, found: list[str]) -> None:
+    if isinstance(value, str):
+        found.append(value)
+        local, at, _ = value.partition("@")
+        if at and len(local) >= 3:
+            found.append(local)
+    elif isinstance(value, dict):  # a multi-valued attribute's entries: their "type" (work, home) is no one's
+        for k, v in value.items():
+            if k != "type":
+                _walk(v, found)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _walk(v, found)
+
+
 def personal_values(message: Any) -> tuple[str, ...]:
     """A message's values of a person: a plan's unique value and every string among its attribute values
     (names, emails, phone numbers, department…); for an email, its local part too (``ann.lee`` of
@@ -84,18 +109,7 @@ def personal_values(message: Any) -> tuple[str, ...]:
     found: list[str] = []
 
     def walk(value: Any) -> None:
-        if isinstance(value, str):
-            found.append(value)
-            local, at, _ = value.partition("@")
-            if at and len(local) >= 3:
-                found.append(local)
-        elif isinstance(value, dict):  # a multi-valued attribute's entries: their "type" (work, home) is no one's
-            for k, v in value.items():
-                if k != "type":
-                    walk(v)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                walk(v)
+        _walk(value, found)
 
     walk(getattr(message, "unique_value", None))  # a group plan's name is not a person's: it stays readable
     for attribute in getattr(message, "attributes", ()) or ():

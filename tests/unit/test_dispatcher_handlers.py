@@ -107,7 +107,7 @@ async def test_an_account_found_by_lookup_is_linked_and_put_never_posted(target)
     existing = target.add("ann@acme.com")
     d = await make(target)
     outcome = await d.apply(plan())
-    assert target.calls() == ["GET", "PUT"]
+    assert target.calls() == ["GET", "GET", "PUT"]  # search, then the account read by id
     assert target.requests[1][1] == f"/Users/{existing}"
     assert outcome.target_id == existing and "linked existing" in outcome.detail
     assert (await d.links.get(JIRA, "00u1xxxxxxxxxxxxxxxx")).target_id == existing
@@ -157,7 +157,7 @@ async def test_a_linked_account_gone_but_recreated_by_someone_is_relinked(target
     other = target.add("ann@acme.com")
     target.requests.clear()
     await d.apply(plan(2))
-    assert target.calls() == ["GET", "GET", "PUT"]
+    assert target.calls() == ["GET", "GET", "GET", "PUT"]
     assert (await d.links.get(JIRA, "00u1xxxxxxxxxxxxxxxx")).target_id == other
 
 
@@ -173,7 +173,7 @@ async def test_409_on_post_links_the_existing_account(target):
     client = ScimClient(httpx.AsyncClient(transport=httpx.MockTransport(racing)), BASE, "2.0")
     d = Applier(Dispatcher({JIRA: app}, {JIRA: client}), FakeLinks())
     outcome = await d.apply(plan())
-    assert target.calls() == ["GET", "POST", "GET", "PUT"]
+    assert target.calls() == ["GET", "POST", "GET", "GET", "PUT"]
     [uid] = target.users
     assert outcome.step is AuditStep.APPLIED and outcome.target_id == uid
     assert (await d.links.get(JIRA, "00u1xxxxxxxxxxxxxxxx")).target_id == uid
@@ -194,7 +194,7 @@ async def test_deactivate_with_patch(target):
     d = await make(target, deactivate_with="PATCH")
     uid = target.add("ann@acme.com")
     await d.apply(plan(1, PlanAction.DEACTIVATE))
-    assert target.calls() == ["GET", "PATCH"]
+    assert target.calls() == ["GET", "GET", "PATCH"]
     assert target.users[uid]["active"] is False
 
 
@@ -217,7 +217,7 @@ async def test_deactivate_of_an_inactive_account_sends_no_write(target):
     target.add("ann@acme.com", active=False)
     d = await make(target)
     await d.apply(plan(1, PlanAction.DEACTIVATE))
-    assert target.calls() == ["GET"]
+    assert target.calls() == ["GET", "GET"]
 
 
 async def test_upsert_after_deactivate_reactivates(target):
@@ -241,7 +241,7 @@ async def test_create_users_off_still_updates_an_existing_account(target):
     uid = target.add("ann@acme.com")
     d = await make(target, actions={"create_users": False})
     outcome = await d.apply(plan())
-    assert outcome.step is AuditStep.APPLIED and target.calls() == ["GET", "PUT"]
+    assert outcome.step is AuditStep.APPLIED and target.calls() == ["GET", "GET", "PUT"]
     assert target.users[uid]["name"]["givenName"] == "Ann"
 
 
@@ -249,7 +249,7 @@ async def test_update_users_off_does_not_put_the_profile(target):
     uid = target.add("ann@acme.com")
     d = await make(target, actions={"update_users": False})
     outcome = await d.apply(plan())
-    assert outcome.step is AuditStep.SKIPPED and target.calls() == ["GET"]
+    assert outcome.step is AuditStep.SKIPPED and target.calls() == ["GET", "GET"]
     assert "name" not in target.users[uid]
 
 
@@ -468,3 +468,74 @@ async def test_a_target_id_equal_to_the_user_name_never_reaches_a_span(target):
             assert "ann@acme.com" not in str(value), (span.name, name)
         assert "ann@acme.com" not in span.name
     exporter.clear()
+
+
+async def test_a_target_error_echoing_the_persons_names_reaches_no_span_and_no_error_text():
+    """A target that quotes the plan's values back in its error (names, department, the email's local part): the
+    error text and every exported span carry them masked, as whole words (issue 9, item 15)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from okta_bridge.telemetry import MaskingSpanExporter
+    from scim_dispatcher.adapters import ScimError
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exported = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(MaskingSpanExporter(exported)))
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json={"Resources": [], "totalResults": 0})
+        return httpx.Response(400, json={"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], "status": "400",
+                                         "detail": "givenName Ann familyName Example (dept Platform) rejected for "
+                                                   "user ann: announce later"})
+
+    app = app_connector(JIRA, "jira", base_url=BASE + "/")
+    client = ScimClient(httpx.AsyncClient(transport=httpx.MockTransport(answer)), BASE, app.version,
+                        unique_field=app.unique_user_field)
+    d = Dispatcher({JIRA: app}, {JIRA: client}, FakeLinks())
+    with pytest.raises(ScimError) as caught:
+        await d.apply(plan(**{"urn:okta:jira:1.0:user:department": "Platform"}), None)
+    text = str(caught.value)
+    assert "announce later" in text  # whole words only: the rest of the text stays readable
+    spans = [s for s in exported.get_finished_spans() if s.name.startswith("apply")]
+    assert spans, [s.name for s in exported.get_finished_spans()]
+    exported_text = " ".join([text] + [f"{s.status.description} {[dict(e.attributes) for e in s.events]}"
+                                       for s in exported.get_finished_spans()])
+    for value in ("Ann", "Example", "Platform", "ann:"):
+        assert value not in exported_text, value
+    exported.clear()
+
+
+async def test_an_adopted_account_is_read_by_id_before_its_put():
+    """A search answer may leave attributes out and carries no ETag: the PUT is built from the account read by id,
+    so what the bridge does not manage survives and If-Match carries the account's version."""
+    import json as _json
+
+    full = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": "t-9", "userName": "ann@acme.com",
+            "active": True, "phoneNumbers": [{"value": "+47 555 0100", "type": "work"}],
+            "meta": {"resourceType": "User", "version": 'W/"7"'}}
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        if request.method == "GET" and "filter" in str(request.url):
+            return httpx.Response(200, json={"totalResults": 1, "Resources": [
+                {"id": "t-9", "userName": "ann@acme.com", "active": True}]})  # trimmed, as some servers answer
+        if request.method == "GET":
+            return httpx.Response(200, json=full, headers={"ETag": 'W/"7"'})
+        return httpx.Response(200, json={**_json.loads(request.content), "id": "t-9"})
+
+    app = app_connector(JIRA, "jira", base_url=BASE + "/")
+    client = ScimClient(httpx.AsyncClient(transport=httpx.MockTransport(answer)), BASE, app.version,
+                        unique_field=app.unique_user_field)
+    outcome = await Dispatcher({JIRA: app}, {JIRA: client}, FakeLinks()).apply(plan(), None)
+    assert outcome.step is AuditStep.APPLIED and outcome.target_id == "t-9"
+    put = sent[-1]
+    assert [r.method for r in sent] == ["GET", "GET", "PUT"] and put.headers["If-Match"] == 'W/"7"'
+    assert _json.loads(put.content)["phoneNumbers"] == full["phoneNumbers"]

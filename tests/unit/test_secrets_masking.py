@@ -199,3 +199,20 @@ def test_the_simulators_command_line_never_quotes_a_malformed_token():
     with pytest.raises(SystemExit) as caught:
         main(["--token", "Sekr1tSimToken"])
     assert "VALUE:00Tid" in str(caught.value.code) and "Sekr1tSimToken" not in str(caught.value.code)
+
+
+def test_a_record_made_without_the_masking_factory_is_masked_by_the_handlers_formatter():
+    """A library may build its records itself (``logging.makeLogRecord``, a record from another process): the
+    formatter wrapped around every handler masks what the record factory never saw."""
+    from okta_bridge.logs import MaskingFormatter
+
+    redact.register_secret("formatter-layer-s3cret")
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(MaskingFormatter(logging.Formatter("%(message)s")))
+    record = logging.makeLogRecord({"msg": "connecting to amqp://bridge:Pa55word@rabbit/ with %s",
+                                    "args": ("formatter-layer-s3cret",), "levelno": logging.ERROR})
+    handler.emit(record)
+    line = out.getvalue()
+    assert "formatter-layer-s3cret" not in line and "Pa55word" not in line
+    assert "amqp://bridge:***@rabbit/" in line

@@ -30,6 +30,8 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .scim_dialects import dialect_for, updated_user, user_body
+from okta_bridge.redact import person_strings
+
 from .scim_error_mapping import Scrubber, error_for_response, error_for_transport, excerpt
 from .scim_errors import ScimNotFoundError, ScimPermanentError, ScimPreconditionFailedError, ScimTransientError
 from .scim_user import NoSafeMatch, ScimUser, pick_match
@@ -311,6 +313,7 @@ class ScimClient:
         return self._scrub.with_values(
             secrets=[password if isinstance(password, str) else None],
             identifiers=[n for n in names if isinstance(n, str)],
+            personal=person_strings(v for k, v in attributes.items() if k != "password"),  # names, emails, department…
         )
 
     def _permanent(self, method: str, path: str, status: int, detail: str | None, **kw: Any) -> ScimPermanentError:

@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from okta_bridge.redact import mask_personal
+
 from .scim_errors import (
     ScimAuthError,
     ScimConflictError,
@@ -42,8 +44,10 @@ class Scrubber:
     id like ``7`` does not garble the rest of the text.
     """
 
-    def __init__(self, secrets: Iterable[str | None] = (), identifiers: Iterable[str | None] = ()) -> None:
+    def __init__(self, secrets: Iterable[str | None] = (), identifiers: Iterable[str | None] = (),
+                 personal: Iterable[str] = ()) -> None:
         self._values = frozenset({s for s in secrets if s} | {i for i in identifiers if i and len(i) >= 3})
+        self._personal = tuple(personal)  # a person's values (names, department…): masked as whole words
         self._compiled: re.Pattern[str] | None | bool = False  # compiled when first used: errors are rare
 
     @property
@@ -61,12 +65,16 @@ class Scrubber:
         return cls(secrets=secrets)
 
     def __call__(self, text: str | None) -> str | None:
-        if text is None or self._pattern is None:
+        if text is None:
             return text
-        return self._pattern.sub(_MASK, text)
+        if self._pattern is not None:
+            text = self._pattern.sub(_MASK, text)
+        return mask_personal(text, self._personal) if self._personal else text
 
-    def with_values(self, secrets: Iterable[str | None] = (), identifiers: Iterable[str | None] = ()) -> Scrubber:
-        return Scrubber(self._values | {s for s in secrets if s} | {i for i in identifiers if i and len(i) >= 3})
+    def with_values(self, secrets: Iterable[str | None] = (), identifiers: Iterable[str | None] = (),
+                    personal: Iterable[str] = ()) -> Scrubber:
+        return Scrubber(self._values | {s for s in secrets if s} | {i for i in identifiers if i and len(i) >= 3},
+                        personal=(*self._personal, *personal))
 
 
 def error_for_response(
