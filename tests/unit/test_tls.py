@@ -74,6 +74,16 @@ async def test_the_ca_file_is_needed_and_sufficient(certs: Certs, trust: str) ->
         assert await get(url, TlsSettings(trust=trust, ca_file=str(certs.ca))) == {"client": None}
 
 
+async def test_the_default_base_store_is_the_systems(certs: Certs, monkeypatch) -> None:
+    """An internal CA installed in the OS's store (OpenSSL's default paths; ``SSL_CERT_FILE`` stands in for
+    ``update-ca-certificates`` here) is trusted with the default settings, not with ``trust: certifi``."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca))
+    async with HttpsServer(certs) as url:
+        assert await get(url, TlsSettings()) == {"client": None}
+        with pytest.raises(httpx.TransportError, match="CERTIFICATE_VERIFY_FAILED"):
+            await get(url, TlsSettings(trust="certifi"))
+
+
 async def test_a_configured_client_certificate_is_presented(certs: Certs) -> None:
     async with HttpsServer(certs, require_client_cert=True) as url:
         tls = TlsSettings(ca_file=str(certs.ca))
