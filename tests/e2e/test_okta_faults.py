@@ -370,22 +370,22 @@ async def test_poller_of_another_org_refuses_the_database(stack):
         _assert_services_alive(stack)
 
 
-async def test_wrong_connectors_file_stops_the_translator_with_a_precise_message(stack):
+async def test_wrong_connectors_file_stops_the_service_with_a_precise_message(stack):
     stack.start_fixtures()
     async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
         app_id, _ = await _start_bridge(stack, okta, target, ["alice@example.com"])
         secrets = [stack.token, stack.target_token]
-        cases = {
-            "base_url": {**jira_connector(stack, app_id), "base_url": "ftp://x"},
-            "NOT_SET_JIRA_TOKEN": {**jira_connector(stack, app_id),
-                                   "auth": {"type": "header", "value_env": "NOT_SET_JIRA_TOKEN"}},
+        cases = {  # the translator reads no SCIM secret (issue 9: each service holds only its own credentials)
+            "base_url": ("translator", {**jira_connector(stack, app_id), "base_url": "ftp://x"}),
+            "NOT_SET_JIRA_TOKEN": ("scim_dispatcher", {**jira_connector(stack, app_id),
+                                                       "auth": {"type": "header", "value_env": "NOT_SET_JIRA_TOKEN"}}),
         }
-        for field, entry in cases.items():
+        for field, (service, entry) in cases.items():
             bad = stack.workdir / f"connectors-bad-{field}.yaml"
             bad.write_text(yaml.safe_dump({"apps": [entry]}, sort_keys=False))
-            env = {**stack.service_env("translator"), "CONNECTORS_FILE": str(bad)}
+            env = {**stack.service_env(service), "CONNECTORS_FILE": str(bad)}
             env.pop("NOT_SET_JIRA_TOKEN", None)
-            result = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "translator"], env=env,
+            result = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", service], env=env,
                                              capture_output=True, text=True, timeout=60)
             output = result.stdout + result.stderr
             assert result.returncode != 0, output
