@@ -146,7 +146,7 @@ def build() -> FastStream:
             permits = PermitPool(MongoPermits(db, okta.org_url), f"apps|{pool}", me,
                                  {i: a.max_concurrency for i, a in pool_apps.items()}, ttl_s=ttl, margin_s=margin)
             running["permit_tasks"].append(asyncio.get_running_loop().create_task(permits.run(running["permits_stop"])))
-            engine = Engine(ports, Republisher(publisher, PartitionRoutes(), cfg.max_attempts), audit, links,
+            engine = Engine(ports, Republisher(publisher, PartitionRoutes(pool), cfg.max_attempts), audit, links,
                             EngineConfig(pool, batch_size=cfg.batch_size, batch_wait_s=cfg.batch_wait_ms / 1000,
                                          batch_gap_s=cfg.batch_gap_ms / 1000, max_in_flight=cfg.max_in_flight),
                             permits)

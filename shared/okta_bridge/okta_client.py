@@ -271,7 +271,10 @@ class OktaClient:
             raise OktaRequestError(f"refusing a link outside the org {self.org_url}: {httpx.URL(url).host}")
         path = httpx.URL(url).path
         name = bucket_for(method, path)
-        bucket = self._buckets.get(name) or self._buckets.setdefault(name, _Bucket(name=name))
+        bucket = self._buckets.get(name)
+        if bucket is None:
+            bucket = self._buckets[name] = _Bucket(name=name)
+            OKTA_RATE_LIMIT_WAITS.labels(name)  # exported at 0 from the bucket's first call
         with tracer.start_as_current_span(f"okta {method} {_template(path)}", kind=trace.SpanKind.CLIENT) as span:
             span.set_attribute(ATTR.HTTP_METHOD, method)
             span.set_attribute(ATTR.URL_TEMPLATE, _template(path))

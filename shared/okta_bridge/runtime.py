@@ -103,11 +103,20 @@ class QueueRoutes:
     def family(self, routing_key: str) -> str:
         return self.work_queue
 
+    @property
+    def label(self) -> str | None:
+        return self.work_queue
+
 
 @dataclass(frozen=True)
 class PartitionRoutes:
     """A pool's delay queues, through exchanges that keep the message's partition routing key, so it comes back to
-    its own partition."""
+    its own partition. ``pool``: the metrics' label (``dispatcher.<pool>``; default: from the routing key)."""
+    pool: str = ""
+
+    @property
+    def label(self) -> str | None:
+        return f"dispatcher.{self.pool}" if self.pool else None
 
     def retry(self, tier: int, routing_key: str) -> tuple[str, str]:
         return plan_retry_exchange(tier).name, routing_key
@@ -117,7 +126,7 @@ class PartitionRoutes:
 
     def family(self, routing_key: str) -> str:
         """``default.003`` -> ``dispatcher.default``: the pool, not the partition (a bounded label)."""
-        return f"dispatcher.{queue_family(routing_key)}"
+        return self.label or f"dispatcher.{queue_family(routing_key)}"
 
 
 class Republisher:
@@ -126,6 +135,9 @@ class Republisher:
     def __init__(self, publisher: Publisher, routes: QueueRoutes | PartitionRoutes, max_attempts: int) -> None:
         self._publisher, self._routes = publisher, routes
         self.max_attempts = max_attempts
+        if routes.label:  # known label values exported at 0 from the start: a dashboard query has a series to show
+            for counter in (RETRIES, HOLDS, DEAD_LETTERS):
+                counter.labels(routes.label)
 
     async def retry(self, message: BaseModel, attempt: int, retry_after_s: float | None = None,
                     routing_key: str = "") -> None:
@@ -158,7 +170,7 @@ class Republisher:
         plans again from Okta's current state and needs nothing else."""
         await self._publisher.publish(minimal(message), exchange=DLX.name, routing_key=source,
                                       headers={REASON_HEADER: reason[:1000], ATTEMPT_HEADER: attempt})
-        DEAD_LETTERS.labels(queue_family(source)).inc()
+        DEAD_LETTERS.labels(self._routes.label or queue_family(source)).inc()
 
     async def _publish(self, message: BaseModel, exchange: str, routing_key: str, attempt: int,
                        expiration_s: float | None = None) -> None:
