@@ -115,6 +115,8 @@ class Consumer:
 
         tag = await queue.consume(callback, arguments=arguments)
         self._queues[queue_name] = (queue, tag)
+        for counter in (CONSUMED, ACKED, REQUEUED):  # exported at 0 from the start: every family has its series
+            counter.labels(queue_family(queue_name))
 
     async def cancel(self, queue_name: str) -> None:
         """Stops consuming the queue; deliveries already received stay ours until settled."""
