@@ -38,3 +38,15 @@ if ! reachable "$MH" "$MP"; then
   echo $! >> .run/started.pids
   wait_for "$MH" "$MP" 120 || { echo "SecantusDB did not start; see .run/secantus.log" >&2; exit 1; }
 fi
+
+# Observability checks (tests/e2e/test_user_lifecycle.py evaluates the Grafana dashboard's queries): Debian's
+# prometheus package, and RabbitMQ's own metrics endpoint (rabbitmq_prometheus plugin, :15692) on a local broker.
+if ! command -v prometheus >/dev/null; then
+  echo "installing prometheus (Debian package)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+if is_local "$RH" && ! reachable "$RH" 15692 && command -v rabbitmq-plugins >/dev/null; then
+  echo "enabling RabbitMQ's rabbitmq_prometheus plugin (queue backlogs on :15692)" >&2
+  rabbitmq-plugins enable rabbitmq_prometheus >/dev/null
+  wait_for "$RH" 15692 60 || { echo "rabbitmq_prometheus did not start listening on :15692" >&2; exit 1; }
+fi
