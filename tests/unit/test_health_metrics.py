@@ -212,3 +212,20 @@ def test_poller_ages_grow_from_the_last_poll_and_the_newest_event(monkeypatch):
     monkeypatch.setattr(time, "time", lambda: now + 30)
     assert 29 <= value("bridge_poller_last_success_age_seconds") <= 31
     assert 149 <= value("bridge_poller_newest_event_age_seconds") <= 151
+
+
+async def test_a_dispatcher_is_ready_owning_partitions_or_waiting_and_not_once_its_owner_loop_stopped():
+    from okta_bridge.partitions import PartitionOwner
+    from scim_dispatcher.main import _partitions_check
+
+    clock = [100.0]
+    owner = PartitionOwner(store=None, pool="default", me="a", holder=None, ttl_s=45, margin_s=10,
+                           monotonic=lambda: clock[0])
+    loop_task = asyncio.get_running_loop().create_future()  # stands for the owner's run() task
+    check = _partitions_check([owner], [loop_task])
+    assert check() == (True, "waiting for partitions")  # a standby replica (more replicas than partitions)
+    owner.held.update({0: 130.0, 1: 130.0, 2: 90.0})  # partition 2 is past its local deadline: not consumed
+    owner._draining.add(1)  # being handed over: not counted
+    assert owner.owned() == 1 and check() == (True, "owning 1 partition(s)")
+    loop_task.set_result(None)
+    assert check() == (False, "partition owner stopped")
