@@ -66,6 +66,7 @@ async def main() -> None:
     register_settings_secrets(base.rabbitmq_url.get_secret_value(), base.mongodb_url.get_secret_value())
     connectors = load_connectors(base.connectors_file, secrets=False)  # never writes to a target
     readiness = Readiness()
+    POLLER.export()
     health = await serve_health(base.metrics_port, readiness)
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
     await claim_org(db, okta.org_url)

@@ -76,6 +76,13 @@ class PollerClock:
         self.last_success: float | None = None  # time.time() of the last page read and handled
         self.newest_event: float | None = None  # the ``published`` time of the newest event seen (epoch seconds)
         self.leading = False
+        self._exported = False
+
+    def export(self) -> None:
+        """Registers the gauges: in the poller's process only (elsewhere they would be NaN series)."""
+        if self._exported:
+            return
+        self._exported = True
         Gauge("bridge_poller_last_success_age_seconds", "seconds since the last successful System Log poll "
               "(NaN before the first)").set_function(lambda: self._age(self.last_success))
         Gauge("bridge_poller_newest_event_age_seconds", "age of the newest System Log event seen "

@@ -106,6 +106,7 @@ async def test_healthz_readyz_and_metrics_are_served_on_the_port():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     readiness = Readiness()
+    POLLER.export()
     server = await serve_health(port, readiness, host="127.0.0.1")
     assert server is not None
     try:
@@ -203,6 +204,8 @@ async def test_okta_rate_limit_remaining_and_waits_per_bucket(monkeypatch):
 
 def test_poller_ages_grow_from_the_last_poll_and_the_newest_event(monkeypatch):
     import time
+    POLLER.export()
+    POLLER.export()  # once only
     POLLER.last_success, POLLER.newest_event = None, None
     assert value("bridge_poller_last_success_age_seconds") != value("bridge_poller_last_success_age_seconds")  # NaN
     now = time.time()
