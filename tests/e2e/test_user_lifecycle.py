@@ -11,7 +11,7 @@ import pytest
 from demo_scim_target.admin_client import TargetAdmin
 from okta_simulator.admin_client import SimulatorAdmin
 from tests.e2e.conftest import eventually, jira_connector
-from tests.harness.prometheus import Prometheus, close_broker_connections, dashboard_queries
+from tests.harness.prometheus import Prometheus, check_compose_config, close_broker_connections, dashboard_queries
 
 pytestmark = pytest.mark.e2e
 
@@ -108,6 +108,7 @@ async def _health_metrics_and_dashboard(stack) -> None:
         for name in services:
             assert await status(name, "/healthz") == 200, name
             assert (await eventually(lambda n=name: _ready(http, stack, n), 20, f"{name} ready"))["status"] == "ready"
+        check_compose_config()  # deploy/prometheus/prometheus.yml, by the same package's promtool
         prometheus = Prometheus(stack, stack.workdir / "prometheus")
         prometheus.start()
         try:

@@ -17,10 +17,18 @@ import yaml
 
 from tests.harness.devstack import DevStack, free_port
 
-__all__ = ["DASHBOARD", "Prometheus", "close_broker_connections", "dashboard_queries"]
+__all__ = ["DASHBOARD", "Prometheus", "check_compose_config", "close_broker_connections", "dashboard_queries"]
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards" / "okta-bridge.json"
 RABBITMQ_PROMETHEUS_PORT = 15692
+
+
+def check_compose_config() -> None:
+    """compose's deploy/prometheus/prometheus.yml is a valid Prometheus configuration (``promtool check config``)."""
+    config = DASHBOARD.parents[2] / "prometheus" / "prometheus.yml"
+    done = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise AssertionError(f"{config}: {done.stdout}{done.stderr}")
 
 
 def dashboard_queries(path: Path = DASHBOARD) -> list[tuple[str, str]]:
