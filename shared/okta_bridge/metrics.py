@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import time
+from functools import lru_cache
 
 from prometheus_client import Counter, Gauge, Histogram
 from pymongo import monitoring
@@ -62,6 +63,7 @@ OKTA_RATE_LIMIT_WAITS = Counter("bridge_okta_rate_limit_waits_total", "waits for
 _PARTITION = re.compile(r"\.p\d{3}$|\.\d{3}$")
 
 
+@lru_cache(maxsize=1024)  # a handful of queue names per process: the regex runs once per name, not per message
 def queue_family(name: str) -> str:
     """A pool's partition queue (``dispatcher.default.p003``) or partition routing key (``default.003``) counts as its
     pool's family: the label stays bounded however many partitions there are."""
