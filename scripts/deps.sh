@@ -41,3 +41,15 @@ fi
 # helm for the chart's offline tests (tests/deploy/test_helm_chart.py): pinned, cached in .run/tools. Not fatal here
 # (`make run` needs no helm); the chart tests fetch it again and fail with the reason.
 bash scripts/helm.sh >/dev/null || echo "helm could not be fetched: the chart tests (tests/deploy) will fail" >&2
+
+# Observability checks (tests/e2e/test_user_lifecycle.py evaluates the Grafana dashboard's queries): Debian's
+# prometheus package, and RabbitMQ's own metrics endpoint (rabbitmq_prometheus plugin, :15692) on a local broker.
+if ! command -v prometheus >/dev/null; then
+  echo "installing prometheus (Debian package)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+if is_local "$RH" && ! reachable "$RH" 15692 && command -v rabbitmq-plugins >/dev/null; then
+  echo "enabling RabbitMQ's rabbitmq_prometheus plugin (queue backlogs on :15692)" >&2
+  rabbitmq-plugins enable rabbitmq_prometheus >/dev/null
+  wait_for "$RH" 15692 60 || { echo "rabbitmq_prometheus did not start listening on :15692" >&2; exit 1; }
+fi

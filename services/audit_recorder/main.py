@@ -18,7 +18,7 @@ from okta_bridge.apiauth import ApiAuthSettings
 from audit_recorder.batcher import MESSAGES_IN_HAND, Recorder
 from okta_bridge.bus import Consumer, Publisher
 from okta_bridge.deadletters import compact
-from okta_bridge.metrics import serve_metrics
+from okta_bridge.health import Readiness, broker_check, channels_check, mongo_check, serve_health
 from okta_bridge.logs import mask_handlers, setup_logging, register_settings_secrets
 from okta_bridge.mongo import connect
 from okta_bridge.stores.audit import AuditStore
@@ -57,11 +57,12 @@ def build() -> tuple[FastAPI, FastAPI, AuditSettings]:
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
     store = AuditStore(db)
     running: dict = {}
+    readiness = Readiness()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         mask_handlers()  # uvicorn's own handlers, made when uvicorn.run configured its loggers
-        serve_metrics(base.metrics_port)
+        observability = await serve_health(base.metrics_port, readiness)
         await store.ensure_indexes(cfg.retention_days)
         connection = await broker.connect()
         await prepare_topology(broker, connection, audit=True)
@@ -75,8 +76,13 @@ def build() -> tuple[FastAPI, FastAPI, AuditSettings]:
         running.update(recorder=recorder)
         compacting = asyncio.get_running_loop().create_task(_compact_dead_letters(connection,
                                                                                 cfg.dead_letters_compact_s))
+        readiness.add("rabbitmq", broker_check(connection))
+        readiness.add("consumers", channels_check(lambda: [consumer.channel]))
+        readiness.add("mongodb", mongo_check(client))
+        readiness.started = True
         log.info("recording audit; retention %d days", cfg.retention_days)
         yield
+        readiness.started = False
         compacting.cancel()
         await consumer.cancel(AUDIT_QUEUE.name)
         await recorder.close()
@@ -84,6 +90,8 @@ def build() -> tuple[FastAPI, FastAPI, AuditSettings]:
         await publisher.close()
         await broker.stop()
         await client.close()
+        if observability is not None:
+            await observability.stop()
         shutdown_tracing()
 
     async def health() -> tuple[bool, dict]:

@@ -23,6 +23,7 @@ from okta_bridge.contracts import OktaEventReceived, SyncReason
 from okta_bridge.events import (APP_PROFILE_EVENTS, APP_USER_EVENTS, GROUP_EVENTS, USER_EVENTS, MalformedEvent,
                                 group_id_of, parse_event, target_id, user_id_of)
 from okta_bridge.okta_client import OktaCursorRejectedError
+from okta_bridge.metrics import EVENTS_POLLED, POLLER
 from queue_poller.ports import CursorState, LeadershipLost, LogSource, Outbox, StateStore
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,9 @@ class Poller:
             self.state.next_link = next_link or self.state.next_link
             self.state.last_success_at = datetime.now(UTC)
             await self.store.save(self.state)
+            POLLER.polled()
+            if newest is not None:
+                POLLER.saw_event(newest.timestamp())
             return full
 
     async def _publish_page(self, raw_events: list, poll_ctx) -> tuple[int, datetime | None]:
@@ -172,6 +176,8 @@ class Poller:
         for start in range(0, len(todo), PUBLISH_WINDOW):  # confirms awaited together, a window at a time
             await asyncio.gather(*(self.outbox.publish_event(e, poll_ctx) for e in todo[start:start + PUBLISH_WINDOW]))
         await self.store.mark_seen([e.event_uuid for e in todo])
+        for e in todo:  # handled event types only: a bounded label
+            EVENTS_POLLED.labels(e.event_type).inc()
         return len(relevant), max((_utc(e.published) for e in parsed), default=None)
 
     async def _relevant(self, events: list[OktaEventReceived]) -> list[OktaEventReceived]:

@@ -16,7 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from okta_bridge.audit import AuditPublisher
 from okta_bridge.bus import Publisher
 from okta_bridge.connectors import load_connectors
-from okta_bridge.metrics import serve_metrics
+from okta_bridge.health import Readiness, broker_check, mongo_check, serve_health
+from okta_bridge.metrics import POLLER
 from okta_bridge.logs import register_secret, setup_logging, register_settings_secrets
 from okta_bridge.mongo import connect, key
 from okta_bridge.stores.meta import claim_org
@@ -64,7 +65,9 @@ async def main() -> None:
     register_secret(okta.api_token.get_secret_value())
     register_settings_secrets(base.rabbitmq_url.get_secret_value(), base.mongodb_url.get_secret_value())
     connectors = load_connectors(base.connectors_file, secrets=False)  # never writes to a target
-    serve_metrics(base.metrics_port)
+    readiness = Readiness()
+    POLLER.export()
+    health = await serve_health(base.metrics_port, readiness)
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
     await claim_org(db, okta.org_url)
     broker = make_broker(base.rabbitmq_url.get_secret_value(), base.prefetch)
@@ -94,14 +97,21 @@ async def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     leases, lease_key = Leases.poller(db, cfg.lease_ttl_s), key("poller", okta.org_url)
+    readiness.add("rabbitmq", broker_check(connection))
+    readiness.add("mongodb", mongo_check(client))
+    readiness.add("role", lambda: (True, "leading" if POLLER.leading else "standing by"))
+    readiness.started = True
     try:
         await lead_when_elected(poller, store, leases, lease_key, stop, cfg.lease_ttl_s,
                                 f"polling {okta.org_url} for {len(connectors.apps)} app(s)")
     finally:
         with suppress(Exception):
             await leases.release(lease_key)
+        readiness.started = False
         budget_stop.set()
         await budget_task
+        if health is not None:
+            await health.stop()
         await broker.stop()
         await okta_client.aclose()
         await client.close()
@@ -128,6 +138,7 @@ async def lead_when_elected(poller: Poller, store: MongoPollerState, leases: Lea
                 await asyncio.wait_for(stop.wait(), 1.0)
             continue
         standby_logged = False
+        POLLER.leading = True
         store.fence = token
         halt = asyncio.Event()
         renewer = asyncio.create_task(_renew(leases, lease_key, ttl_s, halt, stop))
@@ -141,6 +152,7 @@ async def lead_when_elected(poller: Poller, store: MongoPollerState, leases: Lea
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), ttl_s)
         finally:
+            POLLER.leading = False
             halt.set()
             renewer.cancel()
             with suppress(asyncio.CancelledError):

@@ -36,6 +36,10 @@ class Circuits:
     names: dict[str, str] = field(default_factory=dict)  # app id -> app name, for the metric's label
     _apps: dict[str, _State] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name in self.names.values():  # every app's gauge exported from the start (closed), not after a failure
+            CIRCUIT_OPEN.labels(name).set(0)
+
     def failure(self, app_id: str, reason: str) -> bool:
         """A transient failure; True when the circuit is (now) open, so the plan is held instead of retried."""
         state = self._apps.setdefault(app_id, _State())

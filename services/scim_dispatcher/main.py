@@ -17,7 +17,8 @@ from okta_bridge.audit import AuditPublisher
 from okta_bridge.bus import Consumer, Delivery, Publisher
 from okta_bridge.connectors import load_connectors
 from okta_bridge.contracts import MembershipPlanned, TargetValuesObserved
-from okta_bridge.metrics import serve_metrics
+from okta_bridge.health import Readiness, broker_check, channels_check, mongo_check, serve_health
+from okta_bridge.metrics import PARTITIONS_OWNED
 from okta_bridge.logs import register_secret, register_settings_secrets, setup_logging
 from okta_bridge.mongo import connect
 from okta_bridge.partitions import PartitionOwner
@@ -54,7 +55,8 @@ class DispatcherSettings(BaseSettings):
     max_attempts: int = Field(default=15, description="transient failures before a plan is dead-lettered")
     probe_interval_s: float = 10.0
     circuit_failures: int = Field(default=5, ge=1, description="transient failures in a row that open the circuit")
-    metrics_port: int = Field(default=9108, description="Prometheus metrics (0: off)")
+    metrics_port: int = Field(default=0, description="deprecated: METRICS_PORT (health and metrics); when set, "
+                                                     "used instead of it")
     partition_ttl_s: float = Field(default=45.0, description="a dead owner's partitions free after this (raised to "
                                                              "the longest app timeout plus 8 s when shorter)")
     batch_size: int = Field(default=100, ge=1, le=1000, description="plans whose database work is done together")
@@ -100,8 +102,11 @@ def build() -> FastStream:
     # a process that was paused, not dead, may still believe it holds its leases: a new process never shares its name
     me = f"{cfg.replica}~{secrets.token_hex(3)}"
 
+    readiness = Readiness()
+
     @stream.on_startup
     async def start() -> None:
+        running["health"] = await serve_health(cfg.metrics_port or base.metrics_port, readiness)
         client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
         partitions = MongoPartitions(db, okta.org_url)
         for pool in pools:
@@ -120,7 +125,7 @@ def build() -> FastStream:
                                                   deactivate_with=a.deactivate_with, group_update=a.group_update,
                                                   content_type=a.content_type, send_if_match=a.send_if_match,
                                                   max_response_bytes=a.max_response_bytes,
-                                                  gate=_gate(engines, a.pool, a.okta_app_id))
+                                                  gate=_gate(engines, a.pool, a.okta_app_id), metrics_app=a.name)
                    for a in apps.values()}
         links, group_links, group_state = MongoLinks(db, okta.org_url), MongoGroupLinks(db, okta.org_url), \
             GroupState(db, okta.org_url)
@@ -141,7 +146,7 @@ def build() -> FastStream:
             permits = PermitPool(MongoPermits(db, okta.org_url), f"apps|{pool}", me,
                                  {i: a.max_concurrency for i, a in pool_apps.items()}, ttl_s=ttl, margin_s=margin)
             running["permit_tasks"].append(asyncio.get_running_loop().create_task(permits.run(running["permits_stop"])))
-            engine = Engine(ports, Republisher(publisher, PartitionRoutes(), cfg.max_attempts), audit, links,
+            engine = Engine(ports, Republisher(publisher, PartitionRoutes(pool), cfg.max_attempts), audit, links,
                             EngineConfig(pool, batch_size=cfg.batch_size, batch_wait_s=cfg.batch_wait_ms / 1000,
                                          batch_gap_s=cfg.batch_gap_ms / 1000, max_in_flight=cfg.max_in_flight),
                             permits)
@@ -155,15 +160,19 @@ def build() -> FastStream:
         for pool in pools:
             await drain_legacy_queue(connection, PlanPublisher(publisher, connectors), pool)
         running.update(client=client, http=http, publisher=publisher)
+        readiness.add("rabbitmq", broker_check(connection))
+        readiness.add("consumers", channels_check(lambda: [e.consumer.channel for e in engines.values()]))
+        readiness.add("mongodb", mongo_check(client))
+        readiness.add("partitions", _partitions_check(running["owners"], running["tasks"]))
+        for owner in running["owners"]:
+            PARTITIONS_OWNED.labels(owner.pool).set_function(owner.owned)
+        readiness.started = True
         log.info("serving pools %s (%d app(s)) as %s; partition leases of %.0f s", ", ".join(pools), len(apps),
                  me, ttl)
 
-    @stream.on_startup
-    async def metrics() -> None:
-        serve_metrics(cfg.metrics_port or base.metrics_port)
-
     @stream.on_shutdown  # SIGTERM: every partition is drained and released at once, not after its lease's TTL
     async def stop() -> None:
+        readiness.started = False  # draining: no longer ready
         running["stop"].set()
         if running["tasks"]:
             await asyncio.gather(*running["tasks"], return_exceptions=True)
@@ -182,9 +191,22 @@ def build() -> FastStream:
             for http in set(running["http"].values()):
                 await http.aclose()
             await running["client"].close()
+        if running.get("health"):
+            await running["health"].stop()
         shutdown_tracing()
 
     return stream
+
+
+def _partitions_check(owners: list, tasks: list):
+    """Ready while every pool's owner loop runs, owning partitions or waiting for them (a pool with more replicas
+    than partitions leaves some waiting: they are standbys, still ready)."""
+    def check() -> tuple[bool, str]:
+        if any(t.done() for t in tasks):
+            return False, "partition owner stopped"
+        owned = sum(o.owned() for o in owners)
+        return True, f"owning {owned} partition(s)" if owned else "waiting for partitions"
+    return check
 
 
 def _gate(engines: dict[str, Engine], pool: str, app_id: str):

@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from okta_bridge.audit import AuditPublisher
 from okta_bridge.bus import Consumer, Publisher
 from okta_bridge.connectors import load_connectors
-from okta_bridge.metrics import serve_metrics
+from okta_bridge.health import Readiness, broker_check, channels_check, mongo_check, serve_health
 from okta_bridge.logs import register_secret, register_settings_secrets, setup_logging
 from okta_bridge.mongo import connect
 from okta_bridge.okta_auth import okta_client_from_settings, scopes_for
@@ -57,10 +57,11 @@ def build() -> FastStream:
     broker = make_broker(base.rabbitmq_url.get_secret_value(), base.prefetch)
     app = FastStream(broker)
     running: dict = {}  # filled on start-up: nothing connects at import or build time
+    readiness = Readiness()
 
     @app.on_startup
     async def start() -> None:
-        serve_metrics(base.metrics_port)
+        running["health"] = await serve_health(base.metrics_port, readiness)
         client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
         await claim_org(db, okta.org_url)
         partitions = MongoPartitions(db, okta.org_url)
@@ -97,10 +98,15 @@ def build() -> FastStream:
         await consumer.start()
         await consumer.consume(TRANSLATOR_QUEUE.name)
         running.update(client=client, okta=okta_client, publisher=publisher, consumer=consumer, intake=intake)
+        readiness.add("rabbitmq", broker_check(connection))
+        readiness.add("consumers", channels_check(lambda: [consumer.channel]))
+        readiness.add("mongodb", mongo_check(client))
+        readiness.started = True
         log.info("translating for %d app(s); batches of %d", len(apps), cfg.batch_size)
 
     @app.on_shutdown  # before the broker closes: what is in hand is finished, the rest goes back to the queue
     async def stop() -> None:
+        readiness.started = False
         if "consumer" in running:
             for queue in running["consumer"].queues:
                 await running["consumer"].cancel(queue)
@@ -115,6 +121,8 @@ def build() -> FastStream:
         if "okta" in running:
             await running["okta"].aclose()
             await running["client"].close()
+        if running.get("health"):
+            await running["health"].stop()
         shutdown_tracing()
 
     return app

@@ -18,6 +18,7 @@ from opentelemetry import trace
 from okta_bridge.bus import Publisher
 from okta_bridge.contracts import AuditBatch, AuditRecorded, AuditStep
 from okta_bridge.telemetry import current_trace_id
+from okta_bridge.metrics import OUTCOMES
 from okta_bridge.topology import AUDIT_EXCHANGE
 
 __all__ = ["Audit", "AuditPublisher", "MAX_RECORDS"]
@@ -41,6 +42,8 @@ class AuditPublisher:
         fields.setdefault("trace_id", None)
         fields["trace_id"] = fields["trace_id"] or _trace_id(span) or current_trace_id()
         record = AuditRecorded(at=datetime.now(UTC), service=self._service, step=step, org=self._org, **fields)
+        if record.reason is not None:  # configured apps and the Reason codes only: bounded labels
+            OUTCOMES.labels(record.app_id or "", record.reason.value).inc()
         gathering = _GATHERING.get()
         if gathering is not None:
             gathering.append((record, span.get_span_context()))

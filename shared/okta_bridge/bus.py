@@ -25,6 +25,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from pydantic import BaseModel
 
+from okta_bridge.metrics import ACKED, CONSUMED, PUBLISHED, REQUEUED, queue_family
+
 __all__ = ["ATTEMPT_HEADER", "Batcher", "Consumer", "Delivery", "Publisher", "REASON_HEADER"]
 
 log = logging.getLogger(__name__)
@@ -61,10 +63,14 @@ class Delivery:
         return trace.set_span_in_context(self.span, self.parent)
 
     async def ack(self) -> None:
+        if not self.settled:
+            ACKED.labels(queue_family(self.queue)).inc()
         await self._settle(self.raw.ack)
 
     async def requeue(self) -> None:
         """Back to the queue for another consumer (counts as a delivery towards the queue's delivery limit)."""
+        if not self.settled:
+            REQUEUED.labels(queue_family(self.queue)).inc()
         await self._settle(lambda: self.raw.nack(requeue=True))
 
     async def _settle(self, action: Callable[[], Awaitable[None]]) -> None:
@@ -109,6 +115,8 @@ class Consumer:
 
         tag = await queue.consume(callback, arguments=arguments)
         self._queues[queue_name] = (queue, tag)
+        for counter in (CONSUMED, ACKED, REQUEUED):  # exported at 0 from the start: every family has its series
+            counter.labels(queue_family(queue_name))
 
     async def cancel(self, queue_name: str) -> None:
         """Stops consuming the queue; deliveries already received stay ours until settled."""
@@ -123,6 +131,11 @@ class Consumer:
     @property
     def queues(self) -> set[str]:
         return set(self._queues)
+
+    @property
+    def channel(self) -> AbstractChannel | None:
+        """The consuming channel (readiness: it must be open)."""
+        return self._channel
 
     async def close(self) -> None:
         for name in list(self._queues):
@@ -140,6 +153,7 @@ class Consumer:
             attempt = int(headers.get(ATTEMPT_HEADER, 0)) + 1
         except (TypeError, ValueError):
             attempt = 1
+        CONSUMED.labels(queue_family(queue_name)).inc()
         self._on_delivery(Delivery(raw, queue_name, attempt, parent, span))
 
 
@@ -186,6 +200,7 @@ class Publisher:
                                  delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message_id,
                                  expiration=expiration_s),
                 routing_key=routing_key, mandatory=True)
+        PUBLISHED.labels(exchange or queue_family(routing_key)).inc()
 
 
 class Batcher(Generic[T]):

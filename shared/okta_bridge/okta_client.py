@@ -34,6 +34,7 @@ from opentelemetry import trace
 
 from okta_bridge.contracts import Reason
 from okta_bridge.http import TlsSettings, describe_transport_error, pooled_transport
+from okta_bridge.metrics import OKTA_RATE_LIMIT_REMAINING, OKTA_RATE_LIMIT_WAITS
 from okta_bridge.okta_auth import OktaAuth, SswsAuth
 from okta_bridge.redact import error_text
 from okta_bridge.telemetry import ATTR
@@ -125,6 +126,7 @@ def _template(path: str) -> str:
 
 @dataclass
 class _Bucket:
+    name: str = ""  # the rate-limit group (bucket_for): the metrics' label
     limit: int | None = None
     remaining: int | None = None
     reset_at: float = 0.0  # local monotonic-free epoch estimate, corrected by the Date header's offset
@@ -269,7 +271,10 @@ class OktaClient:
             raise OktaRequestError(f"refusing a link outside the org {self.org_url}: {httpx.URL(url).host}")
         path = httpx.URL(url).path
         name = bucket_for(method, path)
-        bucket = self._buckets.setdefault(name, _Bucket())
+        bucket = self._buckets.get(name)
+        if bucket is None:
+            bucket = self._buckets[name] = _Bucket(name=name)
+            OKTA_RATE_LIMIT_WAITS.labels(name)  # exported at 0 from the bucket's first call
         with tracer.start_as_current_span(f"okta {method} {_template(path)}", kind=trace.SpanKind.CLIENT) as span:
             span.set_attribute(ATTR.HTTP_METHOD, method)
             span.set_attribute(ATTR.URL_TEMPLATE, _template(path))
@@ -308,6 +313,7 @@ class OktaClient:
                 if delay > 0:
                     log.info("rate-limit budget low (remaining=%s); waiting %.1fs for the window", bucket.remaining, delay)
                     trace.get_current_span().add_event("okta.rate_limit.wait", {"seconds": delay})
+                    OKTA_RATE_LIMIT_WAITS.labels(bucket.name).inc()
                     await asyncio.sleep(min(delay + 0.05, 65))
                 bucket.remaining = None
             elif bucket.remaining is not None:
@@ -325,6 +331,7 @@ class OktaClient:
             reset = float(h["x-rate-limit-reset"])
         except (KeyError, ValueError):
             return
+        OKTA_RATE_LIMIT_REMAINING.labels(bucket.name).set(bucket.remaining)
         server_now = _http_date(h.get("date")) or time.time()
         bucket.reset_at = time.time() + max(0.0, reset - server_now)
 

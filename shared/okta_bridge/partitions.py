@@ -232,6 +232,10 @@ class PartitionOwner:
         self._draining.discard(p)
         await self.holder.lost(p)
 
+    def owned(self) -> int:
+        """Partitions this replica consumes now (held, within their deadline, not being handed over)."""
+        return sum(1 for p in list(self.held) if self.owns(p) and p not in self._draining and p not in self._drained)
+
     def owns(self, p: int) -> bool:
         deadline = self.held.get(p)
         return deadline is not None and self.monotonic() < deadline

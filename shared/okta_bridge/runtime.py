@@ -23,6 +23,7 @@ from opentelemetry.context import Context
 from okta_bridge.bus import ATTEMPT_HEADER, REASON_HEADER, Publisher
 from okta_bridge.connectors import ConnectorsFile
 from okta_bridge.deadletters import minimal
+from okta_bridge.metrics import DEAD_LETTERS, HOLDS, PLANS, RETRIES, queue_family
 from okta_bridge.topology import (DLX, PLAN_HOLD_EXCHANGE, PLANS_EXCHANGE, RETRY_TIERS_MS, audit_names,
                                   declare_audit, declare_dispatcher_pool, declare_translator, hold_queue_name, key_of,
                                   partition_key, partition_of, plan_retry_exchange, pool_names, retry_queue_name,
@@ -83,6 +84,9 @@ class PlanPublisher:
         partition = partition_of(key_of(plan), self._connectors.partitions(pool))
         await self._publisher.publish(plan, exchange=PLANS_EXCHANGE.name, routing_key=partition_key(pool, partition),
                                       context=context)
+        action = getattr(plan, "action", None)
+        PLANS.labels(getattr(plan, "app_id", ""), getattr(action, "value", None) or action or
+                     type(plan).__name__.removesuffix("Planned").lower()).inc()
 
 
 @dataclass(frozen=True)
@@ -96,17 +100,33 @@ class QueueRoutes:
     def hold(self, routing_key: str) -> tuple[str, str]:
         return "", hold_queue_name(self.work_queue)
 
+    def family(self, routing_key: str) -> str:
+        return self.work_queue
+
+    @property
+    def label(self) -> str | None:
+        return self.work_queue
+
 
 @dataclass(frozen=True)
 class PartitionRoutes:
     """A pool's delay queues, through exchanges that keep the message's partition routing key, so it comes back to
-    its own partition."""
+    its own partition. ``pool``: the metrics' label (``dispatcher.<pool>``; default: from the routing key)."""
+    pool: str = ""
+
+    @property
+    def label(self) -> str | None:
+        return f"dispatcher.{self.pool}" if self.pool else None
 
     def retry(self, tier: int, routing_key: str) -> tuple[str, str]:
         return plan_retry_exchange(tier).name, routing_key
 
     def hold(self, routing_key: str) -> tuple[str, str]:
         return PLAN_HOLD_EXCHANGE.name, routing_key
+
+    def family(self, routing_key: str) -> str:
+        """``default.003`` -> ``dispatcher.default``: the pool, not the partition (a bounded label)."""
+        return self.label or f"dispatcher.{queue_family(routing_key)}"
 
 
 class Republisher:
@@ -115,6 +135,9 @@ class Republisher:
     def __init__(self, publisher: Publisher, routes: QueueRoutes | PartitionRoutes, max_attempts: int) -> None:
         self._publisher, self._routes = publisher, routes
         self.max_attempts = max_attempts
+        if routes.label:  # known label values exported at 0 from the start: a dashboard query has a series to show
+            for counter in (RETRIES, HOLDS, DEAD_LETTERS):
+                counter.labels(routes.label)
 
     async def retry(self, message: BaseModel, attempt: int, retry_after_s: float | None = None,
                     routing_key: str = "") -> None:
@@ -129,10 +152,12 @@ class Republisher:
             ttl_ms = RETRY_TIERS_MS[tier] * random.uniform(0.75, 1.0)  # per-message TTL below the queue's
         exchange, key = self._routes.retry(tier, routing_key)
         await self._publish(message, exchange, key, attempt, expiration_s=max(ttl_ms, 1) / 1000)
+        RETRIES.labels(self._routes.family(routing_key)).inc()
 
     async def hold(self, message: BaseModel, attempt: int, routing_key: str = "") -> None:
         exchange, key = self._routes.hold(routing_key)
         await self._publish(message, exchange, key, attempt)
+        HOLDS.labels(self._routes.family(routing_key)).inc()
 
     async def back(self, body: bytes, routing_key: str, attempt: int, context: Context | None = None) -> None:
         """A consumed plan back to its partition queue's tail, as it was (same attempt): for plans an ownership
@@ -145,6 +170,7 @@ class Republisher:
         plans again from Okta's current state and needs nothing else."""
         await self._publisher.publish(minimal(message), exchange=DLX.name, routing_key=source,
                                       headers={REASON_HEADER: reason[:1000], ATTEMPT_HEADER: attempt})
+        DEAD_LETTERS.labels(self._routes.label or queue_family(source)).inc()
 
     async def _publish(self, message: BaseModel, exchange: str, routing_key: str, attempt: int,
                        expiration_s: float | None = None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from okta_bridge.http import TlsSettings, check_http_url
@@ -53,6 +53,17 @@ class OktaSettings(BaseSettings):
         default=20, ge=1, le=75, description="Okta requests at once across every replica of every service (Okta's "
                                              "concurrency limit is org-wide, 75 on current plans, shared with every "
                                              "other integration); shared through MongoDB (okta_bridge.permits)")
+
+    @field_validator("client_id", "private_key_file", "key_id", "scopes", "api_token_id", "tls_ca_file",
+                     "tls_client_cert_file", "tls_client_key_file", "dpop", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object, info: ValidationInfo) -> object:
+        """An empty (or blank) value counts as not set: compose passes ``OKTA_CLIENT_ID: ${OKTA_CLIENT_ID:-}`` through
+        as an empty string when the host has none, which must mean "no service app", not a client id of "" (and
+        ``OKTA_DPOP=`` means the default, false, not an error)."""
+        if isinstance(value, str) and not value.strip():
+            return False if info.field_name == "dpop" else None
+        return value
 
     @field_validator("api_token")
     @classmethod

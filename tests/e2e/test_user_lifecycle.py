@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 import pytest
 
 from demo_scim_target.admin_client import TargetAdmin
 from okta_simulator.admin_client import SimulatorAdmin
 from tests.e2e.conftest import eventually, jira_connector
+from tests.harness.prometheus import Prometheus, check_compose_config, close_broker_connections, dashboard_queries
 
 pytestmark = pytest.mark.e2e
 
@@ -88,6 +92,46 @@ async def test_initial_sync_then_changes_by_the_log(stack):
                                      headers=stack.audit_headers)).json()["items"]
         steps = {r["step"] for r in trail}
         assert {"received", "planned", "applied"} <= steps
+        await _health_metrics_and_dashboard(stack)
+
+
+async def _health_metrics_and_dashboard(stack) -> None:
+    """On this stack's traffic (issue 10, items 1, 2 and 6): every service answers ``/healthz`` and ``/readyz`` on
+    its METRICS_PORT; Prometheus (Debian's package) scrapes the services and RabbitMQ, and every query of the Grafana
+    dashboard returns data; a service whose broker connection is closed by the broker reports not ready within
+    seconds, and ready again once it reconnected."""
+    services = ("audit_recorder", "translator", "scim_dispatcher", "queue_poller")
+    async with httpx.AsyncClient(timeout=5) as http:
+        async def status(name: str, path: str) -> int:
+            return (await http.get(stack.metrics_url(name, path))).status_code
+
+        for name in services:
+            assert await status(name, "/healthz") == 200, name
+            assert (await eventually(lambda n=name: _ready(http, stack, n), 20, f"{name} ready"))["status"] == "ready"
+        check_compose_config()  # deploy/prometheus/prometheus.yml, by the same package's promtool
+        prometheus = Prometheus(stack, stack.workdir / "prometheus")
+        prometheus.start()
+        try:
+            await asyncio.to_thread(prometheus.wait_scraped)
+            empty = [(title, expr) for title, expr in dashboard_queries() if not prometheus.query(expr)]
+            assert not empty, f"dashboard queries without data: {empty}"
+        finally:
+            prometheus.stop()
+
+        assert await asyncio.to_thread(close_broker_connections, stack.processes["translator"].proc.pid) >= 1
+        dropped = time.monotonic()
+        await eventually(lambda: _not(status("translator", "/readyz"), 200), 10, "translator not ready")
+        assert time.monotonic() - dropped < 5
+        await eventually(lambda: _ready(http, stack, "translator"), 60, "translator ready again after reconnecting")
+
+
+async def _ready(http: httpx.AsyncClient, stack, name: str) -> dict | None:
+    answer = await http.get(stack.metrics_url(name, "/readyz"))
+    return answer.json() if answer.status_code == 200 else None
+
+
+async def _not(pending, value) -> bool:
+    return (await pending) != value
 
 
 async def _found(target: TargetAdmin, user_name: str) -> dict | None:

@@ -67,6 +67,7 @@ async def run(duration: float, sim_port: int, target_port: int, audit_port: int)
             }])
             console.print("[bold]starting audit-recorder, translator, scim-dispatcher, queue-poller[/]")
             stack.start_services()
+            _write_prometheus_config(stack)
             admin = asyncio.create_task(_act_as_admin(okta, app_id, users, group_id, stop))
             await _show(console, stack, target, stop, duration)
             admin.cancel()
@@ -184,8 +185,22 @@ async def _render(stack: DevStack, target: TargetAdmin) -> Group:
         f"header Authorization: Bearer {stack.audit_token})\n"
         f"traces: {'OTLP to ' + otel + ' (open Jaeger UI)' if otel else 'export off: set OTEL_EXPORTER_OTLP_ENDPOINT (Jaeger: http://localhost:4318)'}\n"
         f"Okta simulator: {stack.okta_url}   demo app: {stack.target_url}/scim/v1/   logs: {stack.workdir}\n"
+        f"health and metrics: " + "  ".join(f"{n}:{p}" for n, p in stack.metrics_ports.items()) +
+        f" (/healthz /readyz /metrics); Prometheus: prometheus --config.file={stack.workdir / 'prometheus.yml'} "
+        "(dashboard: deploy/grafana/dashboards/okta-bridge.json)\n"
         "Ctrl-C stops everything the demo started", title="where to look")
     return Group(where, users, groups, trail)
+
+
+def _write_prometheus_config(stack: DevStack) -> None:
+    """A Prometheus configuration scraping this run's services and RabbitMQ (their ports are free ones, chosen at
+    start), so the Grafana dashboard can show the live demo."""
+    import yaml
+
+    from tests.harness.prometheus import Prometheus
+
+    (stack.workdir / "prometheus.yml").write_text(yaml.safe_dump(Prometheus(stack, stack.workdir).config(),
+                                                                 sort_keys=False))
 
 
 def _stop_started_dependencies() -> None:

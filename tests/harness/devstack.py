@@ -105,6 +105,8 @@ class DevStack:
     # its own RabbitMQ user's URL. Set: the topology command declares everything first (as ``topology``) and the
     # services only check it (BROKER_DECLARE=false), as in production. Empty: one user, the services declare.
     broker_urls: dict[str, str] = field(default_factory=dict)
+    # per service process: the METRICS_PORT it serves /healthz, /readyz and /metrics on (as a deployment does)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def okta_url(self) -> str:
@@ -194,7 +196,16 @@ class DevStack:
     def start_service(self, module: str, name: str | None = None, env: dict[str, str] | None = None) -> ServiceProcess:
         name = name or module
         own = {"DISPATCHER_REPLICA": name} if module == "scim_dispatcher" else {}  # owners in the partition state
-        return self._spawn(name, module, {**self.service_env(module), **own, **(env or {})})
+        port = self.metrics_ports.setdefault(name, free_port())
+        process = self._spawn(name, module, {**self.service_env(module), **own, "METRICS_PORT": str(port),
+                                             **(env or {})})
+        if (env or {}).get("METRICS_PORT"):  # the caller chose the port (the benchmark)
+            self.metrics_ports[name] = int(env["METRICS_PORT"])
+        return process
+
+    def metrics_url(self, name: str, path: str = "/metrics") -> str:
+        """``/metrics``, ``/healthz`` or ``/readyz`` of a service process started by this stack."""
+        return f"http://127.0.0.1:{self.metrics_ports[name]}{path}"
 
     def apply_topology(self) -> None:
         """``python -m okta_bridge.topology apply`` as the topology user (compose's one-shot ``topology`` job)."""

@@ -224,9 +224,57 @@ def test_healthchecks_and_dependencies() -> None:
         deps = services[name]["depends_on"]
         assert deps["rabbitmq"]["condition"] == deps["mongodb"]["condition"] == "service_healthy", name
     assert services["audit-recorder"]["environment"]["AUDIT_HOST"] == "0.0.0.0"
-    assert "/healthz" in " ".join(services["audit-recorder"]["healthcheck"]["test"])
+    for name in _bridge_services():  # readiness on the port every service serves health and metrics on
+        port = _env_of(services[name])["METRICS_PORT"]
+        assert f"127.0.0.1:{port}/readyz" in " ".join(services[name]["healthcheck"]["test"]), name
     assert "/_admin/health" in " ".join(services["okta-simulator"]["healthcheck"]["test"])
     assert "/health" in " ".join(services["demo-target"]["healthcheck"]["test"])
+
+
+def test_observability_profile_scrapes_every_service_and_rabbitmq_and_provisions_the_dashboard() -> None:
+    services = _services()
+    assert services["prometheus"]["profiles"] == services["grafana"]["profiles"] == ["observability"]
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    for name in _bridge_services():
+        [sd] = jobs[name]["dns_sd_configs"]  # every replica of the service
+        assert sd["names"] == [name] and str(sd["port"]) == _env_of(services[name])["METRICS_PORT"], name
+    assert jobs["rabbitmq"]["static_configs"][0]["targets"] == ["rabbitmq:15692"]
+    assert jobs["rabbitmq-queues"]["params"]["family"] == ["queue_coarse_metrics"]
+    assert "rabbitmq_prometheus" in " ".join(services["rabbitmq"]["entrypoint"])
+    mounts = {m["target"]: m["source"] for m in services["grafana"]["volumes"] if isinstance(m, dict)}
+    dashboards = ROOT / mounts["/var/lib/grafana/dashboards"]
+    provisioning = ROOT / mounts["/etc/grafana/provisioning"]
+    provider = yaml.safe_load((provisioning / "dashboards" / "okta-bridge.yaml").read_text())["providers"][0]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    [source] = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text())["datasources"]
+    dashboard = json.loads((dashboards / "okta-bridge.json").read_text())
+    used = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p.get("targets", [])}
+    assert used == {source["uid"]} and source["url"] == "http://prometheus:9090"
+
+
+def test_okta_oauth_settings_pass_through_and_unset_ones_mean_ssws(monkeypatch) -> None:
+    """compose passes the service-app settings through from the host (empty when unset) and the private key as a
+    secret; with nothing set on the host the services still authenticate with the SSWS token."""
+    from okta_bridge.okta_auth import SswsAuth, build_auth
+    from okta_bridge.settings import OktaSettings
+
+    compose = _interpolate(_compose())
+    assert (ROOT / compose["secrets"]["okta_private_key"]["file"]).read_text() == ""
+    for name in ("queue-poller", "translator"):
+        env = _env_of(compose["services"][name])
+        assert env["OKTA_PRIVATE_KEY"] == "<secret okta_private_key>", name
+        for var in ("OKTA_CLIENT_ID", "OKTA_KEY_ID", "OKTA_DPOP", "OKTA_SCOPES"):
+            assert var in env, f"{name}: {var} is not passed through"
+        for var in ("OKTA_CLIENT_ID", "OKTA_KEY_ID", "OKTA_DPOP", "OKTA_SCOPES", "OKTA_ORG_URL", "OKTA_API_TOKEN_ID",
+                    "OKTA_ALLOW_INSECURE_HTTP"):
+            monkeypatch.setenv(var, env[var])
+        monkeypatch.setenv("OKTA_API_TOKEN", "demo-token")
+        monkeypatch.setenv("OKTA_PRIVATE_KEY", "")  # the demo's empty key file
+        assert isinstance(build_auth(OktaSettings(), ("okta.logs.read",)), SswsAuth), name
+    raw = COMPOSE.read_text()
+    for var in ("OKTA_CLIENT_ID", "OKTA_KEY_ID", "OKTA_SCOPES", "OKTA_PRIVATE_KEY_FILE", "OKTA_DPOP"):
+        assert "${" + var + ":-" in raw, f"{var} comes from the host's env file"
 
 
 def test_published_ports_bind_to_loopback_only() -> None:

@@ -268,6 +268,25 @@ def test_settings_choose_the_auth_and_name_what_is_missing(monkeypatch, key, tmp
     assert build_auth(OktaSettings(), scopes_for("poller")).scopes == ("okta.logs.read", "okta.users.read")
 
 
+def test_empty_settings_count_as_unset_as_compose_passes_them(monkeypatch, key) -> None:
+    """compose sets ``OKTA_CLIENT_ID: ${OKTA_CLIENT_ID:-}`` and the like: empty on a host that uses an SSWS token,
+    which must mean no service app (and ``OKTA_DPOP=``, ``OKTA_KEY_ID=``: the defaults), not a client id of ''."""
+    monkeypatch.setenv("OKTA_ORG_URL", ORG)
+    for var in ("OKTA_CLIENT_ID", "OKTA_PRIVATE_KEY_FILE", "OKTA_KEY_ID", "OKTA_SCOPES", "OKTA_DPOP",
+                "OKTA_PRIVATE_KEY", "OKTA_API_TOKEN_ID"):
+        monkeypatch.setenv(var, "")
+    monkeypatch.setenv("OKTA_API_TOKEN", "ssws-value")
+    settings = OktaSettings()
+    assert (settings.client_id, settings.private_key_file, settings.key_id, settings.scopes, settings.dpop) == \
+        (None, None, None, None, False)
+    assert isinstance(build_auth(settings, scopes_for("poller")), SswsAuth)
+    monkeypatch.setenv("OKTA_API_TOKEN", "")  # the token secret an OAuth deployment leaves empty
+    monkeypatch.setenv("OKTA_CLIENT_ID", CLIENT)
+    monkeypatch.setenv("OKTA_PRIVATE_KEY", json.dumps(key.private_jwk()))
+    auth = build_auth(OktaSettings(), scopes_for("poller"))
+    assert isinstance(auth, ServiceAppAuth) and not auth.dpop
+
+
 @pytest.mark.parametrize("form", ["pkcs8", "pkcs1"])
 def test_rs256_matches_openssl_byte_for_byte(tmp_path, form: str) -> None:
     """RSASSA-PKCS1-v1_5 is deterministic: our signature must be openssl's, for a key openssl made."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Literal
@@ -28,6 +29,8 @@ from urllib.parse import quote
 import httpx
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from okta_bridge.metrics import SCIM_REQUEST_SECONDS
 
 from .scim_dialects import dialect_for, updated_user, user_body
 from okta_bridge.redact import person_strings
@@ -64,11 +67,13 @@ class ScimClient:
         content_type: str | None = None,
         send_if_match: bool = True,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        metrics_app: str = "",
     ) -> None:
         """``gate``: entered around every request (the dispatcher's permits and its partition's deadline).
         ``content_type``: the media type sent and accepted instead of the dialect's (a 2.0 target that answers 415 to
         ``application/scim+json`` takes ``application/json``). ``send_if_match``: send the version a read gave as
-        ``If-Match`` on the write built from it. ``max_response_bytes``: the largest answer body read."""
+        ``If-Match`` on the write built from it. ``max_response_bytes``: the largest answer body read.
+        ``metrics_app``: the app's label on ``bridge_scim_request_duration_seconds`` (its connector name)."""
         if deactivate_with not in ("PUT", "PATCH"):
             raise ValueError("deactivate_with must be 'PUT' or 'PATCH'")
         if content_type is not None and content_type not in MEDIA_TYPES:
@@ -81,6 +86,7 @@ class ScimClient:
         self._media_type = content_type or self._dialect.media_type
         self._send_if_match = send_if_match
         self._max_response_bytes = max_response_bytes
+        self._metrics_app = metrics_app
         self._headers = {"User-Agent": USER_AGENT, "Accept": self._media_type, **headers}
         self._timeout_s = timeout_s
         self._unique_field = unique_field
@@ -274,7 +280,9 @@ class ScimClient:
                     request = self._http.build_request(method, self._base + path, headers=headers, content=content,
                                                        timeout=self._timeout_s,
                                                        extensions={"redacted_path": redacted})
+                    started = time.perf_counter()
                     response = await self._bounded(await self._http.send(request, stream=True), method, redacted)
+                    SCIM_REQUEST_SECONDS.labels(self._metrics_app, method).observe(time.perf_counter() - started)
             except httpx.HTTPError as exc:
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 raise error_for_transport(exc, method, redacted, self.version, self._timeout_s) from None
