@@ -56,7 +56,7 @@ def connectors_file(tmp_path: Path) -> Path:
     """An app whose SCIM secret is NOT in the environment: the topology command does not need it."""
     path = tmp_path / "connectors.yaml"
     path.write_text(f"""apps:
-  - okta_app_id: 0oaPermTest0000000001
+  - okta_app_id: 0oaPermTest000000001
     name: perm
     base_url: http://127.0.0.1:9/scim/v2
     auth: {{type: header, value_env: PERM_TEST_UNSET_TOKEN_{uuid.uuid4().hex[:6].upper()}, value_prefix: "Bearer "}}

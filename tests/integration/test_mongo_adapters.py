@@ -95,12 +95,13 @@ async def test_holder_of_names_another_users_link_of_the_same_app_only(db):
     org's)."""
     links = MongoLinks(db, ORG)
     await links.ensure_indexes()
-    await links.save(plan(1, user="00u2"), "t-9", True)
-    await MongoLinks(db, OTHER_ORG).save(plan(1, user="00u3", org=OTHER_ORG), "t-8", True)
-    assert await links.holder_of("0oaAPP", "t-9", other_than="00u1") == "00u2"
-    assert await links.holder_of("0oaAPP", "t-9", other_than="00u2") is None
-    assert await links.holder_of("0oaOTHER", "t-9", other_than="00u1") is None
-    assert await links.holder_of("0oaAPP", "t-8", other_than="00u1") is None
+    await links.save(plan(1, user="00u2xxxxxxxxxxxxxxxx"), "t-9", True)
+    await MongoLinks(db, OTHER_ORG).save(plan(1, user="00u3xxxxxxxxxxxxxxxx", org=OTHER_ORG), "t-8", True)
+    assert await links.holder_of("0oaAPPxxxxxxxxxxxxxx", "t-9", other_than="00u1xxxxxxxxxxxxxxxx") == \
+        "00u2xxxxxxxxxxxxxxxx"
+    assert await links.holder_of("0oaAPPxxxxxxxxxxxxxx", "t-9", other_than="00u2xxxxxxxxxxxxxxxx") is None
+    assert await links.holder_of("0oaOTHERxxxxxxxxxxxx", "t-9", other_than="00u1xxxxxxxxxxxxxxxx") is None
+    assert await links.holder_of("0oaAPPxxxxxxxxxxxxxx", "t-8", other_than="00u1xxxxxxxxxxxxxxxx") is None
 
 
 # --- translator: plan versions and assignments ----------------------------------------------------------------------
