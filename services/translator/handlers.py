@@ -32,6 +32,7 @@ from okta_bridge.events import (APP_PROFILE_EVENTS, APP_USER_EVENTS, GROUP_EVENT
 from okta_bridge.stores.groups import micros
 from okta_bridge.telemetry import ATTR, span_of
 from translator.groups import GroupPlanner
+from translator.guard import DeactivationGuard
 from translator.planning import KeyResult, KeyWork, Planner, Source, plan_span_attributes
 from translator.ports import PlanOutbox, WritebackStore
 
@@ -61,6 +62,7 @@ class Translator:
     writebacks: WritebackStore | None = None
     groups: GroupPlanner | None = None
     monotonic: Callable[[], float] = time.monotonic  # only to bound Okta's clock around a page
+    guard: DeactivationGuard | None = None  # holds an app's deactivations past its threshold (translator.guard)
 
     @property
     def store(self):
@@ -104,7 +106,7 @@ class Translator:
             await self._publish(result)
             for source in result.work.sources:
                 results[source.handle] = EventResult(result.failure)
-        for result in await self.planner.plan(list(works.values())):
+        for result in await self._plan(list(works.values())):
             await self._publish(result)
             if result.failure is not None:
                 for source in result.work.sources:
@@ -170,6 +172,12 @@ class Translator:
         source = Source(None, event.event_type, event.event_uuid, otel_context.get_current())
         return (await self.handle_events([(source, event)]))[None]
 
+    async def _plan(self, works: list[KeyWork]) -> list[KeyResult]:
+        results = await self.planner.plan(works)
+        if self.guard is not None:
+            await self.guard.apply(results)
+        return results
+
     # --- publishing --------------------------------------------------------------------------------------------------
     async def _publish(self, result: KeyResult) -> None:
         """The plan goes out in its first source's trace; every source keeps its own audit record."""
@@ -184,6 +192,8 @@ class Translator:
         if result.failure is not None:
             return  # the message is settled by the outcome policy (retried or dead-lettered, and audited there)
         step = AuditStep.PLANNED if result.plan is not None else AuditStep.SKIPPED
+        if result.reason is Reason.GUARD_HELD:
+            step = AuditStep.HELD
         for source in work.sources or [Source(None, work.cause)]:
             await self.audit.record(step, reason=result.reason, detail=result.detail, event_uuid=source.event_uuid,
                                     event_type=source.cause, app_id=work.app_id, okta_user_id=work.user_id,
@@ -231,7 +241,7 @@ class Translator:
 
     async def _plan_and_publish(self, works: list[KeyWork]) -> None:
         failures = []
-        for result in await self.planner.plan(works):
+        for result in await self._plan(works):
             await self._publish(result)
             if result.failure is not None:
                 failures.append(result.failure)

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import Counter, start_http_server
+from prometheus_client import Counter, Gauge, start_http_server
 from pymongo import monitoring
 
-__all__ = ["MONGO_COMMANDS", "CommandCounter", "serve_metrics"]
+__all__ = ["GUARD_PAUSED", "MONGO_COMMANDS", "CommandCounter", "serve_metrics"]
 
 log = logging.getLogger(__name__)
 MONGO_COMMANDS = Counter("bridge_mongodb_commands_total", "MongoDB commands sent by this process", ["command"])
+# 1 while the app's deactivation guard holds its deactivations (translator; refreshed from MongoDB every 30 s, so an
+# operator's release shows within that)
+GUARD_PAUSED = Gauge("bridge_guard_paused", "1 while the app's deactivations are held by the guard", ["app"])
 
 
 class CommandCounter(monitoring.CommandListener):
