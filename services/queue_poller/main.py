@@ -17,6 +17,8 @@ from okta_bridge.audit import AuditPublisher
 from okta_bridge.bus import Publisher
 from okta_bridge.connectors import load_connectors
 from okta_bridge.metrics import serve_metrics
+from okta_bridge.observe import record_budget, source_name
+from okta_bridge.stores.observed import MongoObserved
 from okta_bridge.logs import register_secret, setup_logging, register_settings_secrets
 from okta_bridge.mongo import connect, key
 from okta_bridge.stores.meta import claim_org
@@ -78,6 +80,8 @@ async def main() -> None:
     budget_task = asyncio.get_running_loop().create_task(budget.run(budget_stop))
     okta_client = okta_client_from_settings(okta, scopes_for("poller"), gate=lambda: budget.slot("requests"))
     own_token_id, own_client_id = okta_client.auth.own_ids()
+    observe_task = asyncio.get_running_loop().create_task(record_budget(
+        MongoObserved(db, okta.org_url), source_name("queue-poller"), okta_client.budget, budget_stop))
     store = MongoPollerState(db, okta.org_url)
     await store.ensure_indexes()
     await MongoAssignments(db, okta.org_url).ensure_indexes()
@@ -102,6 +106,7 @@ async def main() -> None:
             await leases.release(lease_key)
         budget_stop.set()
         await budget_task
+        await observe_task
         await broker.stop()
         await okta_client.aclose()
         await client.close()

@@ -18,6 +18,8 @@ from okta_bridge.bus import Consumer, Delivery, Publisher
 from okta_bridge.connectors import load_connectors
 from okta_bridge.contracts import MembershipPlanned, TargetValuesObserved
 from okta_bridge.metrics import serve_metrics
+from okta_bridge.observe import CircuitRecorder, source_name
+from okta_bridge.stores.observed import MongoObserved
 from okta_bridge.logs import register_secret, register_settings_secrets, setup_logging
 from okta_bridge.mongo import connect
 from okta_bridge.partitions import PartitionOwner
@@ -103,6 +105,7 @@ def build() -> FastStream:
     @stream.on_startup
     async def start() -> None:
         client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
+        circuits.on_change = CircuitRecorder(MongoObserved(db, okta.org_url), source_name(f"scim-dispatcher:{me}"))
         partitions = MongoPartitions(db, okta.org_url)
         for pool in pools:
             await partitions.claim_count(pool, connectors.partitions(pool))

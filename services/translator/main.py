@@ -16,6 +16,8 @@ from okta_bridge.audit import AuditPublisher
 from okta_bridge.bus import Consumer, Publisher
 from okta_bridge.connectors import load_connectors
 from okta_bridge.metrics import serve_metrics
+from okta_bridge.observe import record_budget, source_name
+from okta_bridge.stores.observed import MongoObserved
 from okta_bridge.logs import register_secret, register_settings_secrets, setup_logging
 from okta_bridge.mongo import connect
 from okta_bridge.okta_auth import okta_client_from_settings, scopes_for
@@ -96,6 +98,8 @@ def build() -> FastStream:
                                 GroupPlanner(okta.org_url, apps, group_state, okta_client, outbox, audit),
                                 guard=DeactivationGuard(apps, guards))
         running["gauge"] = asyncio.get_running_loop().create_task(refresh_paused(guards, apps, running["stop"]))
+        running["observe"] = asyncio.get_running_loop().create_task(record_budget(
+            MongoObserved(db, okta.org_url), source_name("translator"), okta_client.budget, running["stop"]))
         intake = TranslatorIntake(translator, Republisher(publisher, QueueRoutes(TRANSLATOR_QUEUE.name), MAX_ATTEMPTS),
                                   audit, cfg.batch_size, cfg.batch_wait_ms / 1000, cfg.batch_concurrency)
         consumer = Consumer(connection, max(base.prefetch, 2 * cfg.batch_size), intake.on_delivery,
@@ -116,6 +120,7 @@ def build() -> FastStream:
             running["stop"].set()
             await running["budget"]
             await running["gauge"]
+            await running["observe"]
 
     @app.after_shutdown
     async def close() -> None:

@@ -201,7 +201,7 @@ class AuditStep(StrEnum):
     HELD = "held"
     FAILED = "failed"
     DEAD_LETTERED = "dead_lettered"
-    REPLAYED = "replayed"  # an operator sent a dead letter back (``python -m okta_bridge.ops dead-letters replay``)
+    REPLAYED = "replayed"  # an operator sent a dead letter back (``bridgectl dlq replay``)
 
 
 class Reason(StrEnum):
