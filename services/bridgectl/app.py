@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from bridgectl import __doc__ as DOC
 from bridgectl.audit import audit
+from bridgectl.connector_test import test_connector
 from bridgectl.guard import guard
 from bridgectl.ops import dead, parts
 from bridgectl.status import status
@@ -15,6 +16,7 @@ from okta_bridge.entry import cli_app, run_cli
 app = cli_app(help=DOC, no_args_is_help=True)
 app.command("status")(status)
 app.command("audit")(audit)
+app.command("test-connector")(test_connector)
 app.command("drift")(drift)
 app.command("delete-group")(delete_group)
 app.add_typer(dead, name="dlq")
