@@ -7,6 +7,7 @@ from bridgectl import __doc__ as DOC
 from bridgectl.audit import audit
 from bridgectl.connector_test import test_connector
 from bridgectl.guard import guard
+from bridgectl.oneuser import preview, provision
 from bridgectl.ops import dead, parts
 from bridgectl.status import status
 from bridgectl.targets import delete_group, drift
@@ -17,6 +18,8 @@ app = cli_app(help=DOC, no_args_is_help=True)
 app.command("status")(status)
 app.command("audit")(audit)
 app.command("test-connector")(test_connector)
+app.command("preview")(preview)
+app.command("provision")(provision)
 app.command("drift")(drift)
 app.command("delete-group")(delete_group)
 app.add_typer(dead, name="dlq")

@@ -203,3 +203,46 @@ def test_the_project_installs_bridgectl():
 
     project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     assert project["project"]["scripts"]["bridgectl"] == "bridgectl.app:main"
+
+
+# ------------------------------------------------------------------ preview: the bridge's own planning, nothing sent
+
+
+async def test_preview_builds_the_requests_with_the_bridges_code_and_sends_no_write():
+    from bridgectl.oneuser import DryRun, plan_now
+    from okta_bridge.contracts import PlanAction
+    from scim_dispatcher.adapters.scim_client import ScimClient
+    from scim_dispatcher.handlers import Dispatcher
+    from tests.unit.fakes import FakeOkta, okta_user
+
+    writes_reaching_the_target = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.method != "GET":
+            writes_reaching_the_target.append(request.method)
+        return httpx.Response(200, json={"schemas": [LIST20], "totalResults": 0, "Resources": []},
+                              headers={"content-type": "application/scim+json"})
+    app = app_connector(APP, "jira", password_on_create="random")
+    okta = FakeOkta()
+    okta.assign(APP, okta_user("00u1xxxxxxxxxxxxxxxx"), username="ann.jira")
+    plan, why = await plan_now(app, "00u1xxxxxxxxxxxxxxxx", okta, 7, "https://acme.okta.com")
+    assert plan.action is PlanAction.UPSERT and plan.version == 7 and "assigned" in why
+    dry = DryRun(httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    client = ScimClient(httpx.AsyncClient(transport=dry), app.base_url, app.version)
+    outcome = await Dispatcher({APP: app}, {APP: client}).apply(plan, None)
+    assert writes_reaching_the_target == []
+    [create] = dry.recorded
+    assert create["method"] == "POST" and create["body"]["userName"] == "ann.jira"
+    assert create["body"]["password"] == "***"
+    assert [r["method"] for r in dry.sent] == ["GET"]  # the lookup before a create reached the target
+    assert outcome.step.value == "applied"
+
+
+async def test_preview_of_an_unassigned_user_is_a_deactivation():
+    from bridgectl.oneuser import plan_now
+    from okta_bridge.contracts import PlanAction
+    from tests.unit.fakes import FakeOkta, okta_user
+
+    okta = FakeOkta({"00u1xxxxxxxxxxxxxxxx": okta_user("00u1xxxxxxxxxxxxxxxx")})
+    plan, why = await plan_now(app_connector(APP, "jira"), "00u1xxxxxxxxxxxxxxxx", okta, 2, "https://acme.okta.com")
+    assert plan.action is PlanAction.DEACTIVATE and why == "not assigned to the app"
