@@ -29,6 +29,7 @@ from okta_bridge.contracts import (AppSyncRequested, AuditStep, OktaEventReceive
 from okta_bridge.okta_client import OktaNotFoundError, OktaTransientError
 from okta_bridge.events import (APP_PROFILE_EVENTS, APP_USER_EVENTS, GROUP_EVENTS, USER_EVENTS, target_id,
                                 user_id_of)
+from okta_bridge.deadletters import is_look_again
 from okta_bridge.stores.groups import micros
 from okta_bridge.telemetry import ATTR, span_of
 from translator.groups import GroupPlanner
@@ -86,6 +87,7 @@ class Translator:
             if event.event_type in APP_USER_EVENTS and target_id(event, "AppInstance") in self.apps:
                 joining.setdefault(user_id_of(event), set()).add(target_id(event, "AppInstance"))
         profile_reads: set[tuple[str, str]] = set()  # keys whose app-user profile changed: read it again
+        assignment_reads: set[tuple[str, str]] = set()  # look-again keys: the app-user read says the assignment too
         for source, event in events:
             keys = self._keys_of(source, event, rows, joining)
             for app_id, user_id, change in keys:
@@ -93,14 +95,17 @@ class Translator:
                 work.sources.append(source)
                 if event.event_type in USER_EVENTS:
                     work.by_id = True
-                if event.event_type in APP_PROFILE_EVENTS and _maps_app_profile(self.apps[app_id]):
+                if event.event_type in APP_PROFILE_EVENTS and (_maps_app_profile(self.apps[app_id])
+                                                               or is_look_again(event)):
                     profile_reads.add((app_id, user_id))
+                if is_look_again(event):
+                    assignment_reads.add((app_id, user_id))
                 if change:
                     work.fold(**change)
                 by_source.setdefault(source.handle, []).append(work)
             if not keys:
                 await self._skip_event(source, event, rows)
-        unread = await self._read_app_profiles([works[k] for k in sorted(profile_reads)])
+        unread = await self._read_app_profiles([works[k] for k in sorted(profile_reads)], assignment_reads)
         for result in unread:
             del works[result.work.key]
             await self._publish(result)
@@ -113,12 +118,17 @@ class Translator:
                     results[source.handle] = EventResult(result.failure)
         return results
 
-    async def _read_app_profiles(self, works: list[KeyWork]) -> list[KeyResult]:
+    async def _read_app_profiles(self, works: list[KeyWork],
+                                 assignment: set[tuple[str, str]] = frozenset()) -> list[KeyResult]:
         """One ``GET /api/v1/apps/{appId}/users/{userId}`` per key (the apps bucket; the client keeps to its
         rate-limit headers): its profile goes into the key's row with Okta's time before the read, so a listing
         asked for later wins and one asked for earlier does not. A key Okta no longer assigns (404) keeps what is
         known: its removal arrives as its own event. A key whose read fails is not planned; its messages are tried
-        again (returned as failures)."""
+        again (returned as failures).
+
+        Keys in ``assignment`` (an operator's "look again": provision on demand, a dead-letter replay, a guard
+        release) take the assignment from the read too, as of the same time: assigned with the app username, or
+        not assigned on a 404, so a key the bridge never saw an event for is planned from Okta's state now."""
         async def one(work: KeyWork) -> KeyResult | None:
             as_of = micros(self.okta.server_now()) - LISTING_MARGIN_US
             try:
@@ -127,6 +137,8 @@ class Translator:
                     span.set_attribute(ATTR.USER_ID, work.user_id)
                     app_user = await self.okta.get_app_user(work.app_id, work.user_id)
             except OktaNotFoundError:
+                if work.key in assignment:
+                    work.fold(assigned=False, as_of=as_of)
                 return None
             except Exception as exc:  # noqa: BLE001 - settled by the outcome policy (retried, or dead-lettered)
                 return KeyResult(work, getattr(exc, "code", Reason.INTERNAL), str(exc), failure=exc)
@@ -134,6 +146,9 @@ class Translator:
             if not isinstance(profile, dict):
                 why = f"Okta answered app user {work.app_id}/{work.user_id} without a profile; read again later"
                 return KeyResult(work, Reason.OKTA_TRANSIENT, why, failure=OktaTransientError(why))
+            if work.key in assignment:
+                work.fold(assigned=True, app_username=(app_user.get("credentials") or {}).get("userName"),
+                          as_of=as_of)
             work.fold(app_profile=profile, as_of=as_of)
             return None
 

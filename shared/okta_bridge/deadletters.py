@@ -44,14 +44,23 @@ from okta_bridge.bus import ATTEMPT_HEADER, REASON_HEADER
 from okta_bridge.topology import (AUDIT_EXCHANGE, DEAD_LETTER_QUEUE, DLX, EVENT_ROUTING_PREFIX, EVENTS_EXCHANGE,
                                   PLANS_EXCHANGE, SYNC_ROUTING_KEY, key_of, partition_key, partition_of)
 
-__all__ = ["DeadLetter", "DeadLetterRecord", "DeadLetters", "compact", "look_again", "minimal", "redact_event"]
+__all__ = ["DeadLetter", "DeadLetterRecord", "DeadLetters", "compact", "is_look_again", "look_again", "minimal", "redact_event"]
+
+
+LOOK_AGAIN_PREFIX = "replay-"  # the event uuid of an operator's "look again" (no System Log event has it)
+
+
+def is_look_again(event: OktaEventReceived) -> bool:
+    """An operator's "look at this (app, user) again" (:func:`look_again`): the translator reads the app user from
+    Okta to learn the assignment too, so the key is planned from Okta's state at that moment."""
+    return event.event_type == "application.user_membership.update" and event.event_uuid.startswith(LOOK_AGAIN_PREFIX)
 
 
 def look_again(org: str, app_id: str, user_id: str) -> tuple[str, str, OktaEventReceived]:
     """(exchange, routing key, event) that makes the translator look at (app, user) again from Okta's current state:
     an ``application.user_membership.update`` naming the two ids (dead-letter replay, ``bridgectl provision``, a
     guard release). It plans with a new version, ordered, audited and traced like any event."""
-    event = OktaEventReceived(org=org, event_uuid=f"replay-{uuid.uuid4()}",
+    event = OktaEventReceived(org=org, event_uuid=f"{LOOK_AGAIN_PREFIX}{uuid.uuid4()}",
                               event_type="application.user_membership.update", published=datetime.now(UTC),
                               targets=(EventTarget(id=user_id, type="User"), EventTarget(id=app_id, type="AppInstance")))
     return EVENTS_EXCHANGE.name, EVENT_ROUTING_PREFIX + event.event_type, event

@@ -49,8 +49,9 @@ async def synced(t: Translator, users: int) -> None:
 
 async def look_again(t: Translator, app_id: str, user_id: str):
     """What ``bridgectl guard release`` publishes for each held key (as the dead-letter replay does)."""
-    raw = membership_event(f"again-{user_id}", "update", app_id=app_id, user_id=user_id)
-    event = parse_event(ORG, raw)
+    from okta_bridge.deadletters import look_again as event_of
+
+    _, _, event = event_of(ORG, app_id, user_id)
     return await t.handle_events([(Source(user_id, event.event_type, event.event_uuid, None), event)])
 
 
@@ -116,10 +117,8 @@ async def test_a_release_plans_each_held_key_from_okta_now_and_never_replays_a_s
     held = t.guard.store.held(JIRA)
     assert len(held) == 2
     back, gone = held
-    t.okta.assign(JIRA, okta_user(back))  # the group was refilled meanwhile: this one is assigned again
-    readd = membership_event("readd", app_id=JIRA, user_id=back)
-    readd["published"] = "2099-01-01T00:00:00.000Z"  # after the sync
-    await t.handle_events([(Source(0, "x", "readd", None), parse_event(ORG, readd))])
+    # assigned again in Okta meanwhile, and the bridge has not seen that event yet: the release reads Okta now
+    t.okta.assign(JIRA, okta_user(back))
     t.outbox.plans.clear()
     t.guard.store.release_all(JIRA)
     for user in held:
@@ -127,6 +126,15 @@ async def test_a_release_plans_each_held_key_from_okta_now_and_never_replays_a_s
     assert sent(t, PlanAction.DEACTIVATE) == [gone]  # released: goes out, uncounted
     assert sent(t, PlanAction.UPSERT) == [back]
     assert t.guard.store.held(JIRA) == [] and t.guard.store.windows[JIRA]["count"] == 0
+
+
+async def test_a_look_again_plans_a_key_the_bridge_never_saw_from_oktas_assignment_now():
+    """``bridgectl provision`` for a user whose assignment event has not arrived: the app-user read says assigned."""
+    t = make({"max_deactivations": 5})
+    t.okta.assign(JIRA, okta_user(uid(1)), username="ann.jira")
+    await look_again(t, JIRA, uid(1))
+    [(plan, _)] = t.outbox.plans
+    assert plan.action is PlanAction.UPSERT and plan.unique_value == "ann.jira"
 
 
 async def test_an_app_whose_guard_is_off_is_never_held():
