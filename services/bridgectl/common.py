@@ -69,3 +69,14 @@ def resolve_app(connectors: ConnectorsFile, app: str) -> AppConnector:
 
 def operator_name(given: str | None) -> str:
     return given or getpass.getuser()
+
+
+def progress(items, description: str, enabled: bool = True):
+    """Iterates ``items`` with a progress bar on stderr (long work: many held keys, many apps); none with ``--json``
+    or when stderr is not a terminal."""
+    from rich.progress import track
+
+    items, err = list(items), Console(stderr=True)
+    if not enabled or len(items) < 2 or not err.is_terminal:
+        return items
+    return track(items, description=description, console=err, transient=True)

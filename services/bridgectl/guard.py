@@ -15,7 +15,8 @@ import typer
 from rich.table import Table
 
 from bridgectl.bus import mongo, operator_bus
-from bridgectl.common import CONNECTORS, JSON, OPERATOR, bad_input, console, emit, load, operator_name, resolve_app
+from bridgectl.common import (CONNECTORS, JSON, OPERATOR, bad_input, console, emit, load, operator_name, progress,
+                              resolve_app)
 from okta_bridge.contracts import AuditStep, Reason, is_okta_id
 from okta_bridge.deadletters import look_again
 from okta_bridge.entry import cli_app
@@ -89,7 +90,7 @@ def _act(action: str, app: str, users: list[str] | None, operator: str | None, c
         if not is_okta_id(user):
             bad_input(f"--user {user!r}: not an Okta user id (20 letters and digits, 00u…)")
     by = operator_name(operator)
-    done = asyncio.run(_apply(action, connector.okta_app_id, users or None, by))
+    done = asyncio.run(_apply(action, connector.okta_app_id, users or None, by, not json_))
     if done is None:
         bad_input(f"the guard of {connector.name} is not set: nothing is held")
     if not done:
@@ -99,7 +100,7 @@ def _act(action: str, app: str, users: list[str] | None, operator: str | None, c
          lambda: typer.echo(f"{connector.name}: {len(done)} held deactivation(s) {verb} by {by}"))
 
 
-async def _apply(action: str, app_id: str, users: list[str] | None, by: str):
+async def _apply(action: str, app_id: str, users: list[str] | None, by: str, bars: bool = False):
     org = OktaSettings().org_url
     async with mongo() as db:
         guards = MongoGuards(db, org)
@@ -122,7 +123,7 @@ async def _apply(action: str, app_id: str, users: list[str] | None, by: str):
         try:
             async with operator_bus() as (publisher, audit):
                 async with audit.batch():
-                    for h in chosen:
+                    for h in progress(chosen, "releasing", bars):
                         exchange, routing_key, event = look_again(org, app_id, h.user_id)
                         await publisher.publish(event, exchange=exchange, routing_key=routing_key)
                         published += 1

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bridgectl.common import CONNECTORS, JSON, OPERATOR, bad_input, emit, load, operator_name, resolve_app
+from bridgectl.common import CONNECTORS, JSON, OPERATOR, bad_input, emit, load, operator_name, progress, resolve_app
 from okta_bridge.settings import BridgeSettings
 from scim_dispatcher.adapters.scim_client import ScimClient
 from scim_dispatcher.adapters.scim_errors import ScimError
@@ -119,7 +119,7 @@ def drift(app: str = typer.Option(None, help="one app (name or Okta app id); def
     connectors = load(connectors_file, secrets=True)
     chosen = [resolve_app(connectors, app)] if app else connectors.apps
     while True:
-        results = asyncio.run(_drift(chosen, repair, operator_name(operator)))
+        results = asyncio.run(_drift(chosen, repair, operator_name(operator), not json_))
         if json_:
             emit(True, [{"app": r.app, "assigned": r.assigned, "accounts": r.accounts, "counts": r.counts(),
                          "found": r.found, "action": action} for r, action in results], lambda: None)
@@ -147,7 +147,7 @@ def drift(app: str = typer.Option(None, help="one app (name or Okta app id); def
         time.sleep(interval)
 
 
-async def _drift(apps, repair: bool, operator: str):
+async def _drift(apps, repair: bool, operator: str, bars: bool = False):
     from okta_bridge.contracts import AppSyncRequested, AuditStep, Reason, SyncReason
     from okta_bridge.mongo import connect
     from okta_bridge.stores.links import MongoLinks
@@ -166,7 +166,7 @@ async def _drift(apps, repair: bool, operator: str):
     try:
         await prepare_topology(broker, await broker.connect(), translator=True)
         async with _clients(apps) as http:
-            for app in apps:
+            for app in progress(apps, "checking drift", bars):
                 scim = ScimClient(http[app.okta_app_id], app.base_url, app.version, headers=app.auth_headers(),
                                   timeout_s=app.timeout_s, unique_field=app.unique_user_field,
                                   content_type=app.content_type, max_response_bytes=app.max_response_bytes)
