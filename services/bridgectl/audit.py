@@ -40,7 +40,11 @@ def parse_since(value: str | None) -> datetime | None:
 def filters_of(user: str | None, app: str | None, group: str | None, connectors_file: str | None) -> dict:
     """Ids as Okta writes them; an app also by its connector name. Anything else: exit 2."""
     if user is not None and not is_okta_id(user):
-        bad_input("--user: not an Okta user id (20 letters and digits, 00u…); the audit keeps ids, not logins")
+        if "@" not in user or "/" in user:
+            bad_input("--user: neither an Okta user id (20 letters and digits, 00u…) nor a login")
+        from bridgectl.oneuser import user_ids
+
+        user = user_ids([user])[0]  # the audit keeps ids: a login is looked up in Okta
     if group is not None and not is_okta_id(group):
         bad_input("--group: not an Okta group id (20 letters and digits, 00g…)")
     app_id = None
@@ -49,7 +53,7 @@ def filters_of(user: str | None, app: str | None, group: str | None, connectors_
     return {"okta_user_id": user, "app_id": app_id, "okta_group_id": group}
 
 
-def audit(user: str = typer.Option(None, "--user", help="Okta user id (00u…)"),
+def audit(user: str = typer.Option(None, "--user", help="Okta user id (00u…) or login"),
           app: str = typer.Option(None, "--app", help="the app's connector name or Okta app id"),
           group: str = typer.Option(None, "--group", help="Okta group id (00g…)"),
           since: str = typer.Option(None, "--since", help="ISO 8601 time, or a duration back from now: 15m, 2h, 7d"),

@@ -24,7 +24,7 @@ from okta_bridge.settings import OktaSettings
 from okta_bridge.stores.guards import MongoGuards
 
 guard = cli_app(help="The accidental-deactivation guard: see, release or discard held deactivations.")
-USERS = typer.Option(None, "--user", help="only these Okta user ids (repeat); default: all held")
+USERS = typer.Option(None, "--user", help="only these users, Okta ids or logins (repeat); default: all held")
 
 
 @guard.command("list")
@@ -85,10 +85,13 @@ def discard(app: str, users: list[str] = USERS, yes: bool = typer.Option(False, 
 
 def _act(action: str, app: str, users: list[str] | None, operator: str | None, connectors_file: str | None,
          json_: bool) -> None:
+    from bridgectl.oneuser import user_ids
+
     connector = resolve_app(load(connectors_file), app)
     for user in users or ():
-        if not is_okta_id(user):
-            bad_input(f"--user {user!r}: not an Okta user id (20 letters and digits, 00u…)")
+        if not is_okta_id(user) and ("/" in user or "@" not in user):
+            bad_input("--user: neither an Okta user id (20 letters and digits, 00u…) nor a login")
+    users = user_ids(users)
     by = operator_name(operator)
     done = asyncio.run(_apply(action, connector.okta_app_id, users or None, by, not json_))
     if done is None:

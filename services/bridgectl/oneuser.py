@@ -50,6 +50,23 @@ async def resolve_user(okta, user: str) -> str:
     return found["id"]
 
 
+def user_ids(users: list[str] | None) -> list[str] | None:
+    """Okta user ids as given; logins looked up in Okta (read-only); unknown: exit 2."""
+    if not users or all(is_okta_id(u) for u in users):
+        return users
+
+    async def lookup() -> list[str]:
+        from okta_bridge.okta_auth import okta_client_from_settings, scopes_for
+        from okta_bridge.settings import OktaSettings
+
+        okta = okta_client_from_settings(OktaSettings(), scopes_for("drift"))
+        try:
+            return [u if is_okta_id(u) else await resolve_user(okta, u) for u in users]
+        finally:
+            await okta.aclose()
+    return asyncio.run(lookup())
+
+
 # ------------------------------------------------------------------ the dry-run transport
 
 class DryRun(httpx.AsyncBaseTransport):

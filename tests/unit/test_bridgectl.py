@@ -140,7 +140,7 @@ def connectors(tmp_path, monkeypatch):
     ["guard", "held", "nosuchapp"],
     ["drift", "--app", "nosuchapp"],
     ["audit", "--app", "nosuchapp"],
-    ["audit", "--user", "ann@acme.com"],
+    ["audit", "--user", "not-a-login"],
     ["audit", "--since", "yesterday-ish"],
     ["guard", "release", "jira", "--user", "../../users/x"],
     ["guard", "discard", "jira"],  # without --yes
@@ -246,3 +246,16 @@ async def test_preview_of_an_unassigned_user_is_a_deactivation():
     okta = FakeOkta({"00u1xxxxxxxxxxxxxxxx": okta_user("00u1xxxxxxxxxxxxxxxx")})
     plan, why = await plan_now(app_connector(APP, "jira"), "00u1xxxxxxxxxxxxxxxx", okta, 2, "https://acme.okta.com")
     assert plan.action is PlanAction.DEACTIVATE and why == "not assigned to the app"
+
+
+async def test_an_unknown_login_is_bad_input():
+    import typer
+
+    from bridgectl.oneuser import resolve_user
+
+    class NoSuchUser:
+        async def get(self, path, params=None):
+            raise OktaNotFoundError("okta GET /api/v1/users/{id} -> 404", 404)
+    with pytest.raises(typer.Exit) as caught:
+        await resolve_user(NoSuchUser(), "nobody@example.com")
+    assert caught.value.exit_code == 2
