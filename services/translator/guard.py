@@ -8,7 +8,8 @@ the app is paused: its deactivations are held (recorded in MongoDB, audited ``he
 while its other plans and every other app keep flowing. An operator releases them (the bridge looks at each held key
 again, from Okta's state at that moment: a stale deactivation is never replayed) or discards them
 (``bridgectl guard``). The count is shared by every translator replica (:mod:`okta_bridge.stores.guards`): one
-database call per app with deactivations per batch, plus one to find released keys, never one per change.
+database calls per app with deactivations per batch (create-if-missing, then one atomic update), plus one to
+find released keys, never one per change.
 """
 
 from __future__ import annotations

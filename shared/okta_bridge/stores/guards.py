@@ -2,7 +2,7 @@
 
 * ``guards``: one document per (org, app): the current window's start, the deactivating plans counted in it, and
   whether the app is paused (its deactivations are held). Every translator replica counts in the same document with
-  one atomic ``findAndModify`` per app per batch (not per change), so the count is shared and nothing lives in a
+  one atomic ``findAndModify`` per app per batch (after a create-if-missing; not per change), so the count is shared and nothing lives in a
   process's memory.
 * ``guard_held``: one document per held (org, app, user): the plan version that was held and why, never a person's
   data. An operator releases them (``released: true``: the next deactivating plan of that key goes out without being
@@ -25,6 +25,9 @@ from okta_bridge.mongo import key
 __all__ = ["GuardState", "Held", "MongoGuards", "Take", "decide", "limit_of"]
 
 IN_CHUNK = 200
+# a released key's deactivation goes out uncounted within this time (its look-again is planned within seconds); a
+# release whose key was planned otherwise (assigned again: an update) is forgotten after it
+RELEASE_HONOURED = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,8 @@ class MongoGuards:
         ids = [key(self._org, a, u) for a, u in keys]
         out: set[tuple[str, str]] = set()
         for start in range(0, len(ids), IN_CHUNK):
-            async for d in self._db.guard_held.find({"_id": {"$in": ids[start:start + IN_CHUNK]}, "released": True},
+            async for d in self._db.guard_held.find({"_id": {"$in": ids[start:start + IN_CHUNK]}, "released": True,
+                                                    "released_at": {"$gte": datetime.now(UTC) - RELEASE_HONOURED}},
                                                    {"app_id": 1, "user_id": 1}):
                 out.add((d["app_id"], d["user_id"]))
         return out
@@ -167,6 +171,8 @@ class MongoGuards:
     async def release(self, app_id: str, users: list[str] | None, by: str) -> list[Held]:
         """Marks the chosen held keys released (the caller publishes a "look again" for each) and unpauses the app
         when nothing of it is held any more."""
+        await self._db.guard_held.delete_many({"org": self._org, "app_id": app_id, "released": True,
+                                               "released_at": {"$lt": datetime.now(UTC) - RELEASE_HONOURED}})
         chosen = await self.held(app_id, users)
         if chosen:
             await self._db.guard_held.update_many(
