@@ -18,6 +18,8 @@ from okta_bridge.bus import Publisher
 from okta_bridge.connectors import load_connectors
 from okta_bridge.health import Readiness, broker_check, mongo_check, serve_health
 from okta_bridge.metrics import POLLER
+from okta_bridge.observe import record_budget, source_name
+from okta_bridge.stores.observed import MongoObserved
 from okta_bridge.logs import register_secret, setup_logging, register_settings_secrets
 from okta_bridge.mongo import connect, key
 from okta_bridge.stores.meta import claim_org
@@ -81,6 +83,8 @@ async def main() -> None:
     budget_task = asyncio.get_running_loop().create_task(budget.run(budget_stop))
     okta_client = okta_client_from_settings(okta, scopes_for("poller"), gate=lambda: budget.slot("requests"))
     own_token_id, own_client_id = okta_client.auth.own_ids()
+    observe_task = asyncio.get_running_loop().create_task(record_budget(
+        MongoObserved(db, okta.org_url), source_name("queue-poller"), okta_client.budget, budget_stop))
     store = MongoPollerState(db, okta.org_url)
     await store.ensure_indexes()
     await MongoAssignments(db, okta.org_url).ensure_indexes()
@@ -110,6 +114,7 @@ async def main() -> None:
         readiness.started = False
         budget_stop.set()
         await budget_task
+        await observe_task
         if health is not None:
             await health.stop()
         await broker.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from prometheus_client import Gauge
 
@@ -34,6 +35,8 @@ class Circuits:
     probe_interval_s: float = 10.0
     failure_threshold: int = 5
     names: dict[str, str] = field(default_factory=dict)  # app id -> app name, for the metric's label
+    # told when a circuit opens or closes (app id, open, reason): the dispatcher records it for ``bridgectl status``
+    on_change: Callable[[str, bool, str], None] | None = None
     _apps: dict[str, _State] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -79,13 +82,18 @@ class Circuits:
         state = self._apps.setdefault(app_id, _State())
         if state.opened_at is None:
             state.opened_at = time.monotonic()
+            if self.on_change is not None:
+                self.on_change(app_id, True, reason)
         state.last_probe = time.monotonic()
         state.reason = reason
         CIRCUIT_OPEN.labels(self.names.get(app_id, app_id)).set(1)
 
     def close(self, app_id: str) -> None:
-        if self._apps.pop(app_id, None) is not None:
+        state = self._apps.pop(app_id, None)
+        if state is not None:
             CIRCUIT_OPEN.labels(self.names.get(app_id, app_id)).set(0)
+            if state.opened_at is not None and self.on_change is not None:
+                self.on_change(app_id, False, "")
 
     def reason(self, app_id: str) -> str:
         state = self._apps.get(app_id)

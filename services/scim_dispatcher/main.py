@@ -19,6 +19,8 @@ from okta_bridge.connectors import load_connectors
 from okta_bridge.contracts import MembershipPlanned, TargetValuesObserved
 from okta_bridge.health import Readiness, broker_check, channels_check, mongo_check, serve_health
 from okta_bridge.metrics import PARTITIONS_OWNED
+from okta_bridge.observe import CircuitRecorder, source_name
+from okta_bridge.stores.observed import MongoObserved
 from okta_bridge.logs import register_secret, register_settings_secrets, setup_logging
 from okta_bridge.mongo import connect
 from okta_bridge.partitions import PartitionOwner
@@ -108,6 +110,7 @@ def build() -> FastStream:
     async def start() -> None:
         running["health"] = await serve_health(cfg.metrics_port or base.metrics_port, readiness)
         client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
+        circuits.on_change = CircuitRecorder(MongoObserved(db, okta.org_url), source_name(f"scim-dispatcher:{me}"))
         partitions = MongoPartitions(db, okta.org_url)
         for pool in pools:
             await partitions.claim_count(pool, connectors.partitions(pool))

@@ -29,9 +29,11 @@ from okta_bridge.contracts import (AppSyncRequested, AuditStep, OktaEventReceive
 from okta_bridge.okta_client import OktaNotFoundError, OktaTransientError
 from okta_bridge.events import (APP_PROFILE_EVENTS, APP_USER_EVENTS, GROUP_EVENTS, USER_EVENTS, target_id,
                                 user_id_of)
+from okta_bridge.deadletters import is_look_again
 from okta_bridge.stores.groups import micros
 from okta_bridge.telemetry import ATTR, span_of
 from translator.groups import GroupPlanner
+from translator.guard import DeactivationGuard
 from translator.planning import KeyResult, KeyWork, Planner, Source, plan_span_attributes
 from translator.ports import PlanOutbox, WritebackStore
 
@@ -61,6 +63,7 @@ class Translator:
     writebacks: WritebackStore | None = None
     groups: GroupPlanner | None = None
     monotonic: Callable[[], float] = time.monotonic  # only to bound Okta's clock around a page
+    guard: DeactivationGuard | None = None  # holds an app's deactivations past its threshold (translator.guard)
 
     @property
     def store(self):
@@ -84,6 +87,7 @@ class Translator:
             if event.event_type in APP_USER_EVENTS and target_id(event, "AppInstance") in self.apps:
                 joining.setdefault(user_id_of(event), set()).add(target_id(event, "AppInstance"))
         profile_reads: set[tuple[str, str]] = set()  # keys whose app-user profile changed: read it again
+        assignment_reads: set[tuple[str, str]] = set()  # look-again keys: the app-user read says the assignment too
         for source, event in events:
             keys = self._keys_of(source, event, rows, joining)
             for app_id, user_id, change in keys:
@@ -91,32 +95,40 @@ class Translator:
                 work.sources.append(source)
                 if event.event_type in USER_EVENTS:
                     work.by_id = True
-                if event.event_type in APP_PROFILE_EVENTS and _maps_app_profile(self.apps[app_id]):
+                if event.event_type in APP_PROFILE_EVENTS and (_maps_app_profile(self.apps[app_id])
+                                                               or is_look_again(event)):
                     profile_reads.add((app_id, user_id))
+                if is_look_again(event):
+                    assignment_reads.add((app_id, user_id))
                 if change:
                     work.fold(**change)
                 by_source.setdefault(source.handle, []).append(work)
             if not keys:
                 await self._skip_event(source, event, rows)
-        unread = await self._read_app_profiles([works[k] for k in sorted(profile_reads)])
+        unread = await self._read_app_profiles([works[k] for k in sorted(profile_reads)], assignment_reads)
         for result in unread:
             del works[result.work.key]
             await self._publish(result)
             for source in result.work.sources:
                 results[source.handle] = EventResult(result.failure)
-        for result in await self.planner.plan(list(works.values())):
+        for result in await self._plan(list(works.values())):
             await self._publish(result)
             if result.failure is not None:
                 for source in result.work.sources:
                     results[source.handle] = EventResult(result.failure)
         return results
 
-    async def _read_app_profiles(self, works: list[KeyWork]) -> list[KeyResult]:
+    async def _read_app_profiles(self, works: list[KeyWork],
+                                 assignment: set[tuple[str, str]] = frozenset()) -> list[KeyResult]:
         """One ``GET /api/v1/apps/{appId}/users/{userId}`` per key (the apps bucket; the client keeps to its
         rate-limit headers): its profile goes into the key's row with Okta's time before the read, so a listing
         asked for later wins and one asked for earlier does not. A key Okta no longer assigns (404) keeps what is
         known: its removal arrives as its own event. A key whose read fails is not planned; its messages are tried
-        again (returned as failures)."""
+        again (returned as failures).
+
+        Keys in ``assignment`` (an operator's "look again": provision on demand, a dead-letter replay, a guard
+        release) take the assignment from the read too, as of the same time: assigned with the app username, or
+        not assigned on a 404, so a key the bridge never saw an event for is planned from Okta's state now."""
         async def one(work: KeyWork) -> KeyResult | None:
             as_of = micros(self.okta.server_now()) - LISTING_MARGIN_US
             try:
@@ -125,6 +137,8 @@ class Translator:
                     span.set_attribute(ATTR.USER_ID, work.user_id)
                     app_user = await self.okta.get_app_user(work.app_id, work.user_id)
             except OktaNotFoundError:
+                if work.key in assignment:
+                    work.fold(assigned=False, as_of=as_of)
                 return None
             except Exception as exc:  # noqa: BLE001 - settled by the outcome policy (retried, or dead-lettered)
                 return KeyResult(work, getattr(exc, "code", Reason.INTERNAL), str(exc), failure=exc)
@@ -132,6 +146,9 @@ class Translator:
             if not isinstance(profile, dict):
                 why = f"Okta answered app user {work.app_id}/{work.user_id} without a profile; read again later"
                 return KeyResult(work, Reason.OKTA_TRANSIENT, why, failure=OktaTransientError(why))
+            if work.key in assignment:
+                work.fold(assigned=True, app_username=(app_user.get("credentials") or {}).get("userName"),
+                          as_of=as_of)
             work.fold(app_profile=profile, as_of=as_of)
             return None
 
@@ -170,6 +187,12 @@ class Translator:
         source = Source(None, event.event_type, event.event_uuid, otel_context.get_current())
         return (await self.handle_events([(source, event)]))[None]
 
+    async def _plan(self, works: list[KeyWork]) -> list[KeyResult]:
+        results = await self.planner.plan(works)
+        if self.guard is not None:
+            await self.guard.apply(results)
+        return results
+
     # --- publishing --------------------------------------------------------------------------------------------------
     async def _publish(self, result: KeyResult) -> None:
         """The plan goes out in its first source's trace; every source keeps its own audit record."""
@@ -184,6 +207,8 @@ class Translator:
         if result.failure is not None:
             return  # the message is settled by the outcome policy (retried or dead-lettered, and audited there)
         step = AuditStep.PLANNED if result.plan is not None else AuditStep.SKIPPED
+        if result.reason is Reason.GUARD_HELD:
+            step = AuditStep.HELD
         for source in work.sources or [Source(None, work.cause)]:
             await self.audit.record(step, reason=result.reason, detail=result.detail, event_uuid=source.event_uuid,
                                     event_type=source.cause, app_id=work.app_id, okta_user_id=work.user_id,
@@ -231,7 +256,7 @@ class Translator:
 
     async def _plan_and_publish(self, works: list[KeyWork]) -> None:
         failures = []
-        for result in await self.planner.plan(works):
+        for result in await self._plan(works):
             await self._publish(result)
             if result.failure is not None:
                 failures.append(result.failure)

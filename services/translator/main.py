@@ -16,6 +16,8 @@ from okta_bridge.audit import AuditPublisher
 from okta_bridge.bus import Consumer, Publisher
 from okta_bridge.connectors import load_connectors
 from okta_bridge.health import Readiness, broker_check, channels_check, mongo_check, serve_health
+from okta_bridge.observe import record_budget, source_name
+from okta_bridge.stores.observed import MongoObserved
 from okta_bridge.logs import register_secret, register_settings_secrets, setup_logging
 from okta_bridge.mongo import connect
 from okta_bridge.okta_auth import okta_client_from_settings, scopes_for
@@ -24,6 +26,7 @@ from okta_bridge.runtime import PlanPublisher, QueueRoutes, Republisher, make_br
 from okta_bridge.settings import BridgeSettings, OktaSettings
 from okta_bridge.stores.assignments import MongoAssignments, MongoWritebacks
 from okta_bridge.stores.groups import GroupState
+from okta_bridge.stores.guards import MongoGuards
 from okta_bridge.stores.meta import claim_org
 from okta_bridge.stores.partitions import MongoPartitions
 from okta_bridge.stores.permits import MongoPermits
@@ -31,6 +34,7 @@ from okta_bridge.telemetry import setup_tracing, shutdown_tracing
 from okta_bridge.topology import TRANSLATOR_QUEUE
 from translator.consume import TranslatorIntake
 from translator.groups import GroupPlanner
+from translator.guard import DeactivationGuard, refresh_paused
 from translator.handlers import Translator
 from translator.planning import Planner
 
@@ -71,6 +75,8 @@ def build() -> FastStream:
         await assignments.ensure_indexes()
         group_state = GroupState(db, okta.org_url)
         await group_state.ensure_indexes()
+        guards = MongoGuards(db, okta.org_url, assignments.count_assigned)
+        await guards.ensure_indexes()
         connection = await broker.connect()
         # before consuming: nothing is ever published to an undeclared exchange, and plans are never unroutable, even
         # before any dispatcher started
@@ -90,7 +96,11 @@ def build() -> FastStream:
         apps = connectors.by_app_id()
         translator = Translator(okta.org_url, apps, Planner(okta.org_url, apps, assignments, okta_client), outbox,
                                 audit, MongoWritebacks(db, okta.org_url),
-                                GroupPlanner(okta.org_url, apps, group_state, okta_client, outbox, audit))
+                                GroupPlanner(okta.org_url, apps, group_state, okta_client, outbox, audit),
+                                guard=DeactivationGuard(apps, guards))
+        running["gauge"] = asyncio.get_running_loop().create_task(refresh_paused(guards, apps, running["stop"]))
+        running["observe"] = asyncio.get_running_loop().create_task(record_budget(
+            MongoObserved(db, okta.org_url), source_name("translator"), okta_client.budget, running["stop"]))
         intake = TranslatorIntake(translator, Republisher(publisher, QueueRoutes(TRANSLATOR_QUEUE.name), MAX_ATTEMPTS),
                                   audit, cfg.batch_size, cfg.batch_wait_ms / 1000, cfg.batch_concurrency)
         consumer = Consumer(connection, max(base.prefetch, 2 * cfg.batch_size), intake.on_delivery,
@@ -115,6 +125,8 @@ def build() -> FastStream:
             await running["publisher"].close()
             running["stop"].set()
             await running["budget"]
+            await running["gauge"]
+            await running["observe"]
 
     @app.after_shutdown
     async def close() -> None:

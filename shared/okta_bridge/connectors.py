@@ -100,6 +100,25 @@ class Actions(_Strict):
         default=None, description="deprecated: read as password_on_create (true: random, false: none)")
 
 
+class GuardSettings(_Strict):
+    """The accidental-deactivation guard (translator): past ``max_deactivations`` deactivating plans of the app
+    within ``window_s`` seconds, the app's deactivations are held (not sent) until an operator releases or discards
+    them (``bridgectl guard release|discard APP``). ``max_deactivations``: a number, or a share of the app's
+    assigned users (``"10%"``, at least 1); ``null`` switches the guard off for the app."""
+    max_deactivations: int | str | None = Field(default=500, description='a number, a share ("10%"), or null: off')
+    window_s: int = Field(default=3600, ge=1, le=30 * 86400)
+
+    @field_validator("max_deactivations")
+    @classmethod
+    def _number_or_share(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("must be 0 or more")
+        if isinstance(value, str) and not re.fullmatch(r"(100|[0-9]{1,2})(\.[0-9]+)?%", value):
+            raise ValueError('a share is written as a percentage from 0% to 100%, e.g. "10%"')
+        return value
+
+
+
 class AppConnector(_Strict):
     okta_app_id: OktaId  # goes into Okta URLs and every message: 20 letters and digits (0oa…)
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
@@ -140,6 +159,8 @@ class AppConnector(_Strict):
         default="PATCH", description="PUT: read-modify-write of the whole group (App Integration Wizard apps)")
     membership_batch_size: int = Field(default=100, ge=1, le=1000, description="members per membership request")
     tls: TlsSettings = Field(default_factory=TlsSettings, description="trust store base, CA file, client certificate")
+    guard: GuardSettings = Field(default_factory=GuardSettings,
+                                 description="hold the app's deactivations past a threshold (mass deactivation)")
     allow_insecure_http: bool = Field(
         default=False, description="accept an http:// base_url to a host that is not loopback (credentials in clear)")
 

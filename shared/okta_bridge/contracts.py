@@ -201,7 +201,7 @@ class AuditStep(StrEnum):
     HELD = "held"
     FAILED = "failed"
     DEAD_LETTERED = "dead_lettered"
-    REPLAYED = "replayed"  # an operator sent a dead letter back (``python -m okta_bridge.ops dead-letters replay``)
+    REPLAYED = "replayed"  # an operator sent a dead letter back (``bridgectl dlq replay``)
 
 
 class Reason(StrEnum):
@@ -226,6 +226,7 @@ class Reason(StrEnum):
     MEMBER_REFUSED = "member_refused"  # one member of a membership batch refused by the target
     GROUP_NOT_READY = "group_not_ready"  # a membership plan before its group exists in the target
     CIRCUIT_OPEN = "circuit_open"  # the app's circuit is open: parked in the hold queue
+    GUARD_HELD = "guard_held"  # a deactivation past the app's guard threshold: held until an operator acts
     OKTA_TRANSIENT = "okta_transient"  # 5xx, timeout, network
     OKTA_RATE_LIMITED = "okta_rate_limited"  # 429
     OKTA_AUTH = "okta_auth"  # 401 / 403 on the API token

@@ -44,7 +44,26 @@ from okta_bridge.bus import ATTEMPT_HEADER, REASON_HEADER
 from okta_bridge.topology import (AUDIT_EXCHANGE, DEAD_LETTER_QUEUE, DLX, EVENT_ROUTING_PREFIX, EVENTS_EXCHANGE,
                                   PLANS_EXCHANGE, SYNC_ROUTING_KEY, key_of, partition_key, partition_of)
 
-__all__ = ["DeadLetter", "DeadLetterRecord", "DeadLetters", "compact", "minimal", "redact_event"]
+__all__ = ["DeadLetter", "DeadLetterRecord", "DeadLetters", "compact", "is_look_again", "look_again", "minimal", "redact_event"]
+
+
+LOOK_AGAIN_PREFIX = "replay-"  # the event uuid of an operator's "look again" (no System Log event has it)
+
+
+def is_look_again(event: OktaEventReceived) -> bool:
+    """An operator's "look at this (app, user) again" (:func:`look_again`): the translator reads the app user from
+    Okta to learn the assignment too, so the key is planned from Okta's state at that moment."""
+    return event.event_type == "application.user_membership.update" and event.event_uuid.startswith(LOOK_AGAIN_PREFIX)
+
+
+def look_again(org: str, app_id: str, user_id: str) -> tuple[str, str, OktaEventReceived]:
+    """(exchange, routing key, event) that makes the translator look at (app, user) again from Okta's current state:
+    an ``application.user_membership.update`` naming the two ids (dead-letter replay, ``bridgectl provision``, a
+    guard release). It plans with a new version, ordered, audited and traced like any event."""
+    event = OktaEventReceived(org=org, event_uuid=f"{LOOK_AGAIN_PREFIX}{uuid.uuid4()}",
+                              event_type="application.user_membership.update", published=datetime.now(UTC),
+                              targets=(EventTarget(id=user_id, type="User"), EventTarget(id=app_id, type="AppInstance")))
+    return EVENTS_EXCHANGE.name, EVENT_ROUTING_PREFIX + event.event_type, event
 
 _ID_MAX = 128  # an id longer than this is not an Okta id: cut, so a forged one carries little
 
@@ -156,13 +175,8 @@ class DeadLetter:
         org = m.org or org
         if m.app_id and m.app_id not in connectors.by_app_id() and m.kind != "OktaEventReceived":
             return f"app {m.app_id} is not in the connectors file"
-        now = datetime.now(UTC)
         if m.kind in _USER_KINDS and m.app_id and m.okta_user_id:
-            event = OktaEventReceived(org=org, event_uuid=f"replay-{uuid.uuid4()}",
-                                      event_type="application.user_membership.update", published=now,
-                                      targets=(EventTarget(id=m.okta_user_id, type="User"),
-                                               EventTarget(id=m.app_id, type="AppInstance")))
-            return EVENTS_EXCHANGE.name, EVENT_ROUTING_PREFIX + event.event_type, event
+            return look_again(org, m.app_id, m.okta_user_id)
         if m.kind == "GroupPlanned" and m.app_id:
             if m.action == GroupAction.DELETE.value:
                 return "an operator's group delete: run the delete command again if it is still wanted"

@@ -22,11 +22,14 @@ from functools import lru_cache
 from prometheus_client import Counter, Gauge, Histogram
 from pymongo import monitoring
 
-__all__ = ["CONSUMED", "ACKED", "DEAD_LETTERS", "EVENTS_POLLED", "HOLDS", "MONGO_COMMANDS", "OKTA_RATE_LIMIT_REMAINING",
-           "OKTA_RATE_LIMIT_WAITS", "OUTCOMES", "PARTITIONS_OWNED", "PLANS", "POLLER", "PUBLISHED", "REQUEUED",
+__all__ = ["CONSUMED", "ACKED", "DEAD_LETTERS", "EVENTS_POLLED", "GUARD_PAUSED", "HOLDS", "MONGO_COMMANDS",
+           "OKTA_RATE_LIMIT_REMAINING", "OKTA_RATE_LIMIT_WAITS", "OUTCOMES", "PARTITIONS_OWNED", "PLANS", "POLLER", "PUBLISHED", "REQUEUED",
            "RETRIES", "SCIM_REQUEST_SECONDS", "CommandCounter", "PollerClock", "queue_family"]
 
 MONGO_COMMANDS = Counter("bridge_mongodb_commands_total", "MongoDB commands sent by this process", ["command"])
+# 1 while the app's deactivation guard holds its deactivations (translator; refreshed from MongoDB every 30 s, so an
+# operator's release shows within that)
+GUARD_PAUSED = Gauge("bridge_guard_paused", "1 while the app's deactivations are held by the guard", ["app"])
 
 # ------------------------------------------------------------------------------------------------ messages (bus.py)
 CONSUMED = Counter("bridge_messages_consumed_total", "messages delivered to this process, per queue family", ["queue"])

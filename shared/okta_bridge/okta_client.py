@@ -163,6 +163,11 @@ class OktaClient:
         """Okta's time, as its last answer's Date header told it (the local clock until the first answer)."""
         return datetime.fromtimestamp(time.time() + self._clock_offset, UTC)
 
+    def budget(self) -> dict[str, dict[str, Any]]:
+        """Per rate-limit bucket, the last headers seen: limit, remaining, and when the window resets (epoch s)."""
+        return {name: {"limit": b.limit, "remaining": b.remaining, "reset_at": round(b.reset_at, 1)}
+                for name, b in sorted(self._buckets.items()) if b.limit is not None}
+
     async def aclose(self) -> None:
         await self._http.aclose()
 

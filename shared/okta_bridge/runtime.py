@@ -37,8 +37,8 @@ class DeclareSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BROKER_", extra="ignore")
 
     declare: bool = Field(default=True, description="declare the topology at start (a user with configure rights); "
-                                                    "false: only check it passively (run `python -m "
-                                                    "okta_bridge.topology apply` first)")
+                                                    "false: only check it passively (run `bridgectl "
+                                                    "topology apply` first)")
 
 
 async def prepare_topology(broker: RabbitBroker, connection, *, translator: bool = False, audit: bool = False,

@@ -26,11 +26,11 @@ as routing key; a pool's to ``bridge.plans`` with the routing key the message wa
 to its own partition. A re-published message is a new message: waiting in a tier never counts against the delivery
 limit.
 
-Who declares: ``python -m okta_bridge.topology apply`` (a one-shot job before the services: compose's ``topology``
+Who declares: ``bridgectl topology apply`` (a one-shot job before the services: compose's ``topology``
 service, the chart's hook) declares all of it, the partition queues of every pool in the connectors file included, as
 a RabbitMQ user with configure rights. With ``BROKER_DECLARE=false`` the services only check, passively, that what
 they use exists, so each can run as its own user with read and write rights and no configure rights
-(:data:`PERMISSIONS`, printed by ``python -m okta_bridge.topology permissions``). Local runs (the default,
+(:data:`PERMISSIONS`, printed by ``bridgectl topology permissions``). Local runs (the default,
 ``BROKER_DECLARE=true``) keep declaring at start.
 """
 
@@ -296,8 +296,8 @@ async def verify(connection, *names: Names) -> None:
                         await channel.declare_queue(name, passive=True)
                 except aio_pika.exceptions.ChannelClosed as exc:
                     raise TopologyMissing(
-                        f"RabbitMQ {kind} {name} does not exist ({type(exc).__name__}): run `python -m "
-                        "okta_bridge.topology apply` first (or set BROKER_DECLARE=true for a user with configure "
+                        f"RabbitMQ {kind} {name} does not exist ({type(exc).__name__}): run `bridgectl "
+                        "topology apply` first (or set BROKER_DECLARE=true for a user with configure "
                         "rights)") from None
                 finally:
                     if not channel.is_closed:
@@ -349,8 +349,10 @@ def permissions_for(pools: list[str] | tuple[str, ...] = ("default",)) -> dict[s
         # also rewrites the dead letters RabbitMQ made whole as their records (okta_bridge.deadletters.compact)
         "bridge-audit": Permission(_NOTHING, _any_of("amq.default", DLX.name),
                                    _any_of(AUDIT_QUEUE.name, DEAD_LETTER_QUEUE.name)),
-        # `python -m okta_bridge.ops dead-letters`: reads the dead letters, replays (events and syncs to the
-        # translator, membership plans to their partition), audits
+        # bridgectl: reads the dead letters (dlq), replays them and publishes "look again" events (dlq replay,
+        # provision, guard release) and syncs (drift --repair) to the translator, group and membership plans to
+        # their partition (delete-group, dlq replay), its audit records; status's queue counts are passive declares
+        # (no right needed)
         "bridge-operator": Permission(_NOTHING, _any_of(EVENTS_EXCHANGE.name, PLANS_EXCHANGE.name,
                                                         AUDIT_EXCHANGE.name),
                                       _any_of(DEAD_LETTER_QUEUE.name)),
@@ -358,66 +360,3 @@ def permissions_for(pools: list[str] | tuple[str, ...] = ("default",)) -> dict[s
 
 
 PERMISSIONS = permissions_for()
-
-
-# ---------------------------------------------------------------------------------------------- command
-
-def main(argv: list[str] | None = None) -> int:
-    """``apply``: declare everything (``RABBITMQ_URL`` of a user with configure rights, ``CONNECTORS_FILE`` for the
-    pools and their partition counts; the connectors' secrets are not needed). ``permissions``: print the
-    ``rabbitmqctl set_permissions`` commands of every service's user."""
-    import argparse
-    import asyncio
-    import sys
-
-    from okta_bridge.connectors import ConnectorsFileError, load_connectors
-    from okta_bridge.settings import BridgeSettings
-
-    parser = argparse.ArgumentParser(prog="python -m okta_bridge.topology", description=main.__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("apply", help="declare every exchange, queue and binding (idempotent)")
-    perms = sub.add_parser("permissions", help="print each service user's rabbitmqctl set_permissions command")
-    perms.add_argument("--vhost", default="/")
-    perms.add_argument("--pools", default=None, help="comma-separated (default: the connectors file's)")
-    args = parser.parse_args(argv)
-    base = BridgeSettings()
-    try:
-        connectors = load_connectors(base.connectors_file, secrets=False)
-    except ConnectorsFileError as exc:
-        print(f"topology: {exc}", file=sys.stderr)
-        return 2
-    pools = {p: connectors.partitions(p) for p in connectors.pool_names()}
-    if args.command == "permissions":
-        chosen = [p for p in (args.pools or ",".join(sorted(pools))).split(",") if p]
-        for user, permission in permissions_for(chosen).items():
-            print(permission.command(user, args.vhost))
-        return 0
-
-    from okta_bridge.logs import register_settings_secrets
-    from okta_bridge.runtime import make_broker
-
-    register_settings_secrets(base.rabbitmq_url.get_secret_value(), base.mongodb_url.get_secret_value())
-
-    async def run() -> None:
-        broker = make_broker(base.rabbitmq_url.get_secret_value(), 1)
-        await broker.connect()
-        try:
-            await apply(broker, pools)
-        finally:
-            await broker.stop()
-
-    try:
-        asyncio.run(run())
-    except Exception as exc:  # noqa: BLE001 - one clear line, never the URL's password
-        from urllib.parse import urlsplit
-
-        text, password = str(exc)[:300], urlsplit(base.rabbitmq_url.get_secret_value()).password
-        print(f"topology: apply failed: {type(exc).__name__}: "
-              f"{text.replace(password, '***') if password else text}", file=sys.stderr)
-        return 1
-    print("topology applied: " + ", ".join(f"pool {p} ({n} partitions)" for p, n in sorted(pools.items())))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

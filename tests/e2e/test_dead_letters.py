@@ -47,7 +47,7 @@ def own_users(stack, rabbit_url):
 
 def ops(stack, *args: str) -> subprocess.CompletedProcess:
     env = {**stack.service_env("cli"), "USER": "ci-operator", "COLUMNS": "220"}
-    return subprocess.run([sys.executable, "-m", "okta_bridge.ops", "dead-letters", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "bridgectl", "dlq", *args], env=env,
                           capture_output=True, text=True, timeout=120)
 
 

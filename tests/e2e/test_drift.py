@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 def drift(stack, *args: str) -> subprocess.CompletedProcess:
     env = {**stack.service_env("cli"), "USER": "ci-operator", "COLUMNS": "220"}
-    return subprocess.run([sys.executable, "-m", "scim_dispatcher.cli", "drift", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "bridgectl", "drift", *args], env=env,
                           capture_output=True, text=True, timeout=180)
 
 

@@ -231,7 +231,7 @@ def _delete_group(stack, group: str):
     import sys
 
     env = {**stack.service_env("cli"), "USER": "ci-operator"}
-    return subprocess.run([sys.executable, "-m", "scim_dispatcher.cli", "delete-group", "--app", "jira", "--group",
+    return subprocess.run([sys.executable, "-m", "bridgectl", "delete-group", "--app", "jira", "--group",
                            group, "--yes"], env=env, capture_output=True, text=True, timeout=120)
 
 

@@ -208,6 +208,7 @@ class Runner:
                     "auth": {"type": "header", "value_env": "DEMO_TARGET_TOKEN", "value_prefix": "Bearer "},
                     "attribute_mappings": {"title": "profile.title"}, "push_groups": [f"team-{name}"],
                     "suspended": "deactivate",  # the truth below expects suspended users inactive
+                    "guard": {"max_deactivations": None},  # random churn for hours: every deactivation is expected
                     # the local-deadline probe needs app0's only permit held by one write while another waits
                     "max_concurrency": 1 if name == LOCAL_DEADLINE_APP and "local_deadline" in self.probes else 4})
         self.stack.write_connectors(connectors)

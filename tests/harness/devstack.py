@@ -208,8 +208,8 @@ class DevStack:
         return f"http://127.0.0.1:{self.metrics_ports[name]}{path}"
 
     def apply_topology(self) -> None:
-        """``python -m okta_bridge.topology apply`` as the topology user (compose's one-shot ``topology`` job)."""
-        done = subprocess.run([sys.executable, "-m", "okta_bridge.topology", "apply"],
+        """``bridgectl topology apply`` as the topology user (compose's one-shot ``topology`` job)."""
+        done = subprocess.run([sys.executable, "-m", "bridgectl", "topology", "apply"],
                               env=self.service_env("topology"), capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise RuntimeError(f"topology apply failed: {done.stderr}")

@@ -69,7 +69,7 @@ pools:
 def run_topology(url: str, connectors: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "RABBITMQ_URL": url, "CONNECTORS_FILE": str(connectors),
            "PYTHONPATH": os.pathsep.join([str(ROOT / "shared"), str(ROOT / "services")])}
-    return subprocess.run([sys.executable, "-m", "okta_bridge.topology", "apply"], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "bridgectl", "topology", "apply"], env=env, capture_output=True,
                           text=True, timeout=120)
 
 
@@ -124,7 +124,7 @@ async def test_services_with_the_documented_rights_only_work_and_cannot_declare(
     pools = {"default": PARTITIONS}
     # before the topology command a service without configure rights stops with a clear message
     async with Service(users["bridge-translator"]) as translator:
-        with pytest.raises(TopologyMissing, match="okta_bridge.topology apply"):
+        with pytest.raises(TopologyMissing, match="bridgectl topology apply"):
             await prepare_topology(translator.broker, translator.connection, translator=True, pools=pools,
                                    declare=False)
     # a service user cannot declare it either

@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from okta_bridge.mongo import connect
-from okta_bridge.ops import cli
+from bridgectl.app import app as cli
 from okta_bridge.runtime import make_broker
 from okta_bridge.stores.partitions import MongoPartitions, PartitionCountChanged
 from okta_bridge.topology import TRANSLATOR_QUEUE, declare_dispatcher_pool, declare_translator, partition_queue

@@ -464,3 +464,43 @@ class FakeScimTarget:
 def _scim(status: int, data: Any) -> httpx.Response:
     return httpx.Response(status, content=json.dumps(data).encode(),
                           headers={"Content-Type": "application/scim+json"})
+
+
+class FakeGuards:
+    """The guard's store in memory, with the real threshold decision (``okta_bridge.stores.guards.decide``)."""
+
+    def __init__(self, count_assigned=None) -> None:
+        self.windows: dict[str, dict[str, Any]] = {}
+        self.held_keys: dict[tuple[str, str], dict[str, Any]] = {}
+        self.count_assigned = count_assigned
+
+    async def take(self, app_id, n, max_deactivations, window_s):
+        from okta_bridge.stores.guards import decide, limit_of
+        w = self.windows.setdefault(app_id, {"count": 0, "paused": False})
+        before = w["count"]
+        w["count"] += n
+        assigned = self.count_assigned(app_id) if self.count_assigned and isinstance(max_deactivations, str) else 0
+        take = decide(before, n, limit_of(max_deactivations, assigned + before + n), w["paused"])
+        w["paused"] = take.paused
+        return take
+
+    async def hold(self, held) -> None:
+        for h in held:
+            self.held_keys[(h.app_id, h.user_id)] = {"version": h.version, "released": False}
+
+    async def released(self, keys):
+        return {k for k in keys if self.held_keys.get(k, {}).get("released")}
+
+    async def forget(self, keys) -> None:
+        for k in keys:
+            if self.held_keys.get(k, {}).get("released"):
+                del self.held_keys[k]
+
+    def release_all(self, app_id: str) -> None:
+        for k, v in self.held_keys.items():
+            if k[0] == app_id:
+                v["released"] = True
+        self.windows[app_id] = {"count": 0, "paused": False}
+
+    def held(self, app_id: str) -> list[str]:
+        return sorted(u for (a, u), v in self.held_keys.items() if a == app_id and not v["released"])

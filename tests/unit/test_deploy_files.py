@@ -31,7 +31,7 @@ COMPOSE = ROOT / "compose.yaml"
 SCHEMA = ROOT / "tests" / "fixtures" / "compose-spec.json"
 BRIDGE_MODULES = ("queue_poller", "translator", "scim_dispatcher", "audit_recorder")
 DEMO_MODULES = ("okta_simulator", "demo_scim_target")
-JOB_MODULES = ("okta_bridge.topology",)  # one-shot jobs the services wait for
+JOB_MODULES = ("bridgectl",)  # one-shot jobs the services wait for
 _INTERP = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
 
@@ -163,9 +163,6 @@ def test_every_module_compose_runs_is_an_importable_package_with_a_main() -> Non
     assert set(modules.values()) == set(BRIDGE_MODULES + DEMO_MODULES + JOB_MODULES), modules
     for name, module in modules.items():
         assert importlib.util.find_spec(module) is not None, f"{name}: no package {module}"
-        if module in JOB_MODULES:  # a module run as a script
-            assert 'if __name__ == "__main__"' in Path(importlib.util.find_spec(module).origin).read_text(), name
-            continue
         assert importlib.util.find_spec(f"{module}.__main__") is not None, f"{name}: `python -m {module}` has no __main__"
 
 
@@ -174,7 +171,7 @@ def test_the_topology_job_runs_first_and_the_services_only_check_it() -> None:
     BROKER_DECLARE=false (passive checks, no configure right needed)."""
     services = _services()
     job = services["topology"]
-    assert _command(job) == "python -m okta_bridge.topology apply" and job["restart"] == "no"
+    assert _command(job) == "python -m bridgectl topology apply" and job["restart"] == "no"
     assert job["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
     assert {s["target"] for s in job["secrets"]} == {"RABBITMQ_URL"}  # no Okta token, no SCIM secret
     for name in _bridge_services():

@@ -154,7 +154,7 @@ def test_a_service_refuses_a_token_with_a_newline_in_one_line_naming_the_setting
 
 
 def test_an_operator_command_never_prints_the_broker_password_or_locals():
-    run = _run(["-m", "okta_bridge.ops", "dead-letters", "list"],
+    run = _run(["-m", "bridgectl", "dlq", "list"],
                RABBITMQ_URL="amqp://bridge:Sekr1tPass@127.0.0.1:1/", OKTA_ORG_URL="https://acme.okta.com")
     assert run.returncode == 1
     assert "Connect call failed" in run.stderr  # the error is still told
@@ -165,18 +165,17 @@ def test_an_operator_command_never_prints_the_broker_password_or_locals():
 def test_every_typer_app_hides_locals():
     import typer
 
-    from okta_bridge import ops
-    from scim_dispatcher import cli as scim_cli
+    from bridgectl import app, guard, ops, topology_cmd
 
-    apps = [v for m in (ops, scim_cli) for v in vars(m).values() if isinstance(v, typer.Typer)]
-    assert len(apps) >= 4
+    apps = [v for m in (app, guard, ops, topology_cmd) for v in vars(m).values() if isinstance(v, typer.Typer)]
+    assert len(apps) >= 5
     assert all(app.pretty_exceptions_show_locals is False for app in apps)
 
 
 def test_delete_group_refuses_a_group_id_that_is_not_an_okta_id(tmp_path):
     from typer.testing import CliRunner
 
-    from scim_dispatcher.cli import cli
+    from bridgectl.app import app as cli
 
     path = tmp_path / "connectors.yaml"
     path.write_text("apps:\n  - {okta_app_id: 0oa1b2c3d4e5f6g7h8i9, name: jira, base_url: 'https://jira.lan/scim/v2/', "

@@ -7,7 +7,10 @@ import re
 import pytest
 
 from okta_bridge.connectors import ConnectorsFileError, load_connectors
-from okta_bridge.topology import main, permissions_for
+from typer.testing import CliRunner
+
+from bridgectl.app import app as bridgectl
+from okta_bridge.topology import permissions_for
 
 CONNECTORS = """apps:
   - okta_app_id: 0oaPermTest000000001
@@ -75,9 +78,10 @@ def test_permissions_give_each_service_only_its_own_exchanges_and_queues():
         assert ok(p["bridge-topology"].configure, name), name
 
 
-def test_the_permissions_command_prints_rabbitmqctl_lines_for_the_connectors_pools(connectors, capsys):
-    assert main(["permissions", "--vhost", "bridge"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+def test_the_permissions_command_prints_rabbitmqctl_lines_for_the_connectors_pools(connectors):
+    run = CliRunner().invoke(bridgectl, ["topology", "permissions", "--vhost", "bridge"])
+    assert run.exit_code == 0, run.output
+    lines = run.output.splitlines()
     assert len(lines) == 6 and all(line.startswith("rabbitmqctl set_permissions -p bridge bridge-") for line in lines)
     dispatcher = next(line for line in lines if " bridge-dispatcher " in line)
     assert r"^dispatcher\.(hr)(\.p[0-9]{3})?$" in dispatcher

@@ -151,6 +151,10 @@ class MongoAssignments:
         failed = set(await _bulk(self._db.assignments, ops))
         return [i not in failed for i in range(len(commits))]
 
+    async def count_assigned(self, app_id: str) -> int:
+        """The app's assigned users (the deactivation guard's base for a share threshold)."""
+        return await self._db.assignments.count_documents({"org": self._org, "app_id": app_id, "assigned": True})
+
     # --- assignments -------------------------------------------------------------------------------------------------
     async def get(self, app_id: str, user_id: str) -> Assignment | None:
         doc = await self._db.assignments.find_one({"_id": self._id(app_id, user_id)})

@@ -89,6 +89,16 @@ class Leases:
             except Exception as exc:  # noqa: BLE001 - the database is away: the next renewal tries again
                 log.warning("lease renewal failed: %s", exc)
 
+    async def peek(self, key: str) -> tuple[str | None, datetime | None, bool]:
+        """(owner, expires, live) of a lease as the database sees it now (``bridgectl status``)."""
+        cursor = await self._coll.aggregate([{"$match": {"_id": key}}, {"$addFields": {"_now": "$$NOW"}}])
+        docs = await cursor.to_list(1)
+        if not docs:
+            return None, None, False
+        doc = docs[0]
+        live = bool(doc.get("owner")) and doc.get("expires") is not None and doc["expires"] > doc["_now"]
+        return doc.get("owner"), doc.get("expires"), live
+
     async def release(self, key: str) -> None:
         """Frees the lease and keeps its document, so the next holder's token is still greater than ours."""
         await self._coll.update_one({"_id": key, "owner": self.owner},

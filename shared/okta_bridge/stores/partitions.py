@@ -65,7 +65,7 @@ class MongoPartitions:
             raise PartitionCountChanged(
                 f"pool {pool!r} has {stored} partitions, but the connectors file says {count}: a key could be "
                 f"routed to two partitions and get two writers. Keep pools.{pool}.partitions at {stored}, or stop the "
-                f"bridge, let the pool's queues drain and run `python -m okta_bridge.ops partitions reset --pool "
+                f"bridge, let the pool's queues drain and run `bridgectl partitions reset --pool "
                 f"{pool} --count {count} --yes` (docs/architecture.md, Partitions)")
 
     async def read(self, pool: str) -> PoolState:

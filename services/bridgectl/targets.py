@@ -1,8 +1,4 @@
-"""Operator commands for SCIM targets (typer): ``python -m scim_dispatcher.cli COMMAND``.
-
-``test-connectors``: like Okta's "Test Connector Configuration" button: for every app in the connectors file, GET
-the service provider configuration (``/ServiceProviderConfigs`` for 1.1, ``/ServiceProviderConfig`` for 2.0) and
-``/Users?count=2``.
+"""``bridgectl drift`` and ``bridgectl delete-group``: operator commands that reach the SCIM targets.
 
 ``delete-group``: delete the target group that an Okta group was pushed to ("unlink and delete in target app").
 Unpushing never deletes; this is the explicit, audited operator action. It is planned like any group change (the
@@ -19,15 +15,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from okta_bridge.connectors import ConnectorsFileError, load_connectors
-from okta_bridge.entry import cli_app, run_cli
+from bridgectl.common import CONNECTORS, JSON, OPERATOR, bad_input, emit, load, operator_name, progress, resolve_app
 from okta_bridge.settings import BridgeSettings
 from scim_dispatcher.adapters.scim_client import ScimClient
 from scim_dispatcher.adapters.scim_errors import ScimError
 from scim_dispatcher.adapters.traced_http import app_clients
-
-cli = cli_app(help=__doc__)
-
 
 @contextlib.asynccontextmanager
 async def _clients(apps):
@@ -36,8 +28,7 @@ async def _clients(apps):
     try:
         http = app_clients(apps, 8)
     except ValueError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+        bad_input(str(exc))
     try:
         yield http
     finally:
@@ -45,67 +36,24 @@ async def _clients(apps):
             await client.aclose()
 
 
-@cli.callback()
-def _root() -> None:
-    """SCIM target operations."""
-
-
-@cli.command("test-connectors")
-def test_connectors(connectors_file: str = typer.Option(None, help="default: CONNECTORS_FILE")) -> None:
-    """Test the connection to every app of the connectors file; exit 1 if any fails."""
-    try:
-        apps = load_connectors(connectors_file or BridgeSettings().connectors_file).apps
-    except ConnectorsFileError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    results = asyncio.run(_test_all(apps))
-    table = Table("app", "SCIM", "base URL", "result")
-    for app, error in results:
-        table.add_row(app.name, app.version, app.base_url, "[green]ok[/]" if error is None else f"[red]{error}[/]")
-    Console().print(table)
-    raise typer.Exit(1 if any(error for _, error in results) else 0)
-
-
-async def _test_all(apps):
-    async with _clients(apps) as http:
-        async def one(app):
-            client = ScimClient(http[app.okta_app_id], app.base_url, app.version, headers=app.auth_headers(),
-                                timeout_s=app.timeout_s, content_type=app.content_type, max_response_bytes=app.max_response_bytes)
-            try:
-                await client.test_connection()
-                return app, None
-            except ScimError as exc:
-                return app, exc.message
-        return await asyncio.gather(*(one(a) for a in apps))
-
-
-@cli.command("delete-group")
 def delete_group(app: str = typer.Option(..., help="the app's name or Okta app id"),
                  group: str = typer.Option(..., help="the Okta group id (00g…) whose target group is deleted"),
                  yes: bool = typer.Option(False, "--yes", help="confirm: the target group is deleted"),
-                 operator: str = typer.Option(None, envvar="USER", help="who asks (recorded in the audit)"),
+                 operator: str = OPERATOR,
                  wait_s: float = typer.Option(60.0, help="how long to wait for the outcome (0: do not wait)"),
-                 connectors_file: str = typer.Option(None, help="default: CONNECTORS_FILE")) -> None:
+                 connectors_file: str = CONNECTORS, json_: bool = JSON) -> None:
     """Delete the target group of a group that is no longer pushed (audited); exit 1 unless it was applied."""
     from okta_bridge.contracts import is_okta_id
 
     if not is_okta_id(group):
-        typer.echo("--group: not an Okta group id (20 letters and digits, 00g…)", err=True)
-        raise typer.Exit(2)
-    try:
-        connectors = load_connectors(connectors_file or BridgeSettings().connectors_file)
-    except ConnectorsFileError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    connector = next((a for a in connectors.apps if app in (a.name, a.okta_app_id)), None)
-    if connector is None:
-        typer.echo(f"no app {app!r} in the connectors file", err=True)
-        raise typer.Exit(2)
+        bad_input("--group: not an Okta group id (20 letters and digits, 00g…)")
+    connectors = load(connectors_file)
+    connector = resolve_app(connectors, app)
     if not yes:
-        typer.echo("refusing without --yes: this deletes the group in the target app", err=True)
-        raise typer.Exit(2)
-    code, message = asyncio.run(_delete_group(connectors, connector, group, operator or "operator", wait_s))
-    typer.echo(message, err=code != 0)
+        bad_input("refusing without --yes: this deletes the group in the target app")
+    code, message = asyncio.run(_delete_group(connectors, connector, group, operator_name(operator), wait_s))
+    emit(json_, {"app": connector.name, "group": group, "ok": code == 0, "outcome": message},
+         lambda: typer.echo(message, err=code != 0))
     raise typer.Exit(code)
 
 
@@ -162,25 +110,24 @@ async def _delete_group(connectors, app, group_id: str, operator: str, wait_s: f
         await client.close()
 
 
-@cli.command("drift")
 def drift(app: str = typer.Option(None, help="one app (name or Okta app id); default: every app"),
           repair: bool = typer.Option(False, "--repair", help="ask for a full sync of each app with drift"),
           interval: float = typer.Option(0, help="run again every this many seconds (0: once)"),
-          operator: str = typer.Option(None, envvar="USER", help="who asks (recorded in the audit)"),
-          connectors_file: str = typer.Option(None, help="default: CONNECTORS_FILE")) -> None:
+          operator: str = OPERATOR, connectors_file: str = CONNECTORS, json_: bool = JSON) -> None:
     """Compare Okta's assignments, the target's accounts and the bridge's links; exit 1 when they drift.
     A dry run unless --repair."""
-    try:
-        apps = load_connectors(connectors_file or BridgeSettings().connectors_file).apps
-    except ConnectorsFileError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    chosen = [a for a in apps if app in (None, a.name, a.okta_app_id)]
-    if not chosen:
-        typer.echo(f"no app {app!r} in the connectors file", err=True)
-        raise typer.Exit(2)
+    connectors = load(connectors_file, secrets=True)
+    chosen = [resolve_app(connectors, app)] if app else connectors.apps
     while True:
-        results = asyncio.run(_drift(chosen, repair, operator or "operator"))
+        results = asyncio.run(_drift(chosen, repair, operator_name(operator), not json_))
+        if json_:
+            emit(True, [{"app": r.app, "assigned": r.assigned, "accounts": r.accounts, "counts": r.counts(),
+                         "found": r.found, "action": action} for r, action in results], lambda: None)
+            if interval <= 0:
+                drifted = any(r.repairable or r.found["duplicate"] or r.found["adoption_held"] for r, _ in results)
+                raise typer.Exit(1 if drifted else 0)
+            time.sleep(interval)
+            continue
         table = Table("app", "assigned", "accounts", "missing", "should be inactive", "unlinked", "broken link",
                       "duplicate", "unknown", "adoption held", "action")
         for result, action in results:
@@ -200,7 +147,7 @@ def drift(app: str = typer.Option(None, help="one app (name or Okta app id); def
         time.sleep(interval)
 
 
-async def _drift(apps, repair: bool, operator: str):
+async def _drift(apps, repair: bool, operator: str, bars: bool = False):
     from okta_bridge.contracts import AppSyncRequested, AuditStep, Reason, SyncReason
     from okta_bridge.mongo import connect
     from okta_bridge.stores.links import MongoLinks
@@ -219,7 +166,7 @@ async def _drift(apps, repair: bool, operator: str):
     try:
         await prepare_topology(broker, await broker.connect(), translator=True)
         async with _clients(apps) as http:
-            for app in apps:
+            for app in progress(apps, "checking drift", bars):
                 scim = ScimClient(http[app.okta_app_id], app.base_url, app.version, headers=app.auth_headers(),
                                   timeout_s=app.timeout_s, unique_field=app.unique_user_field,
                                   content_type=app.content_type, max_response_bytes=app.max_response_bytes)
@@ -255,6 +202,3 @@ async def _drift(apps, repair: bool, operator: str):
         await client.close()
     return results
 
-
-if __name__ == "__main__":
-    run_cli("scim_dispatcher.cli", cli)
