@@ -356,8 +356,10 @@ def test_the_topology_hook_declares_before_install_and_upgrade():
     (job,) = objects(docs, "Job")
     annotations = job["metadata"]["annotations"]
     assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
-    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["python", "-m", "okta_bridge.topology",
-                                                                       "apply"]
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == ["python", "-m", "bridgectl", "topology", "apply"]
+    import importlib.util
+    assert importlib.util.find_spec(f"{args[2]}.__main__") is not None, "the hook's module must be runnable with -m"
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     # what the hook needs exists before it: its ConfigMap and ServiceAccount are hooks of a lower weight
     needs = [d for d in docs if d["metadata"]["name"] == "rel-okta-bridge-topology" and d["kind"] != "Job"]

@@ -1,4 +1,4 @@
-"""``python -m okta_bridge.ops partitions reset``: the one way to change a pool's partition count, refused while a
+"""``bridgectl partitions reset``: the one way to change a pool's partition count, refused while a
 translator consumes, a dispatcher lives or a plan waits in the pool's queues (which another count would route to
 another owner), then carried out; the services accept the new count and refuse the old one."""
 
