@@ -1,0 +1,83 @@
+"""What operators see (issue 10, items 3 and 4): traces only for polls that published work, HTTP and database spans
+on the stable conventions, JSON log lines, and tracing configured from the standard ``OTEL_*`` variables."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from okta_bridge.telemetry import DeferredRootProcessor
+from queue_poller.handlers import Poller
+from tests.unit.fakes import FakeLogSource, membership_event
+from tests.unit.test_poller_handlers import LINK, NEXT, started
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    """Spans finished from now on, through the processor the services use (deferred roots held until decided)."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(DeferredRootProcessor(SimpleSpanProcessor(exporter)))
+    return exporter
+
+
+class TracedLogSource(FakeLogSource):
+    """Each fetch makes a client span, as the Okta client does."""
+
+    async def fetch(self, link):
+        with trace.get_tracer("test").start_as_current_span("okta GET /api/v1/logs", kind=trace.SpanKind.CLIENT):
+            return await super().fetch(link)
+
+
+async def _poller_with_traced_source() -> tuple[Poller, TracedLogSource]:
+    poller, _, _, _ = await started()
+    source = TracedLogSource()
+    poller.source = source
+    return poller, source
+
+
+async def test_an_idle_poll_leaves_no_trace(spans):
+    poller, source = await _poller_with_traced_source()
+    source.pages[LINK] = ([], LINK)
+    for _ in range(3):
+        await poller.poll_once()
+    names = [s.name for s in spans.get_finished_spans()]
+    assert "okta poll System Log" not in names and "okta GET /api/v1/logs" not in names, names
+
+
+async def test_a_poll_that_finds_only_irrelevant_events_leaves_no_trace(spans):
+    poller, source = await _poller_with_traced_source()
+    source.pages[LINK] = ([membership_event("e1", app_id="0oa9otherxxxxxxxxxxx")], NEXT)
+    await poller.poll_once()
+    assert [s.name for s in spans.get_finished_spans()] == []
+
+
+async def test_a_poll_that_publishes_keeps_its_whole_trace(spans):
+    poller, source = await _poller_with_traced_source()
+    source.pages[LINK] = ([membership_event("e1")], NEXT)
+    await poller.poll_once()
+    by_name = {s.name: s for s in spans.get_finished_spans()}
+    root, fetch = by_name["okta poll System Log"], by_name["okta GET /api/v1/logs"]
+    assert fetch.parent.span_id == root.context.span_id
+    assert root.attributes["okta.log.published"] == 1
+
+
+async def test_a_failed_poll_keeps_its_trace(spans):
+    poller, source = await _poller_with_traced_source()
+    source.fail_with = RuntimeError("okta down")
+    with pytest.raises(RuntimeError):
+        await poller.poll_once()
+    assert "okta poll System Log" in [s.name for s in spans.get_finished_spans()]
+
+
+async def test_spans_of_other_traces_pass_straight_through(spans):
+    with trace.get_tracer("test").start_as_current_span("plan"):
+        with trace.get_tracer("test").start_as_current_span("child"):
+            pass
+    assert [s.name for s in spans.get_finished_spans()] == ["child", "plan"]
