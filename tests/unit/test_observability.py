@@ -81,3 +81,28 @@ async def test_spans_of_other_traces_pass_straight_through(spans):
         with trace.get_tracer("test").start_as_current_span("child"):
             pass
     assert [s.name for s in spans.get_finished_spans()] == ["child", "plan"]
+
+
+# ------------------------------------------------------------------ the dispatcher's circuit in its log
+
+
+def test_a_circuit_logs_once_when_it_opens_and_once_when_it_closes_naming_the_connector(caplog):
+    import logging
+
+    from okta_bridge.outcomes import CircuitEffect
+    from scim_dispatcher.circuit import Circuits
+
+    app = "0oa1jiraxxxxxxxxxxxx"
+    circuits = Circuits(probe_interval_s=10, failure_threshold=2, names={app: "jira"})
+    with caplog.at_level(logging.INFO, logger="scim_dispatcher.circuit"):
+        circuits.apply(app, CircuitEffect.CLOSE)  # closed and closing again: nothing to say
+        for _ in range(6):  # the threshold passed, then plans keep failing and being held
+            circuits.failure(app, "503 from the target")
+        circuits.apply(app, CircuitEffect.OPEN, "still down")
+        circuits.apply(app, CircuitEffect.CLOSE)
+        circuits.apply(app, CircuitEffect.CLOSE)
+    lines = [r.getMessage() for r in caplog.records if r.name == "scim_dispatcher.circuit"]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("circuit of app jira opened") and "503 from the target" in lines[0]
+    assert lines[1].startswith("circuit of app jira closed")
+    assert app not in " ".join(lines)
