@@ -106,3 +106,40 @@ def test_a_circuit_logs_once_when_it_opens_and_once_when_it_closes_naming_the_co
     assert lines[0].startswith("circuit of app jira opened") and "503 from the target" in lines[0]
     assert lines[1].startswith("circuit of app jira closed")
     assert app not in " ".join(lines)
+
+
+# ------------------------------------------------------------------ the audit trail tells the whole story
+
+
+async def test_a_retry_after_an_okta_429_names_the_user_and_the_app_it_is_for():
+    """A user event names no app: its retry's record takes the app of the key that failed."""
+    import httpx
+
+    from okta_bridge.contracts import AuditStep, Reason
+    from okta_bridge.events import parse_event
+    from okta_bridge.okta_client import OktaClient
+    from tests.unit.fakes import ORG, FakeAssignments, FakePlanOutbox, app_connector, user_event
+    from tests.unit.test_translator_batches import JIRA, FakeRepublisher, GatheringAudit, delivery
+    from translator.consume import TranslatorIntake
+    from translator.handlers import Translator
+    from translator.planning import Planner
+
+    def limited(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, json={"errorCode": "E0000047"}, headers={"X-Rate-Limit-Reset": "0"})
+
+    user = "00u1xxxxxxxxxxxxxxxx"
+    apps = {JIRA: app_connector(JIRA, "jira")}
+    okta = OktaClient(ORG, "t0ken", http=httpx.AsyncClient(transport=httpx.MockTransport(limited)))
+    t = Translator(ORG, apps, Planner(ORG, apps, FakeAssignments(), okta), FakePlanOutbox(), GatheringAudit())
+    intake = TranslatorIntake(t, FakeRepublisher(), t.audit, batch_size=10, batch_wait_s=0.01)
+    membership = parse_event(ORG, membership_event("e1", user_id=user, app_id=JIRA))
+    profile = parse_event(ORG, user_event("e2", user_id=user))
+    for event in (membership, profile):
+        intake.on_delivery(delivery(event.model_dump_json().encode()))
+    await intake.close()
+    retried = {f["event_uuid"]: f for s, f in t.audit.records if s is AuditStep.RETRIED}
+    assert set(retried) == {"e1", "e2"}
+    for record in retried.values():
+        assert record["reason"] is Reason.OKTA_RATE_LIMITED
+        assert (record["okta_user_id"], record["app_id"]) == (user, JIRA)
+    assert retried["e2"]["event_type"] == profile.event_type
