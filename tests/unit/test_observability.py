@@ -143,3 +143,47 @@ async def test_a_retry_after_an_okta_429_names_the_user_and_the_app_it_is_for():
         assert record["reason"] is Reason.OKTA_RATE_LIMITED
         assert (record["okta_user_id"], record["app_id"]) == (user, JIRA)
     assert retried["e2"]["event_type"] == profile.event_type
+
+
+class _Published:
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    async def publish(self, message, **kw) -> None:
+        self.messages.append((message, kw))
+
+
+async def test_a_group_event_carries_its_group_id_from_its_first_record():
+    from okta_bridge.contracts import AuditStep
+    from queue_poller.adapters.outbox import BrokerOutbox
+    from tests.unit.fakes import ORG, FakeAudit
+    from tests.unit.test_group_planner import group_event
+
+    audit = FakeAudit()
+    outbox = BrokerOutbox(_Published(), audit, ORG)  # type: ignore[arg-type]
+    group = "00g1salesxxxxxxxxxxx"
+    await outbox.publish_event(group_event("group.user_membership.add", group, user_id="00u1xxxxxxxxxxxxxxxx"), None)
+    [(step, fields)] = audit.records
+    assert step is AuditStep.RECEIVED
+    assert (fields["okta_group_id"], fields["okta_user_id"]) == (group, "00u1xxxxxxxxxxxxxxxx")
+
+
+async def test_a_group_events_retry_carries_its_group_id():
+    from okta_bridge.contracts import AuditStep
+    from tests.unit.test_group_planner import group_event
+    from tests.unit.test_translator_batches import FakeRepublisher, GatheringAudit, delivery
+    from translator.consume import TranslatorIntake
+
+    class Failing:
+        groups = None
+
+        async def handle_event(self, event):
+            raise RuntimeError("database away")
+
+    audit = GatheringAudit()
+    intake = TranslatorIntake(Failing(), FakeRepublisher(), audit)  # type: ignore[arg-type]
+    group = "00g1salesxxxxxxxxxxx"
+    intake.on_delivery(delivery(group_event("group.lifecycle.delete", group).model_dump_json().encode()))
+    await intake.close()
+    [(step, fields)] = audit.records
+    assert step is AuditStep.RETRIED and fields["okta_group_id"] == group
