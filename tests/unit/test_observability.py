@@ -187,3 +187,29 @@ async def test_a_group_events_retry_carries_its_group_id():
     await intake.close()
     [(step, fields)] = audit.records
     assert step is AuditStep.RETRIED and fields["okta_group_id"] == group
+
+
+async def test_a_group_write_carries_its_scim_method_and_status_into_the_audit_record():
+    """The dispatcher's group plans: the record of an applied plan names its last write (PATCH /Groups/{id} 204),
+    whatever reads came before it."""
+    from okta_bridge.contracts import AuditStep, MembershipPlanned, Reason
+    from scim_dispatcher.consume import done_fields
+    from scim_dispatcher.groups import GroupDispatcher, GroupOutcome
+    from tests.unit.test_scim_groups import client_for, group, scim
+
+    client, _ = client_for(scim(200, group("g-1")), scim(204))
+
+    class OneWrite(GroupDispatcher):
+        async def _apply_members(self, plan):
+            await client.get_group("g-1")
+            await client.add_members("g-1", ["t-1"])
+            return GroupOutcome(AuditStep.APPLIED, Reason.APPLIED, "g-1", "1 added in 1 request(s)", 3.0, requests=1)
+
+    d = OneWrite(apps={}, clients={}, state=None, group_links=None, user_links=None, leases=None)  # type: ignore[arg-type]
+    plan = MembershipPlanned(org="https://acme.okta.com", app_id="0oa1jiraxxxxxxxxxxxx",
+                             okta_group_id="00g1salesxxxxxxxxxxx", okta_user_ids=("00u1xxxxxxxxxxxxxxxx",),
+                             cause="group.user_membership.add", event_uuid="e1")
+    fields = done_fields(await d.apply_members(plan))
+    assert (fields["scim_method"], fields["scim_path"], fields["scim_status"]) == ("PATCH", "/Groups/{id}", 204)
+    # a plan that wrote nothing names no call
+    assert done_fields(GroupOutcome(AuditStep.SKIPPED_STALE, Reason.STALE, "g-1", "already", 1.0))["scim_method"] is None
