@@ -186,7 +186,8 @@ class Engine:
             return
         try:
             await self.republisher.back(item.delivery.body, partition_key(self.cfg.pool, item.partition),
-                                        item.delivery.attempt, context=item.delivery.context())
+                                        item.delivery.attempt, context=item.delivery.context(),
+                                        held_since=item.delivery.held_since)
         except Exception as exc:  # noqa: BLE001 - the broker is away: the delivery count is the lesser evil
             log.warning("returning a plan to partition %d of pool %s failed (%s); requeued", item.partition,
                         self.cfg.pool, exc)
@@ -391,7 +392,8 @@ class Engine:
         try:
             await carry_out(verdict, item.plan, item.delivery.attempt, republisher=self.republisher,
                             audit=self.audit, source=SOURCE, fields=plan_fields(item.plan),
-                            done=done_fields(item.outcome), routing_key=item.delivery.routing_key)
+                            done=done_fields(item.outcome), routing_key=item.delivery.routing_key,
+                            held_since=item.delivery.held_since)
             if item.outcome is not None and isinstance(item.result, Done):
                 await after_applied(self.ports, self.republisher, item.plan, item.outcome, item.delivery.attempt,
                                     plan_fields(item.plan))

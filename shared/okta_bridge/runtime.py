@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from opentelemetry.context import Context
 
-from okta_bridge.bus import ATTEMPT_HEADER, REASON_HEADER, Publisher
+from okta_bridge.bus import ATTEMPT_HEADER, HELD_HEADER, REASON_HEADER, Publisher
 from okta_bridge.connectors import ConnectorsFile
 from okta_bridge.deadletters import minimal
 from okta_bridge.topology import (DLX, PLAN_HOLD_EXCHANGE, PLANS_EXCHANGE, RETRY_TIERS_MS, audit_names,
@@ -130,15 +130,24 @@ class Republisher:
         exchange, key = self._routes.retry(tier, routing_key)
         await self._publish(message, exchange, key, attempt, expiration_s=max(ttl_ms, 1) / 1000)
 
-    async def hold(self, message: BaseModel, attempt: int, routing_key: str = "") -> None:
+    async def hold(self, message: BaseModel, attempt: int, routing_key: str = "", *,
+                   held_since: float | None = None) -> None:
+        """``held_since``: when the plan was first parked (:data:`~okta_bridge.bus.HELD_HEADER`, kept around the
+        loop)."""
         exchange, key = self._routes.hold(routing_key)
-        await self._publish(message, exchange, key, attempt)
+        extra = {HELD_HEADER: held_since} if held_since is not None else None
+        await self._publish(message, exchange, key, attempt, headers=extra)
 
-    async def back(self, body: bytes, routing_key: str, attempt: int, context: Context | None = None) -> None:
-        """A consumed plan back to its partition queue's tail, as it was (same attempt): for plans an ownership
-        change cut off. A re-publish, unlike a requeue, does not count towards the queue's delivery limit."""
+    async def back(self, body: bytes, routing_key: str, attempt: int, context: Context | None = None,
+                   held_since: float | None = None) -> None:
+        """A consumed plan back to its partition queue's tail, as it was (same attempt, still held if it was): for
+        plans an ownership change cut off. A re-publish, unlike a requeue, does not count towards the queue's
+        delivery limit."""
+        headers: dict[str, Any] = {ATTEMPT_HEADER: attempt}
+        if held_since is not None:
+            headers[HELD_HEADER] = held_since
         await self._publisher.publish(body, exchange=PLANS_EXCHANGE.name, routing_key=routing_key,
-                                      headers={ATTEMPT_HEADER: attempt}, context=context)
+                                      headers=headers, context=context)
 
     async def dead_letter(self, message: BaseModel | bytes, reason: str, attempt: int, source: str) -> None:
         """Only the message's ids, type and version are kept (:func:`okta_bridge.deadletters.minimal`): a replay
@@ -147,7 +156,7 @@ class Republisher:
                                       headers={REASON_HEADER: reason[:1000], ATTEMPT_HEADER: attempt})
 
     async def _publish(self, message: BaseModel, exchange: str, routing_key: str, attempt: int,
-                       expiration_s: float | None = None) -> None:
-        headers: dict[str, Any] = {ATTEMPT_HEADER: attempt}
+                       expiration_s: float | None = None, headers: dict[str, Any] | None = None) -> None:
+        headers = {ATTEMPT_HEADER: attempt, **(headers or {})}
         await self._publisher.publish(message, exchange=exchange, routing_key=routing_key, headers=headers,
                                       expiration_s=expiration_s)

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from okta_bridge.telemetry import DeferredRootProcessor
 from queue_poller.handlers import Poller
 from tests.unit.fakes import FakeLogSource, membership_event
+from tests.unit.test_dispatcher_engine import world  # noqa: F401 - the engine fixture
 from tests.unit.test_poller_handlers import LINK, NEXT, started
 
 
@@ -213,3 +214,42 @@ async def test_a_group_write_carries_its_scim_method_and_status_into_the_audit_r
     assert (fields["scim_method"], fields["scim_path"], fields["scim_status"]) == ("PATCH", "/Groups/{id}", 204)
     # a plan that wrote nothing names no call
     assert done_fields(GroupOutcome(AuditStep.SKIPPED_STALE, Reason.STALE, "g-1", "already", 1.0))["scim_method"] is None
+
+
+async def test_a_held_plan_is_audited_when_parked_and_when_released_not_at_every_loop(world):
+    """The hold queue brings a held plan back every HOLD_TTL_MS while the circuit stays open; the time of its
+    first park travels in its headers, so only the first park and the release are recorded."""
+    import time
+
+    from opentelemetry import context as otel_context
+
+    from okta_bridge.bus import HELD_HEADER, Delivery
+    from okta_bridge.contracts import AuditStep, Reason
+    from okta_bridge.topology import partition_key
+    from tests.unit.test_dispatcher_engine import JIRA, POOL, FakeMessage, plan, settled
+
+    w = await world()
+    circuits = w.engine.ports.circuits
+
+    def deliver(held_since: float | None) -> Delivery:
+        raw = FakeMessage(plan("00u1xxxxxxxxxxxxxxxx").model_dump_json().encode(), partition_key(POOL, 0), "p", w.log)
+        if held_since is not None:
+            raw.headers[HELD_HEADER] = held_since
+        delivery = Delivery(raw, f"dispatcher.{POOL}.p000", 1, otel_context.Context(),
+                            trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT))
+        w.engine.on_delivery(delivery, 0)
+        return delivery
+
+    circuits.open(JIRA, "target unreachable")  # and its probe was just now: plans are held
+    await settled(deliver(None))  # first park
+    first = w.republisher.held_since[-1]
+    assert first is not None and abs(first - time.time()) < 5
+    await settled(deliver(first))  # back from the hold queue 15 s later, still open: parked again, silently
+    assert w.republisher.held_since[-1] == first
+    assert [r.step for r in w.records()] == [AuditStep.HELD]
+    circuits.close(JIRA)
+    await settled(deliver(first - 30))  # back again, the circuit closed: released, then applied
+    steps = [(r.step, r.reason) for r in w.records()]
+    assert steps == [(AuditStep.HELD, Reason.CIRCUIT_OPEN), (AuditStep.RELEASED, Reason.CIRCUIT_CLOSED),
+                     (AuditStep.APPLIED, Reason.APPLIED)], steps
+    assert all(r.okta_user_id == "00u1xxxxxxxxxxxxxxxx" and r.app_id == JIRA for r in w.records())
