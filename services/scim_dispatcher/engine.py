@@ -419,6 +419,8 @@ class Engine:
 
 def _describe(delivery: Delivery, plan: Plan) -> None:
     delivery.span.set_attribute(ATTR.APP_ID, plan.app_id)
+    if plan.event_uuid:  # log lines written while the plan is worked on name its event (okta_bridge.logs)
+        delivery.span.set_attribute(ATTR.EVENT_UUID, plan.event_uuid)
     if isinstance(plan, ScimOperationPlanned):
         delivery.span.set_attribute(ATTR.USER_ID, plan.okta_user_id)
         delivery.span.set_attribute(ATTR.PLAN_VERSION, plan.version)

@@ -8,6 +8,7 @@ only after their outcome (a write to MongoDB or a confirmed re-publish) is durab
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,8 @@ def make_broker(url: str, prefetch: int) -> RabbitBroker:
         middlewares=(RabbitTelemetryMiddleware(),),
         graceful_timeout=20.0,
         log_level=10,  # FastStream's per-message lines at DEBUG: the services log outcomes themselves
+        # its lines through the bridge's handler (okta_bridge.logs: JSON, masked), not a handler of its own on stdout
+        logger=logging.getLogger("faststream.access.rabbit"),
     )
 
 

@@ -253,3 +253,109 @@ async def test_a_held_plan_is_audited_when_parked_and_when_released_not_at_every
     assert steps == [(AuditStep.HELD, Reason.CIRCUIT_OPEN), (AuditStep.RELEASED, Reason.CIRCUIT_CLOSED),
                      (AuditStep.APPLIED, Reason.APPLIED)], steps
     assert all(r.okta_user_id == "00u1xxxxxxxxxxxxxxxx" and r.app_id == JIRA for r in w.records())
+
+
+# ------------------------------------------------------------------ log lines
+
+
+from tests.unit.test_secrets_masking import TOKEN, restore_logging  # noqa: E402,F401 - the logging fixture
+
+
+def _lines(text: str) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_log_lines_are_json_with_service_level_trace_span_event_and_exception(restore_logging, capsys, monkeypatch):
+    import logging
+
+    from okta_bridge.logs import register_secret, setup_logging
+    from okta_bridge.telemetry import ATTR
+
+    monkeypatch.delenv("LOG_LEVEL", raising=False)
+    monkeypatch.delenv("LOG_FORMAT", raising=False)
+    spans_provider = trace.get_tracer_provider()
+    if not isinstance(spans_provider, TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
+    setup_logging("scim-dispatcher")  # stderr is captured: not a terminal
+    register_secret(TOKEN)
+    log = logging.getLogger("scim_dispatcher")
+    log.info("outside any trace")
+    log.debug("below the level")
+    with trace.get_tracer("test").start_as_current_span("plan", attributes={ATTR.EVENT_UUID: "ev-1"}) as span:
+        try:
+            raise RuntimeError(f"refused SSWS {TOKEN}")
+        except RuntimeError:
+            log.exception("applying a plan failed with %s", TOKEN)
+        log.warning("named", extra={"event_uuid": "ev-2"})
+    first, failed, named = _lines(capsys.readouterr().err)
+    assert first["service"] == "scim-dispatcher" and first["level"] == "INFO" and first["logger"] == "scim_dispatcher"
+    assert first["message"] == "outside any trace" and "trace_id" not in first and "event_uuid" not in first
+    ctx = span.get_span_context()
+    assert (failed["trace_id"], failed["span_id"]) == (format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
+    assert failed["level"] == "ERROR" and failed["event_uuid"] == "ev-1"
+    assert "Traceback" in failed["exception"] and "RuntimeError" in failed["exception"]
+    assert TOKEN not in failed["message"] + failed["exception"]
+    assert named["event_uuid"] == "ev-2"
+
+
+def test_log_level_comes_from_log_level_and_a_wrong_one_is_said(restore_logging, capsys, monkeypatch):
+    import logging
+
+    from okta_bridge.logs import setup_logging
+
+    monkeypatch.setenv("LOG_LEVEL", "warning")
+    setup_logging("translator")
+    logging.getLogger("translator").info("quiet")
+    logging.getLogger("translator").warning("loud")
+    assert [line["message"] for line in _lines(capsys.readouterr().err)] == ["loud"]
+    monkeypatch.setenv("LOG_LEVEL", "chatty")
+    setup_logging("translator")
+    logging.getLogger("translator").info("at info")
+    messages = [line["message"] for line in _lines(capsys.readouterr().err)]
+    assert messages[0].startswith("LOG_LEVEL='chatty' is not one of") and messages[1] == "at info"
+
+
+def test_faststreams_and_uvicorns_lines_come_in_the_same_format(restore_logging, capsys, monkeypatch):
+    import logging
+
+    import faststream  # noqa: F401 - its own logger, handler and formatter made at import
+    import uvicorn
+
+    from okta_bridge.logs import mask_handlers, setup_logging
+    from okta_bridge.runtime import make_broker
+
+    monkeypatch.delenv("LOG_LEVEL", raising=False)
+    monkeypatch.delenv("LOG_FORMAT", raising=False)
+    setup_logging("audit-recorder")
+    make_broker("amqp://guest:guest@127.0.0.1:5672/", 10)
+    uvicorn.Config(lambda scope, receive, send: None, log_level="info")  # configures uvicorn's loggers, as at start
+    mask_handlers()  # what the audit-recorder calls once uvicorn is up
+    logging.getLogger("faststream").info("FastStream app started")
+    logging.getLogger("faststream.access.rabbit").warning("consumer restarted")
+    logging.getLogger("uvicorn.error").info("Uvicorn running")
+    lines = _lines(capsys.readouterr().err)
+    assert [(line["logger"], line["service"]) for line in lines] == [
+        ("faststream", "audit-recorder"), ("faststream.access.rabbit", "audit-recorder"),
+        ("uvicorn.error", "audit-recorder")]
+
+
+def test_on_a_terminal_lines_are_text(restore_logging, monkeypatch):
+    import io
+    import logging
+    import sys
+
+    from okta_bridge.logs import setup_logging
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.delenv("LOG_FORMAT", raising=False)
+    setup_logging("queue-poller")
+    logging.getLogger("queue_poller").warning("poll failed")
+    line = terminal.getvalue().strip()
+    assert not line.startswith("{") and " queue-poller WARNING queue_poller: poll failed" in line
