@@ -359,3 +359,55 @@ def test_on_a_terminal_lines_are_text(restore_logging, monkeypatch):
     logging.getLogger("queue_poller").warning("poll failed")
     line = terminal.getvalue().strip()
     assert not line.startswith("{") and " queue-poller WARNING queue_poller: poll failed" in line
+
+
+# ------------------------------------------------------------------ HTTP spans on the stable conventions
+
+
+async def test_okta_request_spans_follow_the_stable_http_conventions_without_the_query(spans):
+    import httpx
+
+    from okta_bridge.okta_client import OktaClient, OktaNotFoundError
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/00u9xxxxxxxxxxxxxxxx"):
+            return httpx.Response(404, json={"errorCode": "E0000007"})
+        return httpx.Response(200, json=[])
+
+    okta = OktaClient("https://acme.okta.com", "t0ken", http=httpx.AsyncClient(transport=httpx.MockTransport(answer)))
+    await okta.get("/api/v1/users", {"filter": 'profile.email eq "ann@acme.com"'})
+    with pytest.raises(OktaNotFoundError):
+        await okta.get_user("00u9xxxxxxxxxxxxxxxx")
+    listing, missing = [s for s in spans.get_finished_spans() if s.name.startswith("okta GET")]
+    assert listing.kind is trace.SpanKind.CLIENT
+    assert listing.attributes["http.request.method"] == "GET"
+    assert listing.attributes["url.full"] == "https://acme.okta.com/api/v1/users"  # no query: no filter, no email
+    assert (listing.attributes["server.address"], listing.attributes["server.port"]) == ("acme.okta.com", 443)
+    assert listing.attributes["http.response.status_code"] == 200 and "error.type" not in listing.attributes
+    assert missing.attributes["error.type"] == "404" and missing.status.status_code is trace.StatusCode.ERROR
+    assert "ann@acme.com" not in str([dict(s.attributes) for s in spans.get_finished_spans()])
+
+
+async def test_scim_request_spans_follow_the_stable_http_conventions(spans):
+    import httpx
+
+    from scim_dispatcher.adapters.scim_client import ScimClient
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            raise httpx.ConnectError("refused")
+        return httpx.Response(503, text="down")
+
+    scim = ScimClient(httpx.AsyncClient(transport=httpx.MockTransport(answer)), "https://target.example:8443/scim",
+                      "2.0")
+    for call in (scim.find_user("ann@acme.com"), scim.create_user({"userName": "ann@acme.com"})):
+        with pytest.raises(Exception):
+            await call
+    search, create = [s for s in spans.get_finished_spans() if s.name.startswith("SCIM")]
+    for span in (search, create):
+        assert span.kind is trace.SpanKind.CLIENT
+        assert (span.attributes["server.address"], span.attributes["server.port"]) == ("target.example", 8443)
+        assert "ann@acme.com" not in span.attributes["url.full"]
+    assert search.attributes["error.type"] == "ConnectError"
+    assert create.attributes["http.request.method"] == "POST" and create.attributes["error.type"] == "503"
+    assert create.attributes["http.response.status_code"] == 503
