@@ -37,7 +37,7 @@ from opentelemetry.trace import Status, StatusCode
 from okta_bridge.redact import error_text, mask_personal, mask_secrets
 
 __all__ = ["ATTR", "DEFERRED", "DeferredRootProcessor", "MaskingSpanExporter", "current_span_ids",
-           "current_trace_id", "instrument_pymongo", "keep_trace", "setup_tracing", "shutdown_tracing", "span_exporters",
+           "current_trace_id", "instrument_pymongo", "keep_trace", "service_resource", "setup_tracing", "shutdown_tracing", "span_exporters",
            "span_of", "trace_id_of"]
 
 
@@ -99,12 +99,18 @@ def span_exporters() -> list[SpanExporter]:
     return exporters
 
 
+def service_resource(service_name: str) -> Resource:
+    """The service's name and version (the package's), under what ``OTEL_SERVICE_NAME`` and
+    ``OTEL_RESOURCE_ATTRIBUTES`` say: those win."""
+    env = OTELResourceDetector().detect().attributes
+    return Resource.create({"service.name": service_name, "service.version": package_version(), **env})
+
+
 def setup_tracing(service_name: str) -> TracerProvider:
     global _provider
     if _provider is not None:
         return _provider
-    env = OTELResourceDetector().detect().attributes  # OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME
-    resource = Resource.create({"service.name": service_name, "service.version": package_version(), **env})
+    resource = service_resource(service_name)
     provider = TracerProvider(resource=resource)  # the sampler from OTEL_TRACES_SAMPLER
     for exporter in span_exporters():
         provider.add_span_processor(DeferredRootProcessor(BatchSpanProcessor(MaskingSpanExporter(exporter))))

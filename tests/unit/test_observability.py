@@ -411,3 +411,74 @@ async def test_scim_request_spans_follow_the_stable_http_conventions(spans):
     assert search.attributes["error.type"] == "ConnectError"
     assert create.attributes["http.request.method"] == "POST" and create.attributes["error.type"] == "503"
     assert create.attributes["http.response.status_code"] == 503
+
+
+# ------------------------------------------------------------------ tracing from the standard variables
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, "opentelemetry.exporter.otlp.proto.http.trace_exporter"),  # the bridge's default: OTLP over HTTP
+    ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"),
+    ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"},
+     "opentelemetry.exporter.otlp.proto.http.trace_exporter"),
+    ({"OTEL_TRACES_EXPORTER": "console"}, "opentelemetry.sdk.trace.export"),
+])
+def test_the_exporter_is_the_one_the_standard_variables_name(monkeypatch, env, expected):
+    from okta_bridge.telemetry import span_exporters
+
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    [exporter] = span_exporters()
+    assert type(exporter).__module__ == expected
+    exporter.shutdown()
+
+
+def test_no_exporter_or_a_wrong_one_is_said(monkeypatch):
+    from okta_bridge.telemetry import span_exporters
+
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert span_exporters() == []
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+    with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_PROTOCOL='http/json': use one of grpc, http/protobuf"):
+        span_exporters()
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")
+    with pytest.raises(ValueError, match="OTEL_TRACES_EXPORTER='zipkin'"):
+        span_exporters()
+
+
+def test_the_resource_names_the_service_and_its_version_and_the_variables_win(monkeypatch):
+    from okta_bridge.telemetry import package_version, service_resource
+
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=prod")
+    attributes = service_resource("translator").attributes
+    assert attributes["service.name"] == "translator" and attributes["service.version"] == package_version() != ""
+    assert attributes["deployment.environment.name"] == "prod"
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "translator-eu")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.version=9.9.9")
+    attributes = service_resource("translator").attributes
+    assert (attributes["service.name"], attributes["service.version"]) == ("translator-eu", "9.9.9")
+
+
+# ------------------------------------------------------------------ MongoDB spans
+
+
+def test_database_spans_are_made_only_inside_a_trace_on_the_stable_conventions(spans):
+    from types import SimpleNamespace
+
+    from okta_bridge.telemetry import _ChildSpansOnly, _mongo_request
+
+    tracer = _ChildSpansOnly(trace.get_tracer_provider()).get_tracer("pymongo")
+    assert tracer.start_span("okta_bridge.update") is trace.INVALID_SPAN  # a lease renewal: no trace of its own
+    event = SimpleNamespace(command_name="update", command={"update": "links", "updates": [{"q": {"u": "ann"}}]})
+    with trace.get_tracer("test").start_as_current_span("plan"):
+        span = tracer.start_span("okta_bridge.update", kind=trace.SpanKind.CLIENT)
+        _mongo_request(span, event)
+        span.end()
+    [db] = [s for s in spans.get_finished_spans() if s.name != "plan"]
+    assert db.name == "update links" and db.attributes["db.operation.name"] == "update"
+    assert "ann" not in str(dict(db.attributes))
