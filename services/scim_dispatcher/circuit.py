@@ -92,7 +92,7 @@ class Circuits:
         if state is not None:
             CIRCUIT_OPEN.labels(self.names.get(app_id, app_id)).set(0)
             if state.opened_at is not None:
-                log.warning("circuit of app %s closed after %.0f s: the target answered, held plans go through",
+                log.info("circuit of app %s closed after %.0f s: the target answered, held plans go through",
                             self.names.get(app_id, app_id), time.monotonic() - state.opened_at)
 
     def reason(self, app_id: str) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, entry_points, version
 from typing import Any
 
@@ -189,8 +190,11 @@ class _ChildOnlyTracer(trace.Tracer):
             return trace.INVALID_SPAN
         return self._inner.start_span(name, context, *args, **kwargs)
 
-    def start_as_current_span(self, *args: Any, **kwargs: Any):  # type: ignore[override]  # not used by pymongo's
-        return self._inner.start_as_current_span(*args, **kwargs)
+    @contextmanager
+    def start_as_current_span(self, name: str, context: otel_context.Context | None = None, *args: Any,
+                              end_on_exit: bool = True, **kwargs: Any):  # type: ignore[override]
+        with trace.use_span(self.start_span(name, context, *args, **kwargs), end_on_exit=end_on_exit) as span:
+            yield span
 
 
 def _mongo_request(span: trace.Span, event: Any) -> None:

@@ -474,6 +474,8 @@ def test_database_spans_are_made_only_inside_a_trace_on_the_stable_conventions(s
 
     tracer = _ChildSpansOnly(trace.get_tracer_provider()).get_tracer("pymongo")
     assert tracer.start_span("okta_bridge.update") is trace.INVALID_SPAN  # a lease renewal: no trace of its own
+    with tracer.start_as_current_span("okta_bridge.find") as outside:
+        assert outside is trace.INVALID_SPAN
     event = SimpleNamespace(command_name="update", command={"update": "links", "updates": [{"q": {"u": "ann"}}]})
     with trace.get_tracer("test").start_as_current_span("plan"):
         span = tracer.start_span("okta_bridge.update", kind=trace.SpanKind.CLIENT)
