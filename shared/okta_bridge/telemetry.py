@@ -37,7 +37,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from okta_bridge.redact import error_text, mask_personal, mask_secrets
 
-__all__ = ["ATTR", "DEFERRED", "DeferredRootProcessor", "MaskingSpanExporter", "current_span_ids",
+__all__ = ["ATTR", "DEFERRED", "DeferredRootProcessor", "MaskingSpanExporter", "TracingSettingsError", "current_span_ids",
            "current_trace_id", "instrument_pymongo", "keep_trace", "service_resource", "setup_tracing", "shutdown_tracing", "span_exporters",
            "span_of", "trace_id_of"]
 
@@ -70,6 +70,10 @@ _EXPORTER_BY_PROTOCOL = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto
 _provider: TracerProvider | None = None
 
 
+class TracingSettingsError(ValueError):
+    """An ``OTEL_*`` setting names an exporter or protocol that does not exist: the service does not start."""
+
+
 def package_version() -> str:
     try:
         return version("okta-onprem-bridge")
@@ -90,12 +94,12 @@ def span_exporters() -> list[SpanExporter]:
             protocol = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or
                         os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or DEFAULT_PROTOCOL).strip()
             if protocol not in _EXPORTER_BY_PROTOCOL:
-                raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: use one of "
+                raise TracingSettingsError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: use one of "
                                  f"{', '.join(_EXPORTER_BY_PROTOCOL)}")
             name = _EXPORTER_BY_PROTOCOL[protocol]
         found = list(entry_points(group="opentelemetry_traces_exporter", name=name))
         if not found:
-            raise ValueError(f"OTEL_TRACES_EXPORTER={name!r}: no such exporter (otlp, console or none)")
+            raise TracingSettingsError(f"OTEL_TRACES_EXPORTER={name!r}: no such exporter (otlp, console or none)")
         exporters.append(found[0].load()())
     return exporters
 
@@ -113,11 +117,13 @@ def setup_tracing(service_name: str) -> TracerProvider:
         return _provider
     resource = service_resource(service_name)
     provider = TracerProvider(resource=resource)  # the sampler from OTEL_TRACES_SAMPLER
-    for exporter in span_exporters():
+    exporters = span_exporters()
+    for exporter in exporters:
         provider.add_span_processor(DeferredRootProcessor(BatchSpanProcessor(MaskingSpanExporter(exporter))))
     trace.set_tracer_provider(provider)
     _provider = provider
-    instrument_pymongo(provider)
+    if exporters:  # spans nobody receives are not worth a listener on every database command
+        instrument_pymongo(provider)
     logging.getLogger(__name__).info("tracing configured for %s", resource.attributes.get("service.name"))
     return provider
 

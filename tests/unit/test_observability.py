@@ -484,3 +484,17 @@ def test_database_spans_are_made_only_inside_a_trace_on_the_stable_conventions(s
     [db] = [s for s in spans.get_finished_spans() if s.name != "plan"]
     assert db.name == "update links" and db.attributes["db.operation.name"] == "update"
     assert "ann" not in str(dict(db.attributes))
+
+
+def test_a_service_with_a_wrong_otel_setting_stops_with_one_line_naming_it(monkeypatch, capsys):
+    from okta_bridge.entry import run_service
+    from okta_bridge.telemetry import span_exporters
+
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")
+    with pytest.raises(SystemExit) as stopped:
+        run_service("translator", span_exporters)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "Traceback" not in err
+    assert err.strip() == ("translator: cannot start: OTEL_EXPORTER_OTLP_PROTOCOL='thrift': use one of grpc, "
+                           "http/protobuf")
