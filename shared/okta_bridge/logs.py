@@ -1,4 +1,4 @@
-"""Log lines carry the trace id; secrets are masked in every line of every handler, tracebacks included.
+"""Log lines carry the trace and span ids and the event; secrets are masked in every line of every handler, tracebacks included.
 
 Masking happens twice, so that no handler is missed: every record's message, arguments and traceback are masked
 when the record is made (the record factory, whatever handler later formats it: FastStream's, uvicorn's or one a
@@ -23,9 +23,9 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-from okta_bridge.redact import mask_secrets, register_secret, register_url_secrets
 from opentelemetry import trace
 
+from okta_bridge.redact import mask_secrets, register_secret, register_url_secrets
 from okta_bridge.telemetry import ATTR
 
 __all__ = ["JsonFormatter", "MaskingFormatter", "TextFormatter", "log_level", "mask_handlers", "register_secret",
