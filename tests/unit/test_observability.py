@@ -329,7 +329,9 @@ def test_faststreams_and_uvicorns_lines_come_in_the_same_format(restore_logging,
     monkeypatch.delenv("LOG_LEVEL", raising=False)
     monkeypatch.delenv("LOG_FORMAT", raising=False)
     setup_logging("audit-recorder")
-    make_broker("amqp://guest:guest@127.0.0.1:5672/", 10)
+    broker = make_broker("amqp://guest:guest@127.0.0.1:5672/", 10)
+    # FastStream is handed the logger to use: it adds no stdout handler of its own when the broker starts
+    assert broker.config.logger.params_storage.get_logger(context=None) is logging.getLogger("faststream.access.rabbit")
     uvicorn.Config(lambda scope, receive, send: None, log_level="info")  # configures uvicorn's loggers, as at start
     mask_handlers()  # what the audit-recorder calls once uvicorn is up
     logging.getLogger("faststream").info("FastStream app started")
