@@ -24,6 +24,7 @@ from okta_bridge.events import (APP_PROFILE_EVENTS, APP_USER_EVENTS, GROUP_EVENT
                                 group_id_of, parse_event, target_id, user_id_of)
 from okta_bridge.okta_client import OktaCursorRejectedError
 from okta_bridge.metrics import EVENTS_POLLED, POLLER
+from okta_bridge.telemetry import DEFERRED, keep_trace
 from queue_poller.ports import CursorState, LeadershipLost, LogSource, Outbox, StateStore
 
 log = logging.getLogger(__name__)
@@ -126,8 +127,10 @@ class Poller:
         return min(max(interval * 2, self.cfg.min_interval_s), self.cfg.idle_interval_s)
 
     async def poll_once(self) -> bool:
-        """One page; returns True when the page was full (poll again at once)."""
-        with tracer.start_as_current_span("okta poll System Log") as span:
+        """One page; returns True when the page was full (poll again at once). Its trace is kept only when it
+        published something (events, a dead letter, sync requests) or failed: an idle poll leaves no trace
+        (:class:`okta_bridge.telemetry.DeferredRootProcessor`)."""
+        with tracer.start_as_current_span("okta poll System Log", attributes={DEFERRED: True}) as span:
             try:
                 events, next_link = await self.source.fetch(self.state.next_link or "")
             except OktaCursorRejectedError as exc:
@@ -136,13 +139,16 @@ class Poller:
                 self.state = CursorState(self.source.polling_link(self._fresh_since()), None, list(self.cfg.app_ids),
                                          self.state.resume_from)
                 await self.store.save(self.state)
+                keep_trace(span, True)
                 return True
             span.set_attribute("okta.log.page_size", len(events))
             self.last_page_size = len(events)
             full = len(events) >= self.cfg.page_limit
             async with self.outbox.batch():  # the page's audit records go out as one message
-                self.last_relevant, newest = await self._publish_page(events, span.get_span_context())
+                self.last_relevant, newest, published = await self._publish_page(events, span.get_span_context())
             span.set_attribute("okta.log.relevant", self.last_relevant)
+            span.set_attribute("okta.log.published", published)
+            keep_trace(span, published > 0)
             read_to = [t for t in (newest, None if full else self.source.server_now(), self.state.resume_from) if t]
             self.state.resume_from = max(read_to) if read_to else None  # a page short of full reached the log's end
             self.state.next_link = next_link or self.state.next_link
@@ -153,10 +159,12 @@ class Poller:
                 POLLER.saw_event(newest.timestamp())
             return full
 
-    async def _publish_page(self, raw_events: list, poll_ctx) -> tuple[int, datetime | None]:
-        """Returns how many events of the page mean work, and the newest ``published`` of its readable events."""
+    async def _publish_page(self, raw_events: list, poll_ctx) -> tuple[int, datetime | None, int]:
+        """Returns how many events of the page mean work, the newest ``published`` of its readable events, and how
+        many messages went out (events published, malformed events dead-lettered)."""
         parsed: list[OktaEventReceived] = []
         malformed: list[tuple[object, str, str | None]] = []
+        dead = 0
         for raw in raw_events:
             try:
                 parsed.append(parse_event(self.cfg.org, raw))
@@ -169,6 +177,7 @@ class Poller:
                 if uuid is None or uuid in unseen_bad:
                     log.warning("malformed log event dead-lettered: %s", reason)
                     await self.outbox.dead_letter(raw, reason)
+                    dead += 1
             await self.store.mark_seen(sorted(unseen_bad))
         relevant = await self._relevant(parsed)
         unseen = await self.store.unseen([e.event_uuid for e in relevant])
@@ -178,7 +187,7 @@ class Poller:
         await self.store.mark_seen([e.event_uuid for e in todo])
         for e in todo:  # handled event types only: a bounded label
             EVENTS_POLLED.labels(e.event_type).inc()
-        return len(relevant), max((_utc(e.published) for e in parsed), default=None)
+        return len(relevant), max((_utc(e.published) for e in parsed), default=None), len(todo) + dead
 
     async def _relevant(self, events: list[OktaEventReceived]) -> list[OktaEventReceived]:
         apps = set(self.cfg.app_ids)

@@ -4,10 +4,14 @@
 Open: the app's plans are parked in the pool's hold queue (a TTL loop back to the work queue: parked messages do
 not count against the delivery limit) and the target is not called, except one probe per ``probe_interval_s``:
 the first plan after the interval is tried; success closes the circuit and the backlog drains.
+
+Each opening and each closing is one log line naming the app by its connector name (a down target is otherwise
+silent while its plans wait), never one per plan.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -17,6 +21,8 @@ from prometheus_client import Gauge
 from okta_bridge.outcomes import Circuit, CircuitEffect
 
 __all__ = ["CIRCUIT_OPEN", "Circuits"]
+
+log = logging.getLogger("scim_dispatcher.circuit")
 
 CIRCUIT_OPEN = Gauge("bridge_dispatcher_circuit_open", "1 while the app's circuit is open (target calls stopped)",
                      ["app"])
@@ -82,6 +88,8 @@ class Circuits:
         state = self._apps.setdefault(app_id, _State())
         if state.opened_at is None:
             state.opened_at = time.monotonic()
+            log.warning("circuit of app %s opened: target calls stop, its plans are held (a probe every %.0f s): %s",
+                        self.names.get(app_id, app_id), self.probe_interval_s, reason)
             if self.on_change is not None:
                 self.on_change(app_id, True, reason)
         state.last_probe = time.monotonic()
@@ -92,6 +100,9 @@ class Circuits:
         state = self._apps.pop(app_id, None)
         if state is not None:
             CIRCUIT_OPEN.labels(self.names.get(app_id, app_id)).set(0)
+            if state.opened_at is not None:
+                log.info("circuit of app %s closed after %.0f s: the target answered, held plans go through",
+                            self.names.get(app_id, app_id), time.monotonic() - state.opened_at)
             if state.opened_at is not None and self.on_change is not None:
                 self.on_change(app_id, False, "")
 

@@ -72,8 +72,9 @@ def done_fields(outcome: Outcome | GroupOutcome | None) -> dict[str, Any]:
         return dict(target_id=outcome.target_id, scim_method=outcome.method, scim_path=outcome.path,
                     scim_status=outcome.http_status, duration_ms=outcome.duration_ms)
     if isinstance(outcome, GroupOutcome):
-        return dict(target_id=outcome.target_id, duration_ms=outcome.duration_ms,
-                    scim_path="/Groups/{id}" if outcome.requests else None)
+        return dict(target_id=outcome.target_id, duration_ms=outcome.duration_ms, scim_method=outcome.scim_method,
+                    scim_status=outcome.scim_status,
+                    scim_path=outcome.scim_path or ("/Groups/{id}" if outcome.requests else None))
     return {}
 
 

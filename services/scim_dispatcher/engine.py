@@ -186,7 +186,8 @@ class Engine:
             return
         try:
             await self.republisher.back(item.delivery.body, partition_key(self.cfg.pool, item.partition),
-                                        item.delivery.attempt, context=item.delivery.context())
+                                        item.delivery.attempt, context=item.delivery.context(),
+                                        held_since=item.delivery.held_since)
         except Exception as exc:  # noqa: BLE001 - the broker is away: the delivery count is the lesser evil
             log.warning("returning a plan to partition %d of pool %s failed (%s); requeued", item.partition,
                         self.cfg.pool, exc)
@@ -391,7 +392,8 @@ class Engine:
         try:
             await carry_out(verdict, item.plan, item.delivery.attempt, republisher=self.republisher,
                             audit=self.audit, source=SOURCE, fields=plan_fields(item.plan),
-                            done=done_fields(item.outcome), routing_key=item.delivery.routing_key)
+                            done=done_fields(item.outcome), routing_key=item.delivery.routing_key,
+                            held_since=item.delivery.held_since)
             if item.outcome is not None and isinstance(item.result, Done):
                 await after_applied(self.ports, self.republisher, item.plan, item.outcome, item.delivery.attempt,
                                     plan_fields(item.plan))
@@ -417,6 +419,8 @@ class Engine:
 
 def _describe(delivery: Delivery, plan: Plan) -> None:
     delivery.span.set_attribute(ATTR.APP_ID, plan.app_id)
+    if plan.event_uuid:  # log lines written while the plan is worked on name its event (okta_bridge.logs)
+        delivery.span.set_attribute(ATTR.EVENT_UUID, plan.event_uuid)
     if isinstance(plan, ScimOperationPlanned):
         delivery.span.set_attribute(ATTR.USER_ID, plan.okta_user_id)
         delivery.span.set_attribute(ATTR.PLAN_VERSION, plan.version)

@@ -41,7 +41,8 @@ from okta_bridge.stores.group_links import GroupLink, MongoGroupLinks
 from okta_bridge.stores.links import MongoLinks
 from scim_dispatcher.adapters.scim_errors import (ScimConflictError, ScimError, ScimNotFoundError, ScimPermanentError,
                                                   ScimTransientError)
-from scim_dispatcher.adapters.scim_groups import ScimGroup, ScimGroupClient, split_until_isolated
+from scim_dispatcher.adapters.scim_groups import (ScimGroup, ScimGroupClient, recording_writes, split_until_isolated,
+                                                  stop_recording)
 
 tracer = trace.get_tracer("scim_dispatcher")
 
@@ -78,6 +79,10 @@ class GroupOutcome:
     pending: int = 0
     requests: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (okta user id or target id, reason)
+    # the plan's last write to the target (its audit record's SCIM call); None: no write was needed
+    scim_method: str | None = None
+    scim_path: str | None = None
+    scim_status: int | None = None
 
 
 @dataclass
@@ -105,6 +110,22 @@ class GroupDispatcher:
         return self.leases.hold(key("group-name", org, app_id, name.casefold()))
 
     async def apply_group(self, plan: GroupPlanned) -> GroupOutcome:
+        """The group plan applied; its outcome names its last write (method, path, status) for the audit."""
+        writes, token = recording_writes()
+        try:
+            return _with_last_write(await self._apply_group(plan), writes)
+        finally:
+            stop_recording(token)
+
+    async def apply_members(self, plan: MembershipPlanned) -> GroupOutcome:
+        """The membership plan applied; its outcome names its last write (method, path, status) for the audit."""
+        writes, token = recording_writes()
+        try:
+            return _with_last_write(await self._apply_members(plan), writes)
+        finally:
+            stop_recording(token)
+
+    async def _apply_group(self, plan: GroupPlanned) -> GroupOutcome:
         started = time.perf_counter()
         app = self.apps[plan.app_id]
         link = await self.group_links.get(plan.app_id, plan.okta_group_id)
@@ -132,7 +153,7 @@ class GroupDispatcher:
                 return await self._delete(app, plan, link, started)
             return await self._push(app, plan, link, started)
 
-    async def apply_members(self, plan: MembershipPlanned) -> GroupOutcome:
+    async def _apply_members(self, plan: MembershipPlanned) -> GroupOutcome:
         started = time.perf_counter()
         app = self.apps[plan.app_id]
         link = await self.group_links.get(plan.app_id, plan.okta_group_id)
@@ -331,3 +352,9 @@ class GroupDispatcher:
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
+
+
+def _with_last_write(outcome: GroupOutcome, writes: list[tuple[str, str, int]]) -> GroupOutcome:
+    if writes:
+        outcome.scim_method, outcome.scim_path, outcome.scim_status = writes[-1]
+    return outcome

@@ -25,8 +25,8 @@ from okta_bridge.redact import personal_values
 from okta_bridge.runtime import Republisher
 from okta_bridge.settle import carry_out
 from okta_bridge.telemetry import ATTR
-from okta_bridge.events import target_id, user_id_of
-from translator.handlers import Translator
+from okta_bridge.events import group_id_of, target_id, user_id_of
+from translator.handlers import EventResult, Translator
 from translator.planning import Source
 
 __all__ = ["TRANSLATOR_MESSAGES", "TranslatorIntake"]
@@ -77,11 +77,11 @@ class TranslatorIntake:
                 try:
                     sources = [(Source(d, e.event_type, e.event_uuid, d.context()), e) for d, e in batch]
                     results = await self.translator.handle_events(sources)
-                    failures = {d: results[d].failure for d, _ in batch}
                 except Exception as exc:  # noqa: BLE001 - the database or the broker: every message of the batch
                     log.exception("a batch of %d events failed", len(batch))
-                    failures = {d: exc for d, _ in batch}
-                await asyncio.gather(*(self._settle(d, e, failures[d]) for d, e in batch if failures[d] is not None))
+                    results = {d: EventResult(exc) for d, _ in batch}
+                await asyncio.gather(*(self._settle(d, e, results[d].failure, results[d]) for d, e in batch
+                                       if results[d].failure is not None))
         except Exception:  # noqa: BLE001 - a retry or the audit could not be published: nothing is acked
             log.exception("settling a batch of %d events failed; they go back to the queue", len(batch))
             for delivery, _ in batch:
@@ -124,15 +124,14 @@ class TranslatorIntake:
         else:
             await translator.handle_event(message)
 
-    async def _settle(self, delivery: Delivery, message, exc: BaseException) -> None:
+    async def _settle(self, delivery: Delivery, message, exc: BaseException, result: EventResult | None = None) -> None:
         failure = failure_of(exc, personal_values(message))
         if failure.reason is Reason.INTERNAL:
             log.warning("translation failed (%s); attempt %d", failure.message, delivery.attempt, exc_info=exc)
         verdict = settle(failure, attempt=delivery.attempt, max_attempts=self.republisher.max_attempts)
         if verdict.disposition is Disposition.RETRY:
             log.info("translation will be tried again (%s); attempt %d", failure.message, delivery.attempt)
-        fields = dict(event_uuid=getattr(message, "event_uuid", None), app_id=getattr(message, "app_id", None),
-                      span=delivery.span)
+        fields = dict(_subject(message, result), span=delivery.span)
         await carry_out(verdict, message, delivery.attempt, republisher=self.republisher, audit=self.audit,
                         source=SOURCE, fields=fields)
 
@@ -148,6 +147,26 @@ class TranslatorIntake:
         await self._batcher.drain()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _subject(message: Any, result: EventResult | None) -> dict[str, Any]:
+    """Who and what a message's retry, hold or dead letter is about, for its audit record: the event, the user and
+    the app of the key that failed (a user event names no app: its key's does), or else the event's own; a group
+    event's group; a sync's or write-back's app (and user)."""
+    fields: dict[str, Any] = dict(event_uuid=getattr(message, "event_uuid", None),
+                                  app_id=getattr(message, "app_id", None),
+                                  okta_user_id=getattr(message, "okta_user_id", None))
+    if isinstance(message, OktaEventReceived):
+        fields.update(event_type=message.event_type, app_id=target_id(message, "AppInstance"),
+                      okta_user_id=user_id_of(message))
+        if message.event_type in GROUP_EVENTS:
+            fields["okta_group_id"] = group_id_of(message)
+    elif isinstance(message, AppSyncRequested):
+        fields["event_type"] = f"sync:{message.reason}"
+    if result is not None:
+        fields["app_id"] = result.app_id or fields["app_id"]
+        fields["okta_user_id"] = result.user_id or fields["okta_user_id"]
+    return fields
 
 
 def _describe(delivery: Delivery, message: Any) -> None:

@@ -49,8 +49,11 @@ LISTING_MARGIN_US = 2_000_000
 @dataclass
 class EventResult:
     """What became of one event message: None when all its keys were planned (or need nothing), else the failure
-    the outcome policy settles (the whole message is tried again: planning is level-triggered)."""
+    the outcome policy settles (the whole message is tried again: planning is level-triggered), with the key it
+    failed for (its retry's audit record names the user and the app)."""
     failure: Exception | None = None
+    app_id: str | None = None
+    user_id: str | None = None
 
 
 @dataclass
@@ -110,12 +113,19 @@ class Translator:
             del works[result.work.key]
             await self._publish(result)
             for source in result.work.sources:
-                results[source.handle] = EventResult(result.failure)
-        for result in await self._plan(list(works.values())):
+                results[source.handle] = EventResult(result.failure, result.work.app_id, result.work.user_id)
+        try:
+            planned = await self._plan(list(works.values()))
+        except Exception as exc:  # noqa: BLE001 - Okta or the database: every message of the batch is tried again
+            for source, _ in events:  # its retry's audit record names a key of the message: user and app
+                work = next(iter(by_source.get(source.handle, ())), None)
+                results[source.handle] = EventResult(exc, work and work.app_id, work and work.user_id)
+            return results
+        for result in planned:
             await self._publish(result)
             if result.failure is not None:
                 for source in result.work.sources:
-                    results[source.handle] = EventResult(result.failure)
+                    results[source.handle] = EventResult(result.failure, result.work.app_id, result.work.user_id)
         return results
 
     async def _read_app_profiles(self, works: list[KeyWork],

@@ -27,12 +27,15 @@ from pydantic import BaseModel
 
 from okta_bridge.metrics import ACKED, CONSUMED, PUBLISHED, REQUEUED, queue_family
 
-__all__ = ["ATTEMPT_HEADER", "Batcher", "Consumer", "Delivery", "Publisher", "REASON_HEADER"]
+__all__ = ["ATTEMPT_HEADER", "Batcher", "Consumer", "Delivery", "HELD_HEADER", "Publisher", "REASON_HEADER"]
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("okta_bridge.bus")
 ATTEMPT_HEADER = "x-bridge-attempt"
 REASON_HEADER = "x-bridge-reason"
+# when a plan was first parked in the hold queue (epoch seconds): it travels with the plan around the hold loop, so
+# only the first park and the release are audited, with nothing kept in a process a restart would lose
+HELD_HEADER = "x-bridge-held-since"
 T = TypeVar("T")
 
 
@@ -57,6 +60,15 @@ class Delivery:
     @property
     def routing_key(self) -> str:
         return self.raw.routing_key or ""
+
+    @property
+    def held_since(self) -> float | None:
+        """When the plan was first parked in the hold queue (its header), None when it is not coming from there."""
+        value = (self.raw.headers or {}).get(HELD_HEADER)
+        try:
+            return float(value) if value is not None else None
+        except (TypeError, ValueError):
+            return None
 
     def context(self) -> otel_context.Context:
         """The context to work on this delivery in: its consume span current."""

@@ -199,6 +199,7 @@ class AuditStep(StrEnum):
     SKIPPED_STALE = "skipped_stale"
     RETRIED = "retried"
     HELD = "held"
+    RELEASED = "released"  # a held plan let through again (recorded once, as its park is: not at every loop)
     FAILED = "failed"
     DEAD_LETTERED = "dead_lettered"
     REPLAYED = "replayed"  # an operator sent a dead letter back (``bridgectl dlq replay``)
@@ -227,6 +228,7 @@ class Reason(StrEnum):
     GROUP_NOT_READY = "group_not_ready"  # a membership plan before its group exists in the target
     CIRCUIT_OPEN = "circuit_open"  # the app's circuit is open: parked in the hold queue
     GUARD_HELD = "guard_held"  # a deactivation past the app's guard threshold: held until an operator acts
+    CIRCUIT_CLOSED = "circuit_closed"  # the app's circuit let a held plan through (closed, or its probe)
     OKTA_TRANSIENT = "okta_transient"  # 5xx, timeout, network
     OKTA_RATE_LIMITED = "okta_rate_limited"  # 429
     OKTA_AUTH = "okta_auth"  # 401 / 403 on the API token

@@ -18,6 +18,7 @@ from okta_bridge.apiauth import ApiTokensError
 from okta_bridge.connectors import ConnectorsFileError
 from okta_bridge.redact import error_text, mask_secrets
 from okta_bridge.stores.meta import OrgMismatchError
+from okta_bridge.telemetry import TracingSettingsError
 from okta_bridge.topology import TopologyMissing
 
 __all__ = ["cli_app", "describe_settings_error", "run_cli", "run_service"]
@@ -39,7 +40,7 @@ def _print_masked_traceback(name: str, exc: BaseException) -> None:
 def run_service(name: str, main: Callable[[], object]) -> None:
     try:
         main()
-    except (ConnectorsFileError, OrgMismatchError, TopologyMissing, ApiTokensError) as exc:
+    except (ConnectorsFileError, OrgMismatchError, TopologyMissing, ApiTokensError, TracingSettingsError) as exc:
         print(f"{name}: cannot start: {mask_secrets(str(exc))}", file=sys.stderr)
         sys.exit(2)
     except ValidationError as exc:  # a setting (BridgeSettings, OktaSettings, the service's own) is wrong

@@ -118,6 +118,15 @@ def bucket_for(method: str, path: str) -> str:
     return "other"
 
 
+def _http_attributes(method: str, url: str, path: str, bucket: str) -> dict[str, Any]:
+    """A client span's attributes on the stable HTTP conventions. ``url.full`` is the URL without its query: the
+    query carries cursors, user ids in filters and group names, none of which a trace needs."""
+    parsed = httpx.URL(url)
+    return {ATTR.HTTP_METHOD: method, ATTR.URL_FULL: f"{parsed.scheme}://{parsed.netloc.decode()}{path}",
+            ATTR.URL_TEMPLATE: _template(path), ATTR.SERVER_ADDRESS: parsed.host,
+            ATTR.SERVER_PORT: parsed.port or (443 if parsed.scheme == "https" else 80), ATTR.BUCKET: bucket}
+
+
 def _template(path: str) -> str:
     """`/api/v1/apps/0oa1/users/00u2` -> `/api/v1/apps/{id}/users/{id}`: no ids or names in span names."""
     segments = path.split("?")[0].split("/")
@@ -280,20 +289,23 @@ class OktaClient:
         if bucket is None:
             bucket = self._buckets[name] = _Bucket(name=name)
             OKTA_RATE_LIMIT_WAITS.labels(name)  # exported at 0 from the bucket's first call
-        with tracer.start_as_current_span(f"okta {method} {_template(path)}", kind=trace.SpanKind.CLIENT) as span:
-            span.set_attribute(ATTR.HTTP_METHOD, method)
-            span.set_attribute(ATTR.URL_TEMPLATE, _template(path))
-            span.set_attribute(ATTR.BUCKET, name)
+        with tracer.start_as_current_span(f"okta {method} {_template(path)}", kind=trace.SpanKind.CLIENT,
+                                          attributes=_http_attributes(method, url, path, name)) as span:
             await self._wait_for_budget(bucket)
             try:
                 async with self._gate():
                     resp = await self._send(method, url, **kwargs)
             except httpx.HTTPError as exc:
                 why = describe_transport_error(exc)
+                span.set_attribute(ATTR.ERROR_TYPE, type(exc).__name__)
+                span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
                 raise OktaTransientError(f"okta {method} {_template(path)}: {why}") from None
             self.calls[name] = self.calls.get(name, 0) + 1
             self._observe(bucket, resp)
             span.set_attribute(ATTR.HTTP_STATUS, resp.status_code)
+            if resp.status_code >= 400:  # the stable conventions: a client span's 4xx and 5xx are errors
+                span.set_attribute(ATTR.ERROR_TYPE, str(resp.status_code))
+                span.set_status(trace.StatusCode.ERROR, str(resp.status_code))
             self._raise_for(resp, method, path, bucket, self.auth.secrets())
             try:
                 body = resp.json() if resp.content else None

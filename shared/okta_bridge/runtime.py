@@ -8,6 +8,7 @@ only after their outcome (a write to MongoDB or a confirmed re-publish) is durab
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from opentelemetry.context import Context
 
-from okta_bridge.bus import ATTEMPT_HEADER, REASON_HEADER, Publisher
+from okta_bridge.bus import ATTEMPT_HEADER, HELD_HEADER, REASON_HEADER, Publisher
 from okta_bridge.connectors import ConnectorsFile
 from okta_bridge.deadletters import minimal
 from okta_bridge.metrics import DEAD_LETTERS, HOLDS, PLANS, RETRIES, queue_family
@@ -71,6 +72,8 @@ def make_broker(url: str, prefetch: int) -> RabbitBroker:
         middlewares=(RabbitTelemetryMiddleware(),),
         graceful_timeout=20.0,
         log_level=10,  # FastStream's per-message lines at DEBUG: the services log outcomes themselves
+        # its lines through the bridge's handler (okta_bridge.logs: JSON, masked), not a handler of its own on stdout
+        logger=logging.getLogger("faststream.access.rabbit"),
     )
 
 
@@ -154,16 +157,25 @@ class Republisher:
         await self._publish(message, exchange, key, attempt, expiration_s=max(ttl_ms, 1) / 1000)
         RETRIES.labels(self._routes.family(routing_key)).inc()
 
-    async def hold(self, message: BaseModel, attempt: int, routing_key: str = "") -> None:
+    async def hold(self, message: BaseModel, attempt: int, routing_key: str = "", *,
+                   held_since: float | None = None) -> None:
+        """``held_since``: when the plan was first parked (:data:`~okta_bridge.bus.HELD_HEADER`, kept around the
+        loop)."""
         exchange, key = self._routes.hold(routing_key)
-        await self._publish(message, exchange, key, attempt)
+        extra = {HELD_HEADER: held_since} if held_since is not None else None
+        await self._publish(message, exchange, key, attempt, headers=extra)
         HOLDS.labels(self._routes.family(routing_key)).inc()
 
-    async def back(self, body: bytes, routing_key: str, attempt: int, context: Context | None = None) -> None:
-        """A consumed plan back to its partition queue's tail, as it was (same attempt): for plans an ownership
-        change cut off. A re-publish, unlike a requeue, does not count towards the queue's delivery limit."""
+    async def back(self, body: bytes, routing_key: str, attempt: int, context: Context | None = None,
+                   held_since: float | None = None) -> None:
+        """A consumed plan back to its partition queue's tail, as it was (same attempt, still held if it was): for
+        plans an ownership change cut off. A re-publish, unlike a requeue, does not count towards the queue's
+        delivery limit."""
+        headers: dict[str, Any] = {ATTEMPT_HEADER: attempt}
+        if held_since is not None:
+            headers[HELD_HEADER] = held_since
         await self._publisher.publish(body, exchange=PLANS_EXCHANGE.name, routing_key=routing_key,
-                                      headers={ATTEMPT_HEADER: attempt}, context=context)
+                                      headers=headers, context=context)
 
     async def dead_letter(self, message: BaseModel | bytes, reason: str, attempt: int, source: str) -> None:
         """Only the message's ids, type and version are kept (:func:`okta_bridge.deadletters.minimal`): a replay
@@ -173,7 +185,7 @@ class Republisher:
         DEAD_LETTERS.labels(self._routes.label or queue_family(source)).inc()
 
     async def _publish(self, message: BaseModel, exchange: str, routing_key: str, attempt: int,
-                       expiration_s: float | None = None) -> None:
-        headers: dict[str, Any] = {ATTEMPT_HEADER: attempt}
+                       expiration_s: float | None = None, headers: dict[str, Any] | None = None) -> None:
+        headers = {ATTEMPT_HEADER: attempt, **(headers or {})}
         await self._publisher.publish(message, exchange=exchange, routing_key=routing_key, headers=headers,
                                       expiration_s=expiration_s)

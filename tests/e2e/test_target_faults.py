@@ -198,3 +198,14 @@ async def test_a_target_that_is_down_opens_the_circuit_its_state_is_exported_and
         assert (await gauge()).endswith(" 0.0")
         assert not await sc.audit(status="dead_lettered")
         await sc.assert_one_account_each()
+        # issue 10: the dispatcher said when the circuit opened and when it closed, once each, by the app's name;
+        # each held plan was recorded when parked and when released, not at every 15 s loop of the hold queue
+        output = "\n".join(p.output() for n, p in stack.processes.items() if n.startswith("scim_dispatcher"))
+        assert output.count(" opened: target calls stop") == 1 and output.count(" closed after ") == 1, output[-3000:]
+
+        async def released():
+            held = [r for r in await sc.audit(status="held") if r["reason"] == "circuit_open"]
+            freed = await sc.audit(status="released")
+            return held and len(freed) == len(held) and (held, freed)
+        held, freed = await eventually(released, 60, "every held plan recorded released once")
+        assert {(r["okta_user_id"], r["app_id"]) for r in freed} == {(r["okta_user_id"], r["app_id"]) for r in held}

@@ -190,6 +190,9 @@ class DevStack:
                else {"DEMO_TARGET_TOKEN": self.target_token}),
             "OTEL_SERVICE_NAME": name.replace("_", "-"), "DISPATCHER_METRICS_PORT": "0",
             **({"OTEL_TRACES_EXPORTER": "none"} if "OTEL_EXPORTER_OTLP_ENDPOINT" not in self.extra_env else {}),
+            # the tests' receivers (tests/otlp_sink.py, tests/e2e/otlp_receiver.py) speak OTLP/HTTP, whatever the
+            # environment running the tests says
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
             **self.extra_env,
         }
 

@@ -65,6 +65,7 @@ class FakeMessage:
     name: str
     log: list[str]
     calls: list[str] = field(default_factory=list)
+    headers: dict = field(default_factory=dict)
 
     async def ack(self) -> None:
         self.calls.append("ack")
@@ -96,6 +97,7 @@ class FakeRepublisher:
         self.holds: list[tuple[Any, int, str]] = []
         self.dead: list[tuple[Any, str, int, str]] = []
         self.backs: list[tuple[bytes, str, int]] = []
+        self.held_since: list[float | None] = []
         self.log = log
 
     async def retry(self, message, attempt, retry_after_s=None, routing_key="") -> None:
@@ -103,15 +105,16 @@ class FakeRepublisher:
         self.retries.append((message, attempt, routing_key))
         self.log.append(f"retry {message.okta_user_id}")
 
-    async def hold(self, message, attempt, routing_key="") -> None:
+    async def hold(self, message, attempt, routing_key="", held_since=None) -> None:
         self.holds.append((message, attempt, routing_key))
+        self.held_since.append(held_since)
         self.log.append("hold")
 
     async def dead_letter(self, message, reason, attempt, source) -> None:
         self.dead.append((message, reason, attempt, source))
         self.log.append("dead_letter")
 
-    async def back(self, body, routing_key, attempt, context=None) -> None:
+    async def back(self, body, routing_key, attempt, context=None, held_since=None) -> None:
         await asyncio.sleep(0)
         if self.refuse_back:
             raise ConnectionError("the broker is away")

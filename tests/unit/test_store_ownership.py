@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION = [ROOT / "shared" / "okta_bridge", *(ROOT / "services" / s for s in
                                                   ("queue_poller", "translator", "scim_dispatcher", "audit_recorder"))]
 STORES = ROOT / "shared" / "okta_bridge" / "stores"
-COLLECTION = re.compile(r"\b(?:db|_db|database)\.(?!command\b|name\b|client\b|with_options\b)([a-z_]+)\b")
+# db.system.name, db.operation.name, db.namespace, db.collection.name, db.query.text: span attributes, no collection
+COLLECTION = re.compile(r"\b(?:db|_db|database)\.(?!command\b|name\b|client\b|with_options\b|system\b|operation\b|"
+                        r"namespace\b|collection\b|query\b)([a-z_]+)\b")
 
 
 def _sources():

@@ -13,6 +13,7 @@ from opentelemetry import context, trace
 from okta_bridge.audit import AuditPublisher
 from okta_bridge.bus import REASON_HEADER, Publisher
 from okta_bridge.deadletters import redact_event
+from okta_bridge.events import group_id_of
 from okta_bridge.contracts import AppSyncRequested, AuditStep, OktaEventReceived, Reason, SyncReason
 from okta_bridge.telemetry import ATTR
 from okta_bridge.topology import DLX, EVENT_ROUTING_PREFIX, EVENTS_EXCHANGE, SYNC_ROUTING_KEY
@@ -37,7 +38,8 @@ class BrokerOutbox:
                                           routing_key=EVENT_ROUTING_PREFIX + event.event_type,
                                           message_id=event.event_uuid)
             await self._audit.record(AuditStep.RECEIVED, reason=Reason.RECEIVED, event_uuid=event.event_uuid,
-                                     event_type=event.event_type, okta_user_id=_user(event), app_id=_app(event))
+                                     event_type=event.event_type, okta_user_id=_user(event), app_id=_app(event),
+                                     okta_group_id=group_id_of(event))
 
     async def request_sync(self, app_id: str, reason: SyncReason) -> None:
         await self._sync(app_id, reason, "users")

@@ -82,6 +82,8 @@ class ScimClient:
             raise ValueError("max_response_bytes must be positive")
         self._http = http
         self._base = base_url.rstrip("/")
+        parsed = httpx.URL(self._base)
+        self._host, self._port = parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80)
         self._dialect = dialect_for(version)
         self._media_type = content_type or self._dialect.media_type
         self._send_if_match = send_if_match
@@ -274,7 +276,8 @@ class ScimClient:
                 f"SCIM {method} {redacted.split('?')[0]}", kind=SpanKind.CLIENT, record_exception=False,
                 set_status_on_exception=False,
                 attributes={"http.request.method": method, "url.template": redacted,
-                            "url.full": self._base + redacted, "scim.version": self.version}) as span:
+                            "url.full": self._base + redacted, "server.address": self._host,
+                            "server.port": self._port, "scim.version": self.version}) as span:
             try:
                 async with self._gate():
                     request = self._http.build_request(method, self._base + path, headers=headers, content=content,
@@ -284,13 +287,16 @@ class ScimClient:
                     response = await self._bounded(await self._http.send(request, stream=True), method, redacted)
                     SCIM_REQUEST_SECONDS.labels(self._metrics_app, method).observe(time.perf_counter() - started)
             except httpx.HTTPError as exc:
+                span.set_attribute("error.type", type(exc).__name__)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 raise error_for_transport(exc, method, redacted, self.version, self._timeout_s) from None
             except BaseException as exc:
+                span.set_attribute("error.type", type(exc).__name__)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 raise
             span.set_attribute("http.response.status_code", response.status_code)
             if response.status_code >= 400:
+                span.set_attribute("error.type", str(response.status_code))
                 span.set_status(Status(StatusCode.ERROR, str(response.status_code)))
             return response
 

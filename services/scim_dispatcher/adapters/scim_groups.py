@@ -46,6 +46,7 @@ rest. It works for both dialects: a 1.1 PATCH of several members is rejected as 
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +87,20 @@ _SEARCH = f"startIndex=1&count={PAGE}"
 _ONE = "/Groups/{id}"
 _UNSUPPORTED = "target does not support groups"
 _log = logging.getLogger(__name__)
+# the writes (method, redacted path, status) of the group plan being applied, for its audit record: a list shared by
+# the tasks a plan's writes run in (set by :func:`recording_writes`)
+_WRITES: contextvars.ContextVar[list[tuple[str, str, int]] | None] = contextvars.ContextVar("group_writes",
+                                                                                            default=None)
+
+
+def recording_writes() -> tuple[list[tuple[str, str, int]], contextvars.Token]:
+    """Start recording the group writes made in this context (and the tasks it starts); reset with the token."""
+    writes: list[tuple[str, str, int]] = []
+    return writes, _WRITES.set(writes)
+
+
+def stop_recording(token: contextvars.Token) -> None:
+    _WRITES.reset(token)
 
 T = TypeVar("T")
 
@@ -364,9 +379,11 @@ class ScimGroupClient(ScimClient):
         request, 404 on the ``/Groups`` collection (``collection=True``; on ``/Groups/{id}`` a 404 is a missing
         group). ``etag``: return ``(status, data, etag header)`` (:meth:`_fetch`) instead of ``(status, data)``."""
         try:
-            if etag:
-                return await self._fetch(method, path, redacted, scrub, **kwargs)
-            return await self._call(method, path, redacted, scrub, **kwargs)
+            answer = await (self._fetch if etag else self._call)(method, path, redacted, scrub, **kwargs)
+            writes = _WRITES.get()
+            if writes is not None and method != "GET":
+                writes.append((method, redacted, answer[0]))
+            return answer
         except ScimTransientError as exc:
             if exc.status == 501:
                 raise _unsupported(exc) from None
