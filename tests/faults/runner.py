@@ -210,7 +210,11 @@ class Runner:
                     "suspended": "deactivate",  # the truth below expects suspended users inactive
                     "guard": {"max_deactivations": None},  # random churn for hours: every deactivation is expected
                     # the local-deadline probe needs app0's only permit held by one write while another waits
-                    "max_concurrency": 1 if name == LOCAL_DEADLINE_APP and "local_deadline" in self.probes else 4})
+                    "max_concurrency": 1 if name == LOCAL_DEADLINE_APP and "local_deadline" in self.probes else 4,
+                    # the lease-wait probe's app (app0) writes without If-Match, as to a target without ETags: its
+                    # one writer must come from partition ownership alone (with If-Match the target itself refuses
+                    # the late write of a newcomer's race with a 412, which would hide a broken build)
+                    **({"send_if_match": False} if name == "app0" and "lease_wait" in self.probes else {})})
         self.stack.write_connectors(connectors)
         self.stack.start_services(dispatchers=self.dispatchers)
 
