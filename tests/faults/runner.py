@@ -16,6 +16,7 @@ same table as the short one in ``make test``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import asyncio
 import json
 import random
@@ -28,6 +29,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 from faststream.rabbit import RabbitBroker
@@ -353,6 +355,13 @@ class Runner:
         finally:
             await client.close()
 
+    async def _unacked(self, queue: str, wanted: int) -> bool:
+        vhost = urlsplit(self.rabbit.url).path[1:] or "/"
+        listed = await asyncio.to_thread(self.rabbit._ctl, "list_queues", "-p", unquote(vhost), "name",
+                                         "messages_unacknowledged", "--formatter", "json")
+        rows = json.loads(listed.stdout or "[]") if listed.returncode == 0 else []
+        return any(r.get("name") == queue and r.get("messages_unacknowledged") == wanted for r in rows)
+
     async def _owner_of(self, app_id: str, user_id: str) -> str:
         """The process (its name in the stack) whose replica holds the partition of (app, user)."""
         async def owner():
@@ -397,10 +406,17 @@ class Runner:
             await self._apply(okta, "update", user, app_id, self.world.groups["app0"])
             self.report.changes += 2
             await _wait_for(lambda: put(seen), 60, "the newer plan's PUT started")
+            count = (await self._pool_state()).count  # read while the database answers
+            queue = f"dispatcher.default.p{partition_of(f'{app_id}|{user}', count):03d}"
             self.mongo.process.send_signal(signal.SIGSTOP)  # a database that does not answer ...
             try:
                 await _wait_for(lambda: put(seen, 200), 30, "the newer plan's PUT answered")
                 await asyncio.sleep(1.0)  # the dispatcher completes the batch: its bulk write waits on the database
+                # a build that acknowledges before the bulk write has acknowledged by now, unless an earlier batch's
+                # completion held it up: wait (bounded) until the partition holds no unacknowledged message; a
+                # correct build never gets there (its ack waits on the database) and goes on after the bound
+                with contextlib.suppress(TimeoutError):
+                    await _wait_for(lambda: self._unacked(queue, 0), 8, f"{queue} acknowledged")
                 self.stack.processes[owner].signal(signal.SIGKILL)
                 await asyncio.sleep(0.5)
             finally:  # ... and then dies: the bulk write it had received is never carried out
