@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from okta_bridge.mongo import connect
 from okta_bridge.telemetry import DeferredRootProcessor, instrument_pymongo
 from tests.conftest import MONGODB_URL
+from tests.spans import sdk_provider
 
 pytestmark = pytest.mark.integration
 
 
 async def test_a_command_in_a_trace_is_a_span_of_it_and_one_outside_makes_none(mongo_db):
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
+    provider = sdk_provider()
     exporter = InMemorySpanExporter()
     provider.add_span_processor(DeferredRootProcessor(SimpleSpanProcessor(exporter)))
     instrument_pymongo(provider)

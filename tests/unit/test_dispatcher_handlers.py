@@ -16,6 +16,7 @@ from scim_dispatcher.adapters import ScimClient
 from scim_dispatcher.handlers import Dispatcher
 from scim_dispatcher.ports import Link
 from tests.unit.fakes import ORG, FakeLinks, FakeScimTarget, app_connector
+from tests.spans import sdk_provider
 
 JIRA = "0oa1jiraxxxxxxxxxxxx"
 BASE = "https://jira.lan/scim/v2"
@@ -446,15 +447,10 @@ async def test_an_update_against_the_demo_target_keeps_unmanaged_attributes_and_
 
 async def test_a_target_id_equal_to_the_user_name_never_reaches_a_span(target):
     """Some targets use the userName (an email) as the resource id: no span attribute may carry it."""
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
+    provider = sdk_provider()
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     target._ids = iter(["ann@acme.com"])
@@ -473,18 +469,13 @@ async def test_a_target_id_equal_to_the_user_name_never_reaches_a_span(target):
 async def test_a_target_error_echoing_the_persons_names_reaches_no_span_and_no_error_text():
     """A target that quotes the plan's values back in its error (names, department, the email's local part): the
     error text and every exported span carry them masked, as whole words (issue 9, item 15)."""
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from okta_bridge.telemetry import MaskingSpanExporter
     from scim_dispatcher.adapters import ScimError
 
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
+    provider = sdk_provider()
     exported = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(MaskingSpanExporter(exported)))
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from okta_bridge.telemetry import DeferredRootProcessor
 from queue_poller.handlers import Poller
+from tests.spans import sdk_provider
 from tests.unit.fakes import FakeLogSource, membership_event
 from tests.unit.test_dispatcher_engine import world  # noqa: F401 - the engine fixture
 from tests.unit.test_poller_handlers import LINK, NEXT, started
@@ -19,10 +19,7 @@ from tests.unit.test_poller_handlers import LINK, NEXT, started
 @pytest.fixture
 def spans() -> InMemorySpanExporter:
     """Spans finished from now on, through the processor the services use (deferred roots held until decided)."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
+    provider = sdk_provider()
     exporter = InMemorySpanExporter()
     provider.add_span_processor(DeferredRootProcessor(SimpleSpanProcessor(exporter)))
     return exporter
@@ -275,9 +272,7 @@ def test_log_lines_are_json_with_service_level_trace_span_event_and_exception(re
 
     monkeypatch.delenv("LOG_LEVEL", raising=False)
     monkeypatch.delenv("LOG_FORMAT", raising=False)
-    spans_provider = trace.get_tracer_provider()
-    if not isinstance(spans_provider, TracerProvider):
-        trace.set_tracer_provider(TracerProvider())
+    sdk_provider()  # the SDK's: spans with real trace and span ids for the log lines
     setup_logging("scim-dispatcher")  # stderr is captured: not a terminal
     register_secret(TOKEN)
     log = logging.getLogger("scim_dispatcher")
