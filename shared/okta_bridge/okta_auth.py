@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 import httpx
 
 from okta_bridge.logs import register_secret
+from okta_bridge.redact import forget_secret
 from okta_bridge.jose import JoseError, RsaKey, b64url, encode_jwt, generate_rsa_key, load_private_key
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ class ServiceAppAuth:
         self._key, self._dpop_key = key, dpop_key
         self._renew_before, self._clock = renew_before_s, clock
         self._token: str | None = None
+        self._replaced: str | None = None  # the token before this one
         self._token_type = "Bearer"
         self._expires_at = 0.0
         self._nonce: str | None = None  # the authorization server's DPoP nonce
@@ -168,8 +170,11 @@ class ServiceAppAuth:
                 why = _clean(body.get("error_description"))
                 raise OktaAuthError(f"okta token request for client {self.client_id} (scopes {' '.join(self.scopes)})"
                                     f" -> {resp.status_code}: {error}{': ' + why if why else ''}", resp.status_code)
-            self._token = body["access_token"]
-            register_secret(self._token)  # masked in every log line, like the SSWS token
+            # masked in every log line, like the SSWS token; the token before the one replaced is forgotten (a
+            # request may still fail with the one replaced), so an hourly renewal does not grow the list for ever
+            forget_secret(self._replaced)
+            self._replaced, self._token = self._token, body["access_token"]
+            register_secret(self._token)
             self._token_type = str(body.get("token_type") or "Bearer")
             expires_in = body.get("expires_in")
             self._expires_at = self._clock() + (float(expires_in) if isinstance(expires_in, (int, float)) else 3600.0)

@@ -24,7 +24,7 @@ from typing import Any
 
 __all__ = ["MASK", "TEXT_LIMIT", "check_header_value", "error_text", "mask_personal", "mask_secrets", "one_line",
            "person_strings",
-           "personal_values", "register_secret", "register_url_secrets"]
+           "forget_secret", "personal_values", "register_secret", "register_url_secrets"]
 
 MASK = "***"
 TEXT_LIMIT = 300  # characters of failure text kept: enough for a status, a SCIM type and a sentence
@@ -50,6 +50,15 @@ def register_secret(value: str | None) -> None:
     global _compiled
     if value and len(value) >= 4 and value not in _SECRETS:
         _SECRETS.add(value)
+        _compiled = None
+
+
+def forget_secret(value: str | None) -> None:
+    """A secret that is no longer used (an access token replaced long enough ago): the list stays bounded in a
+    process that renews tokens every hour for months."""
+    global _compiled
+    if value in _SECRETS:
+        _SECRETS.discard(value)
         _compiled = None
 
 

@@ -104,6 +104,24 @@ async def test_a_token_is_cached_for_its_hour_and_renewed_before_it_ends(clock, 
     assert all(t.scopes == frozenset(ALL[:4]) for t in issued.values())
 
 
+async def test_renewed_tokens_are_masked_and_only_the_last_two_are_kept_for_masking(clock, key) -> None:
+    """A process renews its token every hour for months: the masking list holds the current token and the one it
+    replaced (a request may still fail with it), not every token ever issued."""
+    from okta_bridge import redact
+
+    app = simulator(clock, key)
+    user_id, _ = await seeded(app)
+    client, auth = okta(app, clock, key)
+    seen = []
+    for _ in range(4):
+        await client.get_user(user_id)
+        seen.append(auth._token)
+        clock.now += 3600
+    assert len(set(seen)) == 4
+    assert all(redact.mask_secrets(f"x {t} y") == "x *** y" for t in seen[-2:])
+    assert all(t not in redact._SECRETS for t in seen[:-2])
+
+
 async def test_a_token_revoked_early_is_replaced_and_the_request_sent_again(clock, key) -> None:
     app = simulator(clock, key)
     user_id, _ = await seeded(app)
