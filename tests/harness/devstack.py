@@ -222,6 +222,8 @@ class DevStack:
             self.apply_topology()
         self.start_service("audit_recorder")
         wait_http(self.audit_health_url, 60, self.processes["audit_recorder"].proc)
+        # the API listens once the recorder is connected, after its health port: wait for it too (401 is an answer)
+        wait_http(f"{self.audit_url}/audit", 60, self.processes["audit_recorder"].proc)
         self.start_service("translator")
         for i in range(dispatchers):
             self.start_service("scim_dispatcher", f"scim_dispatcher-{i}" if dispatchers > 1 else None)
