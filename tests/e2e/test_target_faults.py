@@ -169,14 +169,10 @@ async def test_a_target_that_is_down_opens_the_circuit_its_state_is_exported_and
     the gauge ``bridge_dispatcher_circuit_open`` shows it, and everything lands once the target is back."""
     import httpx
 
-    from tests.harness.devstack import free_port
-
-    port = free_port()
     stack.start_fixtures()
     async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
         sc = await start_scenario(stack, okta, target, env={
-            "DISPATCHER_PROBE_INTERVAL_S": "1", "DISPATCHER_CIRCUIT_FAILURES": "3",
-            "DISPATCHER_METRICS_PORT": str(port)})
+            "DISPATCHER_PROBE_INTERVAL_S": "1", "DISPATCHER_CIRCUIT_FAILURES": "3"})
         await target.add_fault(503)  # down, until cleared
         logins = [f"down{n}.user@example.com" for n in range(6)]
         for login in logins:
@@ -189,7 +185,9 @@ async def test_a_target_that_is_down_opens_the_circuit_its_state_is_exported_and
 
         async def gauge() -> str:
             async with httpx.AsyncClient() as http:
-                text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                # the METRICS_PORT the harness gave the dispatcher when it started it (a port picked here could be
+                # taken by another process before the dispatcher binds it)
+                text = (await http.get(stack.metrics_url("scim_dispatcher"))).text
             return next((l for l in text.splitlines() if l.startswith("bridge_dispatcher_circuit_open{")), "")
         assert (await gauge()).endswith(" 1.0"), await gauge()
         await target.clear_faults()
