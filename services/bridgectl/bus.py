@@ -22,8 +22,9 @@ async def mongo() -> AsyncIterator:
 
 
 @contextlib.asynccontextmanager
-async def operator_bus() -> AsyncIterator[tuple]:
-    """(publisher, audit): the operator's publishes go out as the services' do (confirmed, persistent, mandatory)."""
+async def operator_bus(service: str = "operator-cli") -> AsyncIterator[tuple]:
+    """(publisher, audit): the operator's publishes go out as the services' do (confirmed, persistent, mandatory);
+    audited as ``service`` (the console passes ``console``)."""
     from okta_bridge.audit import AuditPublisher
     from okta_bridge.bus import Publisher
     from okta_bridge.runtime import make_broker
@@ -33,7 +34,7 @@ async def operator_bus() -> AsyncIterator[tuple]:
     publisher = Publisher(await broker.connect())
     await publisher.start()
     try:
-        yield publisher, AuditPublisher(publisher, "operator-cli", org)
+        yield publisher, AuditPublisher(publisher, service, org)
     finally:
         await publisher.close()
         await broker.stop()

@@ -103,7 +103,10 @@ def _act(action: str, app: str, users: list[str] | None, operator: str | None, c
          lambda: typer.echo(f"{connector.name}: {len(done)} held deactivation(s) {verb} by {by}"))
 
 
-async def _apply(action: str, app_id: str, users: list[str] | None, by: str, bars: bool = False):
+async def _apply(action: str, app_id: str, users: list[str] | None, by: str, bars: bool = False,
+                 service: str = "operator-cli"):
+    """Release or discard (``users``: None for all held); None when the app's guard is not set. ``service`` is who
+    records it in the audit (``console`` from the web console), ``by`` the person or token."""
     org = OktaSettings().org_url
     async with mongo() as db:
         guards = MongoGuards(db, org)
@@ -111,12 +114,12 @@ async def _apply(action: str, app_id: str, users: list[str] | None, by: str, bar
             return None
         if action == "discard":
             done = await guards.discard(app_id, users, by)
-            async with operator_bus() as (_, audit):
+            async with operator_bus(service) as (_, audit):
                 async with audit.batch():
                     for h in done:
                         await audit.record(AuditStep.SKIPPED, reason=Reason.OPERATOR, app_id=app_id,
                                            okta_user_id=h.user_id, plan_version=h.version,
-                                           event_type="operator:guard-discard",
+                                           event_type="operator:guard-discard", actor=by[:200],
                                            detail=f"held deactivation discarded by {by}")
             return done
         # marked released first (the translator lets a released key's deactivation through, uncounted), then a
@@ -124,7 +127,7 @@ async def _apply(action: str, app_id: str, users: list[str] | None, by: str, bar
         chosen = await guards.release(app_id, users, by)
         published = 0
         try:
-            async with operator_bus() as (publisher, audit):
+            async with operator_bus(service) as (publisher, audit):
                 async with audit.batch():
                     for h in progress(chosen, "releasing", bars):
                         exchange, routing_key, event = look_again(org, app_id, h.user_id)
@@ -132,7 +135,7 @@ async def _apply(action: str, app_id: str, users: list[str] | None, by: str, bar
                         published += 1
                         await audit.record(AuditStep.REPLAYED, reason=Reason.OPERATOR, app_id=app_id,
                                            okta_user_id=h.user_id, event_uuid=event.event_uuid,
-                                           event_type="operator:guard-release",
+                                           event_type="operator:guard-release", actor=by[:200],
                                            detail=f"held deactivation released by {by}: planned again from Okta's "
                                                   "state")
         except Exception:

@@ -36,18 +36,30 @@ MASKED = "***"
 
 # ------------------------------------------------------------------ names to ids
 
+class UnknownUser(LookupError):
+    """The user named is not in Okta (the message never echoes the login)."""
+
+
 async def resolve_user(okta, user: str) -> str:
-    """An Okta user id as given, or the id of the user with this login; unknown: exit 2 (the login is not echoed)."""
+    """An Okta user id as given, or the id of the user with this login; unknown: :class:`UnknownUser`."""
     from okta_bridge.okta_client import OktaNotFoundError
 
     try:
         page = await okta.get(f"/api/v1/users/{quote(user, safe='@.+-_')}")
     except OktaNotFoundError:
-        bad_input("no such Okta user (give an Okta user id, 00u…, or an exact login)")
+        raise UnknownUser("no such Okta user (give an Okta user id, 00u…, or an exact login)") from None
     found = page.body if isinstance(page.body, dict) else {}
     if not is_okta_id(found.get("id")):
-        bad_input("Okta answered the user lookup without a user id")
+        raise UnknownUser("Okta answered the user lookup without a user id")
     return found["id"]
+
+
+def _or_exit(coroutine):
+    """Runs an operator coroutine; an unknown user is bad input (exit 2)."""
+    try:
+        return asyncio.run(coroutine)
+    except UnknownUser as exc:
+        bad_input(str(exc))
 
 
 def user_ids(users: list[str] | None) -> list[str] | None:
@@ -64,7 +76,7 @@ def user_ids(users: list[str] | None) -> list[str] | None:
             return [u if is_okta_id(u) else await resolve_user(okta, u) for u in users]
         finally:
             await okta.aclose()
-    return asyncio.run(lookup())
+    return _or_exit(lookup())
 
 
 # ------------------------------------------------------------------ the dry-run transport
@@ -135,7 +147,7 @@ async def plan_now(app: AppConnector, user_id: str, okta, version: int, org: str
 def preview(user: str = USER_ARG, app: str = APP_OPT, connectors_file: str = CONNECTORS, json_: bool = JSON) -> None:
     """The SCIM requests the bridge would send now for this user (read-only: nothing is sent or stored)."""
     connector = resolve_app(load(connectors_file, secrets=True), app)
-    result = asyncio.run(_preview(connector, user))
+    result = _or_exit(_preview(connector, user))
 
     def render() -> None:
         c = console()
@@ -210,12 +222,13 @@ def provision(user: str = USER_ARG, app: str = APP_OPT,
               operator: str = OPERATOR, connectors_file: str = CONNECTORS, json_: bool = JSON) -> None:
     """Apply it now through the normal pipeline (ordered, audited, traced); then follow the audit trail."""
     connector = resolve_app(load(connectors_file), app)
-    result = asyncio.run(_provision(connector, user, operator_name(operator), wait, json_))
+    result = _or_exit(_provision(connector, user, operator_name(operator), wait, json_))
     emit(json_, result, lambda: typer.echo(f"{connector.name} {result['user']}: {result['outcome']}"))
     raise typer.Exit(0 if result["ok"] else 1)
 
 
-async def _provision(app: AppConnector, user: str, by: str, wait: float, as_json: bool) -> dict[str, Any]:
+async def _provision(app: AppConnector, user: str, by: str, wait: float, as_json: bool,
+                     service: str = "operator-cli") -> dict[str, Any]:
     from bridgectl.bus import mongo, operator_bus
     from okta_bridge.deadletters import look_again
     from okta_bridge.okta_auth import okta_client_from_settings, scopes_for
@@ -232,13 +245,13 @@ async def _provision(app: AppConnector, user: str, by: str, wait: float, as_json
         finally:
             await okta.aclose()
     started = datetime.now(UTC)
-    async with operator_bus() as (publisher, audit):
+    async with operator_bus(service) as (publisher, audit):
         async with audit.batch():
             exchange, routing_key, event = look_again(settings.org_url, app.okta_app_id, user_id)
             await publisher.publish(event, exchange=exchange, routing_key=routing_key)
             await audit.record(AuditStep.RECEIVED, reason=Reason.OPERATOR, app_id=app.okta_app_id,
                                okta_user_id=user_id, event_uuid=event.event_uuid, event_type="operator:provision",
-                               detail=f"provision on demand requested by {by}")
+                               actor=by[:200], detail=f"provision on demand requested by {by}")
     out: dict[str, Any] = {"app": app.name, "user": user_id, "event": event.event_uuid, "steps": [], "ok": wait <= 0,
                            "outcome": "requested (not followed)"}
     if wait <= 0:

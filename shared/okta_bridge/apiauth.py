@@ -1,10 +1,11 @@
 """Who may call the bridge's HTTP APIs: one token model and one set of settings for every API the bridge serves (the
-audit API today; the operator console reuses them).
+audit API and the operator console).
 
 ``API_TOKENS``: comma-separated entries ``NAME:ROLE:TOKEN``. ``TOKEN`` is best given as ``sha256:<64 hex digits>``
 (the SHA-256 of the token, so the setting itself grants nothing: ``python -m okta_bridge.apiauth hash`` prints it
 for a token read from stdin); a plain token is accepted too. ``ROLE`` is ``reader`` (read-only: the audit trail) or
-``operator`` (also what the console's actions will need; an operator may read). Callers send
+``operator`` (also the console's actions: replay, release, provision; an operator may read); the console's names
+``viewer`` and ``admin`` mean the same two roles. Callers send
 ``Authorization: Bearer <token>``. No entry: every request is refused (401), never served anonymously.
 
 ``API_ALLOWED_HOSTS``: comma-separated host names (no port) the ``Host`` header may carry (default ``127.0.0.1``,
@@ -29,8 +30,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["ApiAuthSettings", "ApiToken", "ApiTokens", "ApiTokensError", "ROLES", "hash_token"]
 
-Role = Literal["reader", "operator"]
-ROLES: dict[str, frozenset[str]] = {"reader": frozenset({"read"}), "operator": frozenset({"read", "operate"})}
+Role = Literal["reader", "operator", "viewer", "admin"]
+# the console's names for the same two roles (viewer = reader, admin = operator): either may be written
+ROLES: dict[str, frozenset[str]] = {"reader": frozenset({"read"}), "operator": frozenset({"read", "operate"}),
+                                    "viewer": frozenset({"read"}), "admin": frozenset({"read", "operate"})}
 _HASHED = re.compile(r"sha256:[0-9a-f]{64}")
 _NAME = re.compile(r"[A-Za-z0-9_.@-]+")
 

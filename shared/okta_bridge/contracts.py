@@ -259,6 +259,9 @@ class AuditRecorded(_Contract):
     trace_id: str | None = None
     reason: Reason | None = Field(default=None, description="why, as a code (the text is in detail)")
     detail: str | None = Field(default=None, description="human-readable reason; never a secret")
+    actor: str | None = Field(default=None, max_length=200,
+                              description="who asked for it, for an operator's action: the person signed in to the "
+                                          "console, the API token's name, or the OS user of bridgectl")
 
 
 class AuditBatch(_Contract):

@@ -202,8 +202,8 @@ class DeadLetter:
 
 
 class DeadLetters:
-    def __init__(self, rabbitmq_url: str, org: str, operator: str) -> None:
-        self._url, self._org, self._operator = rabbitmq_url, org, operator
+    def __init__(self, rabbitmq_url: str, org: str, operator: str, service: str = "operator-cli") -> None:
+        self._url, self._org, self._operator, self._service = rabbitmq_url, org, operator, service
 
     async def list(self, limit: int = 1000) -> list[DeadLetter]:
         connection = await aio_pika.connect(self._url)
@@ -259,7 +259,8 @@ class DeadLetters:
         m = letter.message
         fields = {f: getattr(m, f, None) for f in ("app_id", "okta_user_id", "okta_group_id", "event_uuid")}
         version = getattr(m, "version", None)
-        record = AuditRecorded(at=datetime.now(UTC), service="operator-cli", step=step, org=self._org,
+        record = AuditRecorded(at=datetime.now(UTC), service=self._service, step=step, org=self._org,
+                               actor=self._operator[:200],
                                event_type="operator:dead-letters", plan_version=version, detail=detail,
                                **{k: v for k, v in fields.items() if isinstance(v, str)})
         exchange = await channel.get_exchange(AUDIT_EXCHANGE.name)

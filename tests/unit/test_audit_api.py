@@ -85,7 +85,7 @@ def test_the_committed_openapi_document_is_current():
 
 
 @pytest.mark.parametrize("value, message", [
-    ("alice:admin:" + "x" * 20, "ROLE one of reader, operator"),
+    ("alice:superuser:" + "x" * 20, "ROLE one of reader, operator, viewer, admin"),
     (READER, "expected NAME:ROLE:TOKEN"),  # a bare token: not echoed
     ("alice:reader:short", "shorter than 16"),
     ("alice:reader:sha256:abc", "64 lower-case hex"),

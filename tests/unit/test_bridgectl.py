@@ -251,11 +251,14 @@ async def test_preview_of_an_unassigned_user_is_a_deactivation():
 async def test_an_unknown_login_is_bad_input():
     import typer
 
-    from bridgectl.oneuser import resolve_user
+    from bridgectl.oneuser import UnknownUser, _or_exit, resolve_user
 
     class NoSuchUser:
         async def get(self, path, params=None):
             raise OktaNotFoundError("okta GET /api/v1/users/{id} -> 404", 404)
-    with pytest.raises(typer.Exit) as caught:
+    with pytest.raises(UnknownUser) as unknown:  # the console shows it as a 400
         await resolve_user(NoSuchUser(), "nobody@example.com")
+    assert "nobody" not in str(unknown.value)
+    with pytest.raises(typer.Exit) as caught:  # bridgectl: exit 2
+        await asyncio.to_thread(_or_exit, resolve_user(NoSuchUser(), "nobody@example.com"))
     assert caught.value.exit_code == 2

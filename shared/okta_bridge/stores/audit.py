@@ -1,8 +1,9 @@
 """The audit trail in MongoDB: the owner of ``audit``. The audit-recorder writes it in batches and serves it; the
 operator commands read outcomes from it.
 
-Indexes: ``(okta_user_id, at)``, ``(app_id, at)``, ``(okta_group_id, at)``, ``(step, at)``, ``event_uuid``, and a TTL
-index on ``at`` (the retention; a change is applied in place with ``collMod``).
+Indexes: ``(okta_user_id, at)``, ``(app_id, at)``, ``(okta_group_id, at)``, ``(step, at)``, ``event_uuid``, ``trace_id``
+(one change's timeline in the console), and a TTL index on ``at`` (the retention; a change is applied in place with
+``collMod``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class AuditStore:
         await audit.create_index([("okta_group_id", ASCENDING), ("at", DESCENDING)], sparse=True)
         await audit.create_index([("step", ASCENDING), ("at", DESCENDING)])
         await audit.create_index([("event_uuid", ASCENDING)])
+        await audit.create_index([("trace_id", ASCENDING)], sparse=True)
 
     async def insert(self, docs: list[dict[str, Any]]) -> None:
         await self._db.audit.insert_many(docs, ordered=False)
@@ -64,6 +66,23 @@ class AuditStore:
         items = [{**{k: v for k, v in d.items() if k != "_id"}, "id": str(d["_id"])} for d in docs]
         token = f"{docs[-1]['at'].isoformat()}~{docs[-1]['_id']}" if len(docs) == limit else None
         return items, token
+
+    async def timeline(self, trace_id: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Every record of one trace (one change: received, planned, each attempt, applied), oldest first."""
+        docs = await self._db.audit.find({"trace_id": trace_id}).sort([("at", 1), ("_id", 1)]).limit(limit) \
+            .to_list(limit)
+        return [{**{k: v for k, v in d.items() if k != "_id"}, "id": str(d["_id"])} for d in docs]
+
+    async def app_activity(self, app_id: str, since: datetime) -> dict[str, Any]:
+        """An app's dispatcher outcomes since ``since`` (counts by step) and its last applied change."""
+        counts: dict[str, int] = {}
+        pipeline = [{"$match": {"app_id": app_id, "at": {"$gte": since}, "service": "scim-dispatcher"}},
+                    {"$group": {"_id": "$step", "n": {"$sum": 1}}}]
+        async for row in await self._db.audit.aggregate(pipeline):
+            counts[str(row["_id"])] = int(row["n"])
+        last = await self._db.audit.find_one({"app_id": app_id, "step": "applied"}, sort=[("at", -1)])
+        return {"counts": counts, "last_applied_at": last["at"] if last else None,
+                "last_applied_trace": last.get("trace_id") if last else None}
 
     async def outcome_of_group_plan(self, group_id: str, version: int, service: str,
                                     steps: list[str]) -> dict[str, Any] | None:
