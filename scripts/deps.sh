@@ -53,3 +53,10 @@ if is_local "$RH" && ! reachable "$RH" 15692 && command -v rabbitmq-plugins >/de
   rabbitmq-plugins enable rabbitmq_prometheus >/dev/null
   wait_for "$RH" 15692 60 || { echo "rabbitmq_prometheus did not start listening on :15692" >&2; exit 1; }
 fi
+
+# Browser tests (tests/harness/browser.py): Debian's chromium and its matching chromedriver, which Selenium drives with
+# Selenium Manager off (the harness names both binaries, so no browser or driver is ever downloaded).
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "installing chromium and chromium-driver (Debian packages)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi

@@ -75,3 +75,14 @@ def scim2_server():
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One real headless Chromium per test module (tests/harness/browser.py: starting one takes about a second).
+    Tests sharing it start from a known state: ``browser.delete_all_cookies()`` and a fresh ``browser.get(...)``.
+    From an async test whose server runs in the test loop, call it through ``in_thread`` (see the harness)."""
+    from tests.harness.browser import chromium
+
+    with chromium() as driver:
+        yield driver
