@@ -115,9 +115,25 @@ async def test_status_preview_provision_audit_and_the_guard_on_a_full_sync_that_
         # bridgectl provision brings it), through the normal pipeline, audited
         newcomer = await sc.new_user("new.comer@example.com")
         await okta.assign_user(sc.app_id, newcomer)
+        # `audit --follow` started before the change prints its steps as they arrive (one JSON record per line)
+        follower = subprocess.Popen([sys.executable, "-m", "bridgectl", "audit", "--user", newcomer, "--follow",
+                                     "--json"], env={**stack.service_env("cli"), "COLUMNS": "220"},
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         provision = bridgectl(stack, "provision", "new.comer@example.com", "--app", "jira", "--wait", "60", "--json")
         assert provision.returncode == 0, provision.stdout + provision.stderr
         assert as_json(provision)["outcome"].startswith("applied")
+        followed: list[dict] = []
+        try:
+            async def followed_applied():
+                line = await asyncio.wait_for(asyncio.to_thread(follower.stdout.readline), 30)
+                followed.append(json.loads(line))
+                return followed[-1]["service"] == "scim-dispatcher" and followed[-1]["step"] == "applied"
+            await eventually(followed_applied, 60, "audit --follow printed the applied step")
+        finally:
+            follower.terminate()
+            follower.wait(10)
+        assert followed[0]["service"] == "operator-cli" and followed[0]["actor"] == "ci-operator"
+        assert {r["okta_user_id"] for r in followed} == {newcomer}
         await sc.wait_active("new.comer@example.com")
         trail = bridgectl(stack, "audit", "--user", newcomer, "--app", "jira", "--json")
         steps = [json.loads(line) for line in trail.stdout.splitlines()]

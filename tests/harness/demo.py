@@ -39,14 +39,19 @@ cli = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)  # 
 
 @cli.command()
 def main(duration: float = typer.Option(0, help="stop after this many seconds (0: until Ctrl-C)"),
-         sim_port: int = 8040, target_port: int = 8050, audit_port: int = 8070) -> None:
-    asyncio.run(run(duration, sim_port, target_port, audit_port))
+         sim_port: int = 8040, target_port: int = 8050, audit_port: int = 8070,
+         console_port: int = 8090) -> None:
+    asyncio.run(run(duration, sim_port, target_port, audit_port, console_port))
 
 
-async def run(duration: float, sim_port: int, target_port: int, audit_port: int) -> None:
+# the web console's demo sign-in: a person of the simulated org in the okta-bridge-admins group
+CONSOLE_ADMIN, CONSOLE_PASSWORD = "ops.admin@example.com", "demo-console-password"
+
+
+async def run(duration: float, sim_port: int, target_port: int, audit_port: int, console_port: int = 8090) -> None:
     console = Console()
     stack = DevStack(ROOT / ".run" / "demo", mongodb_db="okta_bridge_demo", sim_port=sim_port,
-                     target_port=target_port, audit_port=audit_port,
+                     target_port=target_port, audit_port=audit_port, console_port=console_port,
                      extra_env={k: v for k, v in os.environ.items() if k.startswith("OTEL_")}
                      | {"POLLER_IDLE_INTERVAL_S": "1"})
     stop = asyncio.Event()
@@ -55,9 +60,15 @@ async def run(duration: float, sim_port: int, target_port: int, audit_port: int)
     try:
         await _fresh_state(stack)
         console.print("[bold]starting the Okta simulator and the demo SCIM app[/]")
+        stack.use_console_oidc()  # the simulator signs people in to the console (OIDC, PKCE)
         stack.start_fixtures()
         async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
             app_id, users, group_id = await _seed(okta)
+            admins = await okta.create_group("okta-bridge-admins", "admins of the bridge's web console")
+            person = await okta.create_user({"login": CONSOLE_ADMIN, "email": CONSOLE_ADMIN, "firstName": "Ops",
+                                             "lastName": "Admin"})
+            await okta.set_password(person, CONSOLE_PASSWORD)
+            await okta.add_group_member(admins, person)
             stack.write_connectors([{
                 "okta_app_id": app_id, "name": "jira", "base_url": f"{stack.target_url}/scim/v1/",
                 "auth": {"type": "header", "header_name": "Authorization", "value_env": "DEMO_TARGET_TOKEN",
@@ -67,6 +78,8 @@ async def run(duration: float, sim_port: int, target_port: int, audit_port: int)
             }])
             console.print("[bold]starting audit-recorder, translator, scim-dispatcher, queue-poller[/]")
             stack.start_services()
+            console.print("[bold]starting the web console[/]")
+            stack.start_console()
             _write_prometheus_config(stack)
             admin = asyncio.create_task(_act_as_admin(okta, app_id, users, group_id, stop))
             await _show(console, stack, target, stop, duration)
@@ -181,6 +194,7 @@ async def _render(stack: DevStack, target: TargetAdmin) -> Group:
                           r.get("okta_user_id") or "", (r.get("detail") or "")[:60])
     otel = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     where = Panel(
+        f"web console: {stack.console_url}   (Sign in with Okta: {CONSOLE_ADMIN} / {CONSOLE_PASSWORD})\n"
         f"audit API: {stack.audit_url}/audit   (filters: ?user=00u…&app=0oa…&status=applied; "
         f"header Authorization: Bearer {stack.audit_token})\n"
         f"traces: {'OTLP to ' + otel + ' (open Jaeger UI)' if otel else 'export off: set OTEL_EXPORTER_OTLP_ENDPOINT (Jaeger: http://localhost:4318)'}\n"

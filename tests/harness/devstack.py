@@ -107,6 +107,10 @@ class DevStack:
     broker_urls: dict[str, str] = field(default_factory=dict)
     # per service process: the METRICS_PORT it serves /healthz, /readyz and /metrics on (as a deployment does)
     metrics_ports: dict[str, int] = field(default_factory=dict)
+    console_port: int = field(default_factory=free_port)
+    console_admin_token: str = "devstack-console-admin-0001"  # API_TOKENS entry of role admin (the console's)
+    # set by use_console_oidc(): the console's OIDC web app in the simulator (client id, secret)
+    console_client: tuple[str, str] | None = None
 
     @property
     def okta_url(self) -> str:
@@ -124,6 +128,10 @@ class DevStack:
     def audit_headers(self) -> dict[str, str]:
         """What ``GET /audit`` needs: the reader token."""
         return {"Authorization": f"Bearer {self.audit_token}"}
+
+    @property
+    def console_url(self) -> str:
+        return f"http://127.0.0.1:{self.console_port}"
 
     @property
     def audit_health_url(self) -> str:
@@ -154,9 +162,33 @@ class DevStack:
         self.extra_env.update({"OKTA_CLIENT_ID": client_id, "OKTA_DPOP": "true" if dpop else "false",
                                "OKTA_PRIVATE_KEY_FILE": str(self.workdir / "oauth-key.json"), "OKTA_API_TOKEN": ""})
 
+    def use_console_oidc(self, client_id: str = "0oaconsoleweb0000001",
+                         secret: str = "devstack-console-client-secret-0001") -> None:
+        """Before ``start_fixtures``: the simulator registers the console as an OIDC web app (its redirect URI, the
+        ``okta-bridge-*`` groups in the groups claim) and the console signs people in with it."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "console-oidc-client.json").write_text(json.dumps({
+            "client_id": client_id, "client_secret": secret, "redirect_uris": [f"{self.console_url}/oidc/callback"],
+            "post_logout_redirect_uris": [f"{self.console_url}/login"], "groups_claim_filter": "okta-bridge-.*"}))
+        self.console_client = (client_id, secret)
+
+    def start_console(self, env: dict[str, str] | None = None) -> ServiceProcess:
+        """The console (``python -m bridge_console``) on ``console_port``: API_TOKENS with the audit reader and an
+        admin token, sign-in with Okta when ``use_console_oidc`` was called."""
+        oidc = {"CONSOLE_OIDC_CLIENT_ID": self.console_client[0],
+                "CONSOLE_OIDC_CLIENT_SECRET": self.console_client[1]} if self.console_client else {}
+        process = self.start_service("bridge_console", "console", {
+            "CONSOLE_PORT": str(self.console_port), "CONSOLE_PUBLIC_URL": self.console_url,
+            "API_TOKENS": f"devstack:reader:{self.audit_token},console-admin:admin:{self.console_admin_token}",
+            **oidc, **(env or {})})
+        wait_http(f"{self.console_url}/login", 60, process.proc)
+        return process
+
     def start_fixtures(self, target_args: list[str] | None = None) -> None:
         env = self.base_env()
         oauth = ["--oauth-client", str(self.workdir / "oauth-client.json")] if self.oauth_client_id else []
+        if self.console_client:
+            oauth += ["--oidc-client", str(self.workdir / "console-oidc-client.json")]
         sim = self._spawn("okta-simulator", "okta_simulator", env, [
             "--port", str(self.sim_port), "--plan", self.plan, "--token", f"{self.token}:{self.token_id}",
             "--org-url", self.okta_url, *oauth])
