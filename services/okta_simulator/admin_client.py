@@ -37,6 +37,10 @@ class SimulatorAdmin:
     async def update_profile(self, user_id: str, profile: dict) -> str:
         return (await self._call("POST", f"/users/{user_id}/profile", {"profile": profile}))["id"]
 
+    async def set_password(self, user_id: str, password: str) -> str:
+        """The password the user signs in with at `/oauth2/v1/authorize` (okta_simulator.oidc)."""
+        return (await self._call("POST", f"/users/{user_id}/password", {"password": password}))["id"]
+
     async def lifecycle(self, user_id: str, action: str) -> str:
         """action: activate | deactivate | reactivate | suspend | unsuspend; returns the new status."""
         return (await self._call("POST", f"/users/{user_id}/lifecycle/{action}"))["status"]
