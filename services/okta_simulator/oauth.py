@@ -2,7 +2,7 @@
 `POST /oauth2/v1/token` with `private_key_jwt` client authentication, scoped access tokens of one hour, DPoP-bound
 tokens (with the `use_dpop_nonce` exchange) for an app that requires DPoP, and the scope each `/api/v1` endpoint
 needs (403 `insufficient_scope` when the token lacks it). The same endpoint hands `grant_type=authorization_code`
-(a web app signing a user in with OpenID Connect) to :mod:`okta_simulator.oidc`.
+(a web app signing a user in with OpenID Connect) to :mod:`okta_simulator.oidc_token`.
 
 The client assertion is checked as Okta documents: signed (RS256) by a key of the app's registered JWKS (by `kid`
 when the JWT names one), `iss` = `sub` = the client id, `aud` = the token endpoint's URL, not expired and living at

@@ -6,7 +6,8 @@ a JWKS, opaque access tokens for `/oauth2/v1/userinfo`, and logout.
 redirect); its other errors go back to the redirect URI with `error`, `error_description` and `state`. A valid
 request waits server side (ten minutes) under an id the sign-in form carries; the right password of an ACTIVE user
 turns it into a code that lives 60 s, is good once, and is bound to the client, redirect URI, user, scopes, nonce and
-code challenge. Redeeming a code a second time fails and revokes the access token it gave (RFC 6749 4.1.2).
+code challenge; okta_simulator.oidc_token redeems it at `/oauth2/v1/token`. Redeeming a code a second time fails and
+revokes the access token it gave (RFC 6749 4.1.2).
 Logout ends the app's access tokens of the user the `id_token_hint` names (an expired hint is good, as at Okta) and
 redirects only to a registered post-logout URI; otherwise it shows a signed-out page.
 
@@ -27,9 +28,9 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import unquote_plus, urlencode
+from urllib.parse import urlencode
 
-from okta_bridge.jose import JoseError, RsaKey, b64url, decode_unverified, encode_jwt, generate_rsa_key
+from okta_bridge.jose import JoseError, RsaKey, decode_unverified, generate_rsa_key
 
 from .domain import Org, User
 from .ids import okta_id
@@ -40,12 +41,7 @@ CODE_LIFETIME_S = 60
 TOKEN_LIFETIME_S = 3600
 PENDING_LIFETIME_S = 600
 ZONEINFO = "America/Los_Angeles"  # Okta's default for a profile without timezone
-_PKCE = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # RFC 7636 4.1 / 4.2
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-_BAD_CODE = "The authorization code is invalid or has expired."
-_BAD_CLIENT = "Client authentication failed. Either the client or the client credentials are invalid."
-
-Answer = tuple[int, dict, dict]  # (status, JSON body, headers)
+PKCE = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # RFC 7636 4.1 / 4.2
 
 
 def _digest(secret: str) -> bytes:
@@ -123,10 +119,6 @@ class PageRefusal(Exception):
 def error_redirect(redirect_uri: str, error: str, description: str, state: str | None) -> str:
     query = urlencode({"error": error, "error_description": description, **({"state": state} if state else {})})
     return f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}{query}"
-
-
-def _token_error(status: int, error: str, description: str, headers: dict | None = None) -> Answer:
-    return status, {"error": error, "error_description": description}, {**_NO_STORE, **(headers or {})}
 
 
 @dataclass
@@ -213,7 +205,7 @@ class OidcServer:
             return "invalid_request", "PKCE code challenge is required: this client must use code_challenge."
         if params.get("code_challenge_method") != "S256":
             return "invalid_request", "The code_challenge_method is invalid. Only 'S256' is supported."
-        if not _PKCE.fullmatch(challenge):
+        if not PKCE.fullmatch(challenge):
             return "invalid_request", "PKCE code challenge must be between 43 and 128 characters of [A-Za-z0-9-._~]."
         if params.get("prompt") == "none":
             return "login_required", "The client specified not to prompt, but the user is not logged in."
@@ -243,76 +235,6 @@ class OidcServer:
         for store in (self.pending, self.codes, self.tokens):
             for k in [k for k, v in store.items() if v.expires_at <= now]:
                 del store[k]
-
-    # ------------------------------------------------------------------ /token (grant_type=authorization_code)
-
-    def exchange(self, form: dict[str, str], authorization: str | None) -> Answer:
-        client, refused = self._client(form, authorization)
-        if refused is not None:
-            return refused
-        code, redirect_uri, verifier = form.get("code"), form.get("redirect_uri"), form.get("code_verifier")
-        if not code or not redirect_uri:
-            return _token_error(400, "invalid_request", "The 'code' and 'redirect_uri' parameters are required.")
-        if code in self.redeemed:
-            self.tokens.pop(self.redeemed[code], None)
-            return _token_error(400, "invalid_grant", _BAD_CODE)
-        grant = self.codes.get(code)
-        if grant is None or grant.expires_at <= self.clock() or grant.request.client_id != client.client_id:
-            return _token_error(400, "invalid_grant", _BAD_CODE)
-        if redirect_uri != grant.request.redirect_uri:
-            return _token_error(400, "invalid_grant", "The 'redirect_uri' does not match the redirection URI used in "
-                                                      "the authorization request.")
-        if not verifier:
-            return _token_error(400, "invalid_request", "PKCE code verifier is required when the parameter "
-                                                        "code_challenge is included in the authorize request.")
-        if not _PKCE.fullmatch(verifier) or \
-                b64url(hashlib.sha256(verifier.encode("ascii")).digest()) != grant.request.code_challenge:
-            return _token_error(400, "invalid_grant", "PKCE verification failed.")
-        user = self.org().users.get(grant.user_id)
-        if user is None or user.status != "ACTIVE":
-            return _token_error(400, "invalid_grant", "The user is no longer active.")
-        del self.codes[code]
-        return 200, self._tokens_for(code, grant, user, client), dict(_NO_STORE)
-
-    def _client(self, form: dict[str, str], authorization: str | None) -> tuple[OidcClient, None] | tuple[None, Answer]:
-        """The client authenticated by client_secret_basic or client_secret_post (one of them, not both)."""
-        scheme, _, value = (authorization or "").partition(" ")
-        basic = scheme.lower() == "basic"
-        if basic and (form.get("client_secret") or form.get("client_assertion")):
-            return None, _token_error(400, "invalid_request", "Cannot supply multiple client credentials. Use one of "
-                                      "the following: credentials in the Authorization header, credentials in the "
-                                      "post body, or a client_assertion in the post body.")
-        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
-        if basic:
-            try:
-                raw = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-            except ValueError:
-                raw = ""
-            given_id, _, secret = raw.partition(":")
-            client_id, secret = unquote_plus(given_id), unquote_plus(secret)  # RFC 6749 2.3.1: form-encoded first
-            if form.get("client_id") not in (None, client_id):
-                client_id = ""
-        client = self.clients.get(client_id)
-        matches = (client or _NOBODY).secret_matches(secret)  # compared even for an unknown client
-        if client is None or not secret or not matches:
-            headers = {"WWW-Authenticate": f'Basic realm="{self.org_url()}"'} if basic else None
-            return None, _token_error(401, "invalid_client", _BAD_CLIENT, headers)
-        return client, None
-
-    def _tokens_for(self, code: str, grant: Grant, user: User, client: OidcClient) -> dict:
-        now = int(self.clock())
-        access_token = secrets.token_urlsafe(32)
-        scopes = grant.request.scopes
-        self.tokens[access_token] = Issued(client.client_id, user.id, scopes, now + TOKEN_LIFETIME_S)
-        self.redeemed[code] = access_token
-        half = hashlib.sha256(access_token.encode("ascii")).digest()[:16]
-        claims = {"sub": user.id, "ver": 1, "iss": self.org_url(), "aud": client.client_id, "iat": now,
-                  "exp": now + TOKEN_LIFETIME_S, "jti": "ID." + secrets.token_urlsafe(32), "amr": ["pwd"],
-                  "idp": self.org_id, "auth_time": int(grant.auth_time), "at_hash": b64url(half),
-                  **({"nonce": grant.request.nonce} if grant.request.nonce is not None else {}),
-                  **self.claims(user, scopes, client)}
-        return {"token_type": "Bearer", "expires_in": TOKEN_LIFETIME_S, "access_token": access_token,
-                "scope": " ".join(scopes), "id_token": encode_jwt(claims, self.key, {"typ": "JWT"})}
 
     def claims(self, user: User, scopes: tuple[str, ...], client: OidcClient) -> dict:
         """The user's claims the scopes grant (ID token and userinfo alike)."""
@@ -372,6 +294,3 @@ class OidcServer:
                 or not self.key.verify(signing_input.encode(), raw):
             raise ValueError("The 'id_token_hint' is not a valid ID token.")
         return claims
-
-
-_NOBODY = OidcClient("", _digest(secrets.token_urlsafe(32)), (), re.compile(""))

@@ -1,7 +1,8 @@
 """The OIDC endpoints of the org authorization server (okta_simulator.oidc) over HTTP, and the small HTML pages a
 browser sees: the sign-in form (title "Sign In", inputs `username` and `password`, submit `#okta-signin-submit`; the
 pending request's id in a hidden field) and the error and signed-out pages. The token endpoint's
-`authorization_code` grant is dispatched here from `POST /oauth2/v1/token` (okta_simulator.oauth)."""
+`authorization_code` grant is okta_simulator.oidc_token's, reached through `POST /oauth2/v1/token`
+(okta_simulator.oauth)."""
 from __future__ import annotations
 
 from html import escape
