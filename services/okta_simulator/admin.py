@@ -25,6 +25,10 @@ class NewUser(BaseModel):
     status: str = "ACTIVE"
 
 
+class NewPassword(BaseModel):
+    password: str = Field(..., repr=False, description="kept only as a hash (okta_simulator.passwords)")
+
+
 class NewApp(BaseModel):
     label: str
     name: str | None = None
@@ -84,6 +88,10 @@ def build_admin_router(sim: Simulator) -> APIRouter:
     @r.post("/users/{user_id}/primary-email")
     async def update_primary_email(user_id: str, email: str = Body(..., embed=True)):
         return {"id": users.update_primary_email(sim, user_id, email).id}
+
+    @r.post("/users/{user_id}/password")
+    async def set_password(user_id: str, body: NewPassword):
+        return {"id": users.set_password(sim, user_id, body.password).id}
 
     @r.post("/users/{user_id}/lifecycle/{action}")
     async def lifecycle(user_id: str, action: str):

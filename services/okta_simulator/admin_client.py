@@ -37,6 +37,10 @@ class SimulatorAdmin:
     async def update_profile(self, user_id: str, profile: dict) -> str:
         return (await self._call("POST", f"/users/{user_id}/profile", {"profile": profile}))["id"]
 
+    async def set_password(self, user_id: str, password: str) -> str:
+        """The password the user signs in with at `/oauth2/v1/authorize` (okta_simulator.oidc)."""
+        return (await self._call("POST", f"/users/{user_id}/password", {"password": password}))["id"]
+
     async def lifecycle(self, user_id: str, action: str) -> str:
         """action: activate | deactivate | reactivate | suspend | unsuspend; returns the new status."""
         return (await self._call("POST", f"/users/{user_id}/lifecycle/{action}"))["status"]
@@ -117,6 +121,16 @@ class SimulatorAdmin:
 
     async def unassign_group(self, app_id: str, group_id: str) -> str:
         return (await self._call("DELETE", f"/apps/{app_id}/groups/{group_id}"))["id"]
+
+    async def add_oidc_client(self, client_id: str, client_secret: str, redirect_uris: list[str],
+                              groups_claim_filter: str = ".*", *,
+                              post_logout_redirect_uris: list[str] | None = None) -> str:
+        """Registers an OIDC web app (sign-in with the authorization code flow and PKCE); returns its client id.
+        `groups_claim_filter`: a regex the names of the `groups` claim must match in full."""
+        body = {"client_id": client_id, "client_secret": client_secret, "redirect_uris": redirect_uris,
+                "groups_claim_filter": groups_claim_filter,
+                "post_logout_redirect_uris": post_logout_redirect_uris or []}
+        return (await self._call("POST", "/oidc/clients", body))["client_id"]
 
     async def reject_cursors(self) -> None:
         await self._call("POST", "/faults/reject-cursors")

@@ -10,6 +10,8 @@ from . import gateway
 from .admin import build_admin_router
 from .api import build_router
 from .oauth import build_oauth_router
+from .oidc_pages import build_oidc_router
+from .oidc_token import exchange
 from .sim import Clock, Settings, Simulator
 
 
@@ -20,7 +22,8 @@ def create_app(settings: Settings | None = None, clock: Clock = time.time) -> Fa
     gateway.install(app, sim)
     app.include_router(build_router(sim))
     app.include_router(build_admin_router(sim))
-    app.include_router(build_oauth_router(sim.oauth))
+    app.include_router(build_oauth_router(sim.oauth, lambda form, auth: exchange(sim.oidc, form, auth)))
+    app.include_router(build_oidc_router(sim.oidc))
 
     @app.exception_handler(ValueError)
     async def bad_value(_request, exc: ValueError) -> JSONResponse:

@@ -15,6 +15,9 @@ class User:
     last_updated: float
     status_changed: float | None = None
     activated: float | None = None
+    password_hash: str | None = field(default=None, repr=False)  # okta_simulator.passwords; never rendered
+    password_changed: float | None = None
+    last_login: float | None = None
 
     @property
     def display_name(self) -> str:

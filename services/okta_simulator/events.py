@@ -35,6 +35,7 @@ EVENT_META: dict[str, tuple[str, str | None]] = {
     "user.lifecycle.reactivate": ("Reactivate Okta user", "core.user.config.user_reactivated"),
     "user.lifecycle.suspend": ("Suspend Okta user", "core.user.config.user_status.suspended"),
     "user.lifecycle.unsuspend": ("Unsuspend Okta user", "core.user.config.user_status.unsuspended"),
+    "user.account.update_password": ("Update password for user", "core.user.config.password_update.success"),
     "user.lifecycle.delete.initiated": ("Delete Okta user", None),
     "user.account.update_profile": ("Update user profile for Okta", "core.user.config.profile_update.success"),
     "user.account.update_primary_email": ("Update primary email address", None),

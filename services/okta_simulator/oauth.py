@@ -1,7 +1,8 @@
 """OAuth 2.0 for Okta, as the org authorization server does it for a service app: the client-credentials grant at
 `POST /oauth2/v1/token` with `private_key_jwt` client authentication, scoped access tokens of one hour, DPoP-bound
 tokens (with the `use_dpop_nonce` exchange) for an app that requires DPoP, and the scope each `/api/v1` endpoint
-needs (403 `insufficient_scope` when the token lacks it).
+needs (403 `insufficient_scope` when the token lacks it). The same endpoint hands `grant_type=authorization_code`
+(a web app signing a user in with OpenID Connect) to :mod:`okta_simulator.oidc_token`.
 
 The client assertion is checked as Okta documents: signed (RS256) by a key of the app's registered JWKS (by `kid`
 when the JWT names one), `iss` = `sub` = the client id, `aud` = the token endpoint's URL, not expired and living at
@@ -28,6 +29,7 @@ from okta_bridge.jose import JoseError, RsaKey, b64url, decode_unverified, publi
 
 from .errors import OktaError, error_response, invalid_token
 
+CodeGrant = Callable[[dict[str, str], str | None], tuple[int, dict, dict]]  # (form, Authorization) -> answer
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TOKEN_LIFETIME_S = 3600
 PROOF_MAX_AGE_S = 300
@@ -110,7 +112,7 @@ class OAuthServer:
         """(status, body, headers) of a token request."""
         if form.get("grant_type") != "client_credentials":
             return _oauth(400, "unsupported_grant_type", "The grant type is not supported; a service app uses "
-                                                         "client_credentials.")
+                                                         "client_credentials, a web app authorization_code.")
         if form.get("client_assertion_type") != ASSERTION_TYPE or not form.get("client_assertion"):
             return _oauth(401, "invalid_client", "Client authentication failed: private_key_jwt is required.")
         try:
@@ -236,14 +238,18 @@ def _oauth(status: int, error: str, description: str) -> tuple[int, dict, dict]:
     return status, {"error": error, "error_description": description}, {"Cache-Control": "no-store"}
 
 
-def build_oauth_router(server: OAuthServer) -> APIRouter:
+def build_oauth_router(server: OAuthServer, code_grant: CodeGrant | None = None) -> APIRouter:
+    """`code_grant` answers `grant_type=authorization_code` (a web app signing a user in: okta_simulator.oidc)."""
     r = APIRouter()
 
     @r.post("/oauth2/v1/token")
     async def token(request: Request) -> JSONResponse:
         raw = parse_qs((await request.body()).decode("utf-8", "replace"))
         form = {k: v[0] for k, v in raw.items()}
-        status, body, headers = server.issue(form, request.headers.get("dpop"))
+        if form.get("grant_type") == "authorization_code" and code_grant is not None:
+            status, body, headers = code_grant(form, request.headers.get("authorization"))
+        else:
+            status, body, headers = server.issue(form, request.headers.get("dpop"))
         return JSONResponse(body, status_code=status, headers=headers)
 
     @r.post("/_admin/oauth/clients", status_code=201)

@@ -17,12 +17,13 @@ def user_json(user: User, base: str) -> dict:
         "created": iso(user.created),
         "activated": _ts(user.activated),
         "statusChanged": _ts(user.status_changed),
-        "lastLogin": None,
+        "lastLogin": _ts(user.last_login),
         "lastUpdated": iso(user.last_updated),
-        "passwordChanged": None,
+        "passwordChanged": _ts(user.password_changed),
         "type": {"id": "oty00000000000000000"},
         "profile": dict(user.profile),
-        "credentials": {"provider": {"type": "OKTA", "name": "OKTA"}},
+        "credentials": {**({"password": {}} if user.password_hash else {}),  # Okta shows that one is set, no more
+                        "provider": {"type": "OKTA", "name": "OKTA"}},
         "_links": {"self": {"href": href}},
     }
 

@@ -8,6 +8,7 @@ from typing import Callable
 from .domain import Org, User, new_user
 from .eventlog import EventLog
 from .oauth import OAuthApp, OAuthServer
+from .oidc import OidcClient, OidcServer
 from .events import actor_of, build_event
 from .ratelimit import FaultInjector, RateLimiter
 
@@ -24,6 +25,7 @@ class Settings:
     org_url: str = "http://127.0.0.1:8040"
     max_url_bytes: int = 8192  # a longer request target (path + query) is answered 414; changeable at run time
     oauth_clients: list[dict] = field(default_factory=list)  # OAuth 2.0 service apps (okta_simulator.oauth)
+    oidc_clients: list[dict] = field(default_factory=list)  # OIDC web apps that sign users in (okta_simulator.oidc)
 
 
 def parse_token(spec: str) -> tuple[str, str]:
@@ -42,6 +44,9 @@ class Simulator:
         self.oauth = OAuthServer(clock, lambda: self.settings.org_url)  # survives reset(), as the org's apps would
         for client in settings.oauth_clients:
             self.oauth.register(OAuthApp.from_json(client))
+        self.oidc = OidcServer(clock, lambda: self.settings.org_url, lambda: self.org)  # also survives reset()
+        for client in settings.oidc_clients:
+            self.oidc.register(OidcClient.from_json(client))
         self.reset()
 
     def reset(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .domain import User, new_user
 from .errors import OktaError, invalid, not_found
 from .events import user_target
+from .passwords import hash_password
 from .sim import Simulator
 
 CREATE_STATUSES = ("STAGED", "PROVISIONED", "ACTIVE")
@@ -53,15 +54,38 @@ def create_users(sim: Simulator, specs: list[tuple[dict, str]]) -> list[User]:
     return [create_user(sim, profile, status) for profile, status in specs]
 
 
-def create_user(sim: Simulator, profile: dict, status: str = "ACTIVE") -> User:
+def _hashed(password: str) -> str:
+    """The stored hash of a new password; Okta's policy message when it is blank (never the password itself)."""
+    try:
+        return hash_password(password)
+    except ValueError:
+        raise invalid("password: Password requirements were not met.") from None
+
+
+def create_user(sim: Simulator, profile: dict, status: str = "ACTIVE", password: str | None = None,
+                token_id: str | None = None) -> User:
+    """`password`: the user can sign in with it (okta_simulator.oidc) once ACTIVE."""
     login = _check_new(sim, profile, status)
+    hashed = _hashed(password) if password is not None else None
     full = {"email": login, "locale": "en_US", **profile}
     full.setdefault("displayName", f"{full.get('firstName', '')} {full.get('lastName', '')}".strip())
     user = new_user(full, status, sim.now())
+    if hashed is not None:
+        user.password_hash, user.password_changed = hashed, user.created
     sim.org.add_user(user)
-    sim.record("user.lifecycle.create", [user_target(user)], "/api/v1/users")
+    sim.record("user.lifecycle.create", [user_target(user)], "/api/v1/users", token_id)
     if status == "ACTIVE":
-        sim.record("user.lifecycle.activate", [user_target(user)], f"/api/v1/users/{user.id}/lifecycle/activate")
+        sim.record("user.lifecycle.activate", [user_target(user)], f"/api/v1/users/{user.id}/lifecycle/activate",
+                   token_id)
+    return user
+
+
+def set_password(sim: Simulator, user_id: str, password: str, token_id: str | None = None) -> User:
+    """An admin sets the user's password (Okta writes `user.account.update_password`)."""
+    user = get_user(sim, user_id)
+    user.password_hash = _hashed(password)
+    user.password_changed = user.last_updated = sim.now()
+    sim.record("user.account.update_password", [user_target(user)], f"/api/v1/users/{user.id}", token_id)
     return user
 
 

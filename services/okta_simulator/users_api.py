@@ -9,11 +9,17 @@
   id after it (that user need not exist any more). `next` links carry `limit`, `filter` and `after`.
 - `search`, `sortBy`, `sortOrder` and `fields` are not simulated: 400 rather than a wrong answer.
 An injected fault with an `edit` changes the answer (see `edit_answer`).
+
+`POST /api/v1/users` (createUser): `profile`, `credentials.password.value` (kept only as a hash; the answer shows
+`credentials.password: {}`) and `groupIds`. `activate` (default true) gives ACTIVE with a password and PROVISIONED
+without one (Okta would e-mail an activation link); `activate=false` gives STAGED. `provider` and `nextLogin` are not
+simulated (400).
 """
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 
+from . import groups_actions, users_actions
 from .domain import User
 from .errors import invalid
 from .listing import page_after_id, respond
@@ -83,5 +89,24 @@ def build_users_router(sim: Simulator) -> APIRouter:
             body = edit_answer(sim, fault.edit, body, matched)
         params = {"limit": request.query_params.get("limit"), "filter": filter, "after": nxt}
         return respond(body, sim, request, params if nxt else None)
+
+    @r.post("/users")
+    async def create_user(request: Request, body: dict = Body(...), activate: bool = True):
+        for name in ("provider", "nextLogin"):
+            if name in request.query_params:
+                raise invalid(f"{name}: not simulated")
+        profile = body.get("profile")
+        if not isinstance(profile, dict):
+            raise invalid("profile: The field cannot be left blank")
+        password = ((body.get("credentials") or {}).get("password") or {}).get("value")
+        status = ("ACTIVE" if password is not None else "PROVISIONED") if activate else "STAGED"
+        token_id = request.state.token_id
+        group_ids = body.get("groupIds") or []
+        for group_id in group_ids:
+            groups_actions.get_group(sim, group_id)  # all known before anything is created
+        user = users_actions.create_user(sim, profile, status, password, token_id)
+        for group_id in group_ids:
+            groups_actions.add_member(sim, group_id, user.id)
+        return user_json(user, sim.settings.org_url)
 
     return r
