@@ -85,6 +85,11 @@ async def test_sign_in_watch_a_change_follow_it_preview_and_provision_and_a_view
         row = wait_for(browser, 'tr[data-app="jira"]')
         assert "ok" in row.text and "never" not in row.text  # healthy, with a last success
         shot(browser, tmp_path, "apps")
+        row.find_element(By.LINK_TEXT, "jira").click()  # the app's page: health, counts, circuit, guard, recent
+        assert wait_for(browser, "#app-health").text == "ok"
+        assert "applied" in browser.find_element(By.ID, "counts").text
+        assert "closed" in browser.find_element(By.CSS_SELECTOR, "dl.facts").text
+        assert browser.find_elements(By.CSS_SELECTOR, "#audit-rows tbody tr[data-step]")
 
         # --- the audit log, filtered to alice's applied changes
         browser.get(f"{stack.console_url}/audit")
@@ -110,13 +115,13 @@ async def test_sign_in_watch_a_change_follow_it_preview_and_provision_and_a_view
         shot(browser, tmp_path, "timeline")
 
         # --- preview and provision one user on demand
-        await okta.update_profile(alice, {"title": "Console Tester"})
+        await okta.update_profile(alice, {"displayName": "Alice Console Tester"})
         browser.get(f"{stack.console_url}/users")
         wait_for(browser, "#one-user")
         browser.find_element(By.ID, "user").send_keys("alice.console@example.com")
         browser.find_element(By.ID, "preview").click()
         result = wait_for(browser, "#preview-result")
-        assert "Console Tester" in result.text and "would send PUT" in result.text
+        assert "Alice Console Tester" in result.text and "would send PUT" in result.text
         shot(browser, tmp_path, "preview")
         browser.find_element(By.ID, "provision").click()
         wait_for(browser, "#done")
@@ -129,7 +134,7 @@ async def test_sign_in_watch_a_change_follow_it_preview_and_provision_and_a_view
         asked = await eventually(provisioned, 60, "the provision on demand applied")
         assert asked[0]["actor"] == f"{ADMIN} (Okta sign-in)" and asked[0]["service"] == "console"
         account = (await sc.target_users())["alice.console@example.com"][0]
-        assert account.get("title") == "Console Tester"
+        assert account.get("displayName") == "Alice Console Tester"
 
         # --- sign out; a viewer sees the dead letters but cannot replay, and cannot provision
         wait_for(browser, "button.link").click()
@@ -187,8 +192,13 @@ async def test_a_replayed_or_forged_oidc_callback_is_refused(stack):
         assert callback.startswith(f"{stack.console_url}/oidc/callback?")
         first = await http.get(callback)
         assert first.status_code == 303 and "bridge_console" in first.cookies
-        again = await http.get(callback)
-        assert again.status_code == 400 and "already used" in again.text
+        again = await http.get(callback)  # the sign-in cookie went with the first: not this browser's any more
+        assert again.status_code == 400 and "not started in this browser" in again.text
+        # even with the sign-in cookie put back, the sign-in was taken once: refused before Okta is asked again
+        state = parse_qs(urlsplit(callback).query)["state"][0]
+        http.cookies.set("bridge_console_login", state, domain="127.0.0.1", path="/oidc")
+        replayed = await http.get(callback)
+        assert replayed.status_code == 400 and "already used" in replayed.text
     async with httpx.AsyncClient(timeout=30) as other_browser:
         forged = await other_browser.get(callback)
         assert forged.status_code == 400 and "not started in this browser" in forged.text
