@@ -240,4 +240,4 @@ def okta_client_from_settings(settings: "OktaSettings", scopes: tuple[str, ...],
     from okta_bridge.okta_client import OktaClient
 
     return OktaClient(settings.org_url, auth=build_auth(settings, scopes), timeout_s=settings.request_timeout_s,
-                      tls=settings.tls, **kwargs)
+                      tls=settings.tls, max_response_bytes=settings.max_response_mb * 1024 * 1024, **kwargs)

@@ -149,14 +149,21 @@ class OktaPage:
     status: int
 
 
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # OKTA_MAX_RESPONSE_MB's default
+
+
 class OktaClient:
     def __init__(self, org_url: str, api_token: str = "", *, auth: "OktaAuth | None" = None,
                  http: httpx.AsyncClient | None = None,
                  timeout_s: float = 35.0, reserve: int = 2, filter_ids: int = 100, max_connections: int = 20,
                  gate: Callable[[], AbstractAsyncContextManager[object]] | None = None,
-                 tls: TlsSettings | None = None) -> None:
+                 tls: TlsSettings | None = None, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         """``gate``: entered around every request (the org-wide concurrency budget, :mod:`okta_bridge.permits`);
-        ``tls``: the trust store and client certificate (``OKTA_TLS_*``)."""
+        ``tls``: the trust store and client certificate (``OKTA_TLS_*``); ``max_response_bytes``: the largest answer
+        body read (``OKTA_MAX_RESPONSE_MB``): a larger one is never read past the limit, nor parsed."""
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be positive")
+        self._max_response_bytes = max_response_bytes
         self.org_url = org_url.rstrip("/")
         self.auth: OktaAuth = auth or SswsAuth(api_token)  # SSWS, or an OAuth 2.0 service app (okta_bridge.okta_auth)
         self._headers = {"Accept": "application/json"}
@@ -318,10 +325,34 @@ class OktaClient:
         asked for, a token revoked before its time)."""
         for attempt in (1, 2):
             headers = {**self._headers, **await self.auth.headers(method, url, self._http)}
-            resp = await self._http.request(method, url, headers=headers, **kwargs)
+            request = self._http.build_request(method, url, headers=headers, **kwargs)
+            resp = await self._bounded(await self._http.send(request, stream=True), method, url)
             if resp.status_code != 401 or attempt == 2 or not self.auth.retry(resp):
                 return resp
         return resp
+
+    async def _bounded(self, streamed: httpx.Response, method: str, url: str) -> httpx.Response:
+        """The answer with its body read, never past ``max_response_bytes``: a larger one (a proxy's error page
+        gone wrong, a hostile middlebox) is a transient error and nothing of it is parsed."""
+        limit = self._max_response_bytes
+        try:
+            declared = streamed.headers.get("Content-Length", "")
+            body = bytearray()
+            too_large = declared.isdigit() and int(declared) > limit
+            if not too_large:
+                async for chunk in streamed.aiter_bytes():
+                    body += chunk
+                    if len(body) > limit:
+                        too_large = True
+                        break
+        finally:
+            await streamed.aclose()
+        if too_large:
+            raise OktaTransientError(f"okta {method} {_template(httpx.URL(url).path)}: the answer's body is over "
+                                     f"{limit} bytes; not read (OKTA_MAX_RESPONSE_MB)", streamed.status_code)
+        drop = {b"content-encoding", b"content-length", b"transfer-encoding"}  # the body is decoded and whole
+        return httpx.Response(streamed.status_code, content=bytes(body), request=streamed.request,
+                              headers=[(k, v) for k, v in streamed.headers.raw if k.lower() not in drop])
 
     async def _wait_for_budget(self, bucket: _Bucket) -> None:
         async with bucket.lock:

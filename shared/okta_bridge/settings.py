@@ -49,6 +49,8 @@ class OktaSettings(BaseSettings):
     api_token: SecretStr = SecretStr("")
     api_token_id: str | None = Field(default=None, description="00T… id of the token: our own writes are ignored")
     request_timeout_s: float = 35.0
+    max_response_mb: int = Field(default=64, ge=1, le=1024, description="largest Okta answer body read; a larger "
+                                                                       "one is a transient error, never parsed")
     max_concurrent_requests: int = Field(
         default=20, ge=1, le=75, description="Okta requests at once across every replica of every service (Okta's "
                                              "concurrency limit is org-wide, 75 on current plans, shared with every "

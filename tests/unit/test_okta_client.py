@@ -334,3 +334,40 @@ async def test_get_group_reads_a_bad_answer_as_a_transient_error(answer, why):
         await client(FakeOkta(answer)).get_group("00g1")
     group = {"id": "00g1", "profile": {"name": "eng"}}
     assert await client(FakeOkta(okta(200, group))).get_group("00g1") == group
+
+
+async def test_an_answer_over_the_size_limit_is_never_read_past_it_and_is_a_transient_error():
+    """OKTA_MAX_RESPONSE_MB: a huge body (declared, or streamed without a length) stops the read at the limit; nothing
+    of it is parsed, and the error is transient (the poller tries again; nobody is deactivated on it)."""
+    from okta_bridge.okta_client import OktaTransientError
+
+    served: list[int] = []
+
+    class Endless(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            for _ in range(1000):  # 1000 × 64 KiB would be 64 MiB: the read must stop long before
+                served.append(1)
+                yield b"[" + b" " * 65534 + b"]"
+
+    def endless() -> Endless:
+        return Endless()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/declared"):
+            return httpx.Response(200, headers={"Content-Length": str(10 * 1024 * 1024)}, stream=endless())
+        if request.url.path.endswith("/small"):
+            return httpx.Response(200, json=[{"id": "00u1"}])
+        return httpx.Response(200, stream=endless())
+
+    client = OktaClient(ORG, TOKEN, http=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+                        max_response_bytes=256 * 1024)
+    with pytest.raises(OktaTransientError, match="over 262144 bytes; not read"):
+        await client.get("/api/v1/users/streamed")
+    assert len(served) <= 6  # stopped at the limit
+    served.clear()
+    with pytest.raises(OktaTransientError, match="OKTA_MAX_RESPONSE_MB"):
+        await client.get("/api/v1/users/declared")
+    assert len(served) <= 1  # a declared length over the limit: not read at all
+    assert (await client.get("/api/v1/users/small")).body == [{"id": "00u1"}]
+    with pytest.raises(ValueError):
+        OktaClient(ORG, TOKEN, max_response_bytes=0)
