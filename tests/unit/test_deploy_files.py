@@ -359,6 +359,20 @@ def test_the_demo_simulator_registers_the_console_as_its_oidc_client() -> None:
     assert "${CONSOLE_OIDC_CLIENT_ID-" in COMPOSE.read_text()
 
 
+def test_the_deploy_guide_documents_the_consoles_settings_and_its_okta_app() -> None:
+    """docs/deploy.md, "The web console": every console setting compose gives it, and the Okta app to create."""
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    section = guide.split("\n## The web console\n", 1)[1].split("\n## ", 1)[0]
+    console = _services()["console"]
+    documented = set(re.findall(r"`(CONSOLE_[A-Z_]+|API_[A-Z_]+)`", section))
+    for var in _env_of(console):
+        if var.startswith(("CONSOLE_", "API_")):
+            assert var in documented, f"{var} is set by compose but not documented"
+    for words in ("Web Application", "Authorization Code", "PKCE", "/oidc/callback", "okta-bridge-admins",
+                  "okta-bridge-viewers", "Groups claim", "bridge-console", "Static tokens"):
+        assert words in section, words
+
+
 def test_the_simulator_accepts_the_command_compose_gives_it() -> None:
     import shlex
 
