@@ -38,7 +38,7 @@ they use exists, so each can run as its own user with read and write rights and 
 ``BROKER_DECLARE=true``) keep declaring at start.
 
 Users that are not services of the pipeline: ``bridge-operator`` is bridgectl's, ``bridge-console`` the web
-console's (``python -m console``). The console does what an operator does from its pages (reads the dead letters,
+console's (``python -m bridge_console``). The console does what an operator does from its pages (reads the dead letters,
 replays them, publishes "look again" events, syncs and group plans, its audit records), so it has the operator's
 rights, as a user of its own: its password can be rotated, and its connections told apart, on their own.
 """

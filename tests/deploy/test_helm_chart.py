@@ -11,7 +11,7 @@ of their pool's partition queues (named as ``okta_bridge.topology`` names them) 
 pods run locked down with probes on the metrics port, the connectors ConfigMap is a file the services accept, and
 values that contradict each other fail with a message saying what to change.
 
-The web console's package (``python -m console``) comes from a branch of its own: until it is merged, the variables
+The web console's package (``python -m bridge_console``) comes from a branch of its own: until it is merged, the variables
 the chart gives it are checked against its documented settings (``CONSOLE_SETTINGS``, docs/deploy.md).
 """
 
@@ -228,7 +228,7 @@ def test_one_image_the_four_services_and_the_console_with_a_service_account_and_
     docs = rendered("required")
     args = sorted(" ".join(d["spec"]["template"]["spec"]["containers"][0]["args"])
                   for d in objects(docs, "Deployment"))
-    assert args == ["python -m audit_recorder", "python -m console", "python -m queue_poller",
+    assert args == ["python -m audit_recorder", "python -m bridge_console", "python -m queue_poller",
                     "python -m scim_dispatcher", "python -m translator"]
     images = {c["image"] for d in objects(docs, "Deployment") + objects(docs, "Job")
               for c in d["spec"]["template"]["spec"]["containers"]}
@@ -311,7 +311,7 @@ def test_the_console_serves_its_pages_on_a_service_with_the_settings_it_document
     dep = by_name(docs, "Deployment")["rel-okta-bridge-console"]
     container = dep["spec"]["template"]["spec"]["containers"][0]
     env = env_of(container)
-    assert container["args"] == ["python", "-m", "console"] and dep["spec"]["replicas"] >= 2  # sessions in MongoDB
+    assert container["args"] == ["python", "-m", "bridge_console"] and dep["spec"]["replicas"] >= 2  # sessions in MongoDB
     assert {"name": "http", "containerPort": 8090, "protocol": "TCP"} in container["ports"]
     assert env["CONSOLE_HOST"] == "0.0.0.0" and env["CONSOLE_PORT"] == "8090"
     assert env["OTEL_SERVICE_NAME"] == "console" and env["OKTA_ORG_URL"] == "https://acme.okta.com"
@@ -358,6 +358,13 @@ def test_the_console_behind_an_ingress_signs_in_with_okta_and_links_traces():
     env = env_of(dep["spec"]["template"]["spec"]["containers"][0])
     assert env["CONSOLE_PUBLIC_URL"] == "https://bridge.example.com"  # no trailing slash: {public}/oidc/callback
     assert env["CONSOLE_OIDC_ISSUER"] == "https://acme.okta.com/oauth2/aus1"
+    assert "CONSOLE_ALLOW_INSECURE_HTTP" not in env
+    values["console"] = {"publicUrl": "http://console.internal", "allowInsecureHttp": True}  # TLS ends before it
+    out = template_values(values)
+    assert out.returncode == 0, out.stderr
+    env = env_of(by_name([d for d in yaml.safe_load_all(out.stdout) if d], "Deployment")["rel-okta-bridge-console"][
+        "spec"]["template"]["spec"]["containers"][0])
+    assert (env["CONSOLE_PUBLIC_URL"], env["CONSOLE_ALLOW_INSECURE_HTTP"]) == ("http://console.internal", "true")
 
 
 def test_the_console_can_be_left_out():
@@ -554,6 +561,12 @@ BAD = {
     "no connectors": (_with(connectors__apps=[]), "connectors.apps is empty"),
     "a console ingress without a host": (
         _with(console__ingress={"enabled": True}), "console.ingress.host is required with console.ingress.enabled"),
+    "a console ingress without tls": (
+        _with(console__ingress={"enabled": True, "host": "console.example.com"}),
+        "the console's public URL would be http://console.example.com, which the console refuses"),
+    "a plain http public url": (
+        _with(console__publicUrl="http://console.example.com"),
+        "set console.publicUrl to the https:// address your load balancer serves, or console.allowInsecureHttp=true"),
 }
 
 
@@ -612,7 +625,8 @@ _MERGED_ALONGSIDE = {"BROKER_DECLARE", "LOG_LEVEL", "API_ALLOWED_HOSTS"}
 # The web console's settings (docs/deploy.md, "The web console"), written in a branch of its own: what the chart
 # may give it until its package is merged here, besides the shared settings (RabbitMQ, MongoDB, the connectors file,
 # Okta). Its settings classes are read instead once it is.
-CONSOLE_SETTINGS = {"CONSOLE_HOST", "CONSOLE_PORT", "CONSOLE_PUBLIC_URL", "CONSOLE_OIDC_ISSUER", "CONSOLE_OIDC_CLIENT_ID",
+CONSOLE_SETTINGS = {"CONSOLE_HOST", "CONSOLE_PORT", "CONSOLE_PUBLIC_URL", "CONSOLE_ALLOW_INSECURE_HTTP",
+                    "CONSOLE_OKTA_RESERVE", "CONSOLE_OIDC_ISSUER", "CONSOLE_OIDC_CLIENT_ID",
                     "CONSOLE_OIDC_CLIENT_SECRET", "CONSOLE_OIDC_GROUPS_CLAIM", "CONSOLE_ADMIN_GROUPS",
                     "CONSOLE_VIEWER_GROUPS", "CONSOLE_TRACE_URL_TEMPLATE", "CONSOLE_ACTIONS_PER_MINUTE",
                     "CONSOLE_SESSION_TTL_S", "API_TOKENS", "API_ALLOWED_HOSTS"}
@@ -625,7 +639,7 @@ def _settings_of(module: str) -> dict[str, Any]:
 
     from pydantic_settings import BaseSettings
 
-    if module == "console" and importlib.util.find_spec("console") is None:
+    if module == "bridge_console" and importlib.util.find_spec("bridge_console") is None:
         from okta_bridge.settings import BridgeSettings, OktaSettings
 
         shared = {(cls.model_config.get("env_prefix", "") + name).upper(): field

@@ -7,7 +7,7 @@ runs exists, every setting the services read is set (or has a default that works
 come from files and reach the services that need them, and the image runs the installed project as non-root.
 No Docker is needed: these tests read the files only.
 
-The web console (``python -m console``) is written in a branch of its own, alongside the compose service that runs
+The web console (``python -m bridge_console``) is written in a branch of its own, alongside the compose service that runs
 it: until both are merged the checks that import its package are skipped (``PENDING``), the rest read compose.yaml
 against the console's documented settings (docs/deploy.md, "The web console").
 """
@@ -33,11 +33,11 @@ from pydantic_settings import BaseSettings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
 SCHEMA = ROOT / "tests" / "fixtures" / "compose-spec.json"
-BRIDGE_MODULES = ("queue_poller", "translator", "scim_dispatcher", "audit_recorder", "console")
+BRIDGE_MODULES = ("queue_poller", "translator", "scim_dispatcher", "audit_recorder", "bridge_console")
 DEMO_MODULES = ("okta_simulator", "demo_scim_target")
 JOB_MODULES = ("bridgectl",)  # one-shot jobs the services wait for
 # bridge modules written in a parallel branch and not merged here yet: checks that import them wait for them
-PENDING = frozenset(m for m in ("console",) if importlib.util.find_spec(m) is None)
+PENDING = frozenset(m for m in ("bridge_console",) if importlib.util.find_spec(m) is None)
 DEMO_OIDC_CLIENT = ROOT / "deploy" / "demo" / "console-oidc-client.json"
 _INTERP = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
@@ -301,7 +301,7 @@ def test_the_console_runs_from_the_image_with_its_settings_its_port_and_the_audi
     services = _services()
     console = services["console"]
     env = _env_of(console)
-    assert _command(console) == "python -m console"
+    assert _command(console) == "python -m bridge_console"
     assert (console["image"], console["build"]) == (services["translator"]["image"], services["translator"]["build"])
     assert env["CONSOLE_HOST"] == "0.0.0.0" and env["CONSOLE_PORT"] == "8090"
     assert console["ports"] == ["127.0.0.1:8090:8090"]
@@ -344,7 +344,8 @@ def test_the_demo_simulator_registers_the_console_as_its_oidc_client() -> None:
     console, simulator = services["console"], services["okta-simulator"]
     env = _env_of(console)
     client = json.loads(DEMO_OIDC_CLIENT.read_text())
-    assert set(client) == {"client_id", "client_secret", "redirect_uris", "groups_claim_filter"}
+    assert {"client_id", "client_secret", "redirect_uris", "groups_claim_filter"} <= set(client) <= {
+        "client_id", "client_secret", "redirect_uris", "groups_claim_filter", "post_logout_redirect_uris"}
     path = re.search(r"--oidc-client (\S+)", _command(simulator)).group(1)
     mount = next(m for m in simulator["volumes"] if isinstance(m, dict) and m["target"] == path)
     assert (ROOT / mount["source"]).resolve() == DEMO_OIDC_CLIENT.resolve() and mount["read_only"]
@@ -445,7 +446,7 @@ def test_connectors_file_is_mounted_valid_and_its_secrets_reach_the_services(mon
                     # only the dispatcher writes to the targets and the console reads them (preview): the others
                     # must not hold their secrets
                     held = getattr(connector.auth, var) in env
-                    assert held == (module in ("scim_dispatcher", "console")), f"{name}: {connector.name}'s {var}"
+                    assert held == (module in ("scim_dispatcher", "bridge_console")), f"{name}: {connector.name}'s {var}"
         if module == "scim_dispatcher":
             served |= {p.strip() for p in env.get("DISPATCHER_POOLS", "default").split(",")}
     assert connectors.pool_names() <= served, "a pool no dispatcher serves: its plans would wait forever"

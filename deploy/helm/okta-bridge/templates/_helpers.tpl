@@ -130,6 +130,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.console.enabled .Values.console.ingress.enabled (not .Values.console.ingress.host) -}}
 {{- fail "console.ingress.host is required with console.ingress.enabled=true: the name people open the console at (e.g. bridge-console.example.com)" -}}
 {{- end -}}
+{{- if .Values.console.enabled -}}
+{{- $public := urlParse (include "okta-bridge.consolePublicUrl" .) -}}
+{{- if and (eq $public.scheme "http") (not (has $public.hostname (list "localhost" "127.0.0.1" "::1"))) (not .Values.console.allowInsecureHttp) -}}
+{{- fail (printf "the console's public URL would be http://%s, which the console refuses (its session cookies and the OIDC redirect need https): add console.ingress.tls, set console.publicUrl to the https:// address your load balancer serves, or console.allowInsecureHttp=true" $public.host) -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.keda.enabled (not (.Capabilities.APIVersions.Has "keda.sh/v1alpha1")) -}}
 {{- fail "keda.enabled=true but the cluster has no KEDA (keda.sh/v1alpha1): install KEDA 2.13+ or set keda.enabled=false (fixed dispatcher replicas)" -}}
 {{- end -}}
