@@ -54,7 +54,8 @@ def apply(json_: bool = JSON) -> None:
 def permissions(vhost: str = typer.Option("/"),
                 pools: str = typer.Option(None, help="comma-separated (default: the connectors file's)"),
                 json_: bool = JSON) -> None:
-    """Each service user's ``rabbitmqctl set_permissions`` command (``bridge-operator`` is bridgectl's user)."""
+    """Each service user's ``rabbitmqctl set_permissions`` command (``bridge-operator`` is bridgectl's user,
+    ``bridge-console`` the web console's)."""
     if pools is None:
         connectors = load(None)
         pools = ",".join(sorted(connectors.pool_names()))

@@ -3,6 +3,8 @@
 | exchange / queue                        | publisher        | consumer         | notes                                      |
 |-----------------------------------------|------------------|------------------|--------------------------------------------|
 | ``bridge.events`` (topic)               | queue-poller     |                  | rk ``okta.event.<type>``, ``okta.sync``    |
+|                                         | bridgectl,       |                  | "look again" events and syncs; group and   |
+|                                         |  console         |                  |  membership plans to ``bridge.plans``      |
 | ``translator.work`` (quorum)            |                  | translator       | bound ``okta.#``                           |
 | ``translator.work.retry.<tier>``        | translator       | (TTL)            | dead-letters back to ``translator.work``   |
 |   (rk ``okta.writeback``)               | scim-dispatcher  | translator       | accept_user_updates write-back             |
@@ -18,6 +20,8 @@
 | ``audit.records`` (quorum)              |                  | audit-recorder   | + retry tiers, as the translator's         |
 | ``bridge.dlx`` (topic)                  | broker, services |                  | poison (delivery limit) and permanent      |
 | ``bridge.dead-letters`` (quorum)        |                  | operators        | bound ``#``; reason in headers             |
+|                                         |                  |  (bridgectl,     |                                            |
+|                                         |                  |  console)        |                                            |
 
 Work queues are quorum queues with ``x-delivery-limit`` (poison messages go to ``bridge.dlx``). Delay queues (retry
 tiers, hold) are quorum queues with a message TTL whose expired messages dead-letter (at-least-once, which needs
@@ -32,6 +36,11 @@ a RabbitMQ user with configure rights. With ``BROKER_DECLARE=false`` the service
 they use exists, so each can run as its own user with read and write rights and no configure rights
 (:data:`PERMISSIONS`, printed by ``bridgectl topology permissions``). Local runs (the default,
 ``BROKER_DECLARE=true``) keep declaring at start.
+
+Users that are not services of the pipeline: ``bridge-operator`` is bridgectl's, ``bridge-console`` the web
+console's (``python -m bridge_console``). The console does what an operator does from its pages (reads the dead letters,
+replays them, publishes "look again" events, syncs and group plans, its audit records), so it has the operator's
+rights, as a user of its own: its password can be rotated, and its connections told apart, on their own.
 """
 
 from __future__ import annotations
@@ -331,7 +340,7 @@ def permissions_for(pools: list[str] | tuple[str, ...] = ("default",)) -> dict[s
     partition queues (and the queue of releases before partitions, which it drains): one user per dispatcher
     deployment serving ``pools``."""
     pool_queues = "|".join(re.escape(p) for p in sorted(pools))
-    return {
+    users = {
         # declares everything: exchanges, queues, bindings (a binding needs write on the queue, read on the exchange;
         # a queue whose dead letters go to an exchange needs write on it, amq.default for the default exchange)
         "bridge-topology": Permission(r"^(bridge|translator|dispatcher|plans|audit)\..*$",
@@ -357,6 +366,10 @@ def permissions_for(pools: list[str] | tuple[str, ...] = ("default",)) -> dict[s
                                                         AUDIT_EXCHANGE.name),
                                       _any_of(DEAD_LETTER_QUEUE.name)),
     }
+    # the web console: what bridgectl does, from its pages (preview and provision, dead-letter replay), as its own
+    # user (deploy/helm: console.rabbitmqSecret)
+    users["bridge-console"] = users["bridge-operator"]
+    return users
 
 
 PERMISSIONS = permissions_for()

@@ -21,8 +21,9 @@ from okta_bridge.bus import Publisher
 from okta_bridge.deadletters import DeadLetters, compact
 from okta_bridge.runtime import PartitionRoutes, QueueRoutes, Republisher, make_broker, prepare_topology
 from okta_bridge.topology import (AUDIT_EXCHANGE, AUDIT_QUEUE, DLX, EVENTS_EXCHANGE, PLANS_EXCHANGE, TRANSLATOR_QUEUE,
-                                  TopologyMissing, declare_audit, declare_dispatcher_pool, declare_translator,
-                                  partition_key, permissions_for)
+                                  TopologyMissing, audit_names, declare_audit, declare_dispatcher_pool,
+                                  declare_translator, partition_key, permissions_for, plan_retry_exchange, pool_names,
+                                  translator_names, verify)
 
 pytestmark = pytest.mark.integration
 
@@ -88,6 +89,13 @@ class Service:
     async def __aexit__(self, *exc) -> None:
         await self.publisher.close()
         await self.broker.stop()
+
+    async def take_body(self, queue_name: str, body: bytes, most: int = 50) -> bool:
+        """Takes messages from the queue until one with this body (others may be waiting there)."""
+        for _ in range(most):
+            if (await self.take(queue_name)).body == body:
+                return True
+        return False
 
     async def take(self, queue_name: str, timeout: float = 20.0) -> aio_pika.abc.AbstractIncomingMessage:
         channel = await self.connection.channel()
@@ -189,3 +197,30 @@ async def test_services_with_the_documented_rights_only_work_and_cannot_declare(
     # the operator's user reads the dead letters (the poller's and the dispatcher's)
     letters = await DeadLetters(users["bridge-operator"], "https://acme.okta.com", "test").list()
     assert sorted(letter.source for letter in letters) == ["queue-poller.malformed", "scim-dispatcher"]
+
+    # the web console's own user, with the operator's rights: it reads the dead letters too (and they stay)
+    letters = await DeadLetters(users["bridge-console"], "https://acme.okta.com", "test").list()
+    assert sorted(letter.source for letter in letters) == ["queue-poller.malformed", "scim-dispatcher"]
+    async with Service(users["bridge-console"]) as console, Service(users["bridge-translator"]) as translator, \
+            Service(users["bridge-dispatcher"]) as dispatcher, Service(users["bridge-audit"]) as audit:
+        # its passive checks need no right; declaring is refused
+        await verify(console.connection, audit_names(), translator_names(), pool_names("default", PARTITIONS))
+        assert await refused(declare_audit(console.broker))  # (the broker's channel is closed after it)
+        # what its pages publish: a "look again" event or a sync (provision) to the translator, a group plan (replay)
+        # to its partition, its audit records
+        await console.publisher.publish(b'{"c": "event"}', exchange=EVENTS_EXCHANGE.name,
+                                        routing_key="okta.event.console.provision")
+        assert (await translator.take(TRANSLATOR_QUEUE.name)).body == b'{"c": "event"}'
+        await console.publisher.publish(b'{"c": "plan"}', exchange=PLANS_EXCHANGE.name,
+                                        routing_key=partition_key("default", 3))
+        assert (await dispatcher.take("dispatcher.default.p003")).body == b'{"c": "plan"}'
+        await console.publisher.publish(b'{"c": "audit"}', exchange=AUDIT_EXCHANGE.name, routing_key="")
+        assert await audit.take_body(AUDIT_QUEUE.name, b'{"c": "audit"}')
+        # what it may not do: consume a service's queue, publish past the pipeline's own paths
+        for queue in (TRANSLATOR_QUEUE.name, AUDIT_QUEUE.name, "dispatcher.default.p000", "plans.default.hold"):
+            assert await refused(console.take(queue, timeout=2)), queue
+        for exchange, routing_key in (("", TRANSLATOR_QUEUE.name), (DLX.name, "console"),
+                                      (plan_retry_exchange(0).name, partition_key("default", 0))):
+            one_shot = Publisher(console.connection)  # a refused publish closes its channel
+            await one_shot.start()
+            assert await refused(one_shot.publish(b"{}", exchange=exchange, routing_key=routing_key)), exchange

@@ -6,6 +6,10 @@ repository (Apache-2.0), with a Draft 7 validator. The rest checks what the sche
 runs exists, every setting the services read is set (or has a default that works inside a container), secrets
 come from files and reach the services that need them, and the image runs the installed project as non-root.
 No Docker is needed: these tests read the files only.
+
+The web console (``python -m bridge_console``) is written in a branch of its own, alongside the compose service that runs
+it: until both are merged the checks that import its package are skipped (``PENDING``), the rest read compose.yaml
+against the console's documented settings (docs/deploy.md, "The web console").
 """
 
 from __future__ import annotations
@@ -29,9 +33,12 @@ from pydantic_settings import BaseSettings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
 SCHEMA = ROOT / "tests" / "fixtures" / "compose-spec.json"
-BRIDGE_MODULES = ("queue_poller", "translator", "scim_dispatcher", "audit_recorder")
+BRIDGE_MODULES = ("queue_poller", "translator", "scim_dispatcher", "audit_recorder", "bridge_console")
 DEMO_MODULES = ("okta_simulator", "demo_scim_target")
 JOB_MODULES = ("bridgectl",)  # one-shot jobs the services wait for
+# bridge modules written in a parallel branch and not merged here yet: checks that import them wait for them
+PENDING = frozenset(m for m in ("bridge_console",) if importlib.util.find_spec(m) is None)
+DEMO_OIDC_CLIENT = ROOT / "deploy" / "demo" / "console-oidc-client.json"
 _INTERP = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
 
@@ -68,7 +75,7 @@ def _module(service: dict[str, Any]) -> str | None:
 
 
 def _bridge_services() -> dict[str, str]:
-    """compose service name -> the bridge module it runs (the four services, not the demo fixtures)."""
+    """compose service name -> the bridge module it runs (the services and the console, not the demo fixtures)."""
     return {name: _module(svc) for name, svc in _services().items() if _module(svc) in BRIDGE_MODULES}
 
 
@@ -162,6 +169,8 @@ def test_every_module_compose_runs_is_an_importable_package_with_a_main() -> Non
                str(svc.get("image", ""))}
     assert set(modules.values()) == set(BRIDGE_MODULES + DEMO_MODULES + JOB_MODULES), modules
     for name, module in modules.items():
+        if module in PENDING:
+            continue  # not merged yet: its settings test is skipped and says so
         assert importlib.util.find_spec(module) is not None, f"{name}: no package {module}"
         assert importlib.util.find_spec(f"{module}.__main__") is not None, f"{name}: `python -m {module}` has no __main__"
 
@@ -258,7 +267,7 @@ def test_okta_oauth_settings_pass_through_and_unset_ones_mean_ssws(monkeypatch) 
 
     compose = _interpolate(_compose())
     assert (ROOT / compose["secrets"]["okta_private_key"]["file"]).read_text() == ""
-    for name in ("queue-poller", "translator"):
+    for name in ("queue-poller", "translator", "console"):
         env = _env_of(compose["services"][name])
         assert env["OKTA_PRIVATE_KEY"] == "<secret okta_private_key>", name
         for var in ("OKTA_CLIENT_ID", "OKTA_KEY_ID", "OKTA_DPOP", "OKTA_SCOPES"):
@@ -280,12 +289,113 @@ def test_published_ports_bind_to_loopback_only() -> None:
             assert str(port).startswith("127.0.0.1:"), f"{name}: {port} would listen on every interface"
 
 
+# ------------------------------------------------------------------ the web console
+
+def _secret_source(service: dict[str, Any], target: str) -> str:
+    return next(s["source"] for s in service["secrets"] if s["target"] == target)
+
+
+def test_the_console_runs_from_the_image_with_its_settings_its_port_and_the_audit_apis_tokens() -> None:
+    """The console's documented settings (docs/deploy.md, "The web console"), checked here until its package is
+    merged (then its settings classes are read as every service's are)."""
+    services = _services()
+    console = services["console"]
+    env = _env_of(console)
+    assert _command(console) == "python -m bridge_console"
+    assert (console["image"], console["build"]) == (services["translator"]["image"], services["translator"]["build"])
+    assert env["CONSOLE_HOST"] == "0.0.0.0" and env["CONSOLE_PORT"] == "8090"
+    assert console["ports"] == ["127.0.0.1:8090:8090"]
+    assert "127.0.0.1:9100/readyz" in " ".join(console["healthcheck"]["test"]) and env["METRICS_PORT"] == "9100"
+    public = urlsplit(env["CONSOLE_PUBLIC_URL"])
+    assert (public.scheme, public.port, public.path) == ("http", 8090, "")
+    assert public.hostname in env["API_ALLOWED_HOSTS"].split(",")
+    assert {"127.0.0.1", "localhost", "console"} <= set(env["API_ALLOWED_HOSTS"].split(","))
+    assert env["CONSOLE_ADMIN_GROUPS"] == "okta-bridge-admins" and env["CONSOLE_VIEWER_GROUPS"] == "okta-bridge-viewers"
+    assert env["CONSOLE_OIDC_GROUPS_CLAIM"] == "groups"
+    assert int(env["CONSOLE_ACTIONS_PER_MINUTE"]) == 10 and int(env["CONSOLE_SESSION_TTL_S"]) == 28800
+    # a trace id opens compose's Jaeger UI, as published on the host
+    template = urlsplit(env["CONSOLE_TRACE_URL_TEMPLATE"])
+    assert template.path == "/trace/{trace_id}" and f"127.0.0.1:{template.port}:16686" in services["jaeger"]["ports"]
+    # secrets: the audit API's tokens sign in too; the Okta read credentials are the translator's; the OIDC client
+    # secret is its own; none is an environment entry
+    assert _secret_source(console, "API_TOKENS") == _secret_source(services["audit-recorder"], "API_TOKENS")
+    assert _secret_source(console, "RABBITMQ_URL") == "rabbitmq_url"
+    for var in ("OKTA_API_TOKEN", "OKTA_PRIVATE_KEY"):
+        assert _secret_source(console, var) == _secret_source(services["translator"], var)
+    assert _secret_source(console, "CONSOLE_OIDC_CLIENT_SECRET") == "console_oidc_client_secret"
+    for var in ("API_TOKENS", "RABBITMQ_URL", "OKTA_API_TOKEN", "CONSOLE_OIDC_CLIENT_SECRET"):
+        assert var not in console["environment"], var
+    # the demo's tokens (deploy/demo-secrets/README.md): one to read, one to act
+    from okta_bridge.apiauth import ApiTokens
+
+    tokens = ApiTokens.parse((ROOT / _interpolate(_compose())["secrets"]["audit_api_tokens"]["file"]).read_text().strip())
+    readme = (ROOT / "deploy" / "demo-secrets" / "README.md").read_text()
+    for token, role in (("demo-audit-reader-token-change-me", "reader"), ("demo-console-operator-token-change-me",
+                                                                          "operator")):
+        assert token in readme and tokens.check(token).role == role, token
+    deps = console["depends_on"]
+    assert deps["audit-recorder"]["condition"] == "service_healthy"
+    assert deps["okta-simulator"] == {"condition": "service_healthy", "required": False}  # the demo's OIDC issuer
+
+
+def test_the_demo_simulator_registers_the_console_as_its_oidc_client() -> None:
+    compose = _interpolate(_compose())
+    services = compose["services"]
+    console, simulator = services["console"], services["okta-simulator"]
+    env = _env_of(console)
+    client = json.loads(DEMO_OIDC_CLIENT.read_text())
+    assert {"client_id", "client_secret", "redirect_uris", "groups_claim_filter"} <= set(client) <= {
+        "client_id", "client_secret", "redirect_uris", "groups_claim_filter", "post_logout_redirect_uris"}
+    path = re.search(r"--oidc-client (\S+)", _command(simulator)).group(1)
+    mount = next(m for m in simulator["volumes"] if isinstance(m, dict) and m["target"] == path)
+    assert (ROOT / mount["source"]).resolve() == DEMO_OIDC_CLIENT.resolve() and mount["read_only"]
+    assert env["CONSOLE_OIDC_CLIENT_ID"] == client["client_id"]
+    secret = compose["secrets"][_secret_source(console, "CONSOLE_OIDC_CLIENT_SECRET")]["file"]
+    assert (ROOT / secret).read_text().strip() == client["client_secret"]
+    assert f"{env['CONSOLE_PUBLIC_URL']}/oidc/callback" in client["redirect_uris"]
+    for group in (env["CONSOLE_ADMIN_GROUPS"], env["CONSOLE_VIEWER_GROUPS"]):  # the filter lets the roles through
+        assert re.fullmatch(client["groups_claim_filter"], group), group
+    assert "CONSOLE_OIDC_ISSUER" not in env and f"--org-url {env['OKTA_ORG_URL']} " in _command(simulator)
+    # unset on the host: the demo's client; set to empty in the env file: OIDC off (`-`, not `:-`)
+    assert "${CONSOLE_OIDC_CLIENT_ID-" in COMPOSE.read_text()
+
+
+def test_the_deploy_guide_documents_the_consoles_settings_and_its_okta_app() -> None:
+    """docs/deploy.md, "The web console": every console setting compose gives it, and the Okta app to create."""
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    section = guide.split("\n## The web console\n", 1)[1].split("\n## ", 1)[0]
+    console = _services()["console"]
+    documented = set(re.findall(r"`(CONSOLE_[A-Z_]+|API_[A-Z_]+)`", section))
+    for var in _env_of(console):
+        if var.startswith(("CONSOLE_", "API_")):
+            assert var in documented, f"{var} is set by compose but not documented"
+    for words in ("Web Application", "Authorization Code", "PKCE", "/oidc/callback", "okta-bridge-admins",
+                  "okta-bridge-viewers", "Groups claim", "bridge-console", "Static tokens"):
+        assert words in section, words
+
+
+def test_the_simulator_accepts_the_command_compose_gives_it() -> None:
+    import shlex
+
+    from okta_simulator import cli
+
+    command = shlex.split(_command(_services()["okta-simulator"]).split("sh -c ", 1)[1])
+    argv = command[command.index("okta_simulator") + 1:]
+    if "--oidc-client" not in Path(cli.__file__).read_text():
+        pytest.skip("the simulator's --oidc-client is not merged yet")
+    args = cli.parse_args(argv)  # an unknown flag or a wrong value: SystemExit
+    assert str(args.org_url).startswith("http://okta-simulator:8040")
+    assert "/etc/okta-simulator/console-oidc-client.json" in str(args.oidc_client)
+
+
 # ------------------------------------------------------------------ configuration and secrets
 
 @pytest.mark.parametrize("module", BRIDGE_MODULES)
 def test_every_setting_a_service_reads_is_set_or_sensibly_defaulted(module: str) -> None:
     services = {name: svc for name, svc in _services().items() if _module(svc) == module}
     assert services, f"no compose service runs {module}"
+    if module in PENDING:
+        pytest.skip(f"{module} is not merged yet: its settings are read once it is")
     source = Path(importlib.util.find_spec(f"{module}.main").origin).read_text()
     for name, svc in services.items():
         env = _env_of(svc)
@@ -323,7 +433,8 @@ def test_connectors_file_is_mounted_valid_and_its_secrets_reach_the_services(mon
     served: set[str] = set()
     for name, module in _bridge_services().items():
         svc = services[name]
-        if "load_connectors" not in Path(importlib.util.find_spec(f"{module}.main").origin).read_text():
+        if module not in PENDING and "load_connectors" not in Path(
+                importlib.util.find_spec(f"{module}.main").origin).read_text():
             continue
         env = _env_of(svc)
         mounts = [v for v in svc.get("volumes") or [] if isinstance(v, dict)]
@@ -332,9 +443,10 @@ def test_connectors_file_is_mounted_valid_and_its_secrets_reach_the_services(mon
         for connector in connectors.apps:
             for var in ("value_env", "username_env", "password_env"):
                 if getattr(connector.auth, var, None):
-                    # only the dispatcher writes to the targets: the others must not hold their secrets
+                    # only the dispatcher writes to the targets and the console reads them (preview): the others
+                    # must not hold their secrets
                     held = getattr(connector.auth, var) in env
-                    assert held == (module == "scim_dispatcher"), f"{name}: {connector.name}'s {var}"
+                    assert held == (module in ("scim_dispatcher", "bridge_console")), f"{name}: {connector.name}'s {var}"
         if module == "scim_dispatcher":
             served |= {p.strip() for p in env.get("DISPATCHER_POOLS", "default").split(",")}
     assert connectors.pool_names() <= served, "a pool no dispatcher serves: its plans would wait forever"

@@ -74,6 +74,16 @@ def test_permissions_give_each_service_only_its_own_exchanges_and_queues():
     assert ok(p["bridge-translator"].read, "translator.work") and not ok(p["bridge-translator"].read, "audit.records")
     assert ok(p["bridge-audit"].read, "audit.records") and not ok(p["bridge-audit"].write, "bridge.plans")
     assert ok(p["bridge-operator"].read, "bridge.dead-letters") and not ok(p["bridge-operator"].read, "audit.records")
+    # the web console: the operator's rights (it does from its pages what bridgectl does), as a user of its own
+    console = p["bridge-console"]
+    assert console == p["bridge-operator"]
+    for exchange in ("bridge.events", "bridge.plans", "bridge.audit"):
+        assert ok(console.write, exchange), exchange
+    for name in ("amq.default", "bridge.dlx", "bridge.plans.retry.1s", "bridge.plans.hold"):
+        assert not ok(console.write, name), name
+    assert ok(console.read, "bridge.dead-letters")
+    for queue in ("translator.work", "audit.records", "dispatcher.hr.p000", "plans.hr.hold"):
+        assert not ok(console.read, queue), queue
     for name in ("translator.work.retry.1s", "dispatcher.hr.p000", "plans.hr.hold", "bridge.dlx", "audit.records"):
         assert ok(p["bridge-topology"].configure, name), name
 
@@ -82,7 +92,12 @@ def test_the_permissions_command_prints_rabbitmqctl_lines_for_the_connectors_poo
     run = CliRunner().invoke(bridgectl, ["topology", "permissions", "--vhost", "bridge"])
     assert run.exit_code == 0, run.output
     lines = run.output.splitlines()
-    assert len(lines) == 6 and all(line.startswith("rabbitmqctl set_permissions -p bridge bridge-") for line in lines)
+    assert len(lines) == 7 and all(line.startswith("rabbitmqctl set_permissions -p bridge bridge-") for line in lines)
+    users = [line.split()[4] for line in lines]
+    assert users == ["bridge-topology", "bridge-poller", "bridge-translator", "bridge-dispatcher", "bridge-audit",
+                     "bridge-operator", "bridge-console"]
+    console = next(line for line in lines if " bridge-console " in line)
+    assert console.endswith(r"'^$' '^(bridge\.events|bridge\.plans|bridge\.audit)$' '^(bridge\.dead\-letters)$'")
     dispatcher = next(line for line in lines if " bridge-dispatcher " in line)
     assert r"^dispatcher\.(hr)(\.p[0-9]{3})?$" in dispatcher
 

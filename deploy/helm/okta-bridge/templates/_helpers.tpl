@@ -127,6 +127,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- fail (printf "dispatchers.%s: terminationGracePeriodSeconds %v is shorter than a drain and the partition release (the pool's longest timeout_s %v + 15 s): a stopped replica would be killed mid-request" $pool $d.terminationGracePeriodSeconds $timeout) -}}
 {{- end -}}
 {{- end -}}
+{{- if and .Values.console.enabled .Values.console.ingress.enabled (not .Values.console.ingress.host) -}}
+{{- fail "console.ingress.host is required with console.ingress.enabled=true: the name people open the console at (e.g. bridge-console.example.com)" -}}
+{{- end -}}
+{{- if .Values.console.enabled -}}
+{{- $public := urlParse (include "okta-bridge.consolePublicUrl" .) -}}
+{{- if and (eq $public.scheme "http") (not (has $public.hostname (list "localhost" "127.0.0.1" "::1"))) (not .Values.console.allowInsecureHttp) -}}
+{{- fail (printf "the console's public URL would be http://%s, which the console refuses (its session cookies and the OIDC redirect need https): add console.ingress.tls, set console.publicUrl to the https:// address your load balancer serves, or console.allowInsecureHttp=true" $public.host) -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.keda.enabled (not (.Capabilities.APIVersions.Has "keda.sh/v1alpha1")) -}}
 {{- fail "keda.enabled=true but the cluster has no KEDA (keda.sh/v1alpha1): install KEDA 2.13+ or set keda.enabled=false (fixed dispatcher replicas)" -}}
 {{- end -}}
@@ -222,6 +231,24 @@ app.kubernetes.io/component: {{ .component }}
           name: {{ $v.auditRecorder.apiTokensSecret }}
           items: [{key: API_TOKENS, path: API_TOKENS}]
       {{- end }}
+      {{- if .consoleOidc }}
+      - secret:
+          name: {{ $v.console.oidc.existingSecret }}
+          items: [{key: CONSOLE_OIDC_CLIENT_SECRET, path: CONSOLE_OIDC_CLIENT_SECRET}]
+      {{- end }}
+{{- end -}}
+
+{{/* The console's address as people open it (CONSOLE_PUBLIC_URL): console.publicUrl, else the Ingress's host, else
+     a port-forward's. */}}
+{{- define "okta-bridge.consolePublicUrl" -}}
+{{- $c := .Values.console -}}
+{{- if $c.publicUrl -}}
+{{- $c.publicUrl | trimSuffix "/" -}}
+{{- else if and $c.ingress.enabled $c.ingress.host -}}
+{{- printf "%s://%s" ($c.ingress.tls | empty | ternary "http" "https") $c.ingress.host -}}
+{{- else -}}
+{{- printf "http://localhost:%d" (int $c.port) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Okta settings of the services that call Okta. */}}
