@@ -365,7 +365,7 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
             result = await actions.provision(connector, user, caller.actor)
         except UnknownUser as exc:
             raise HTTPException(400, str(exc)) from None
-        log.info("provision on demand of a user of %s by %s", connector.name, caller.name)
+        log.info("provision on demand of a user of %s (%s)", connector.name, caller.role)  # no person's name
         return RedirectResponse("/audit?" + urlencode({"user": result["user"], "app": connector.name,
                                                        "requested": "1"}), 303)
 
@@ -430,9 +430,13 @@ def _when(value: str | None, name: str) -> datetime | None:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
+_LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9._~/?=&%+-]*")
+
+
 def _local(path: str | None) -> str:
-    """A redirect target that stays on the console (a path, never another site)."""
-    if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
+    """A redirect target that stays on the console: a path of plain characters, never ``//host`` (nor what a
+    browser would read as one once it drops tabs and line breaks)."""
+    if not path or not _LOCAL_PATH.fullmatch(path) or "//" in path.split("?")[0]:
         return "/"
     return path[:500]
 

@@ -46,7 +46,13 @@ class RecordedActions:
         return {"user": USER_ID}
 
     async def dead_letters(self):
-        return []
+        from types import SimpleNamespace
+
+        from okta_bridge.deadletters import DeadLetter
+
+        plan = SimpleNamespace(app_id=APP_ID, okta_user_id=USER_ID, okta_group_id=None, event_uuid="e-1")
+        return [DeadLetter(id="0123456789ab", reason="target rejected: 400 <b>bad</b>", attempts=5,
+                           source="dispatcher.default", kind="ScimOperationPlanned", message=plan, headers={})]
 
     async def replay(self, ids, by):
         self.calls.append(("replay", sorted(ids), by))
@@ -124,11 +130,15 @@ async def test_a_viewer_sees_but_cannot_act(console):
     assert actions.calls == []
     dead = await http.get("/dead-letters")
     assert 'id="replay"' not in dead.text and "An admin can replay" in dead.text
+    assert "0123456789ab" in dead.text and 'name="id"' not in dead.text
+    assert "&lt;b&gt;bad&lt;/b&gt;" in dead.text  # what a target answered is text, never markup
 
 
 async def test_an_admin_acts_only_with_the_sessions_csrf_token_from_the_consoles_own_origin(console):
     http, actions, _ = console
     csrf = await sign_in(http, ADMIN)
+    dead = await http.get("/dead-letters")
+    assert 'name="id" value="0123456789ab"' in dead.text and 'id="replay"' in dead.text and ">jira<" in dead.text
     assert (await http.post("/dead-letters/replay", data={"id": "abc"})).status_code == 403
     assert (await http.post("/dead-letters/replay", data={"id": "abc", "csrf": "forged" * 8})).status_code == 403
     foreign = await http.post("/dead-letters/replay", data={"id": "abc", "csrf": csrf},
@@ -286,3 +296,12 @@ async def test_pages_carry_security_headers(console):
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff"
     assert "httponly" in page.headers["set-cookie"].lower() and "samesite=lax" in page.headers["set-cookie"].lower()
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("/audit?user=00u1", "/audit?user=00u1"), ("//evil.example/x", "/"), ("/\t/evil.example", "/"),
+    ("/\\evil.example", "/"), ("https://evil.example", "/"), ("/apps//x", "/"), ("", "/")])
+def test_a_sign_in_returns_only_to_a_path_of_the_console(target, expected):
+    from bridge_console.app import _local
+
+    assert _local(target) == expected
