@@ -55,6 +55,9 @@ class Injection(BaseModel):
     path_regex: str | None = Field(None, description="only requests whose path matches")
     edit: str | None = Field(None, description=f"one of {EDITS}: the answer of GET /api/v1/users is changed "
                                                  "(status null; only such requests take the fault)")
+    reset_s: float | None = Field(None, ge=0, le=60, description="a 429 whose X-Rate-Limit-Reset is this many seconds "
+                                                                "ahead (Remaining 0) instead of the minute window's "
+                                                                "end: as Okta's concurrency limit answers")
 
 
 class PlanChange(BaseModel):
@@ -175,7 +178,8 @@ def build_admin_router(sim: Simulator) -> APIRouter:
     @r.post("/faults/inject")
     async def inject(body: Injection):
         try:
-            sim.faults.inject(body.bucket, body.status, body.count, body.delay_s, body.path_regex, body.edit)
+            sim.faults.inject(body.bucket, body.status, body.count, body.delay_s, body.path_regex, body.edit,
+                              body.reset_s)
         except (ValueError, re.error) as exc:
             raise HTTPException(422, str(exc)) from None
         return {"status": "ok"}

@@ -139,11 +139,12 @@ class SimulatorAdmin:
         return (await self._call("POST", "/faults/expire", {"before": before_iso}))["dropped"]
 
     async def inject(self, bucket: str = "*", status: int | None = 429, count: int = 1, *, delay_s: float = 0.0,
-                     path_regex: str | None = None, edit: str | None = None) -> None:
+                     path_regex: str | None = None, edit: str | None = None, reset_s: float | None = None) -> None:
         """``status`` instead of the answer, or (``status=None``) the answer itself, computed now, ``delay_s`` late
         and/or changed by ``edit`` (``drop_first`` | ``repeat_first`` | ``add_unasked``; `GET /api/v1/users` only)."""
         await self._call("POST", "/faults/inject", {"bucket": bucket, "status": status, "count": count,
-                                                    "delay_s": delay_s, "path_regex": path_regex, "edit": edit})
+                                                    "delay_s": delay_s, "path_regex": path_regex, "edit": edit,
+                                                    "reset_s": reset_s})
 
     async def clear_faults(self) -> None:
         await self._call("DELETE", "/faults")

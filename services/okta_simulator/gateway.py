@@ -70,6 +70,8 @@ def install(app: FastAPI, sim: Simulator) -> None:
         if fault is not None and fault.status is not None:
             sim.faults.used += 1
             await asyncio.sleep(fault.delay_s)
+            if fault.reset_s is not None:  # a 429 that resets soon (the concurrency limit's), not at the minute
+                headers.update({"X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": str(int(now + fault.reset_s) + 1)})
             return error_response(rate_limited() if fault.status == 429 else server_error(fault.status),
                                   headers=headers)
         if not decision.allowed:

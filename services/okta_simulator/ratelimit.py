@@ -75,6 +75,7 @@ class Fault:
     delay_s: float = 0.0  # the answer (computed when asked) is sent this much later: what it says is as of the ask
     path: re.Pattern | None = None  # only requests whose path matches; None: any in the bucket
     edit: str | None = None  # one of EDITS: the list-users answer is changed; only such requests take this fault
+    reset_s: float | None = None  # a 429's X-Rate-Limit-Reset this many seconds ahead (Remaining 0), not the window's
 
 
 class FaultInjector:
@@ -85,14 +86,16 @@ class FaultInjector:
         self.used = 0  # counted by the gateway: once the fault's answer is decided (a late one: computed)
 
     def inject(self, bucket: str, status: int | None, count: int, delay_s: float = 0.0,
-               path_regex: str | None = None, edit: str | None = None) -> None:
+               path_regex: str | None = None, edit: str | None = None, reset_s: float | None = None) -> None:
         if status is None and delay_s <= 0 and edit is None:
             raise ValueError("a fault is a status (429 or 5xx), a delay, an edit, or a delay and an edit")
         if status is not None and status != 429 and not 500 <= status <= 599:
             raise ValueError("status must be 429 or 5xx")
         if edit is not None and (edit not in EDITS or status is not None):
             raise ValueError(f"edit must be one of {EDITS}, with no status (it changes an answer)")
-        fault = Fault(status, delay_s, re.compile(path_regex) if path_regex else None, edit)
+        if reset_s is not None and status != 429:
+            raise ValueError("reset_s is a 429's")
+        fault = Fault(status, delay_s, re.compile(path_regex) if path_regex else None, edit, reset_s)
         self._queues[bucket].extend([fault] * count)
 
     def take(self, bucket: str, path: str = "", answered: bool = True, editable: bool = False) -> Fault | None:

@@ -243,8 +243,10 @@ async def test_okta_429_and_5xx_are_retried(stack):
     async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
         app_id, ids = await _start_bridge(stack, okta, target, ["alice@example.com"])
         await okta.inject("user", 503, 1)
-        await okta.inject("user", 429, 1)
-        await okta.inject("logs", 429, 1)
+        # 429s that reset in a few seconds (as the concurrency limit's do; a rate-limit 429 waits for the minute's
+        # end, up to 60 s each: the client's wait for the reset is unit-tested against Okta's headers)
+        await okta.inject("user", 429, 1, reset_s=2)
+        await okta.inject("logs", 429, 1, reset_s=2)
         await okta.inject("logs", 500, 1)
         carol = (await _new_users(okta, "carol@example.com"))["carol@example.com"]
         await okta.assign_user(app_id, carol)

@@ -266,7 +266,9 @@ class DevStack:
 
     def stop(self) -> None:
         for name in reversed(list(self.processes)):
-            self.processes[name].stop()
+            # the fixtures get a short grace: a request a test left hanging (a slow-answer fault) would hold a
+            # graceful shutdown for the fault's whole delay
+            self.processes[name].stop(3.0 if name in ("okta-simulator", "demo-target") else 20.0)
 
     def logs(self) -> str:
         return "\n".join(f"===== {n} =====\n{p.output()[-6000:]}" for n, p in self.processes.items())
