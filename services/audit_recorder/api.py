@@ -14,7 +14,9 @@ import json
 from datetime import datetime
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -48,9 +50,19 @@ def create_api(store: AuditStore | None, tokens: ApiTokens, allowed_hosts: list[
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or ["127.0.0.1", "localhost"])
     reader = _require(tokens, "read")
 
-    @app.get("/audit", summary="The audit trail, newest first", dependencies=[Depends(reader)])
+    @app.exception_handler(RequestValidationError)
+    async def bad_filter(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """A filter that is not valid (a malformed id or date, a page size out of 1-1000): 400, naming the filter and
+        what is wrong, never echoing the value."""
+        reasons = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', 'not valid')}"
+                   for e in exc.errors()]
+        return JSONResponse({"detail": "; ".join(reasons)[:500]}, status_code=400)
+
+    @app.get("/audit", summary="The audit trail, newest first", dependencies=[Depends(reader)],
+             responses={400: {"description": "a filter that is not valid, or a page token that is not one; "
+                                             "`detail` says which and why"}})
     async def audit(
-        # ids as Okta writes them (20 letters and digits) or a 422: nothing else reaches the database's query
+        # ids as Okta writes them (20 letters and digits) or a 400: nothing else reaches the database's query
         user: str | None = Query(None, pattern=OKTA_ID_PATTERN, description="Okta user id (00u…)"),
         group: str | None = Query(None, pattern=OKTA_ID_PATTERN, description="Okta group id (00g…)"),
         app_id: str | None = Query(None, alias="app", pattern=OKTA_ID_PATTERN, description="Okta app id (0oa…)"),
