@@ -17,11 +17,13 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import FastAPI, HTTPException, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from bridgectl.oneuser import UnknownUser
 from bridge_console.auth import Oidc, OidcError, Principal, RateLimit, Sessions, pkce_pair, principal_of_token
 from bridge_console.data import Reader
 from bridge_console.settings import ConsoleSettings
@@ -35,6 +37,9 @@ log = logging.getLogger("console")
 HERE = Path(__file__).parent
 SESSION_COOKIE, LOGIN_COOKIE, PRE_COOKIE = "bridge_console", "bridge_console_login", "bridge_console_pre"
 MAX_PAGE = 500
+LOGIN = re.compile(r"[^/\\\s?#%]{1,100}")  # an Okta login as a path segment: no separators, not only dots
+DONE = {"released": "held deactivation(s) released (planned again from Okta now)",
+        "discarded": "held deactivation(s) discarded", "replayed": "dead letter(s) replayed"}
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self' "
@@ -93,6 +98,9 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
         parts = urlsplit(oidc.issuer)
         issuer_origin = f"{parts.scheme}://{parts.netloc}"
     headers = {k: v.replace("{issuer}", issuer_origin).strip() for k, v in SECURITY_HEADERS.items()}
+    # over https the cookies are __Host- cookies (Secure, Path=/, no Domain): a sibling host cannot plant one
+    prefix = "__Host-" if cfg.secure_cookies else ""
+    session_cookie, login_cookie, pre_cookie = (prefix + n for n in (SESSION_COOKIE, LOGIN_COOKIE, PRE_COOKIE))
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -105,16 +113,36 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
         html = env.get_template(template).render(request=request, who=who, oidc=oidc is not None, **context)
         return HTMLResponse(html, status_code=status)
 
-    def cookie(response: Response, name: str, value: str, max_age: int, path: str = "/") -> None:
-        response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite="lax",
+    def cookie(response: Response, name: str, value: str, max_age: int) -> None:
+        response.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="lax",
                             secure=cfg.secure_cookies)
+
+    def done_note(done: str | None) -> str | None:
+        """What an action did, from the redirect's ``done=<code>:<count>`` (a fixed text: a link cannot put words
+        on the console's pages)."""
+        found = re.fullmatch(r"([a-z]+):(\d{1,6})(?::(\d{1,6}))?", done or "")
+        if not found or found[1] not in DONE:
+            return None
+        return f"{found[2]}{' of ' + found[3] if found[3] else ''} {DONE[found[1]]}"
+
+    async def attempt(what: str, work: Awaitable[Any], personal: tuple[str, ...] = ()) -> Any:
+        """An action on the broker, Okta or a target: a failure is a 502 with a bounded, masked reason (never a
+        traceback or a person's value)."""
+        try:
+            return await work
+        except (HTTPException, UnknownUser):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            log.warning("%s failed: %s", what, type(exc).__name__)
+            raise HTTPException(502, f"{what} failed: {error_text(f'{type(exc).__name__}: {exc}', personal)}") \
+                from None
 
     async def who(request: Request) -> Principal | None:
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
             token = tokens.check(header[7:].strip())
             return principal_of_token(token) if token else None
-        return await sessions.get(request.cookies.get(SESSION_COOKIE))
+        return await sessions.get(request.cookies.get(session_cookie), tokens)
 
     async def viewer(request: Request) -> Principal:
         """A GET page's caller; none: a browser goes to sign in, anything else gets 401."""
@@ -122,7 +150,8 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
         if found is None:
             if "authorization" in request.headers or "text/html" not in request.headers.get("accept", ""):
                 raise HTTPException(401, "sign in, or send a valid bearer token", {"WWW-Authenticate": "Bearer"})
-            raise HTTPException(303, headers={"Location": "/login?" + urlencode({"next": _local(request.url.path)})})
+            here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raise HTTPException(303, headers={"Location": "/login?" + urlencode({"next": _local(here)})})
         return found
 
     async def actor(request: Request, admin: bool) -> tuple[Principal, dict[str, str]]:
@@ -142,8 +171,8 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
             raise HTTPException(403, f"{found.name} is a viewer: only an admin may do this")
         return found, form
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> Response:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code in (302, 303):
             return RedirectResponse(exc.headers["Location"], exc.status_code)
         caller = await who(request) if exc.status_code != 401 else None
@@ -158,23 +187,23 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
     async def login(request: Request, next: str = "/", error: str | None = None) -> Response:
         pre = secrets.token_urlsafe(24)
         response = page(request, "login.html", None, 400 if error else 200, next=_local(next), pre=pre, error=error)
-        cookie(response, PRE_COOKIE, pre, 900, "/login")
+        cookie(response, pre_cookie, pre, 900)
         return response
 
     @app.post("/login/token")
     async def login_token(request: Request) -> Response:
         form = {k: v for k, v in (await request.form()).multi_items() if isinstance(v, str)}
-        if not hmac.compare_digest(form.get("pre", ""), request.cookies.get(PRE_COOKIE, "") or "-"):
+        if not hmac.compare_digest(form.get("pre", ""), request.cookies.get(pre_cookie, "") or "-"):
             raise HTTPException(403, "the sign-in form expired: load it again")
         token = tokens.check(form.get("token", "").strip())
         if token is None:
             return page(request, "login.html", None, 401, next=_local(form.get("next", "/")), pre=form.get("pre"),
                         error="that token is not valid")
         principal = principal_of_token(token)
-        sid, _ = await sessions.open(principal.name, principal.role, "token")
+        sid, _ = await sessions.open(principal.name, principal.role, "token", token.digest)
         log.info("console sign-in with the token of %s (%s)", principal.name, principal.role)
         response = RedirectResponse(_local(form.get("next", "/")), 303)
-        cookie(response, SESSION_COOKIE, sid, cfg.session_ttl_s)
+        cookie(response, session_cookie, sid, cfg.session_ttl_s)
         return response
 
     @app.get("/login/okta")
@@ -189,7 +218,7 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
             raise HTTPException(502, str(exc)) from None
         await sessions.start_login(state, verifier, nonce, _local(next))
         response = RedirectResponse(url, 302)
-        cookie(response, LOGIN_COOKIE, state, 600, "/oidc")
+        cookie(response, login_cookie, state, 600)
         return response
 
     @app.get("/oidc/callback")
@@ -197,12 +226,15 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
                        error: str | None = None, error_description: str | None = None) -> Response:
         if oidc is None:
             raise HTTPException(404, "sign-in with Okta is not configured")
-        if error:
-            raise HTTPException(400, f"Okta did not sign you in: {error[:60]}"
-                                     + (f" ({error_description[:200]})" if error_description else ""))
-        started = request.cookies.get(LOGIN_COOKIE)
-        if not code or not state or not started or not hmac.compare_digest(started, state):
+        started = request.cookies.get(login_cookie)
+        if not state or not started or not hmac.compare_digest(started, state):
             raise HTTPException(400, "this sign-in was not started in this browser: start again from the sign-in page")
+        if error:  # Okta's answer to this browser's own sign-in: its code only (a link cannot put text here)
+            await sessions.take_login(state)
+            raise HTTPException(400, f"Okta did not sign you in ({re.sub(r'[^a-z_]', '', error)[:40]}): start "
+                                     "again from the sign-in page")
+        if not code:
+            raise HTTPException(400, "the callback has no code: start again from the sign-in page")
         login_ = await sessions.take_login(state)
         if login_ is None:
             raise HTTPException(400, "this sign-in was already used or has expired: start again from the sign-in page")
@@ -218,16 +250,16 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
         sid, _ = await sessions.open(name, role, "okta")
         log.info("console sign-in with Okta (%s)", role)
         response = RedirectResponse(login_["next"], 303)
-        cookie(response, SESSION_COOKIE, sid, cfg.session_ttl_s)
-        response.delete_cookie(LOGIN_COOKIE, path="/oidc")
+        cookie(response, session_cookie, sid, cfg.session_ttl_s)
+        response.delete_cookie(login_cookie, path="/", secure=cfg.secure_cookies, httponly=True)
         return response
 
     @app.post("/logout")
     async def logout(request: Request) -> Response:
         await actor(request, admin=False)
-        await sessions.close(request.cookies.get(SESSION_COOKIE))
+        await sessions.close(request.cookies.get(session_cookie))
         response = RedirectResponse("/login", 303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        response.delete_cookie(session_cookie, path="/", secure=cfg.secure_cookies, httponly=True)
         return response
 
     # ------------------------------------------------------------------ pages
@@ -251,7 +283,7 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
         info = next(a for a in await reader.apps() if a["app_id"] == connector.okta_app_id)
         held = await reader.guards.held(connector.okta_app_id) if info["guard"] else []
         recent, _ = await reader.audit.page({"app_id": connector.okta_app_id}, None, None, 20, None)
-        return page(request, "app.html", caller, app=info, held=held, recent=recent, done=done)
+        return page(request, "app.html", caller, app=info, held=held, recent=recent, done=done_note(done))
 
     @app.post("/apps/{name}/guard/{action}")
     async def guard_action(request: Request, name: str, action: str) -> Response:
@@ -262,12 +294,14 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
         users = [u for u in form.get("users", "").split(",") if u.strip()] or None
         if users and not all(is_okta_id(u.strip()) for u in users):
             raise HTTPException(400, "users: Okta user ids (00u…), comma-separated")
-        done = await actions.guard(action, connector.okta_app_id, [u.strip() for u in users] if users else None,
-                                   caller.actor)
+        if action == "discard" and form.get("confirm") != "yes":
+            raise HTTPException(400, "tick the box to confirm: discarded deactivations are never sent")
+        done = await attempt(f"the guard's {action}", actions.guard(
+            action, connector.okta_app_id, [u.strip() for u in users] if users else None, caller.actor))
         if done is None:
             raise HTTPException(400, f"the guard of {connector.name} is not set: nothing is held")
-        note = f"{len(done)} held deactivation(s) {'released' if action == 'release' else 'discarded'}"
-        return RedirectResponse(f"/apps/{connector.name}?" + urlencode({"done": note}), 303)
+        code = "released" if action == "release" else "discarded"
+        return RedirectResponse(f"/apps/{connector.name}?" + urlencode({"done": f"{code}:{len(done)}"}), 303)
 
     @app.get("/audit", response_class=HTMLResponse)
     async def audit(request: Request) -> Response:
@@ -276,8 +310,8 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
         filters, since, until, limit = _audit_filters(q, reader)
         try:
             items, token = await reader.audit.page(filters, since, until, limit, q.get("after") or None)
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
+        except (ValueError, OverflowError):
+            raise HTTPException(400, "after: not a page token this console made") from None
         more = None
         if token:
             more = "/audit?" + urlencode({**{k: v for k, v in q.items() if k != "after" and v}, "after": token})
@@ -306,8 +340,9 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
     @app.get("/dead-letters", response_class=HTMLResponse)
     async def dead_letters(request: Request, done: str | None = None) -> Response:
         caller = await viewer(request)
-        letters = await actions.dead_letters()
-        return page(request, "dead_letters.html", caller, letters=letters, done=done, names=reader.app_names())
+        letters = await attempt("reading the dead letters", actions.dead_letters())
+        return page(request, "dead_letters.html", caller, letters=letters, done=done_note(done),
+                    names=reader.app_names())
 
     @app.post("/dead-letters/replay")
     async def replay(request: Request) -> Response:
@@ -315,10 +350,9 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
         ids = {i for i in (await request.form()).getlist("id") if isinstance(i, str) and i}
         if not ids:
             raise HTTPException(400, "choose at least one dead letter")
-        results = await actions.replay(ids, caller.actor)
+        results = await attempt("the replay", actions.replay(ids, caller.actor))
         replayed = sum(1 for _, outcome in results if outcome.startswith("replayed"))
-        note = f"{replayed} of {len(ids)} dead letter(s) replayed"
-        return RedirectResponse("/dead-letters?" + urlencode({"done": note}), 303)
+        return RedirectResponse("/dead-letters?" + urlencode({"done": f"replayed:{replayed}:{len(ids)}"}), 303)
 
     @app.get("/users", response_class=HTMLResponse)
     async def one_user(request: Request) -> Response:
@@ -331,7 +365,7 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
         user = form.get("user", "").strip()
         if connector is None:
             raise HTTPException(400, "choose an app of the connectors file")
-        if not user or len(user) > 200:
+        if not (is_okta_id(user) or (LOGIN.fullmatch(user) and user.strip("."))):
             raise HTTPException(400, "give an Okta user id (00u…) or a login")
         wait = await limit.take()
         if wait is not None:
@@ -344,25 +378,18 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
 
     @app.post("/users/preview", response_class=HTMLResponse)
     async def preview(request: Request) -> Response:
-        from bridgectl.oneuser import UnknownUser
-
         caller, connector, user, form = await _one_user_form(request, admin=False)
         try:
-            result = await actions.preview(connector, user)
+            result = await attempt("the preview", actions.preview(connector, user), (user,))
         except UnknownUser as exc:
             raise HTTPException(400, str(exc)) from None
-        except Exception as exc:  # noqa: BLE001 - shown masked and bounded, never a traceback
-            log.warning("preview failed: %s", type(exc).__name__)
-            raise HTTPException(502, f"the preview failed: {error_text(f'{type(exc).__name__}: {exc}')}") from None
         return page(request, "user.html", caller, apps=reader.connectors.apps, result=result, form=form)
 
     @app.post("/users/provision")
     async def provision(request: Request) -> Response:
-        from bridgectl.oneuser import UnknownUser
-
         caller, connector, user, _ = await _one_user_form(request, admin=True)
         try:
-            result = await actions.provision(connector, user, caller.actor)
+            result = await attempt("the provision", actions.provision(connector, user, caller.actor), (user,))
         except UnknownUser as exc:
             raise HTTPException(400, str(exc)) from None
         log.info("provision on demand of a user of %s (%s)", connector.name, caller.role)  # no person's name
@@ -425,12 +452,15 @@ def _when(value: str | None, name: str) -> datetime | None:
         return datetime.now(UTC) - timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: n})
     try:
         at = datetime.fromisoformat(value)
-    except ValueError:
+        at = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise HTTPException(400, f"{name}: not a date (2026-12-06, 2026-12-06T10:00, or -15m / -2h / -7d)") from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    if not 1970 <= at.year <= 9998:
+        raise HTTPException(400, f"{name}: a date between 1970 and 9998")
+    return at
 
 
-_LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9._~/?=&%+-]*")
+_LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9._~/?=&%+:,@-]*")
 
 
 def _local(path: str | None) -> str:

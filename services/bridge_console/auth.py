@@ -37,7 +37,7 @@ import jwt
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
-from okta_bridge.apiauth import ApiToken
+from okta_bridge.apiauth import ApiToken, ApiTokens
 
 __all__ = ["Oidc", "OidcError", "Principal", "RateLimit", "Sessions", "pkce_pair", "principal_of_token"]
 
@@ -84,21 +84,31 @@ class Sessions:
         await self._db.console_logins.create_index("expires_at", expireAfterSeconds=0)
         await self._db.console_rate.create_index("expires_at", expireAfterSeconds=0)
 
-    async def open(self, name: str, role: str, via: str) -> tuple[str, Principal]:
+    async def open(self, name: str, role: str, via: str, token_digest: str | None = None) -> tuple[str, Principal]:
+        """A new session (a new id at every sign-in). ``token_digest``: the token's SHA-256 for a session opened with
+        a token (the setting's own form: it grants nothing), so the token is checked again at every request."""
         sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         now = datetime.now(UTC)
         await self._db.console_sessions.insert_one({"_id": _digest(sid), "name": name, "role": role, "via": via,
-                                                    "csrf": csrf, "created": now,
+                                                    "token": token_digest, "csrf": csrf, "created": now,
                                                     "expires_at": now + timedelta(seconds=self._ttl)})
         return sid, Principal(name, role, via, csrf)
 
-    async def get(self, sid: str | None) -> Principal | None:
+    async def get(self, sid: str | None, tokens: "ApiTokens | None" = None) -> Principal | None:
+        """The session's principal; for a token's session, only while ``tokens`` still holds that token (its role
+        as it is now)."""
         if not sid or len(sid) > 100:
             return None
         doc = await self._db.console_sessions.find_one({"_id": _digest(sid)})
         if doc is None or _utc(doc["expires_at"]) <= datetime.now(UTC):
             return None
-        return Principal(doc["name"], doc["role"], doc["via"], doc["csrf"])
+        role = doc["role"]
+        if doc["via"] == "token":
+            token = tokens.current(doc["name"], doc.get("token") or "") if tokens is not None else None
+            if token is None:
+                return None
+            role = "admin" if token.grants("operate") else "viewer"
+        return Principal(doc["name"], role, doc["via"], doc["csrf"])
 
     async def close(self, sid: str | None) -> None:
         if sid and len(sid) <= 100:
@@ -145,9 +155,10 @@ class Oidc:
     """The console as an OIDC client (confidential web app, ``client_secret_basic``, PKCE S256)."""
 
     def __init__(self, issuer: str, client_id: str, client_secret: str, redirect_uri: str, groups_claim: str,
-                 http: httpx.AsyncClient) -> None:
+                 http: httpx.AsyncClient, scopes: str = "openid profile email groups") -> None:
         self.issuer, self.client_id, self._secret = issuer, client_id, client_secret
         self.redirect_uri, self.groups_claim, self._http = redirect_uri, groups_claim, http
+        self.scopes = scopes
         self._meta: dict[str, Any] | None = None
         self._keys: dict[str, Any] = {}
 
@@ -167,7 +178,7 @@ class Oidc:
     async def authorize_url(self, state: str, nonce: str, challenge: str) -> str:
         meta = await self.metadata()
         query = {"response_type": "code", "client_id": self.client_id, "redirect_uri": self.redirect_uri,
-                 "scope": "openid profile email groups", "state": state, "nonce": nonce,
+                 "scope": self.scopes, "state": state, "nonce": nonce,
                  "code_challenge": challenge, "code_challenge_method": "S256"}
         return f"{meta['authorization_endpoint']}?{urlencode(query)}"
 

@@ -16,7 +16,7 @@ from okta_bridge.topology import hold_queue_name, pool_names, retry_queue_name, 
 
 __all__ = ["Reader", "FAILURE_STEPS"]
 
-FAILURE_STEPS = ("failed", "dead_lettered", "retried", "held")
+FAILURE_STEPS = ("dead_lettered",)  # a change that failed for good; a retried attempt is counted apart
 WINDOW = timedelta(hours=1)
 
 
@@ -43,7 +43,9 @@ class Reader:
         for a in self.connectors.apps:
             activity = await self.audit.app_activity(a.okta_app_id, since)
             counts = activity["counts"]
-            failures = sum(counts.get(s, 0) for s in ("failed", "dead_lettered", "retried"))
+            # a change ends applied, skipped or dead-lettered; a failed attempt is recorded `failed` and `retried`
+            # (and `failed` again beside `dead_lettered` at the end), so only the ends are counted here
+            failures = counts.get("dead_lettered", 0)
             done = failures + counts.get("applied", 0) + counts.get("skipped", 0) + counts.get("skipped_stale", 0)
             circuit = next((c for c in circuits if c["app_id"] == a.okta_app_id), None)
             guard = guards.get(a.okta_app_id)
@@ -52,15 +54,15 @@ class Reader:
                 why = f"circuit open since {circuit['since']:%H:%M:%S}: {circuit['reason']}"
             elif guard and guard.paused:
                 health, why = "paused", f"deactivation guard paused: {guard.held} held"
-            elif counts.get("dead_lettered") or counts.get("failed"):
-                health, why = "failing", "changes failed in the last hour"
+            elif failures:
+                health, why = "failing", f"{failures} change(s) dead-lettered in the last hour"
             else:
                 health, why = "ok", ""
             out.append({"name": a.name, "app_id": a.okta_app_id, "pool": a.pool, "scim": a.version,
                         "health": health, "why": why, "circuit": circuit,
                         "guard": guard, "guard_threshold": a.guard.max_deactivations, "guard_window_s": a.guard.window_s,
                         "backlog": backlog.get(a.pool), "counts": counts,
-                        "error_rate": (failures / done) if done else None,
+                        "error_rate": (failures / done) if done else None, "retries": counts.get("retried", 0),
                         "last_applied_at": activity["last_applied_at"],
                         "last_applied_trace": activity["last_applied_trace"]})
         return out

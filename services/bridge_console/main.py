@@ -45,7 +45,7 @@ def build() -> tuple[FastAPI, ConsoleSettings]:
     if cfg.oidc_client_id:
         oidc = Oidc(cfg.oidc_issuer or okta.org_url.rstrip("/"), cfg.oidc_client_id,
                     cfg.oidc_client_secret.get_secret_value(), f"{cfg.public_url}/oidc/callback",
-                    cfg.oidc_groups_claim, http)
+                    cfg.oidc_groups_claim, http, cfg.oidc_scopes)
     elif not len(tokens):
         log.warning("neither CONSOLE_OIDC_CLIENT_ID nor API_TOKENS: nobody can sign in")
     readiness = Readiness()

@@ -33,7 +33,10 @@ class ConsoleSettings(BaseSettings):
     okta_reserve: float = Field(default=0.25, ge=0, le=1,
                                 description="refuse a preview or provision when an Okta bucket it uses has less than "
                                             "this share of its limit left (the services need it)")
-    session_ttl_s: int = Field(default=28800, ge=60)
+    session_ttl_s: int = Field(default=3600, ge=60, description="a session's lifetime: an Okta sign-in's role (from "
+                                                                 "its groups) holds until it ends")
+    oidc_scopes: str = Field(default="openid profile email groups",
+                             description="asked of the authorization server; a custom one needs a groups scope and claim")
 
     @model_validator(mode="after")
     def _urls(self) -> "ConsoleSettings":

@@ -89,6 +89,12 @@ class ApiTokens:
     def __len__(self) -> int:
         return len(self._tokens)
 
+    def current(self, name: str, digest: str) -> ApiToken | None:
+        """The entry a session opened with a token still stands for: the same name and token (a removed or changed
+        entry ends such sessions at once, and a changed role applies at once)."""
+        found = next((t for t in self._tokens if t.name == name), None)
+        return found if found is not None and hmac.compare_digest(found.digest, digest) else None
+
     def check(self, presented: str | None) -> ApiToken | None:
         if not presented:
             return None

@@ -321,7 +321,7 @@ def test_the_console_serves_its_pages_on_a_service_with_the_settings_it_document
     assert "CONSOLE_OIDC_ISSUER" not in env and "CONSOLE_TRACE_URL_TEMPLATE" not in env  # the console's defaults
     assert (env["CONSOLE_ADMIN_GROUPS"], env["CONSOLE_VIEWER_GROUPS"]) == ("okta-bridge-admins", "okta-bridge-viewers")
     assert env["CONSOLE_OIDC_GROUPS_CLAIM"] == "groups"
-    assert (env["CONSOLE_ACTIONS_PER_MINUTE"], env["CONSOLE_SESSION_TTL_S"]) == ("10", "28800")
+    assert (env["CONSOLE_ACTIONS_PER_MINUTE"], env["CONSOLE_SESSION_TTL_S"]) == ("10", "3600")
     hosts = env["API_ALLOWED_HOSTS"].split(",")
     assert {"rel-okta-bridge-console", "rel-okta-bridge-console.bridge.svc.cluster.local", "localhost"} <= set(hosts)
     service = by_name(docs, "Service")["rel-okta-bridge-console"]

@@ -147,8 +147,12 @@ async def test_an_admin_acts_only_with_the_sessions_csrf_token_from_the_consoles
     assert actions.calls == []
     done = await http.post("/dead-letters/replay", data={"id": "abc", "csrf": csrf},
                            headers={"origin": "http://localhost:8090"})
-    assert done.status_code == 303 and "1+of+1" in done.headers["location"]
+    assert done.status_code == 303 and done.headers["location"] == "/dead-letters?done=replayed%3A1%3A1"
+    assert "1 of 1 dead letter(s) replayed" in (await http.get(done.headers["location"])).text
     assert actions.calls == [("replay", ["abc"], "ops-admin (token)")]
+    # a crafted link cannot put its own words on the page
+    crafted = await http.get("/dead-letters", params={"done": "Your password expired: call +1 555"})
+    assert "password expired" not in crafted.text
     # a bearer token is not a cookie: no CSRF to forge, the token is the proof
     by_token = await http.post("/apps/jira/guard/release", data={}, headers={"authorization": f"Bearer {ADMIN}"},
                                cookies={})
@@ -205,6 +209,9 @@ async def test_audit_filters_page_and_refuse_bad_values(console):
     for params, message in (({"since": "yesterday-ish"}, "since: not a date"), ({"limit": "100000"}, "limit: between"),
                             ({"user": "alice@example.com"}, "user: an Okta id"), ({"status": "nope"}, "status: one of"),
                             ({"app": "no-such-app"}, "app: a connector name"), ({"trace": "xyz"}, "trace: 32"),
+                            ({"since": "0001-01-01T00:00+01:00"}, "since: not a date"),
+                            ({"until": "9999-12-31T23:59-01:00"}, "until: not a date"), ({"until": "9999-06-01"}, "until: a date between"),
+                            ({"after": "0001-01-01T00:00:00+01:00~656565656565656565656565"}, "after: not a page"),
                             ({"since": "2026-12-06", "until": "2026-12-05"}, "since must be before until")):
         refused = await http.get("/audit", params=params)
         assert refused.status_code == 400 and message in refused.text, params
@@ -277,11 +284,18 @@ async def test_a_forged_or_replayed_oidc_callback_is_refused_before_okta_is_aske
     http, _, db = console
     forged = await http.get("/oidc/callback", params={"code": "stolen-code", "state": "guessed-state"})
     assert forged.status_code == 400 and "not started in this browser" in forged.text
-    http.cookies.set("bridge_console_login", "guessed-state", path="/oidc")
+    http.cookies.set("bridge_console_login", "guessed-state", path="/")
     unknown = await http.get("/oidc/callback", params={"code": "stolen-code", "state": "guessed-state"})
     assert unknown.status_code == 400 and "already used or has expired" in unknown.text
-    refused = await http.get("/oidc/callback", params={"error": "access_denied", "error_description": "no"})
-    assert refused.status_code == 400 and "access_denied" in refused.text
+    # an error answer is shown only for this browser's own sign-in, and only Okta's error code, not free text
+    http.cookies.clear()
+    crafted = await http.get("/oidc/callback", params={"error": "access_denied", "error_description": "call us",
+                                                       "state": "guessed-state"})
+    assert crafted.status_code == 400 and "call us" not in crafted.text and "not started" in crafted.text
+    http.cookies.set("bridge_console_login", "guessed-state", path="/")
+    refused = await http.get("/oidc/callback", params={"error": "access_denied", "error_description": "call us",
+                                                       "state": "guessed-state"})
+    assert refused.status_code == 400 and "access_denied" in refused.text and "call us" not in refused.text
     assert await db.console_sessions.count_documents({}) == 0
 
 
@@ -305,3 +319,75 @@ def test_a_sign_in_returns_only_to_a_path_of_the_console(target, expected):
     from bridge_console.app import _local
 
     assert _local(target) == expected
+
+
+async def test_a_tokens_session_ends_when_the_token_is_removed_and_follows_a_changed_role(console, mongo_db):
+    """A session opened with a token holds only while API_TOKENS still has that token: checked at every request."""
+    http, _, db = console
+    await sign_in(http, ADMIN)
+    assert (await http.get("/apps")).status_code == 200
+    doc = await db.console_sessions.find_one({})
+    assert doc["token"] == hash_token(ADMIN) and ADMIN not in str(doc)  # the digest, never the token
+    sessions = Sessions(db, 3600)
+    sid = http.cookies.get("bridge_console")
+    now_viewer = ApiTokens.parse(f"ops-admin:viewer:{ADMIN}")
+    assert (await sessions.get(sid, now_viewer)).role == "viewer"
+    assert await sessions.get(sid, ApiTokens.parse("ops-admin:operator:another-token-0123456789")) is None
+    assert await sessions.get(sid, ApiTokens.parse(f"someone:operator:{ADMIN}")) is None
+
+
+async def test_the_error_rate_counts_changes_that_failed_for_good_not_retried_attempts(console):
+    http, _, db = console
+    await sign_in(http, VIEWER)
+    now = datetime.now(UTC)
+    steps = ["failed", "retried", "failed", "retried", "applied",  # one change: two failed attempts, then applied
+             "applied", "applied", "failed", "dead_lettered"]  # two applied; one dead-lettered in the end
+    await db.audit.insert_many([{"at": now - timedelta(seconds=30 - i), "service": "scim-dispatcher", "step": s,
+                                 "org": ORG, "app_id": APP_ID} for i, s in enumerate(steps)])
+    page = await http.get("/apps")
+    assert "25.0 %" in page.text and "2 retried attempt(s)" in page.text  # 1 of 4 changes
+    assert "h-failing" in page.text and "1 change(s) dead-lettered" in page.text
+
+
+async def test_odd_user_values_are_refused_before_okta_is_asked(console):
+    http, actions, _ = console
+    csrf = await sign_in(http, ADMIN)
+    for user in (".", "..", "a/b", "x?y", "a b", "%2e%2e"):
+        refused = await http.post("/users/preview", data={"csrf": csrf, "user": user, "app": "jira"})
+        assert refused.status_code == 400, user
+    assert actions.calls == []
+
+
+async def test_a_failing_action_is_a_502_with_a_masked_reason_not_a_traceback(console):
+    http, actions, _ = console
+    csrf = await sign_in(http, ADMIN)
+
+    async def broker_down(*_):
+        raise ConnectionError("connection to amqp://bridge-console:hunter2@rabbit/ refused for alice@example.com")
+    actions.replay = broker_down
+    actions.dead_letters = broker_down
+    actions.preview = broker_down
+    page = await http.get("/dead-letters")
+    assert page.status_code == 502 and "reading the dead letters failed: ConnectionError" in page.text
+    replay = await http.post("/dead-letters/replay", data={"id": "x", "csrf": csrf})
+    assert replay.status_code == 502 and "hunter2" not in replay.text
+    preview = await http.post("/users/preview", data={"csrf": csrf, "user": "alice@example.com", "app": "jira"})
+    assert preview.status_code == 502 and "alice@example.com" not in preview.text.split("<main>")[1]
+
+
+async def test_discarding_held_deactivations_needs_the_confirmation(console):
+    http, actions, _ = console
+    csrf = await sign_in(http, ADMIN)
+    refused = await http.post("/apps/jira/guard/discard", data={"csrf": csrf})
+    assert refused.status_code == 400 and actions.calls == []
+    done = await http.post("/apps/jira/guard/discard", data={"csrf": csrf, "confirm": "yes"})
+    assert done.status_code == 303 and actions.calls[-1][:2] == ("guard", "discard")
+
+
+async def test_a_sign_in_keeps_the_pages_filters(console):
+    http, _, _ = console
+    sent = await http.get("/audit?status=applied&since=-1h", headers={"accept": "text/html"})
+    assert sent.status_code == 303
+    assert sent.headers["location"] == "/login?next=%2Faudit%3Fstatus%3Dapplied%26since%3D-1h"
+    missing = await http.get("/no-such-page", headers={"accept": "text/html"})
+    assert missing.status_code == 404 and "<!doctype html>" in missing.text

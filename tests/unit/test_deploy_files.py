@@ -312,7 +312,7 @@ def test_the_console_runs_from_the_image_with_its_settings_its_port_and_the_audi
     assert {"127.0.0.1", "localhost", "console"} <= set(env["API_ALLOWED_HOSTS"].split(","))
     assert env["CONSOLE_ADMIN_GROUPS"] == "okta-bridge-admins" and env["CONSOLE_VIEWER_GROUPS"] == "okta-bridge-viewers"
     assert env["CONSOLE_OIDC_GROUPS_CLAIM"] == "groups"
-    assert int(env["CONSOLE_ACTIONS_PER_MINUTE"]) == 10 and int(env["CONSOLE_SESSION_TTL_S"]) == 28800
+    assert int(env["CONSOLE_ACTIONS_PER_MINUTE"]) == 10 and int(env["CONSOLE_SESSION_TTL_S"]) == 3600
     # a trace id opens compose's Jaeger UI, as published on the host
     template = urlsplit(env["CONSOLE_TRACE_URL_TEMPLATE"])
     assert template.path == "/trace/{trace_id}" and f"127.0.0.1:{template.port}:16686" in services["jaeger"]["ports"]
