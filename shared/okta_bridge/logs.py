@@ -25,7 +25,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from okta_bridge.redact import mask_secrets, register_secret, register_url_secrets
+from okta_bridge.redact import mask_secrets, mask_traceback, register_secret, register_url_secrets
 from okta_bridge.telemetry import ATTR
 
 __all__ = ["JsonFormatter", "MaskingFormatter", "TextFormatter", "log_level", "mask_handlers", "register_secret",
@@ -53,7 +53,7 @@ class MaskingFormatter(logging.Formatter):
         return mask_secrets(self.inner.format(record))
 
     def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
-        return mask_secrets(self.inner.formatException(ei))
+        return mask_traceback(self.inner.formatException(ei))
 
 
 def mask_handlers() -> None:
@@ -95,7 +95,7 @@ def _masked_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
         elif isinstance(record.args, dict):
             record.args = {k: _mask_arg(v) for k, v in record.args.items()}
         if record.exc_info and record.exc_info[0] is not None:  # every formatter uses exc_text once it is set
-            record.exc_text = mask_secrets("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
+            record.exc_text = mask_traceback("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
         if record.stack_info:
             record.stack_info = mask_secrets(record.stack_info)
     except Exception:  # noqa: BLE001 - logging must never fail; the handler's formatter masks the line anyway

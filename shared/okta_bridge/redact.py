@@ -141,6 +141,18 @@ def mask_personal(text: str, values: Iterable[str] = ()) -> str:
     return _EMAIL.sub(MASK, text)
 
 
+# what pydantic puts in a validation error's text: the value that failed (a message's whole profile, say)
+_INPUT_VALUE = re.compile(r"input_value=(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\{.*?\}(?=, input_type)|"
+                          r"\[.*?\](?=, input_type)|[^,\]\n]*)")
+
+
+def mask_traceback(text: str) -> str:
+    """A traceback fit for a log: secrets masked, the values a validation error quotes (``input_value=…``) and
+    anything shaped like an email address masked (an unexpected error's text may carry a person's data; the
+    traceback's lines of code stay)."""
+    return _EMAIL.sub(MASK, _INPUT_VALUE.sub(f"input_value={MASK}", mask_secrets(text)))
+
+
 def one_line(text: str, limit: int = TEXT_LIMIT) -> str:
     """Control characters and line breaks as single spaces, cut to ``limit`` characters (with ``…``)."""
     flat = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()

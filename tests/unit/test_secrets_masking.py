@@ -114,6 +114,31 @@ def test_every_handler_masks_secrets_url_passwords_and_tracebacks(restore_loggin
         assert "amqp://bridge:***@rabbit" in text and "mongodb://bridge:***@mongo" in text, where
 
 
+def test_an_unexpected_errors_traceback_in_the_log_carries_no_persons_values(restore_logging, capsys):
+    """A validation error quotes the value that failed (a profile); an error's text may hold an email: the logged
+    traceback masks both, and keeps the lines of code."""
+    from pydantic import BaseModel
+
+    class Profile(BaseModel):
+        login: str
+        age: int
+
+    setup_logging("test")
+    payload = {"login": "ada.lovelace@example.com", "age": {"name": "Ada Lovelace"}}  # not on a traceback's line
+    missing = "no link for grace.hopper@example.com"
+    try:
+        Profile.model_validate(payload)
+    except ValidationError:
+        logging.getLogger("translator").exception("a batch of 1 events failed")
+    try:
+        raise KeyError(missing)
+    except KeyError:
+        logging.getLogger("translator").exception("a batch of 1 events failed")
+    text = capsys.readouterr().err
+    assert text.count("Traceback") == 2 and "Profile.model_validate" in text and "input_value=***" in text
+    assert "Lovelace" not in text and "ada.lovelace" not in text and "grace.hopper" not in text
+
+
 def test_url_passwords_are_masked_without_being_registered():
     assert redact.mask_secrets("cannot reach mongodb+srv://app:p%40ss@db.lan/x and amqps://u:v@h/") == \
         "cannot reach mongodb+srv://app:***@db.lan/x and amqps://u:***@h/"
