@@ -184,9 +184,9 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
     # ------------------------------------------------------------------ sign-in
 
     @app.get("/login", response_class=HTMLResponse)
-    async def login(request: Request, next: str = "/", error: str | None = None) -> Response:
+    async def login(request: Request, next: str = "/") -> Response:
         pre = secrets.token_urlsafe(24)
-        response = page(request, "login.html", None, 400 if error else 200, next=_local(next), pre=pre, error=error)
+        response = page(request, "login.html", None, 200, next=_local(next), pre=pre, error=None)
         cookie(response, pre_cookie, pre, 900)
         return response
 

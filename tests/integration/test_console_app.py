@@ -182,6 +182,12 @@ async def test_a_wrong_token_or_an_expired_form_opens_no_session(console):
     assert await db.console_sessions.count_documents({}) == 0
 
 
+async def test_a_link_cannot_put_words_on_the_sign_in_page(console):
+    http, _, _ = console
+    page = await http.get("/login", params={"error": "Your account is locked: call +1 555 0100"})
+    assert page.status_code == 200 and "locked" not in page.text
+
+
 async def test_a_host_header_of_another_name_is_refused(console):
     http, _, _ = console
     assert (await http.get("/login", headers={"host": "evil.example"})).status_code == 400
