@@ -246,7 +246,8 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
         name = str(claims.get("preferred_username") or claims.get("email") or claims["sub"])[:200]
         if role is None:
             log.warning("console sign-in refused: not in a console group")
-            raise HTTPException(403, f"{name} is in none of the console's groups ({', '.join(sorted(cfg.groups('admin') | cfg.groups('viewer')))})")
+            groups = ", ".join(sorted(cfg.groups("admin") | cfg.groups("viewer")))
+            raise HTTPException(403, f"{name} is in none of the console's groups ({groups})")
         sid, _ = await sessions.open(name, role, "okta")
         log.info("console sign-in with Okta (%s)", role)
         response = RedirectResponse(login_["next"], 303)
