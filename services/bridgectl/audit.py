@@ -53,6 +53,9 @@ def filters_of(user: str | None, app: str | None, group: str | None, connectors_
     return {"okta_user_id": user, "app_id": app_id, "okta_group_id": group}
 
 
+FOLLOW_LOOKBACK = timedelta(seconds=30)  # how late a record may land and still be printed by --follow
+
+
 def audit(user: str = typer.Option(None, "--user", help="Okta user id (00u…) or login"),
           app: str = typer.Option(None, "--app", help="the app's connector name or Okta app id"),
           group: str = typer.Option(None, "--group", help="Okta group id (00g…)"),
@@ -73,15 +76,18 @@ async def _audit(filters: dict, since: datetime | None, limit: int, follow: bool
         items, _ = await store.page(filters, since, None, limit, None)
         _print(list(reversed(items)), as_json)
         last = max((i["at"] for i in items), default=since or datetime.now(UTC))
-        seen = {i["id"] for i in items}
+        seen = {i["id"]: i["at"] for i in items}
         while follow:
             await asyncio.sleep(1.0)
-            new, _ = await store.page(filters, last, None, 1000, None)
+            # records reach the trail in batches from several services, so one may land after a newer one: look
+            # back FOLLOW_LOOKBACK from the newest seen, and print what was not printed yet
+            new, _ = await store.page(filters, last - FOLLOW_LOOKBACK, None, 1000, None)
             new = [i for i in reversed(new) if i["id"] not in seen]
-            seen.update(i["id"] for i in new)
+            seen.update((i["id"], i["at"]) for i in new)
             if new:
-                last = max(i["at"] for i in new)
+                last = max(last, *(i["at"] for i in new))
                 _print(new, as_json)
+                seen = {k: at for k, at in seen.items() if at >= last - FOLLOW_LOOKBACK}  # bounded
     finally:
         await client.close()
 
