@@ -7,9 +7,8 @@ runs exists, every setting the services read is set (or has a default that works
 come from files and reach the services that need them, and the image runs the installed project as non-root.
 No Docker is needed: these tests read the files only.
 
-The web console (``python -m bridge_console``) is written in a branch of its own, alongside the compose service that runs
-it: until both are merged the checks that import its package are skipped (``PENDING``), the rest read compose.yaml
-against the console's documented settings (docs/deploy.md, "The web console").
+The web console (``python -m bridge_console``) is checked as every service is, and compose's settings for it against
+its documented ones (docs/deploy.md, "The web console").
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ BRIDGE_MODULES = ("queue_poller", "translator", "scim_dispatcher", "audit_record
 DEMO_MODULES = ("okta_simulator", "demo_scim_target")
 JOB_MODULES = ("bridgectl",)  # one-shot jobs the services wait for
 # bridge modules written in a parallel branch and not merged here yet: checks that import them wait for them
-PENDING = frozenset(m for m in ("bridge_console",) if importlib.util.find_spec(m) is None)
 DEMO_OIDC_CLIENT = ROOT / "deploy" / "demo" / "console-oidc-client.json"
 _INTERP = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
@@ -169,8 +167,6 @@ def test_every_module_compose_runs_is_an_importable_package_with_a_main() -> Non
                str(svc.get("image", ""))}
     assert set(modules.values()) == set(BRIDGE_MODULES + DEMO_MODULES + JOB_MODULES), modules
     for name, module in modules.items():
-        if module in PENDING:
-            continue  # not merged yet: its settings test is skipped and says so
         assert importlib.util.find_spec(module) is not None, f"{name}: no package {module}"
         assert importlib.util.find_spec(f"{module}.__main__") is not None, f"{name}: `python -m {module}` has no __main__"
 
@@ -381,8 +377,6 @@ def test_the_simulator_accepts_the_command_compose_gives_it() -> None:
 
     command = shlex.split(_command(_services()["okta-simulator"]).split("sh -c ", 1)[1])
     argv = command[command.index("okta_simulator") + 1:]
-    if "--oidc-client" not in Path(cli.__file__).read_text():
-        pytest.skip("the simulator's --oidc-client is not merged yet")
     args = cli.parse_args(argv)  # an unknown flag or a wrong value: SystemExit
     assert str(args.org_url).startswith("http://okta-simulator:8040")
     assert "/etc/okta-simulator/console-oidc-client.json" in str(args.oidc_client)
@@ -394,8 +388,6 @@ def test_the_simulator_accepts_the_command_compose_gives_it() -> None:
 def test_every_setting_a_service_reads_is_set_or_sensibly_defaulted(module: str) -> None:
     services = {name: svc for name, svc in _services().items() if _module(svc) == module}
     assert services, f"no compose service runs {module}"
-    if module in PENDING:
-        pytest.skip(f"{module} is not merged yet: its settings are read once it is")
     source = Path(importlib.util.find_spec(f"{module}.main").origin).read_text()
     for name, svc in services.items():
         env = _env_of(svc)
@@ -433,7 +425,7 @@ def test_connectors_file_is_mounted_valid_and_its_secrets_reach_the_services(mon
     served: set[str] = set()
     for name, module in _bridge_services().items():
         svc = services[name]
-        if module not in PENDING and "load_connectors" not in Path(
+        if "load_connectors" not in Path(
                 importlib.util.find_spec(f"{module}.main").origin).read_text():
             continue
         env = _env_of(svc)
