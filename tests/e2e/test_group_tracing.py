@@ -39,6 +39,15 @@ async def test_a_group_join_is_one_trace_down_to_the_scim_patch(stack):
                 return [g for g in await target.groups() if g.get("displayName") == "Secret Project X"]
             await eventually(group_exists, 60, "the pushed group created")
             await eventually(lambda: _active(target, login), 60, "the user provisioned")
+            # the poller's first read goes a minute back, so the group's create event pushes it a second time; a
+            # push that lands after the join would bring the member in itself (and the join's plan would find it
+            # applied): the join waits until that push is done
+            created = next(e["uuid"] for e in await okta.events() if e["eventType"] == "group.lifecycle.create")
+
+            async def pushed_again():
+                return [r for r in await audit_records(stack, event=created)
+                        if r.get("service") == "scim-dispatcher" and r["step"] in ("applied", "skipped_stale")]
+            await eventually(pushed_again, 60, "the create event's push applied")
             await okta.add_group_member(group, user)
 
             async def joined():
