@@ -67,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scale-window", type=float, default=15)
     p.add_argument("--group-scale", type=float, default=1.0,
                    help="scales the groups scenario: one group of 5,000 x SCALE members and 50 of 100 x SCALE")
+    p.add_argument("--raw", action="store_true", help="keep each paced change's times in the JSON (for analysis)")
     p.add_argument("--timeout", type=float, default=300, help="per phase")
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for every service")
     args = p.parse_args(argv)

@@ -165,7 +165,8 @@ class Sink:
 
     def start(self) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        self.process = subprocess.Popen([sys.executable, "-m", "tests.otlp_sink", "--port", str(self.port)],
+        dump = ["--dump", os.environ["BENCH_SPANS_FILE"]] if os.environ.get("BENCH_SPANS_FILE") else []
+        self.process = subprocess.Popen([sys.executable, "-m", "tests.otlp_sink", "--port", str(self.port), *dump],
                                         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(f"http://127.0.0.1:{self.port}/stats", 30, self.process)
 

@@ -285,6 +285,9 @@ async def paced(args, db: Database, sink: Sink, kept, *, rate: float, seconds: f
                                                         if u in planned and u in received]),
                       planned_to_write_s=percentiles([written[u] - planned[u] for u in written if u in planned]),
                       achieved_offer_per_s=round(n / max(offered_until - started, 1e-6), 1))
+        if getattr(args, "raw", False):  # per change, seconds from the start: published, received, planned, written
+            result["raw"] = [[round(t[u] - started, 4) if u in t else None for t in (published, received, planned,
+                                                                                      written)] for u in users]
     return result
 
 
