@@ -44,6 +44,7 @@ tracer = trace.get_tracer("translator")
 
 # Okta's clock is known from Date headers, to the second: a listing counts as of two seconds before it was asked for
 LISTING_MARGIN_US = 2_000_000
+PUBLISH_WINDOW = 100  # plans of a batch published at once (their confirms awaited together)
 
 
 @dataclass
@@ -111,7 +112,8 @@ class Translator:
         unread = await self._read_app_profiles([works[k] for k in sorted(profile_reads)], assignment_reads)
         for result in unread:
             del works[result.work.key]
-            await self._publish(result)
+        await self._publish_all(unread)
+        for result in unread:
             for source in result.work.sources:
                 results[source.handle] = EventResult(result.failure, result.work.app_id, result.work.user_id)
         try:
@@ -121,8 +123,8 @@ class Translator:
                 work = next(iter(by_source.get(source.handle, ())), None)
                 results[source.handle] = EventResult(exc, work and work.app_id, work and work.user_id)
             return results
+        await self._publish_all(planned)
         for result in planned:
-            await self._publish(result)
             if result.failure is not None:
                 for source in result.work.sources:
                     results[source.handle] = EventResult(result.failure, result.work.app_id, result.work.user_id)
@@ -204,6 +206,19 @@ class Translator:
         return results
 
     # --- publishing --------------------------------------------------------------------------------------------------
+    async def _publish_all(self, results: list[KeyResult]) -> None:
+        """A batch's plans go out together, their confirms awaited together (a window at a time): one after the
+        other, a batch of 100 waited for 100 confirms in a row. They are of different keys (one plan per key per
+        batch), so their order is free. All are tried; then the first failure is raised (the batch is planned
+        again: new versions, and the dispatcher's version check drops what is older)."""
+        failed: BaseException | None = None
+        for start in range(0, len(results), PUBLISH_WINDOW):
+            done = await asyncio.gather(*(self._publish(r) for r in results[start:start + PUBLISH_WINDOW]),
+                                        return_exceptions=True)
+            failed = failed or next((d for d in done if isinstance(d, BaseException)), None)
+        if failed is not None:
+            raise failed
+
     async def _publish(self, result: KeyResult) -> None:
         """The plan goes out in its first source's trace; every source keeps its own audit record."""
         work, primary = result.work, (result.work.sources[0] if result.work.sources else None)
@@ -266,8 +281,9 @@ class Translator:
 
     async def _plan_and_publish(self, works: list[KeyWork]) -> None:
         failures = []
-        for result in await self._plan(works):
-            await self._publish(result)
+        results = await self._plan(works)
+        await self._publish_all(results)
+        for result in results:
             if result.failure is not None:
                 failures.append(result.failure)
         if failures:  # the sync message is retried (its next run takes new versions) or dead-lettered

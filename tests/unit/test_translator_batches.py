@@ -296,3 +296,38 @@ async def test_a_sync_whose_listing_page_is_an_object_unassigns_no_one():
     with pytest.raises(OktaBadAnswerError, match="the page is a JSON object, not a list"):
         await t.handle_sync(AppSyncRequested(org=ORG, app_id=JIRA, reason=SyncReason.OPERATOR, sync_id="s2"))
     assert [p.action for p, _ in t.outbox.plans] == [PlanAction.UPSERT], "no one deactivated"
+
+
+class _ConfirmingOutbox(FakePlanOutbox):
+    """Each publish waits for its broker confirm; counts how many waited at once. ``fail``: the user whose plan the
+    broker refuses."""
+
+    def __init__(self, fail: str | None = None) -> None:
+        super().__init__()
+        self.waiting = self.most_waiting = 0
+        self.fail = fail
+
+    async def publish(self, plan, pool: str, context=None) -> None:
+        import asyncio
+
+        self.waiting += 1
+        self.most_waiting = max(self.most_waiting, self.waiting)
+        await asyncio.sleep(0.001)  # the confirm
+        self.waiting -= 1
+        if plan.okta_user_id == self.fail:
+            raise ConnectionError("channel closed")
+        await super().publish(plan, pool, context)
+
+
+async def test_a_batchs_plans_await_their_confirms_together_and_a_refused_one_fails_the_batch_after_all_were_tried():
+    users = {f"00u{i:x<17}": okta_user(f"00u{i:x<17}") for i in range(150)}
+    t = make(users)
+    t.outbox = _ConfirmingOutbox()
+    results = await t.handle_events(sources(*(membership_event(f"e{i}", user_id=f"00u{i:x<17}") for i in range(150))))
+    assert all(r.failure is None for r in results.values()) and len(t.outbox.plans) == 150
+    assert t.outbox.most_waiting == 100  # a window of 100 at once, not one after the other
+    t = make(users)
+    t.outbox = _ConfirmingOutbox(fail="00u7xxxxxxxxxxxxxxxx")
+    with pytest.raises(ConnectionError):
+        await t.handle_events(sources(*(membership_event(f"f{i}", user_id=f"00u{i:x<17}") for i in range(10))))
+    assert len(t.outbox.plans) == 9  # the others went out; the batch is tried again (level-triggered, versioned)
