@@ -37,6 +37,15 @@ class SimulatorAdmin:
     async def update_profile(self, user_id: str, profile: dict) -> str:
         return (await self._call("POST", f"/users/{user_id}/profile", {"profile": profile}))["id"]
 
+    async def paced_profile_updates(self, updates: list[tuple[str, dict]], rate_per_s: float) -> dict:
+        """The simulator makes the updates itself, one every 1/rate s: ``{"scheduled", "started_at"}``."""
+        return await self._call("POST", "/users/profile-updates/paced",
+                                {"updates": [{"id": u, "profile": p} for u, p in updates], "rate_per_s": rate_per_s})
+
+    async def paced_status(self) -> dict:
+        """``{"total", "done", "started_at", "finished_at", "running"}`` of the last paced run."""
+        return await self._call("GET", "/users/profile-updates/paced")
+
     async def set_password(self, user_id: str, password: str) -> str:
         """The password the user signs in with at `/oauth2/v1/authorize` (okta_simulator.oidc)."""
         return (await self._call("POST", f"/users/{user_id}/password", {"password": password}))["id"]

@@ -19,7 +19,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 from demo_scim_target.admin_client import TargetAdmin
 from okta_simulator.admin_client import SimulatorAdmin
@@ -235,28 +234,19 @@ async def paced(args, db: Database, sink: Sink, kept, *, rate: float, seconds: f
     if len(users) < n:
         result["error"] = f"only {len(users)} provisioned users left for {n} updates"
         return result
-    # the offering client waits as long as the simulator needs (a busy moment there must not end the scenario)
-    offering = httpx.AsyncClient(base_url=stack.okta_url.rstrip("/"), timeout=httpx.Timeout(60.0, pool=None),
-                                 limits=httpx.Limits(max_connections=64))
-    async with SimulatorAdmin(stack.okta_url, offering) as okta, TargetAdmin(stack.target_url) as target:
+    async with SimulatorAdmin(stack.okta_url) as okta, TargetAdmin(stack.target_url) as target:
         writes = WriteLog(target, await target.last_seq())
         phase = Phase(stack, db, sink)
         await phase.start(okta)
-        started = time.time()
         given = {u: f"{label[0].upper()}{i:06d}" for i, u in enumerate(users)}
+        # the simulator makes the updates itself, one every 1/rate s (a client posting each one was the bound here)
+        scheduled = await okta.paced_profile_updates([(u, {"firstName": given[u]}) for u in users], rate)
+        started = scheduled["started_at"]
 
-        async def update(i: int, user: str) -> None:
-            await asyncio.sleep(max(0.0, started + i / rate - time.time()))
-            for attempt in range(3):  # a kept-alive connection the simulator closed at that moment: once more
-                try:
-                    await okta.update_profile(user, {"firstName": given[user]})
-                    return
-                except httpx.TransportError:
-                    if attempt == 2:
-                        raise
-
-        await asyncio.gather(*(update(i, u) for i, u in enumerate(users)))
-        offered_until = time.time()
+        async def offered() -> bool:
+            return (await okta.paced_status())["finished_at"] is not None
+        await until(offered, seconds + args.timeout, f"{n} updates offered")
+        offered_until = (await okta.paced_status())["finished_at"]
         written: dict[str, float] = {}
 
         async def all_written() -> bool:

@@ -421,3 +421,32 @@ def test_bounded_pages_reuse_the_sorted_rows_and_match_a_plain_sort():
         expected = [str(i) for i in range(1000, 20_000)]
         assert seen == (expected if order == "ASCENDING" else expected[::-1])
         assert calls[0] in (0, 25_000) and set(calls[1:]) == {0}
+
+
+def test_paced_profile_updates_are_made_by_the_simulator_each_with_its_event_and_a_bad_id_schedules_none(clock):  # noqa: F811
+    settings = Settings(plan="workforce", token_share=0.5, tokens=dict(TOKENS), org_url=SERVER)
+    with TestClient(create_app(settings, clock)) as client:  # one event loop for the run's task
+        ids = [new_user(client, f"p{i}@example.com") for i in range(5)]
+        before = len(client.get("/_admin/events").json())
+        bad = client.post("/_admin/users/profile-updates/paced",
+                          json={"updates": [{"id": ids[0], "profile": {"title": "x"}},
+                                            {"id": "00unotthere000000000", "profile": {"title": "x"}}],
+                                "rate_per_s": 1000})
+        assert bad.status_code == 404 and "00unotthere000000000" in bad.text
+        assert client.post("/_admin/users/profile-updates/paced",
+                           json={"updates": [], "rate_per_s": 0}).status_code == 400
+        r = client.post("/_admin/users/profile-updates/paced",
+                        json={"updates": [{"id": u, "profile": {"title": f"t{i}"}} for i, u in enumerate(ids)],
+                              "rate_per_s": 1000})
+        assert r.status_code == 202 and r.json()["scheduled"] == 5
+        for _ in range(200):
+            status = client.get("/_admin/users/profile-updates/paced").json()
+            if status["finished_at"] is not None:
+                break
+            client.portal.call(asyncio.sleep, 0.01)
+        assert status["done"] == status["total"] == 5 and not status["running"]
+        events = client.get("/_admin/events").json()[before:]
+        assert [e["eventType"] for e in events] == ["user.account.update_profile"] * 5
+        assert [e["target"][-1]["id"] for e in events] == ids  # in the order given
+        assert [client.get(f"/api/v1/users/{u}", headers=A).json()["profile"]["title"] for u in ids] == \
+            [f"t{i}" for i in range(5)]
