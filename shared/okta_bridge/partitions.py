@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -128,11 +129,15 @@ class PartitionOwner:
         """Renews until ``stop``; then drains and releases everything (a clean shutdown frees its partitions at
         once instead of after the TTL)."""
         while not stop.is_set():
+            # cleared before the round, not after: a wake set during it (a lost compare-and-set, a partition drained
+            # meanwhile) starts the next round at once. Cleared after it, a replica that lost the compare-and-set
+            # waited a whole renewal and lost again to the replica renewing in step with it: one that started at the
+            # same moment as another lost every round for 24 s, and its partitions stopped at their local deadline
+            self._wake.clear()
             try:  # a database that does not answer must not hold the loop: the deadlines lapse meanwhile
                 await asyncio.wait_for(self._round(leaving=False), max(self.renew_s * 2, 5.0))
             except TimeoutError:
                 log.warning("partition lease renewal timed out")
-            self._wake.clear()
             try:
                 await asyncio.wait_for(_first(stop, self._wake), self.renew_s)
             except TimeoutError:
@@ -171,7 +176,10 @@ class PartitionOwner:
             decision = rebalance(state, self.me, timedelta(seconds=self.ttl_s), self._drained, leaving,
                                  working=before)
             if not await self.store.write(decision.state):
-                self._wake.set()  # another replica wrote in between: again at once
+                # another replica wrote in between: again soon, after a pause of a random few ms, so that replicas
+                # renewing in step (started together) fall out of step instead of colliding again
+                await asyncio.sleep(random.uniform(0.0, min(0.1, self.renew_s / 10)))
+                self._wake.set()
                 return False
         except Exception as exc:  # noqa: BLE001 - the database is away: deadlines lapse, work stops by itself
             log.warning("partition lease renewal failed: %s", exc)

@@ -168,3 +168,41 @@ async def test_a_link_write_with_an_older_fencing_token_is_refused(db):
     assert await links.save_many([LinkWrite("0oaA", "00u1", 2, "t-x", True, fence=7),
                                   LinkWrite("0oaA", "00u3", 1, "t-4", None, fence=7)]) == [False, True]
     assert (await links.get("0oaA", "00u3")).target_id == "t-4"
+
+
+class _InStep(MongoPartitions):
+    """Another replica renewing in step with this one: for the first ``times`` writes, it writes just before ours
+    (after our read), so our compare-and-set fails each time."""
+
+    def __init__(self, db, times: int) -> None:
+        super().__init__(db, ORG)
+        self.left, self.reads = times, 0
+
+    async def read(self, pool):
+        self.reads += 1
+        return await super().read(pool)
+
+    async def write(self, state) -> bool:
+        if self.left:
+            self.left -= 1
+            await self._coll.update_one({"_id": self._id(state.pool)}, {"$inc": {"rev": 1}})
+        return await super().write(state)
+
+
+async def test_a_replica_that_loses_the_compare_and_set_to_one_renewing_in_step_tries_again_at_once(db):
+    """A lost compare-and-set starts the next round at once (a few ms of jitter), not at the next renewal: two
+    replicas started together renew in step, and the one that lost waited a whole renewal (3 s), lost again, and
+    stopped its partitions at their local deadline (seen with 4 replicas in `make bench`)."""
+    store = MongoPartitions(db, ORG)
+    await store.claim_count(POOL, 8)
+    in_step = _InStep(db, times=3)
+    holder = Holder()
+    stop = asyncio.Event()
+    b = PartitionOwner(in_step, POOL, "b", holder, ttl_s=45.0, margin_s=21.0)
+    assert b.renew_s == 3.0
+    task = asyncio.create_task(b.run(stop))
+    await until(lambda: len(holder.owned) == 8, timeout=b.renew_s - 0.5,
+                what="the partitions taken before a renewal's wait (three rounds lost in a row)")
+    assert in_step.reads == 4 and in_step.left == 0  # three lost rounds, each read again at once, then the take
+    stop.set()
+    await task
