@@ -450,3 +450,12 @@ def test_paced_profile_updates_are_made_by_the_simulator_each_with_its_event_and
         assert [e["target"][-1]["id"] for e in events] == ids  # in the order given
         assert [client.get(f"/api/v1/users/{u}", headers=A).json()["profile"]["title"] for u in ids] == \
             [f"t{i}" for i in range(5)]
+        slow = {"updates": [{"id": u, "profile": {"title": "again"}} for u in ids[:2]], "rate_per_s": 4}
+        assert client.post("/_admin/users/profile-updates/paced", json=slow).status_code == 202
+        busy = client.post("/_admin/users/profile-updates/paced", json=slow)
+        assert busy.status_code == 409 and "already under way" in busy.text  # one run at a time
+        for _ in range(200):
+            if client.get("/_admin/users/profile-updates/paced").json()["finished_at"] is not None:
+                break
+            client.portal.call(asyncio.sleep, 0.02)
+        assert client.get("/_admin/users/profile-updates/paced").json()["done"] == 2
