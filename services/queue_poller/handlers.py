@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from opentelemetry import trace
 
+from okta_bridge.bus import publish_together
 from okta_bridge.contracts import OktaEventReceived, SyncReason
 from okta_bridge.events import (APP_PROFILE_EVENTS, APP_USER_EVENTS, GROUP_EVENTS, USER_EVENTS, MalformedEvent,
                                 group_id_of, parse_event, target_id, user_id_of)
@@ -30,7 +31,6 @@ from queue_poller.ports import CursorState, LeadershipLost, LogSource, Outbox, S
 log = logging.getLogger(__name__)
 FRESH_LINK_MARGIN = timedelta(seconds=60)
 MAX_BACKOFF_S = 15.0  # a failed poll (broker, database or Okta away) is tried again at least this often
-PUBLISH_WINDOW = 100  # events of a page published concurrently; the translator plans from state, order is free
 tracer = trace.get_tracer("queue_poller")
 
 
@@ -182,8 +182,8 @@ class Poller:
         relevant = await self._relevant(parsed)
         unseen = await self.store.unseen([e.event_uuid for e in relevant])
         todo = list({e.event_uuid: e for e in relevant if e.event_uuid in unseen}.values())
-        for start in range(0, len(todo), PUBLISH_WINDOW):  # confirms awaited together, a window at a time
-            await asyncio.gather(*(self.outbox.publish_event(e, poll_ctx) for e in todo[start:start + PUBLISH_WINDOW]))
+        # the translator plans from state, so the events' order is free: confirms awaited together
+        await publish_together(todo, lambda e: self.outbox.publish_event(e, poll_ctx))
         await self.store.mark_seen([e.event_uuid for e in todo])
         for e in todo:  # handled event types only: a bounded label
             EVENTS_POLLED.labels(e.event_type).inc()

@@ -24,6 +24,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from okta_bridge.audit import Audit
+from okta_bridge.bus import publish_together
 from okta_bridge.connectors import AppConnector
 from okta_bridge.contracts import (AppSyncRequested, AuditStep, OktaEventReceived, Reason, TargetValuesObserved)
 from okta_bridge.okta_client import OktaNotFoundError, OktaTransientError
@@ -44,7 +45,6 @@ tracer = trace.get_tracer("translator")
 
 # Okta's clock is known from Date headers, to the second: a listing counts as of two seconds before it was asked for
 LISTING_MARGIN_US = 2_000_000
-PUBLISH_WINDOW = 100  # plans of a batch published at once (their confirms awaited together)
 
 
 @dataclass
@@ -207,17 +207,10 @@ class Translator:
 
     # --- publishing --------------------------------------------------------------------------------------------------
     async def _publish_all(self, results: list[KeyResult]) -> None:
-        """A batch's plans go out together, their confirms awaited together (a window at a time): one after the
-        other, a batch of 100 waited for 100 confirms in a row. They are of different keys (one plan per key per
-        batch), so their order is free. All are tried; then the first failure is raised (the batch is planned
-        again: new versions, and the dispatcher's version check drops what is older)."""
-        failed: BaseException | None = None
-        for start in range(0, len(results), PUBLISH_WINDOW):
-            done = await asyncio.gather(*(self._publish(r) for r in results[start:start + PUBLISH_WINDOW]),
-                                        return_exceptions=True)
-            failed = failed or next((d for d in done if isinstance(d, BaseException)), None)
-        if failed is not None:
-            raise failed
+        """A batch's plans go out together (:func:`okta_bridge.bus.publish_together`): they are of different keys
+        (one plan per key per batch), so their order is free. A failure after all were tried is raised: the batch is
+        planned again (new versions, and the dispatcher's version check drops what is older)."""
+        await publish_together(results, self._publish)
 
     async def _publish(self, result: KeyResult) -> None:
         """The plan goes out in its first source's trace; every source keeps its own audit record."""

@@ -27,7 +27,8 @@ from pydantic import BaseModel
 
 from okta_bridge.metrics import ACKED, CONSUMED, PUBLISHED, REQUEUED, queue_family
 
-__all__ = ["ATTEMPT_HEADER", "Batcher", "Consumer", "Delivery", "HELD_HEADER", "Publisher", "REASON_HEADER"]
+__all__ = ["ATTEMPT_HEADER", "Batcher", "Consumer", "Delivery", "HELD_HEADER", "PUBLISH_WINDOW", "Publisher",
+           "REASON_HEADER", "publish_together"]
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("okta_bridge.bus")
@@ -37,6 +38,20 @@ REASON_HEADER = "x-bridge-reason"
 # only the first park and the release are audited, with nothing kept in a process a restart would lose
 HELD_HEADER = "x-bridge-held-since"
 T = TypeVar("T")
+PUBLISH_WINDOW = 100  # messages published at once by publish_together (their confirms awaited together)
+
+
+async def publish_together(items: list[T], publish: Callable[[T], Awaitable[Any]], window: int = PUBLISH_WINDOW) -> None:
+    """Publish every item, ``window`` at a time, their confirms awaited together: one after the other, a batch of
+    100 waited for 100 confirms in a row. For messages whose order is free (different keys, or consumers that read
+    state). Every item is tried; then the first failure is raised, so the caller settles the batch knowing that
+    everything else went out (or was tried)."""
+    failed: BaseException | None = None
+    for start in range(0, len(items), window):
+        done = await asyncio.gather(*(publish(i) for i in items[start:start + window]), return_exceptions=True)
+        failed = failed or next((d for d in done if isinstance(d, BaseException)), None)
+    if failed is not None:
+        raise failed
 
 
 @dataclass(eq=False)

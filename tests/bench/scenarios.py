@@ -135,6 +135,18 @@ async def _stepped(db: Database, database: str, service: str, step: str, since: 
         await client.close()
 
 
+async def _receipts(db: Database, database: str, event_types: tuple[str, ...], since: float, users: set[str],
+                    wait_s: float = 30.0) -> dict[str, float]:
+    """:func:`_received`, once every user's ``received`` record is in (the audit trail is written after the SCIM
+    write may already have happened), or after ``wait_s``: the latencies then count only the users it has."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        received = await _received(db, database, event_types, since)
+        if users <= received.keys() or time.monotonic() > deadline:
+            return received
+        await asyncio.sleep(0.5)
+
+
 async def _received(db: Database, database: str, event_types: tuple[str, ...], since: float) -> dict[str, float]:
     """Per Okta user: the time the poller received its event (its ``received`` audit record), after ``since``."""
     from datetime import UTC, datetime
@@ -260,7 +272,7 @@ async def paced(args, db: Database, sink: Sink, kept, *, rate: float, seconds: f
         await until(all_written, args.timeout, f"{n} updates written")
         await asyncio.sleep(1.0)
         figures = await phase.end(okta, n)
-        received = await _received(db, database, ("user.account.update_profile",), started - 1)
+        received = await _receipts(db, database, ("user.account.update_profile",), started - 1, set(given))
         published = {}
         for event in await okta.events():
             if event["eventType"] == "user.account.update_profile":

@@ -248,6 +248,7 @@ async def test_the_cursor_is_not_saved_when_publishing_fails():
     outbox.publish_event = broken  # type: ignore[method-assign]
     with pytest.raises(ConnectionError):
         await poller.poll_once()
+    assert [e.event_uuid for e in outbox.events] == ["e1"]  # the rest of the page was still tried
     assert store.stored.next_link == LINK  # the page is read again; e1 may be published twice, which is harmless
 
 
