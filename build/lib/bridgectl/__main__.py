@@ -1,0 +1,3 @@
+from bridgectl.app import main
+
+main()
