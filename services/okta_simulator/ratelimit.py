@@ -21,10 +21,15 @@ class Decision:
     reset: int
 
 
+HISTORY_WINDOWS = 180  # minutes of per-window counts kept for `stats`
+
+
 class RateLimiter:
     def __init__(self, plan: str, share: float) -> None:
         self.set_plan(plan, share)
         self._windows: dict[tuple[str, str], tuple[int, int]] = {}
+        # calls allowed per (bucket, window start), the most of any one token: what a limit is measured against
+        self.by_window: dict[tuple[str, int], int] = {}
         self.calls: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.rejected: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
@@ -54,6 +59,10 @@ class RateLimiter:
         else:
             self.rejected[bucket][token_id] += 1
         self._windows[(bucket, token_id)] = (window, used)
+        self.by_window[(bucket, window)] = max(self.by_window.get((bucket, window), 0), used)
+        if len(self.by_window) > HISTORY_WINDOWS * len(PLANS[self.plan]):
+            oldest = window - 60 * HISTORY_WINDOWS
+            self.by_window = {k: v for k, v in self.by_window.items() if k[1] > oldest}
         return Decision(allowed, limit, max(0, limit - used), window + 60)
 
     def stats(self) -> dict:
@@ -62,7 +71,8 @@ class RateLimiter:
         totals = {b: sum(per_token.values()) for b, per_token in self.calls.items()}
         return {"plan": self.plan, "tokenShare": self.share, "calls": plain(self.calls),
                 "callsByBucket": totals, "rateLimited": plain(self.rejected),
-                "limits": {b: self.limit_for(b) for b in PLANS[self.plan]}}
+                "limits": {b: self.limit_for(b) for b in PLANS[self.plan]},
+                "usedByWindow": {f"{b}@{w}": n for (b, w), n in sorted(self.by_window.items())}}
 
 
 # how a fault can change the answer of `GET /api/v1/users` (see users_api.edit_answer)

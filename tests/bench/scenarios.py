@@ -84,6 +84,7 @@ class Phase:
 
     async def start(self, okta: SimulatorAdmin) -> None:
         self.marks.mark("start")
+        self.started_at = time.time()
         self.commands, self.okta = self.stack.mongo_commands(), await okta.stats()
         self.spans = self.sink.stats()["spans"]
 
@@ -108,9 +109,24 @@ class Phase:
             "okta_calls": {b: n for b, n in calls.items() if n},
             "okta_calls_per_change": round(sum(calls.values()) / max(changes, 1), 4),
             "okta_429": rejected,
+            # per bucket, the most calls one token made in one of Okta's minute windows during the phase, and the
+            # token's limit there (its share of the plan): an average over the phase says nothing about a window
+            "okta_most_in_a_minute": _most_in_a_window(okta_after, self.started_at),
+            "okta_token_limits": {b: okta_after["limits"][b] for b in calls if calls[b] and b in okta_after["limits"]},
             "spans_exported": self.sink.stats()["spans"] - self.spans,
             "peak_rss_mb": {n: peak_rss_mb(p) for n, p in self.marks.pids.items() if n.startswith(SERVICES)},
         }
+
+
+def _most_in_a_window(stats: dict, since: float) -> dict[str, int]:
+    """From the simulator's ``usedByWindow`` (``bucket@window start``: calls): per bucket, the most in any window
+    that overlaps the phase."""
+    out: dict[str, int] = {}
+    for key, used in (stats.get("usedByWindow") or {}).items():
+        bucket, _, window = key.partition("@")
+        if int(window) + 60 > since:
+            out[bucket] = max(out.get(bucket, 0), used)
+    return out
 
 
 def _rate_limited(stats: dict) -> int:
