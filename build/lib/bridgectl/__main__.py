@@ -1,3 +1,0 @@
-from bridgectl.app import main
-
-main()

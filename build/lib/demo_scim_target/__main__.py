@@ -1,8 +1,0 @@
-import sys
-
-from okta_bridge.entry import quiet_collector
-
-from .cli import main
-
-quiet_collector()  # as the services do: the target's pauses would show in the benchmark's latencies
-sys.exit(main())
