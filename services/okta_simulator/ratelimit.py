@@ -30,6 +30,7 @@ class RateLimiter:
         self._windows: dict[tuple[str, str], tuple[int, int]] = {}
         # calls allowed per (bucket, window start), the most of any one token: what a limit is measured against
         self.by_window: dict[tuple[str, int], int] = {}
+        self._newest_window = 0
         self.calls: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.rejected: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
@@ -59,10 +60,10 @@ class RateLimiter:
         else:
             self.rejected[bucket][token_id] += 1
         self._windows[(bucket, token_id)] = (window, used)
+        if window > self._newest_window:  # a new minute: forget the windows older than the history
+            self._newest_window = window
+            self.by_window = {k: v for k, v in self.by_window.items() if k[1] > window - 60 * HISTORY_WINDOWS}
         self.by_window[(bucket, window)] = max(self.by_window.get((bucket, window), 0), used)
-        if len(self.by_window) > HISTORY_WINDOWS * len(PLANS[self.plan]):
-            oldest = window - 60 * HISTORY_WINDOWS
-            self.by_window = {k: v for k, v in self.by_window.items() if k[1] > oldest}
         return Decision(allowed, limit, max(0, limit - used), window + 60)
 
     def stats(self) -> dict:

@@ -182,8 +182,16 @@ class Poller:
         relevant = await self._relevant(parsed)
         unseen = await self.store.unseen([e.event_uuid for e in relevant])
         todo = list({e.event_uuid: e for e in relevant if e.event_uuid in unseen}.values())
-        # the translator plans from state, so the events' order is free: confirms awaited together
-        await publish_together(todo, lambda e: self.outbox.publish_event(e, poll_ctx))
+        # the translator plans from state, so the events' order is free: confirms awaited together. When one is
+        # refused, those the broker confirmed are marked seen before the failure is raised (the cursor stays, the
+        # page is read again, and only the others go out again)
+        confirmed: list[OktaEventReceived] = []
+        try:
+            await publish_together(todo, lambda e: self.outbox.publish_event(e, poll_ctx), confirmed=confirmed)
+        except BaseException:
+            if confirmed:
+                await self.store.mark_seen([e.event_uuid for e in confirmed])
+            raise
         await self.store.mark_seen([e.event_uuid for e in todo])
         for e in todo:  # handled event types only: a bounded label
             EVENTS_POLLED.labels(e.event_type).inc()

@@ -41,15 +41,20 @@ T = TypeVar("T")
 PUBLISH_WINDOW = 100  # messages published at once by publish_together (their confirms awaited together)
 
 
-async def publish_together(items: list[T], publish: Callable[[T], Awaitable[Any]], window: int = PUBLISH_WINDOW) -> None:
+async def publish_together(items: list[T], publish: Callable[[T], Awaitable[Any]], window: int = PUBLISH_WINDOW,
+                           confirmed: list[T] | None = None) -> None:
     """Publish every item, ``window`` at a time, their confirms awaited together: one after the other, a batch of
     100 waited for 100 confirms in a row. For messages whose order is free (different keys, or consumers that read
     state). Every item is tried; then the first failure is raised, so the caller settles the batch knowing that
-    everything else went out (or was tried)."""
+    everything else went out (or was tried). ``confirmed``, when given, receives each item the broker confirmed
+    (in order), so a caller can record those before it handles the failure."""
     failed: BaseException | None = None
     for start in range(0, len(items), window):
-        done = await asyncio.gather(*(publish(i) for i in items[start:start + window]), return_exceptions=True)
+        chunk = items[start:start + window]
+        done = await asyncio.gather(*(publish(i) for i in chunk), return_exceptions=True)
         failed = failed or next((d for d in done if isinstance(d, BaseException)), None)
+        if confirmed is not None:
+            confirmed.extend(i for i, d in zip(chunk, done) if not isinstance(d, BaseException))
     if failed is not None:
         raise failed
 

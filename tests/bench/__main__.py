@@ -182,7 +182,7 @@ def print_report(r: dict) -> None:
             per_min = {b: round(n / minutes) for b, n in r[s]["okta_calls"].items()}
             most, limits = r[s].get("okta_most_in_a_minute") or {}, r[s].get("okta_token_limits") or {}
             windows = ", ".join(f"{b} {most.get(b, 0)}/{limits[b]}" for b in sorted(limits))
-            console.print(f"{s}: Okta calls {r[s]['okta_calls']} (per minute of the phase {per_min}; the most in one "
+            console.print(f"{s}: Okta calls {r[s]['okta_calls']} (per minute from the first receipt to the last write {per_min}; the most in one "
                           f"of Okta's minute windows / the token's limit: {windows}); DB commands "
                           f"{r[s]['mongo_commands']}; max_concurrency {r[s].get('max_concurrency')}")
     for s in ("paced", "light"):

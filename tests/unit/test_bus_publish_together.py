@@ -39,6 +39,17 @@ async def test_every_item_is_tried_and_then_the_first_failure_is_raised():
     assert sorted(sent) == [i for i in range(20) if i not in (3, 12)]
 
 
+async def test_the_items_the_broker_confirmed_are_reported_even_when_one_fails():
+    async def publish(i: int) -> None:
+        if i == 3:
+            raise ConnectionError("refused 3")
+
+    confirmed: list[int] = []
+    with pytest.raises(ConnectionError):
+        await publish_together(list(range(8)), publish, window=5, confirmed=confirmed)
+    assert confirmed == [0, 1, 2, 4, 5, 6, 7]
+
+
 async def test_nothing_to_publish_is_no_work():
     async def publish(i: int) -> None:
         raise AssertionError("not called")

@@ -31,5 +31,14 @@ def test_the_window_history_is_bounded():
         for bucket in ("logs", "users", "user", "apps", "app", "groups", "group", "other"):
             limiter.check(bucket, "a", minute * 60.0)
     used = limiter.stats()["usedByWindow"]
-    assert len(used) <= (HISTORY_WINDOWS + 1) * 8
-    assert f"logs@{(HISTORY_WINDOWS * 3 - 1) * 60}" in used and "logs@0" not in used
+    assert len(used) == HISTORY_WINDOWS * 8  # the current window and the ones before it, no more
+    last = HISTORY_WINDOWS * 3 - 1
+    assert f"logs@{last * 60}" in used and f"logs@{(last - HISTORY_WINDOWS + 1) * 60}" in used
+    assert f"logs@{(last - HISTORY_WINDOWS) * 60}" not in used
+
+
+def test_old_windows_are_forgotten_with_only_one_bucket_in_use():
+    limiter = RateLimiter("workforce", 0.5)
+    for minute in range(HISTORY_WINDOWS * 2):
+        limiter.check("logs", "a", minute * 60.0)
+    assert len(limiter.stats()["usedByWindow"]) == HISTORY_WINDOWS

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from okta_bridge.bus import PUBLISH_WINDOW
 from okta_bridge.contracts import SyncReason
 from okta_bridge.okta_client import OktaCursorRejectedError
 from queue_poller.handlers import FRESH_LINK_MARGIN, Poller, PollerConfig
@@ -248,8 +250,32 @@ async def test_the_cursor_is_not_saved_when_publishing_fails():
     outbox.publish_event = broken  # type: ignore[method-assign]
     with pytest.raises(ConnectionError):
         await poller.poll_once()
-    assert [e.event_uuid for e in outbox.events] == ["e1"]  # the rest of the page was still tried
-    assert store.stored.next_link == LINK  # the page is read again; e1 may be published twice, which is harmless
+    assert store.stored.next_link == LINK  # the page is read again
+
+
+async def test_a_refused_event_fails_the_page_after_every_window_was_tried_and_only_it_goes_out_again():
+    poller, source, store, outbox = await started()
+    uuids = [f"e{i:03d}" for i in range(PUBLISH_WINDOW + 1)]  # the last one is in a second window
+    source.pages[LINK] = ([membership_event(u) for u in uuids], NEXT)
+    refuse = {"e005"}
+
+    async def flaky(event, ctx):
+        await asyncio.sleep(0)
+        if event.event_uuid in refuse:
+            raise ConnectionError("returned: no queue took it")
+        outbox.events.append(event)
+
+    outbox.publish_event = flaky  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await poller.poll_once()
+    assert store.stored.next_link == LINK  # the cursor stays: the page is read again
+    assert uuids[-1] in {e.event_uuid for e in outbox.events}  # the window after the refusal was still tried
+    assert store.seen >= set(uuids) - refuse and "e005" not in store.seen  # the broker has the others: seen
+    refuse.clear()
+    outbox.events.clear()
+    await poller.poll_once()
+    assert [e.event_uuid for e in outbox.events] == ["e005"]  # only the refused one goes out again
+    assert store.stored.next_link == NEXT
 
 
 # ------------------------------------------------------------------ events beyond the brief's list (issue 9, item 6)
