@@ -188,7 +188,7 @@ class Poller:
         confirmed: list[OktaEventReceived] = []
         try:
             await publish_together(todo, lambda e: self.outbox.publish_event(e, poll_ctx), confirmed=confirmed)
-        except BaseException:
+        except Exception:  # a cancellation marks nothing: the page is read again, duplicates are harmless
             if confirmed:
                 await self.store.mark_seen([e.event_uuid for e in confirmed])
             raise
