@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import logging
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import uvicorn
 from fastapi import FastAPI
@@ -45,7 +47,22 @@ class AuditSettings(BaseSettings):
                                                                          "whole are rewritten as records (0: off)")
 
 
-def build() -> tuple[FastAPI, FastAPI, AuditSettings]:
+class Built(NamedTuple):
+    """What :func:`build` makes, for :func:`serve`."""
+
+    app: FastAPI  # the API; its lifespan runs the recorder
+    health: FastAPI  # /healthz
+    cfg: AuditSettings
+
+
+@dataclass
+class Running:
+    """What the lifespan started, for health."""
+
+    recorder: Recorder | None = None
+
+
+def build() -> Built:
     setup_logging("audit-recorder")
     setup_tracing("audit-recorder")
     base, cfg, auth = BridgeSettings(), AuditSettings(), ApiAuthSettings()
@@ -56,7 +73,7 @@ def build() -> tuple[FastAPI, FastAPI, AuditSettings]:
     broker = make_broker(base.rabbitmq_url.get_secret_value(), base.prefetch)
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
     store = AuditStore(db)
-    running: dict = {}
+    running = Running()
     readiness = Readiness()
 
     @asynccontextmanager
@@ -73,7 +90,7 @@ def build() -> tuple[FastAPI, FastAPI, AuditSettings]:
         consumer = Consumer(connection, MESSAGES_IN_HAND, recorder.on_delivery, AUDIT_QUEUE.name)
         await consumer.start()
         await consumer.consume(AUDIT_QUEUE.name)
-        running.update(recorder=recorder)
+        running.recorder = recorder
         compacting = asyncio.get_running_loop().create_task(_compact_dead_letters(connection,
                                                                                 cfg.dead_letters_compact_s))
         readiness.add("rabbitmq", broker_check(connection))
@@ -99,10 +116,10 @@ def build() -> tuple[FastAPI, FastAPI, AuditSettings]:
             await store.ping()
         except Exception as exc:  # noqa: BLE001
             return False, {"mongodb": type(exc).__name__}
-        return True, {"batches_written": running["recorder"].batches if running else 0}
+        return True, {"batches_written": running.recorder.batches if running.recorder is not None else 0}
 
     app = create_api(store, tokens, auth.hosts(), lifespan=lifespan, serve_openapi=cfg.openapi)
-    return app, create_health(health), cfg
+    return Built(app, create_health(health), cfg)
 
 
 async def _compact_dead_letters(connection, interval_s: float) -> None:
@@ -139,8 +156,8 @@ async def serve(app: FastAPI, health: FastAPI, cfg: AuditSettings) -> None:
 
 
 def main() -> None:
-    app, health, cfg = build()
-    asyncio.run(serve(app, health, cfg))
+    built = build()
+    asyncio.run(serve(built.app, built.health, built.cfg))
 
 
 if __name__ == "__main__":

@@ -8,16 +8,19 @@ import logging
 import os
 import secrets
 import socket
+from dataclasses import dataclass, field
 
+import httpx
 from faststream import FastStream
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pymongo import AsyncMongoClient
 
 from okta_bridge.audit import AuditPublisher
 from okta_bridge.bus import Consumer, Delivery, Publisher
 from okta_bridge.connectors import load_connectors
 from okta_bridge.contracts import MembershipPlanned, TargetValuesObserved
-from okta_bridge.health import Readiness, broker_check, channels_check, mongo_check, serve_health
+from okta_bridge.health import HealthServer, Readiness, broker_check, channels_check, mongo_check, serve_health
 from okta_bridge.metrics import PARTITIONS_OWNED
 from okta_bridge.observe import CircuitRecorder, source_name
 from okta_bridge.stores.observed import MongoObserved
@@ -71,6 +74,22 @@ class DispatcherSettings(BaseSettings):
     group_lease_ttl_s: float = Field(default=120.0, description="a target group name's claim frees after this")
 
 
+@dataclass
+class Running:
+    """What start-up made, for shutdown and readiness."""
+
+    stop: asyncio.Event = field(default_factory=asyncio.Event)  # ends the owners' loops
+    permits_stop: asyncio.Event = field(default_factory=asyncio.Event)  # ends the permit pools, after the owners
+    engines: dict[str, Engine] = field(default_factory=dict)  # by pool
+    owners: list[PartitionOwner] = field(default_factory=list)
+    tasks: list[asyncio.Task] = field(default_factory=list)  # the owners' loops
+    permit_tasks: list[asyncio.Task] = field(default_factory=list)
+    health: HealthServer | None = None
+    client: AsyncMongoClient | None = None
+    http: dict[str, httpx.AsyncClient] | None = None  # by app id
+    publisher: Publisher | None = None
+
+
 class Outbox:
     def __init__(self, publisher: Publisher, plans: PlanPublisher) -> None:
         self._publisher, self._plans = publisher, plans
@@ -99,8 +118,7 @@ def build() -> FastStream:
     circuits = Circuits(cfg.probe_interval_s, cfg.circuit_failures, {a.okta_app_id: a.name for a in apps.values()})
     # on shutdown the partitions are drained and released first, the app permits given back after: a plan that
     # sent its first request still needs a permit for the next one while its partition drains
-    running: dict = {"stop": asyncio.Event(), "permits_stop": asyncio.Event(), "engines": {}, "owners": [],
-                     "tasks": [], "permit_tasks": []}
+    running = Running()
     # a process that was paused, not dead, may still believe it holds its leases: a new process never shares its name
     me = f"{cfg.replica}~{secrets.token_hex(3)}"
 
@@ -108,7 +126,7 @@ def build() -> FastStream:
 
     @stream.on_startup
     async def start() -> None:
-        running["health"] = await serve_health(cfg.metrics_port or base.metrics_port, readiness)
+        running.health = await serve_health(cfg.metrics_port or base.metrics_port, readiness)
         client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
         circuits.on_change = CircuitRecorder(MongoObserved(db, okta.org_url), source_name(f"scim-dispatcher:{me}"))
         partitions = MongoPartitions(db, okta.org_url)
@@ -122,7 +140,7 @@ def build() -> FastStream:
         await publisher.start()
         audit = AuditPublisher(publisher, "scim-dispatcher", okta.org_url)
         http = app_clients(apps.values(), cfg.max_in_flight)  # per app: its TLS settings
-        engines: dict[str, Engine] = running["engines"]
+        engines = running.engines
         clients = {a.okta_app_id: ScimGroupClient(http[a.okta_app_id], a.base_url, a.version, headers=a.auth_headers(),
                                                   timeout_s=a.timeout_s, unique_field=a.unique_user_field,
                                                   deactivate_with=a.deactivate_with, group_update=a.group_update,
@@ -148,7 +166,7 @@ def build() -> FastStream:
                                     group_state=group_state, circuits=circuits, audit=audit, outbox=outbox)
             permits = PermitPool(MongoPermits(db, okta.org_url), f"apps|{pool}", me,
                                  {i: a.max_concurrency for i, a in pool_apps.items()}, ttl_s=ttl, margin_s=margin)
-            running["permit_tasks"].append(asyncio.get_running_loop().create_task(permits.run(running["permits_stop"])))
+            running.permit_tasks.append(asyncio.get_running_loop().create_task(permits.run(running.permits_stop)))
             engine = Engine(ports, Republisher(publisher, PartitionRoutes(pool), cfg.max_attempts), audit, links,
                             EngineConfig(pool, batch_size=cfg.batch_size, batch_wait_s=cfg.batch_wait_ms / 1000,
                                          batch_gap_s=cfg.batch_gap_ms / 1000, max_in_flight=cfg.max_in_flight),
@@ -158,16 +176,16 @@ def build() -> FastStream:
             await engine.consumer.start()
             engines[pool] = engine
             owner = PartitionOwner(partitions, pool, me, engine, ttl, margin)
-            running["owners"].append(owner)
-            running["tasks"].append(asyncio.get_running_loop().create_task(owner.run(running["stop"])))
+            running.owners.append(owner)
+            running.tasks.append(asyncio.get_running_loop().create_task(owner.run(running.stop)))
         for pool in pools:
             await drain_legacy_queue(connection, PlanPublisher(publisher, connectors), pool)
-        running.update(client=client, http=http, publisher=publisher)
+        running.client, running.http, running.publisher = client, http, publisher
         readiness.add("rabbitmq", broker_check(connection))
         readiness.add("consumers", channels_check(lambda: [e.consumer.channel for e in engines.values()]))
         readiness.add("mongodb", mongo_check(client))
-        readiness.add("partitions", _partitions_check(running["owners"], running["tasks"]))
-        for owner in running["owners"]:
+        readiness.add("partitions", _partitions_check(running.owners, running.tasks))
+        for owner in running.owners:
             PARTITIONS_OWNED.labels(owner.pool).set_function(owner.owned)
         readiness.started = True
         log.info("serving pools %s (%d app(s)) as %s; partition leases of %.0f s", ", ".join(pools), len(apps),
@@ -176,26 +194,26 @@ def build() -> FastStream:
     @stream.on_shutdown  # SIGTERM: every partition is drained and released at once, not after its lease's TTL
     async def stop() -> None:
         readiness.started = False  # draining: no longer ready
-        running["stop"].set()
-        if running["tasks"]:
-            await asyncio.gather(*running["tasks"], return_exceptions=True)
-        running["permits_stop"].set()
-        if running["permit_tasks"]:
-            await asyncio.gather(*running["permit_tasks"], return_exceptions=True)
-        for engine in running["engines"].values():
+        running.stop.set()
+        if running.tasks:
+            await asyncio.gather(*running.tasks, return_exceptions=True)
+        running.permits_stop.set()
+        if running.permit_tasks:
+            await asyncio.gather(*running.permit_tasks, return_exceptions=True)
+        for engine in running.engines.values():
             await engine.close()
             await engine.consumer.close()
-        if "publisher" in running:
-            await running["publisher"].close()
+        if running.publisher is not None:
+            await running.publisher.close()
 
     @stream.after_shutdown
     async def close() -> None:
-        if "http" in running:
-            for http in set(running["http"].values()):
+        if running.http is not None:
+            for http in set(running.http.values()):
                 await http.aclose()
-            await running["client"].close()
-        if running.get("health"):
-            await running["health"].stop()
+            await running.client.close()
+        if running.health is not None:
+            await running.health.stop()
         shutdown_tracing()
 
     return stream
