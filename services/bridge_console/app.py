@@ -11,6 +11,7 @@ import hmac
 import logging
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -28,6 +29,7 @@ from bridge_console.auth import Oidc, OidcError, Principal, RateLimit, Sessions,
 from bridge_console.data import Reader
 from bridge_console.settings import ConsoleSettings
 from okta_bridge.apiauth import ApiTokens
+from okta_bridge.connectors import AppConnector
 from okta_bridge.contracts import AuditStep, is_okta_id
 from okta_bridge.redact import error_text
 
@@ -47,6 +49,26 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
+
+
+@dataclass(frozen=True)
+class OneUserForm:
+    """A preview's or provision's form, checked: who asks, for which app and user."""
+
+    caller: Principal
+    connector: AppConnector
+    user: str  # an Okta user id or a login
+    form: dict[str, str]
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """The audit page's query, checked."""
+
+    filters: dict[str, Any]
+    since: datetime | None
+    until: datetime | None
+    limit: int
 
 
 class Actions:
@@ -308,16 +330,17 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
     async def audit(request: Request) -> Response:
         caller = await viewer(request)
         q = request.query_params
-        filters, since, until, limit = _audit_filters(q, reader)
+        query = _audit_filters(q, reader)
         try:
-            items, token = await reader.audit.page(filters, since, until, limit, q.get("after") or None)
+            items, token = await reader.audit.page(query.filters, query.since, query.until, query.limit,
+                                                   q.get("after") or None)
         except (ValueError, OverflowError):
             raise HTTPException(400, "after: not a page token this console made") from None
         more = None
         if token:
             more = "/audit?" + urlencode({**{k: v for k, v in q.items() if k != "after" and v}, "after": token})
         return page(request, "audit.html", caller, items=items, q=q, more=more, names=reader.app_names(),
-                    apps=reader.connectors.apps, steps=[s.value for s in AuditStep], limit=limit)
+                    apps=reader.connectors.apps, steps=[s.value for s in AuditStep], limit=query.limit)
 
     @app.get("/changes/{trace_id}", response_class=HTMLResponse)
     async def change(request: Request, trace_id: str) -> Response:
@@ -360,7 +383,7 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
         caller = await viewer(request)
         return page(request, "user.html", caller, apps=reader.connectors.apps, result=None, form={})
 
-    async def _one_user_form(request: Request, admin: bool):
+    async def _one_user_form(request: Request, admin: bool) -> OneUserForm:
         caller, form = await actor(request, admin)
         connector = reader.app(form.get("app", ""))
         user = form.get("user", "").strip()
@@ -375,32 +398,33 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
         low = await reader.budget_problem(cfg.okta_reserve)
         if low:
             raise HTTPException(429, low, {"Retry-After": "60"})
-        return caller, connector, user, form
+        return OneUserForm(caller=caller, connector=connector, user=user, form=form)
 
     @app.post("/users/preview", response_class=HTMLResponse)
     async def preview(request: Request) -> Response:
-        caller, connector, user, form = await _one_user_form(request, admin=False)
+        asked = await _one_user_form(request, admin=False)
         try:
-            result = await attempt("the preview", actions.preview(connector, user), (user,))
+            result = await attempt("the preview", actions.preview(asked.connector, asked.user), (asked.user,))
         except UnknownUser as exc:
             raise HTTPException(400, str(exc)) from None
-        return page(request, "user.html", caller, apps=reader.connectors.apps, result=result, form=form)
+        return page(request, "user.html", asked.caller, apps=reader.connectors.apps, result=result, form=asked.form)
 
     @app.post("/users/provision")
     async def provision(request: Request) -> Response:
-        caller, connector, user, _ = await _one_user_form(request, admin=True)
+        asked = await _one_user_form(request, admin=True)
         try:
-            result = await attempt("the provision", actions.provision(connector, user, caller.actor), (user,))
+            result = await attempt("the provision", actions.provision(asked.connector, asked.user, asked.caller.actor),
+                                   (asked.user,))
         except UnknownUser as exc:
             raise HTTPException(400, str(exc)) from None
-        log.info("provision on demand of a user of %s (%s)", connector.name, caller.role)  # no person's name
-        return RedirectResponse("/audit?" + urlencode({"user": result["user"], "app": connector.name,
+        log.info("provision on demand of a user of %s (%s)", asked.connector.name, asked.caller.role)  # no name
+        return RedirectResponse("/audit?" + urlencode({"user": result["user"], "app": asked.connector.name,
                                                        "requested": "1"}), 303)
 
     return app
 
 
-def _audit_filters(q, reader: Reader) -> tuple[dict[str, Any], datetime | None, datetime | None, int]:
+def _audit_filters(q, reader: Reader) -> AuditQuery:
     """The audit page's query, validated: 400 with the reason for anything that is not what it should be."""
     filters: dict[str, Any] = {}
     for param, field in (("user", "okta_user_id"), ("group", "okta_group_id")):
@@ -417,9 +441,10 @@ def _audit_filters(q, reader: Reader) -> tuple[dict[str, Any], datetime | None, 
         filters["app_id"] = connector.okta_app_id if connector else app_value
     status = (q.get("status") or "").strip()
     if status:
-        if status not in {s.value for s in AuditStep}:
-            raise HTTPException(400, f"status: one of {', '.join(s.value for s in AuditStep)}")
-        filters["step"] = status
+        try:
+            filters["step"] = AuditStep(status).value
+        except ValueError:
+            raise HTTPException(400, f"status: one of {', '.join(s.value for s in AuditStep)}") from None
     event = (q.get("event") or "").strip()
     if event:
         if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", event):
@@ -439,7 +464,7 @@ def _audit_filters(q, reader: Reader) -> tuple[dict[str, Any], datetime | None, 
         raise HTTPException(400, "limit: a number") from None
     if not 1 <= limit <= MAX_PAGE:
         raise HTTPException(400, f"limit: between 1 and {MAX_PAGE}")
-    return filters, since, until, limit
+    return AuditQuery(filters=filters, since=since, until=until, limit=limit)
 
 
 def _when(value: str | None, name: str) -> datetime | None:

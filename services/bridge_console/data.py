@@ -9,6 +9,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from okta_bridge.connectors import AppConnector, ConnectorsFile
+from okta_bridge.contracts import AuditStep
 from okta_bridge.stores.audit import AuditStore
 from okta_bridge.stores.guards import MongoGuards
 from okta_bridge.stores.observed import MongoObserved
@@ -16,7 +17,8 @@ from okta_bridge.topology import hold_queue_name, pool_names, retry_queue_name, 
 
 __all__ = ["Reader", "FAILURE_STEPS"]
 
-FAILURE_STEPS = ("dead_lettered",)  # a change that failed for good; a retried attempt is counted apart
+FAILURE_STEPS = (AuditStep.DEAD_LETTERED,)  # a change that failed for good; a retried attempt is counted apart
+SUCCESS_STEPS = (AuditStep.APPLIED, AuditStep.SKIPPED, AuditStep.SKIPPED_STALE)  # the other ends of a change
 WINDOW = timedelta(hours=1)
 
 
@@ -45,8 +47,8 @@ class Reader:
             counts = activity["counts"]
             # a change ends applied, skipped or dead-lettered; a failed attempt is recorded `failed` and `retried`
             # (and `failed` again beside `dead_lettered` at the end), so only the ends are counted here
-            failures = counts.get("dead_lettered", 0)
-            done = failures + counts.get("applied", 0) + counts.get("skipped", 0) + counts.get("skipped_stale", 0)
+            failures = sum(counts.get(step.value, 0) for step in FAILURE_STEPS)
+            done = failures + sum(counts.get(step.value, 0) for step in SUCCESS_STEPS)
             circuit = next((c for c in circuits if c["app_id"] == a.okta_app_id), None)
             guard = guards.get(a.okta_app_id)
             if circuit:
@@ -62,7 +64,8 @@ class Reader:
                         "health": health, "why": why, "circuit": circuit,
                         "guard": guard, "guard_threshold": a.guard.max_deactivations, "guard_window_s": a.guard.window_s,
                         "backlog": backlog.get(a.pool), "counts": counts,
-                        "error_rate": (failures / done) if done else None, "retries": counts.get("retried", 0),
+                        "error_rate": (failures / done) if done else None,
+                        "retries": counts.get(AuditStep.RETRIED.value, 0),
                         "last_applied_at": activity["last_applied_at"],
                         "last_applied_trace": activity["last_applied_trace"]})
         return out

@@ -214,7 +214,10 @@ async def _preview(app: AppConnector, user: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ provision
 
-DONE = {"applied", "skipped", "skipped_stale", "held", "dead_lettered", "failed"}
+DONE = frozenset({AuditStep.APPLIED, AuditStep.SKIPPED, AuditStep.SKIPPED_STALE, AuditStep.HELD,
+                  AuditStep.DEAD_LETTERED, AuditStep.FAILED})  # the dispatcher's outcomes of the change
+TRANSLATOR_DONE = frozenset({AuditStep.SKIPPED, AuditStep.HELD})  # the translator's ends: nothing was planned
+SUCCEEDED = frozenset({AuditStep.APPLIED, AuditStep.SKIPPED, AuditStep.SKIPPED_STALE})
 
 
 def provision(user: str = USER_ARG, app: str = APP_OPT,
@@ -275,8 +278,8 @@ async def _provision(app: AppConnector, user: str, by: str, wait: float, as_json
                     typer.echo(f"  {item['at']:%H:%M:%S} {item['service']:<16} {item['step']:<14} "
                                f"{item.get('detail') or ''}")
                 if item["service"] == "scim-dispatcher" and item["step"] in DONE or \
-                        item["service"] == "translator" and item["step"] in ("skipped", "held"):
-                    out["ok"] = item["step"] in ("applied", "skipped", "skipped_stale")
+                        item["service"] == "translator" and item["step"] in TRANSLATOR_DONE:
+                    out["ok"] = item["step"] in SUCCEEDED
                     out["outcome"] = f"{item['step']}: {item.get('detail') or ''}"
                     return out
             await asyncio.sleep(0.5)

@@ -55,11 +55,12 @@ async def gather(connectors) -> dict[str, Any]:
         "okta_budget": "MongoDB observed (written by the poller and translators, at most every 5 s)",
         "guards": "MongoDB guards", "dead_letters": "RabbitMQ dead-letter queue"}}
     async with mongo() as db:
-        owner, expires, live = await Leases.poller(db, 10).peek(key("poller", org))
+        poller_lease = await Leases.poller(db, 10).peek(key("poller", org))
         cursor = await MongoPollerState(db, org).load()
         last = cursor.last_success_at if cursor else None
         now = datetime.now(UTC)
-        report["poller"] = {"leader": owner if live else None, "lease_expires": expires,
+        report["poller"] = {"leader": poller_lease.owner if poller_lease.live else None,
+                            "lease_expires": poller_lease.expires,
                             "last_success_at": last,
                             "seconds_since_last_poll": round((now - _utc(last)).total_seconds(), 1) if last else None}
         report["partitions"] = {}

@@ -10,16 +10,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from bridgectl.common import CONNECTORS, JSON, OPERATOR, bad_input, emit, load, operator_name, progress, resolve_app
+from okta_bridge.contracts import AuditStep
 from okta_bridge.settings import BridgeSettings
 from scim_dispatcher.adapters.scim_client import ScimClient
 from scim_dispatcher.adapters.scim_errors import ScimError
 from scim_dispatcher.adapters.traced_http import app_clients
+
+if TYPE_CHECKING:
+    from scim_dispatcher.drift import Drift
+
+GROUP_PLAN_ENDS = (AuditStep.APPLIED, AuditStep.SKIPPED, AuditStep.DEAD_LETTERED)  # a group plan's outcomes
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """How a command ended: its exit code and what to tell the operator."""
+
+    code: int
+    message: str
+
+
+@dataclass(frozen=True)
+class DriftRow:
+    """One app's drift check and what was done about it."""
+
+    result: Drift
+    action: str
+
 
 @contextlib.asynccontextmanager
 async def _clients(apps):
@@ -51,10 +76,10 @@ def delete_group(app: str = typer.Option(..., help="the app's name or Okta app i
     connector = resolve_app(connectors, app)
     if not yes:
         bad_input("refusing without --yes: this deletes the group in the target app")
-    code, message = asyncio.run(_delete_group(connectors, connector, group, operator_name(operator), wait_s))
-    emit(json_, {"app": connector.name, "group": group, "ok": code == 0, "outcome": message},
-         lambda: typer.echo(message, err=code != 0))
-    raise typer.Exit(code)
+    outcome = asyncio.run(_delete_group(connectors, connector, group, operator_name(operator), wait_s))
+    emit(json_, {"app": connector.name, "group": group, "ok": outcome.code == 0, "outcome": outcome.message},
+         lambda: typer.echo(outcome.message, err=outcome.code != 0))
+    raise typer.Exit(outcome.code)
 
 
 async def _operator_bus(base: BridgeSettings, org: str):
@@ -69,8 +94,8 @@ async def _operator_bus(base: BridgeSettings, org: str):
     return broker, publisher, AuditPublisher(publisher, "operator-cli", org)
 
 
-async def _delete_group(connectors, app, group_id: str, operator: str, wait_s: float) -> tuple[int, str]:
-    from okta_bridge.contracts import AuditStep, GroupAction, GroupPlanned, Reason
+async def _delete_group(connectors, app, group_id: str, operator: str, wait_s: float) -> CommandOutcome:
+    from okta_bridge.contracts import GroupAction, GroupPlanned, Reason
     from okta_bridge.mongo import connect
     from okta_bridge.runtime import PlanPublisher, prepare_topology
     from okta_bridge.settings import OktaSettings
@@ -83,7 +108,8 @@ async def _delete_group(connectors, app, group_id: str, operator: str, wait_s: f
     try:
         state = GroupState(db, org)
         if await state.is_pushed(app.okta_app_id, group_id) or group_id in app.push_groups:
-            return 2, f"group {group_id} is still pushed to {app.name}: take it out of push_groups first"
+            return CommandOutcome(2, f"group {group_id} is still pushed to {app.name}: take it out of push_groups "
+                                     "first")
         version = await state.next_group_version(app.okta_app_id, group_id)
         cause = f"operator:delete-group by {operator}"
         # declared, or checked only with BROKER_DECLARE=false (an operator user has no configure right)
@@ -95,16 +121,18 @@ async def _delete_group(connectors, app, group_id: str, operator: str, wait_s: f
                             action=GroupAction.DELETE, cause=cause)
         await PlanPublisher(publisher, connectors).publish(plan, app.pool)
         if wait_s <= 0:
-            return 0, f"delete planned (v{version}); follow it with GET /audit?group={group_id}"
+            return CommandOutcome(0, f"delete planned (v{version}); follow it with GET /audit?group={group_id}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while loop.time() < deadline:
             done = await AuditStore(db).outcome_of_group_plan(group_id, version, "scim-dispatcher",
-                                                              ["applied", "skipped", "dead_lettered"])
+                                                              list(GROUP_PLAN_ENDS))
             if done:
-                return (0 if done["step"] == "applied" else 1), f"{done['step']}: {done.get('detail')}"
+                return CommandOutcome(0 if done["step"] == AuditStep.APPLIED.value else 1,
+                                      f"{done['step']}: {done.get('detail')}")
             await asyncio.sleep(0.5)
-        return 1, f"delete planned (v{version}) but no outcome within {wait_s:.0f}s; is a dispatcher running?"
+        return CommandOutcome(1, f"delete planned (v{version}) but no outcome within {wait_s:.0f}s; is a dispatcher "
+                                 "running?")
     finally:
         await broker.stop()
         await client.close()
@@ -121,34 +149,39 @@ def drift(app: str = typer.Option(None, help="one app (name or Okta app id); def
     while True:
         results = asyncio.run(_drift(chosen, repair, operator_name(operator), not json_))
         if json_:
-            emit(True, [{"app": r.app, "assigned": r.assigned, "accounts": r.accounts, "counts": r.counts(),
-                         "found": r.found, "action": action} for r, action in results], lambda: None)
+            emit(True, [{"app": row.result.app, "assigned": row.result.assigned, "accounts": row.result.accounts,
+                         "counts": row.result.counts(), "found": row.result.found, "action": row.action}
+                        for row in results], lambda: None)
             if interval <= 0:
-                drifted = any(r.repairable or r.found["duplicate"] or r.found["adoption_held"] for r, _ in results)
+                drifted = any(_drifted(row) for row in results)
                 raise typer.Exit(1 if drifted else 0)
             time.sleep(interval)
             continue
         table = Table("app", "assigned", "accounts", "missing", "should be inactive", "unlinked", "broken link",
                       "duplicate", "unknown", "adoption held", "action")
-        for result, action in results:
-            c = result.counts()
+        for row in results:
+            result, c = row.result, row.result.counts()
             table.add_row(result.app, str(result.assigned), str(result.accounts), str(c["missing"]),
                           str(c["should_be_inactive"]), str(c["unlinked"]), str(c["broken_link"]), str(c["duplicate"]),
                           str(c["unknown"]), str(c["adoption_held"]),
-                          action)
+                          row.action)
         Console(width=200).print(table)
-        for result, _ in results:
-            for kind, ids in result.found.items():
+        for row in results:
+            for kind, ids in row.result.found.items():
                 if ids:
-                    typer.echo(f"{result.app} {kind}: {', '.join(ids[:10])}{' …' if len(ids) > 10 else ''}")
+                    typer.echo(f"{row.result.app} {kind}: {', '.join(ids[:10])}{' …' if len(ids) > 10 else ''}")
         if interval <= 0:
-            drifted = any(r.repairable or r.found["duplicate"] or r.found["adoption_held"] for r, _ in results)
+            drifted = any(_drifted(row) for row in results)
             raise typer.Exit(1 if drifted else 0)
         time.sleep(interval)
 
 
-async def _drift(apps, repair: bool, operator: str, bars: bool = False):
-    from okta_bridge.contracts import AppSyncRequested, AuditStep, Reason, SyncReason
+def _drifted(row: DriftRow) -> bool:
+    return bool(row.result.repairable or row.result.found["duplicate"] or row.result.found["adoption_held"])
+
+
+async def _drift(apps, repair: bool, operator: str, bars: bool = False) -> list[DriftRow]:
+    from okta_bridge.contracts import AppSyncRequested, Reason, SyncReason
     from okta_bridge.mongo import connect
     from okta_bridge.stores.links import MongoLinks
     from okta_bridge.okta_auth import okta_client_from_settings, scopes_for
@@ -162,7 +195,7 @@ async def _drift(apps, repair: bool, operator: str, bars: bool = False):
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
     okta = okta_client_from_settings(okta_cfg, scopes_for("drift"))
     broker, publisher, audit = await _operator_bus(base, org)
-    results = []
+    results: list[DriftRow] = []
     try:
         await prepare_topology(broker, await broker.connect(), translator=True)
         async with _clients(apps) as http:
@@ -195,7 +228,7 @@ async def _drift(apps, repair: bool, operator: str, bars: bool = False):
                 await audit.record(AuditStep.PLANNED if action == "full sync requested" else AuditStep.SKIPPED,
                                    reason=Reason.OPERATOR, app_id=app.okta_app_id, event_type="operator:drift",
                                    detail=f"drift check by {operator}: {summary or 'no drift'}; {action}")
-                results.append((result, action))
+                results.append(DriftRow(result, action))
     finally:
         await broker.stop()
         await okta.aclose()

@@ -48,6 +48,24 @@ class PollerConfig:
     own_client_id: str | None = None  # the OAuth 2.0 service app's client id: the actor of its writes
 
 
+@dataclass(frozen=True)
+class PageOutcome:
+    """What publishing one page did."""
+
+    relevant: int  # events of the page that mean work
+    newest: datetime | None  # the newest ``published`` of its readable events
+    published: int  # messages that went out (events published, malformed events dead-lettered)
+
+
+@dataclass(frozen=True)
+class _Malformed:
+    """A log event the bridge could not read."""
+
+    raw: object
+    reason: str
+    uuid: str | None
+
+
 class Poller:
     def __init__(self, cfg: PollerConfig, source: LogSource, store: StateStore, outbox: Outbox) -> None:
         self.cfg, self.source, self.store, self.outbox = cfg, source, store, outbox
@@ -145,10 +163,11 @@ class Poller:
             self.last_page_size = len(events)
             full = len(events) >= self.cfg.page_limit
             async with self.outbox.batch():  # the page's audit records go out as one message
-                self.last_relevant, newest, published = await self._publish_page(events, span.get_span_context())
-            span.set_attribute("okta.log.relevant", self.last_relevant)
-            span.set_attribute("okta.log.published", published)
-            keep_trace(span, published > 0)
+                outcome = await self._publish_page(events, span.get_span_context())
+            self.last_relevant, newest = outcome.relevant, outcome.newest
+            span.set_attribute("okta.log.relevant", outcome.relevant)
+            span.set_attribute("okta.log.published", outcome.published)
+            keep_trace(span, outcome.published > 0)
             read_to = [t for t in (newest, None if full else self.source.server_now(), self.state.resume_from) if t]
             self.state.resume_from = max(read_to) if read_to else None  # a page short of full reached the log's end
             self.state.next_link = next_link or self.state.next_link
@@ -159,24 +178,23 @@ class Poller:
                 POLLER.saw_event(newest.timestamp())
             return full
 
-    async def _publish_page(self, raw_events: list, poll_ctx) -> tuple[int, datetime | None, int]:
-        """Returns how many events of the page mean work, the newest ``published`` of its readable events, and how
-        many messages went out (events published, malformed events dead-lettered)."""
+    async def _publish_page(self, raw_events: list, poll_ctx) -> PageOutcome:
+        """Publishes a page's unseen relevant events and dead-letters its unseen malformed ones."""
         parsed: list[OktaEventReceived] = []
-        malformed: list[tuple[object, str, str | None]] = []
+        malformed: list[_Malformed] = []
         dead = 0
         for raw in raw_events:
             try:
                 parsed.append(parse_event(self.cfg.org, raw))
             except MalformedEvent as exc:
                 uuid = raw.get("uuid") if isinstance(raw, dict) and isinstance(raw.get("uuid"), str) else None
-                malformed.append((raw, str(exc), uuid))
+                malformed.append(_Malformed(raw, str(exc), uuid))
         if malformed:  # dead-lettered once, even when a crash makes the page be read again
-            unseen_bad = await self.store.unseen([u for _, _, u in malformed if u])
-            for raw, reason, uuid in malformed:
-                if uuid is None or uuid in unseen_bad:
-                    log.warning("malformed log event dead-lettered: %s", reason)
-                    await self.outbox.dead_letter(raw, reason)
+            unseen_bad = await self.store.unseen([m.uuid for m in malformed if m.uuid])
+            for m in malformed:
+                if m.uuid is None or m.uuid in unseen_bad:
+                    log.warning("malformed log event dead-lettered: %s", m.reason)
+                    await self.outbox.dead_letter(m.raw, m.reason)
                     dead += 1
             await self.store.mark_seen(sorted(unseen_bad))
         relevant = await self._relevant(parsed)
@@ -195,7 +213,8 @@ class Poller:
         await self.store.mark_seen([e.event_uuid for e in todo])
         for e in todo:  # handled event types only: a bounded label
             EVENTS_POLLED.labels(e.event_type).inc()
-        return len(relevant), max((_utc(e.published) for e in parsed), default=None), len(todo) + dead
+        return PageOutcome(relevant=len(relevant), newest=max((_utc(e.published) for e in parsed), default=None),
+                           published=len(todo) + dead)
 
     async def _relevant(self, events: list[OktaEventReceived]) -> list[OktaEventReceived]:
         apps = set(self.cfg.app_ids)

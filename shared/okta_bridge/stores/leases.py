@@ -17,6 +17,7 @@ import secrets
 import socket
 from datetime import UTC, datetime
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from typing import AsyncIterator
 
 from pymongo import ReturnDocument
@@ -24,12 +25,21 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-__all__ = ["LeaseBusyError", "Leases"]
+__all__ = ["LeaseBusyError", "LeaseView", "Leases"]
 log = logging.getLogger(__name__)
 
 
 class LeaseBusyError(RuntimeError):
     """Another process holds the lease for longer than we were willing to wait (a transient condition)."""
+
+
+@dataclass(frozen=True)
+class LeaseView:
+    """A lease as the database sees it now."""
+
+    owner: str | None  # its holder, or None when released (or never taken)
+    expires: datetime | None
+    live: bool  # held and not expired, on the database server's clock
 
 
 class Leases:
@@ -89,15 +99,15 @@ class Leases:
             except Exception as exc:  # noqa: BLE001 - the database is away: the next renewal tries again
                 log.warning("lease renewal failed: %s", exc)
 
-    async def peek(self, key: str) -> tuple[str | None, datetime | None, bool]:
-        """(owner, expires, live) of a lease as the database sees it now (``bridgectl status``)."""
+    async def peek(self, key: str) -> LeaseView:
+        """A lease as the database sees it now (``bridgectl status``)."""
         cursor = await self._coll.aggregate([{"$match": {"_id": key}}, {"$addFields": {"_now": "$$NOW"}}])
         docs = await cursor.to_list(1)
         if not docs:
-            return None, None, False
+            return LeaseView(owner=None, expires=None, live=False)
         doc = docs[0]
         live = bool(doc.get("owner")) and doc.get("expires") is not None and doc["expires"] > doc["_now"]
-        return doc.get("owner"), doc.get("expires"), live
+        return LeaseView(owner=doc.get("owner"), expires=doc.get("expires"), live=live)
 
     async def release(self, key: str) -> None:
         """Frees the lease and keeps its document, so the next holder's token is still greater than ours."""
