@@ -16,8 +16,9 @@ from okta_bridge.connectors import AppConnector
 from okta_bridge.contracts import (AuditStep, GroupPlanned, MembershipPlanned, PlanAction, Reason, ScimOperationPlanned,
                                    TargetValuesObserved)
 from okta_bridge.stores.groups import GroupState
-from okta_bridge.outcomes import Done
+from okta_bridge.outcomes import Done, Failure, settle
 from okta_bridge.runtime import Republisher
+from okta_bridge.settle import carry_out
 from scim_dispatcher.circuit import Circuits
 from scim_dispatcher.groups import GroupDispatcher, GroupOutcome
 from scim_dispatcher.handlers import Dispatcher, Outcome
@@ -103,12 +104,19 @@ async def after_applied(ports: DispatcherPorts, republisher: Republisher, plan: 
 
 async def _refused_members(ports: DispatcherPorts, republisher: Republisher, plan: Plan, outcome: GroupOutcome,
                            attempt: int, fields: dict[str, Any]) -> None:
+    """Each member the target refused, settled alone by the outcome policy: an Okta user (``member_refused``) is
+    dead-lettered as a membership plan that names only it, replayable; a target-only member
+    (``target_only_member_refused``) is recorded and acknowledged: no plan to replay, the group's next push removes
+    it again."""
     assert isinstance(plan, (GroupPlanned, MembershipPlanned))
-    for member, reason in outcome.failed:
-        member_fields = {**fields, "okta_user_id": member, "plan_version": None, "reason": Reason.MEMBER_REFUSED}
-        await ports.audit.record(AuditStep.FAILED, target_id=outcome.target_id, detail=reason, **member_fields)
-        if member.startswith("00u"):  # an Okta user: replayable alone
+    for member, why in outcome.failed:
+        okta_user = member.startswith("00u")
+        failure = Failure(Reason.MEMBER_REFUSED if okta_user else Reason.TARGET_ONLY_MEMBER_REFUSED, why)
+        single: Plan = plan
+        if okta_user:
             single = MembershipPlanned(org=plan.org, app_id=plan.app_id, okta_group_id=plan.okta_group_id,
                                        okta_user_ids=(member,), cause=plan.cause, event_uuid=plan.event_uuid)
-            await republisher.dead_letter(single, reason, attempt, SOURCE)
-            await ports.audit.record(AuditStep.DEAD_LETTERED, detail=reason, **member_fields)
+        await carry_out(settle(failure, attempt=attempt, max_attempts=republisher.max_attempts), single, attempt,
+                        republisher=republisher, audit=ports.audit, source=SOURCE,
+                        fields={**fields, "okta_user_id": member, "plan_version": None,
+                                "target_id": outcome.target_id})

@@ -22,7 +22,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, model_validator
 
 __all__ = [
     "AppSyncRequested",
@@ -210,13 +210,16 @@ class Reason(StrEnum):
     the audit API). The policy that maps failures to dispositions is :mod:`okta_bridge.outcomes`."""
 
     RECEIVED = "received"  # the poller published an event, or a sync was requested
-    PLANNED = "planned"
+    PLANNED = "planned"  # a plan went out (user, group or membership)
     APPLIED = "applied"  # the target holds the plan now (or already did)
     STALE = "stale"  # a newer plan of the key was applied before this one
     SUPERSEDED = "superseded"  # a newer plan of the key was taken while this one read Okta, or in the same batch
     NOTHING_TO_SEND = "nothing_to_send"  # the state table sends nothing (suspended: ignore, pending users)
     ACTION_OFF = "action_off"  # create_users / update_users / deactivate_users switched off
     NOT_CONFIGURED = "not_configured"  # no configured app or pushed group concerns this message
+    GROUP_LISTED_TWICE = "group_listed_twice"  # two push_groups entries of an app name one Okta group
+    GROUP_NAME_CONFLICT = "group_name_conflict"  # a push_groups name that more than one Okta group has
+    GROUP_NOT_IN_OKTA = "group_not_in_okta"  # no Okta group has the push_groups id or name (yet, or any more)
     TARGET_TRANSIENT = "target_transient"  # 5xx, timeout, connection refused
     TARGET_RATE_LIMITED = "target_rate_limited"  # 429
     TARGET_AUTH = "target_auth"  # 401 / 403: credentials
@@ -225,6 +228,7 @@ class Reason(StrEnum):
     ADOPTION_HELD = "adoption_held"  # an existing account another link holds or whose externalId names another user
     TARGET_NO_GROUPS = "target_no_groups"  # the target has no /Groups
     MEMBER_REFUSED = "member_refused"  # one member of a membership batch refused by the target
+    TARGET_ONLY_MEMBER_REFUSED = "target_only_member_refused"  # the removal of a member no Okta user stands for
     GROUP_NOT_READY = "group_not_ready"  # a membership plan before its group exists in the target
     CIRCUIT_OPEN = "circuit_open"  # the app's circuit is open: parked in the hold queue
     GUARD_HELD = "guard_held"  # a deactivation past the app's guard threshold: held until an operator acts
@@ -240,6 +244,11 @@ class Reason(StrEnum):
 
 
 class AuditRecorded(_Contract):
+    """One step of one change. Every record the bridge makes carries a :class:`Reason` code: building one without
+    (in Python) is refused. Records read from JSON may lack it: audit batches of earlier releases, kept whole in the
+    dead letters for ``DEAD_LETTERS_RETENTION_DAYS`` and replayed to the audit-recorder, or in flight in an
+    upgrade; the wire contract is unchanged (``schema_version`` 1), so they are still stored."""
+
     schema_version: Literal[1] = 1
     at: datetime
     service: str
@@ -257,11 +266,19 @@ class AuditRecorded(_Contract):
     scim_status: int | None = None
     duration_ms: float | None = None
     trace_id: str | None = None
-    reason: Reason | None = Field(default=None, description="why, as a code (the text is in detail)")
+    reason: Reason | None = Field(default=None, description="why, as a code (the text is in detail); required in "
+                                                            "every record the bridge makes, absent only in some "
+                                                            "records of earlier releases")
     detail: str | None = Field(default=None, description="human-readable reason; never a secret")
     actor: str | None = Field(default=None, max_length=200,
                               description="who asked for it, for an operator's action: the person signed in to the "
                                           "console, the API token's name, or the OS user of bridgectl")
+
+    @model_validator(mode="after")
+    def _has_a_reason(self, info: ValidationInfo) -> "AuditRecorded":
+        if self.reason is None and info.mode == "python":  # made here, not read from a message of an earlier release
+            raise ValueError("an audit record needs a reason code (okta_bridge.contracts.Reason)")
+        return self
 
 
 class AuditBatch(_Contract):

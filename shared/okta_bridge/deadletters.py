@@ -31,20 +31,29 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import aio_pika
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from okta_bridge.connectors import ConnectorsFile
 from okta_bridge.contracts import (AppSyncRequested, AuditBatch, AuditRecorded, AuditStep, EventTarget, GroupAction,
-                                   GroupPlanned, MembershipPlanned, OktaEventReceived, ScimOperationPlanned,
+                                   GroupPlanned, MembershipPlanned, OktaEventReceived, Reason, ScimOperationPlanned,
                                    SyncReason, TargetValuesObserved)
 from okta_bridge.bus import ATTEMPT_HEADER, REASON_HEADER
 from okta_bridge.topology import (AUDIT_EXCHANGE, DEAD_LETTER_QUEUE, DLX, EVENT_ROUTING_PREFIX, EVENTS_EXCHANGE,
                                   PLANS_EXCHANGE, SYNC_ROUTING_KEY, key_of, partition_key, partition_of)
 
-__all__ = ["DeadLetter", "DeadLetterRecord", "DeadLetters", "compact", "is_look_again", "look_again", "minimal", "redact_event"]
+__all__ = ["DeadLetter", "DeadLetterRecord", "DeadLetters", "Replay", "compact", "is_look_again", "look_again",
+           "minimal", "redact_event"]
+
+
+class Replay(NamedTuple):
+    """Where a replay goes and what it sends: ``exchange`` ("" the default exchange), its ``routing_key``, and the
+    ``message`` that makes the bridge do the work again."""
+    exchange: str
+    routing_key: str
+    message: BaseModel
 
 
 LOOK_AGAIN_PREFIX = "replay-"  # the event uuid of an operator's "look again" (no System Log event has it)
@@ -56,14 +65,15 @@ def is_look_again(event: OktaEventReceived) -> bool:
     return event.event_type == "application.user_membership.update" and event.event_uuid.startswith(LOOK_AGAIN_PREFIX)
 
 
-def look_again(org: str, app_id: str, user_id: str) -> tuple[str, str, OktaEventReceived]:
-    """(exchange, routing key, event) that makes the translator look at (app, user) again from Okta's current state:
-    an ``application.user_membership.update`` naming the two ids (dead-letter replay, ``bridgectl provision``, a
-    guard release). It plans with a new version, ordered, audited and traced like any event."""
+def look_again(org: str, app_id: str, user_id: str) -> Replay:
+    """The :class:`Replay` (its message an event) that makes the translator look at (app, user) again from Okta's
+    current state: an ``application.user_membership.update`` naming the two ids (dead-letter replay, ``bridgectl
+    provision``, a guard release). It plans with a new version, ordered, audited and traced like any event."""
     event = OktaEventReceived(org=org, event_uuid=f"{LOOK_AGAIN_PREFIX}{uuid.uuid4()}",
                               event_type="application.user_membership.update", published=datetime.now(UTC),
                               targets=(EventTarget(id=user_id, type="User"), EventTarget(id=app_id, type="AppInstance")))
-    return EVENTS_EXCHANGE.name, EVENT_ROUTING_PREFIX + event.event_type, event
+    return Replay(EVENTS_EXCHANGE.name, EVENT_ROUTING_PREFIX + event.event_type, event)
+
 
 _ID_MAX = 128  # an id longer than this is not an Okta id: cut, so a forged one carries little
 
@@ -164,12 +174,12 @@ class DeadLetter:
         return {"app": get("app_id"), "user": get("okta_user_id") or ",".join(getattr(m, "okta_user_ids", ()) or ()),
                 "group": get("okta_group_id"), "event": get("event_uuid") or get("event_type")}
 
-    def replay(self, connectors: ConnectorsFile, org: str) -> tuple[str, str, BaseModel] | str:
-        """(exchange, routing key, message) that makes the bridge do the work again from Okta's current state, or
-        why it cannot be replayed."""
+    def replay(self, connectors: ConnectorsFile, org: str) -> Replay | str:
+        """The :class:`Replay` that makes the bridge do the work again from Okta's current state, or why it cannot
+        be replayed."""
         m = self.message
         if isinstance(m, (AuditRecorded, AuditBatch)):
-            return AUDIT_EXCHANGE.name, "", m
+            return Replay(AUDIT_EXCHANGE.name, "", m)
         if not isinstance(m, DeadLetterRecord) or m.kind == "unreadable":
             return "not a bridge message (a malformed Okta event?): inspect it and drop it"
         org = m.org or org
@@ -182,22 +192,22 @@ class DeadLetter:
                 return "an operator's group delete: run the delete command again if it is still wanted"
             sync = AppSyncRequested(org=org, app_id=m.app_id, reason=SyncReason.OPERATOR, scope="groups",
                                     sync_id=uuid.uuid4().hex)
-            return EVENTS_EXCHANGE.name, SYNC_ROUTING_KEY, sync
+            return Replay(EVENTS_EXCHANGE.name, SYNC_ROUTING_KEY, sync)
         if m.kind == "MembershipPlanned" and m.app_id and m.okta_group_id and m.okta_user_ids:
             plan = MembershipPlanned(org=org, app_id=m.app_id, okta_group_id=m.okta_group_id,
                                      okta_user_ids=m.okta_user_ids, cause="operator:replay", event_uuid=m.event_uuid)
             app = connectors.by_app_id()[m.app_id]
-            return PLANS_EXCHANGE.name, partition_key(app.pool, partition_of(key_of(plan),
-                                                                             connectors.partitions(app.pool))), plan
+            return Replay(PLANS_EXCHANGE.name,
+                          partition_key(app.pool, partition_of(key_of(plan), connectors.partitions(app.pool))), plan)
         if m.kind == "OktaEventReceived" and m.event_uuid and m.event_type and m.published:
             event = OktaEventReceived(org=org, event_uuid=m.event_uuid, event_type=m.event_type,
                                       published=m.published,
                                       targets=tuple(EventTarget(id=i, type=t) for t, i in m.targets))
-            return EVENTS_EXCHANGE.name, EVENT_ROUTING_PREFIX + event.event_type, event
+            return Replay(EVENTS_EXCHANGE.name, EVENT_ROUTING_PREFIX + event.event_type, event)
         if m.kind == "AppSyncRequested" and m.app_id:
             sync = AppSyncRequested(org=org, app_id=m.app_id, reason=SyncReason.OPERATOR,
                                     scope="groups" if m.action == "groups" else "users", sync_id=uuid.uuid4().hex)
-            return EVENTS_EXCHANGE.name, SYNC_ROUTING_KEY, sync
+            return Replay(EVENTS_EXCHANGE.name, SYNC_ROUTING_KEY, sync)
         return f"a {m.kind} without the ids a replay needs: inspect it and drop it"
 
 
@@ -233,7 +243,8 @@ class DeadLetters:
                 if ids != "all" and letter.id not in ids:
                     continue  # left unacknowledged: returned to the queue when the channel closes
                 if action == "drop":
-                    await self._audit(channel, letter, AuditStep.SKIPPED, f"dead letter dropped by {self._operator}")
+                    await self._audit(channel, letter, AuditStep.SKIPPED, Reason.OPERATOR,
+                                      f"dead letter dropped by {self._operator}")
                     await msg.ack()
                     results.append((letter, "dropped"))
                     continue
@@ -241,27 +252,26 @@ class DeadLetters:
                 if isinstance(where, str):
                     results.append((letter, f"not replayed: {where}"))
                     continue
-                exchange, routing_key, message = where
-                target = channel.default_exchange if not exchange else await channel.get_exchange(exchange)
-                await target.publish(aio_pika.Message(message.model_dump_json().encode(),
+                target = channel.default_exchange if not where.exchange else await channel.get_exchange(where.exchange)
+                await target.publish(aio_pika.Message(where.message.model_dump_json().encode(),
                                                       content_type="application/json",
                                                       delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                                                       headers={ATTEMPT_HEADER: 0}),
-                                     routing_key=routing_key, mandatory=True)
-                await self._audit(channel, letter, AuditStep.REPLAYED,
+                                     routing_key=where.routing_key, mandatory=True)
+                await self._audit(channel, letter, AuditStep.REPLAYED, Reason.OPERATOR,
                                   f"replayed by {self._operator} (was dead-lettered: {letter.reason[:300]})")
                 await msg.ack()  # only after the broker confirmed the replay
-                results.append((letter, f"replayed to {exchange or 'queue'} {routing_key}".strip()))
+                results.append((letter, f"replayed to {where.exchange or 'queue'} {where.routing_key}".strip()))
             await channel.close()
         return results
 
-    async def _audit(self, channel, letter: DeadLetter, step: AuditStep, detail: str) -> None:
+    async def _audit(self, channel, letter: DeadLetter, step: AuditStep, reason: Reason, detail: str) -> None:
         m = letter.message
         fields = {f: getattr(m, f, None) for f in ("app_id", "okta_user_id", "okta_group_id", "event_uuid")}
         version = getattr(m, "version", None)
         record = AuditRecorded(at=datetime.now(UTC), service=self._service, step=step, org=self._org,
                                actor=self._operator[:200],
-                               event_type="operator:dead-letters", plan_version=version, detail=detail,
+                               event_type="operator:dead-letters", plan_version=version, reason=reason, detail=detail,
                                **{k: v for k, v in fields.items() if isinstance(v, str)})
         exchange = await channel.get_exchange(AUDIT_EXCHANGE.name)
         await exchange.publish(aio_pika.Message(AuditBatch(records=(record,)).model_dump_json().encode(),

@@ -13,7 +13,15 @@ app's circuit should do. Nothing here does I/O; the services carry verdicts out 
 | Failure target_transient / _rate_limited     | retry tier; hold once the circuit opens;   | failed + retried / held  | failure |
 |                                              | dead letter after ``max_attempts``         | / dead_lettered          |         |
 | Failure group_not_ready, internal, okta_*    | retry tier; dead letter after max_attempts | retried / dead_lettered  | –       |
+| Failure group_name_conflict / _not_in_okta,  | ack: nothing sent again would mend it      | failed                   | –       |
+| target_only_member_refused                   |                                            |                          |         |
 | any other Failure (4xx, conflict, no groups) | dead letter                                | failed + dead_lettered   | –       |
+
+A failure acknowledged is one that concerns a part of a message and that nothing sent again could mend: a
+``push_groups`` entry no single Okta group answers to (an operator names the group by id; the groups sync at each
+start resolves the entries again), or a member of the target group no Okta user stands for whose removal the target
+refused (there is no plan to replay; the group's next push removes it again). A member refused that is an Okta user
+is dead-lettered alone, as a membership plan that names only it (``member_refused``): replayable.
 
 Errors become failures by the :class:`~okta_bridge.contracts.Reason` they carry (``exc.code``; the SCIM and Okta
 error trees set it); anything else is ``internal`` (database or broker trouble), which is retried.
@@ -43,6 +51,7 @@ RETRYABLE = frozenset({Reason.TARGET_TRANSIENT, Reason.TARGET_RATE_LIMITED, Reas
                        Reason.OKTA_TRANSIENT, Reason.OKTA_RATE_LIMITED, Reason.OKTA_AUTH, Reason.OKTA_REJECTED})
 COUNTS_FOR_CIRCUIT = frozenset({Reason.TARGET_TRANSIENT, Reason.TARGET_RATE_LIMITED})
 OF_THE_TARGET = frozenset({r for r in Reason if r.value.startswith("target_")} | {Reason.MEMBER_REFUSED})
+ACKNOWLEDGED = frozenset({Reason.GROUP_NAME_CONFLICT, Reason.GROUP_NOT_IN_OKTA, Reason.TARGET_ONLY_MEMBER_REFUSED})
 
 
 class Disposition(StrEnum):
@@ -179,6 +188,8 @@ def settle(result: Done | Failure | Blocked, *, attempt: int, max_attempts: int,
             return Verdict(Disposition.DEAD_LETTER, (*first, gave_up), effect)
         retried = Note(AuditStep.RETRIED, result.reason, f"attempt {attempt}: {result.message}", result.scim)
         return Verdict(Disposition.RETRY, (*first, retried), effect, retry_after_s=result.retry_after_s)
+    if result.reason in ACKNOWLEDGED:
+        return Verdict(Disposition.ACK, (failed,))
     dead = Note(AuditStep.DEAD_LETTERED, result.reason, result.message, result.scim)
     first = (failed,) if result.reason in OF_THE_TARGET else ()
     return Verdict(Disposition.DEAD_LETTER, (*first, dead))

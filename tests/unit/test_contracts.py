@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from okta_bridge import contracts
 from okta_bridge.contracts import (AppSyncRequested, AuditRecorded, AuditStep, EventTarget, GroupAction, GroupPlanned,
-                                   MappedAttribute, MembershipPlanned, OktaEventReceived, PlanAction,
+                                   MappedAttribute, MembershipPlanned, OktaEventReceived, PlanAction, Reason,
                                    ScimOperationPlanned, SyncReason, TargetValuesObserved)
 from okta_bridge.events import MalformedEvent, parse_event
 from okta_simulator.ids import okta_id
@@ -32,7 +32,8 @@ SAMPLES: list[BaseModel] = [
                                      MappedAttribute(path="urn:okta:jira:1.0:user:department", value="Eng")),
                          unique_value="ann@acme.com", cause="application.user_membership.add", event_uuid="e1"),
     AuditRecorded(at=NOW, service="translator", step=AuditStep.PLANNED, org=ORG, event_uuid="e1", app_id="0oa1xxxxxxxxxxxxxxxx",
-                  okta_user_id="00u1xxxxxxxxxxxxxxxx", plan_version=7, scim_path="/Users?filter=<redacted>", duration_ms=1.5),
+                  okta_user_id="00u1xxxxxxxxxxxxxxxx", plan_version=7, scim_path="/Users?filter=<redacted>", duration_ms=1.5,
+                  reason=Reason.PLANNED),
 ]
 IDS = [type(s).__name__ for s in SAMPLES]
 
@@ -148,3 +149,19 @@ def test_event_targets_of_other_types_keep_their_ids_and_the_simulators_ids_pass
     for prefix in ("00u", "0oa", "00g", "0ua"):
         assert EventTarget(id=okta_id(prefix), type="User").id.startswith(prefix)
     assert all(re.fullmatch(contracts.OKTA_ID_PATTERN, okta_id("00u")) for _ in range(200))
+
+
+def test_every_audit_record_the_bridge_makes_has_a_reason_code_and_one_of_an_earlier_release_is_still_read():
+    fields = dict(at=NOW, service="translator", step=AuditStep.PLANNED, org=ORG)
+    with pytest.raises(ValidationError, match="needs a reason code"):
+        AuditRecorded(**fields)
+    with pytest.raises(ValidationError, match="needs a reason code"):
+        AuditRecorded(**fields, reason=None)
+    with pytest.raises(ValidationError, match="needs a reason code"):
+        AuditRecorded.model_validate(fields)
+    assert AuditRecorded(**fields, reason=Reason.PLANNED).model_dump(mode="json")["reason"] == "planned"
+    # an audit batch of an earlier release (kept whole in the dead letters, replayed to the recorder) has none
+    legacy = json.dumps({"at": NOW.isoformat(), "service": "translator", "step": "planned", "org": ORG})
+    assert AuditRecorded.model_validate_json(legacy).reason is None
+    from okta_bridge.contracts import AuditBatch
+    assert AuditBatch.model_validate_json(f'{{"records": [{legacy}]}}').records[0].reason is None

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 from okta_bridge.connectors import ConnectorsFile
 from okta_bridge.contracts import (AppSyncRequested, AuditBatch, AuditRecorded, AuditStep, EventTarget, GroupAction,
                                    GroupPlanned, MappedAttribute, MembershipPlanned, OktaEventReceived, PlanAction,
-                                   ScimOperationPlanned, SyncReason, TargetValuesObserved)
-from okta_bridge.deadletters import DeadLetter, DeadLetterRecord, _read, minimal, redact_event
+                                   Reason, ScimOperationPlanned, SyncReason, TargetValuesObserved)
+from okta_bridge.deadletters import DeadLetter, DeadLetterRecord, DeadLetters, Replay, _read, minimal, redact_event
 from okta_bridge.topology import EVENTS_EXCHANGE, PLANS_EXCHANGE, SYNC_ROUTING_KEY
 from tests.unit.fakes import ORG, membership_event
 
@@ -108,8 +108,51 @@ def test_group_membership_sync_and_audit_replays():
     exchange, key, plan = letter(members).replay(CONNECTORS, ORG)
     assert exchange == PLANS_EXCHANGE.name and key.startswith("default.")
     assert isinstance(plan, MembershipPlanned) and plan.okta_user_ids == (USER, "00u2xxxxxxxxxxxxxxxx")
-    batch = AuditBatch(records=(AuditRecorded(at=datetime.now(UTC), service="t", step=AuditStep.APPLIED, org=ORG),))
-    assert letter(batch, "audit-recorder").replay(CONNECTORS, ORG)[2] == batch
+    batch = AuditBatch(records=(AuditRecorded(at=datetime.now(UTC), service="t", step=AuditStep.APPLIED, org=ORG,
+                                              reason=Reason.APPLIED),))
+    assert letter(batch, "audit-recorder").replay(CONNECTORS, ORG).message == batch
     assert "not a bridge message" in letter(b"not json").replay(CONNECTORS, ORG)
     other = ConnectorsFile.model_validate({"apps": []})
     assert "not in the connectors file" in letter(user_plan()).replay(other, ORG)
+
+
+def test_a_replay_is_a_named_record_not_a_positional_tuple():
+    replay = letter(user_plan()).replay(CONNECTORS, ORG)
+    assert isinstance(replay, Replay)
+    assert replay.exchange == EVENTS_EXCHANGE.name
+    assert replay.routing_key == "okta.event.application.user_membership.update"
+    assert isinstance(replay.message, OktaEventReceived)
+
+
+def test_an_audit_batch_of_an_earlier_release_without_reason_codes_is_still_read_and_replayed():
+    legacy = json.dumps({"records": [{"at": datetime.now(UTC).isoformat(), "service": "translator",
+                                      "step": "planned", "org": ORG, "okta_group_id": GROUP}]}).encode()
+    shown = letter(legacy, "audit-recorder")
+    assert isinstance(shown.message, AuditBatch) and shown.message.records[0].reason is None
+    replay = shown.replay(CONNECTORS, ORG)
+    assert isinstance(replay, Replay) and replay.message == shown.message
+
+
+class _Exchange:
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def publish(self, message, routing_key: str) -> None:
+        self.bodies.append(message.body)
+
+
+async def test_a_replay_and_a_drop_are_audited_with_the_operator_reason_code():
+    exchange = _Exchange()
+
+    async def get_exchange(name):
+        return exchange
+
+    channel = SimpleNamespace(get_exchange=get_exchange)
+    letters = DeadLetters("amqp://unused", ORG, "ops@acme.com")
+    dead = letter(MembershipPlanned(org=ORG, app_id=APP, okta_group_id=GROUP, okta_user_ids=(USER,), cause="x"))
+    await letters._audit(channel, dead, AuditStep.REPLAYED, Reason.OPERATOR, "replayed by ops@acme.com")
+    await letters._audit(channel, dead, AuditStep.SKIPPED, Reason.OPERATOR, "dead letter dropped by ops@acme.com")
+    records = [AuditBatch.model_validate_json(b).records[0] for b in exchange.bodies]
+    assert [(r.step, r.reason) for r in records] == [(AuditStep.REPLAYED, Reason.OPERATOR),
+                                                     (AuditStep.SKIPPED, Reason.OPERATOR)]
+    assert records[0].okta_group_id == GROUP and records[0].actor == "ops@acme.com"

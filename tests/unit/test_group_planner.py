@@ -6,13 +6,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Iterable
 
+import pytest
 
 from okta_bridge.contracts import (AppSyncRequested, AuditStep, EventTarget, GroupAction, GroupPlanned,
-                                   MembershipPlanned, OktaEventReceived, SyncReason)
+                                   MembershipPlanned, OktaEventReceived, Reason, SyncReason)
+from okta_bridge.outcomes import Done, Failure, failure_of
 from okta_bridge.stores.groups import micros
 from okta_bridge.okta_client import OktaNotFoundError
-from tests.unit.fakes import ORG, app_connector
-from translator.groups import GroupPlanner
+from tests.unit.fakes import ORG, app_connector, audit_record
+from translator.groups import GroupPlanner, GroupPlanningFailed
 
 JIRA, WIKI = "0oa1jiraxxxxxxxxxxxx", "0oa2wikixxxxxxxxxxxx"
 SALES = "00gSALES000000000000"
@@ -161,10 +163,14 @@ class FakeGroupAudit:
         self.records: list[tuple[AuditStep, dict[str, Any]]] = []
 
     async def record(self, step: AuditStep, **fields: Any) -> None:
+        audit_record(step, fields)  # as the real one: refused without a reason code
         self.records.append((step, fields))
 
     def steps(self) -> list[AuditStep]:
         return [s for s, _ in self.records]
+
+    def reasons(self) -> list[tuple[AuditStep, Reason]]:
+        return [(s, f["reason"]) for s, f in self.records]
 
     def where(self, step: AuditStep) -> list[dict[str, Any]]:
         return [f for s, f in self.records if s is step]
@@ -225,6 +231,7 @@ async def test_sync_resolves_ids_and_exact_names_and_pushes_each_with_its_member
     planned = p.audit.where(AuditStep.PLANNED)
     assert sorted((f["okta_group_id"], f["detail"]) for f in planned) == [
         (OPS, "push group with 1 Okta member(s)"), (SALES, "push group with 2 Okta member(s)")]
+    assert p.audit.reasons() == [(AuditStep.PLANNED, Reason.PLANNED)] * 2
     assert p.outbox.of(MembershipPlanned) == []
 
 
@@ -243,6 +250,7 @@ async def test_a_name_no_group_has_is_skipped_and_audited():
     assert await p.state.pushed_group_ids() == set()
     [skipped] = p.audit.where(AuditStep.SKIPPED)
     assert skipped["okta_group_id"] is None and "no Okta group named 'Sales'" in skipped["detail"]
+    assert skipped["reason"] is Reason.GROUP_NOT_IN_OKTA
 
 
 async def test_an_id_no_group_has_fails_and_unlinks_the_group_pushed_before():
@@ -256,6 +264,7 @@ async def test_an_id_no_group_has_fails_and_unlinks_the_group_pushed_before():
     assert not await p.state.is_pushed(JIRA, SALES)
     [failed] = p.audit.where(AuditStep.FAILED)
     assert failed["okta_group_id"] == SALES and "no Okta group has this id" in failed["detail"]
+    assert failed["reason"] is Reason.GROUP_NOT_IN_OKTA  # acknowledged by the policy: not a dead letter
 
 
 async def test_a_name_two_groups_have_fails_and_pushes_neither():
@@ -270,6 +279,7 @@ async def test_a_name_two_groups_have_fails_and_pushes_neither():
     [failed] = p.audit.where(AuditStep.FAILED)
     assert failed["okta_group_id"] is None
     assert SALES in failed["detail"] and SALES_2 in failed["detail"] and "'Sales'" in failed["detail"]
+    assert p.audit.reasons() == [(AuditStep.FAILED, Reason.GROUP_NAME_CONFLICT)]
 
 
 async def test_a_name_two_groups_have_keeps_the_one_already_pushed_under_that_entry():
@@ -283,6 +293,18 @@ async def test_a_name_two_groups_have_keeps_the_one_already_pushed_under_that_en
     assert await p.state.pushed_group_ids() == {SALES}
     assert p.state.fact(JIRA, SALES_2, "00u2xxxxxxxxxxxxxxxx") is None  # resolved before: the push follows the id it had
     assert p.audit.where(AuditStep.FAILED) == []
+
+
+async def test_a_name_two_groups_have_after_the_group_it_named_was_deleted_keeps_the_other_one_pushed_under_it():
+    p = make(["Sales"])
+    await p.state.set_pushed(JIRA, "00gGONE0000000000000", pushed=True, name="Sales", entry="Sales")  # deleted in Okta
+    await p.state.set_pushed(JIRA, SALES, pushed=True, name="Sales", entry="Sales")
+    p.okta.add_group(SALES, "Sales")
+    p.okta.add_group(SALES_2, "Sales")
+    assert await p.handle_sync(sync()) == 1
+    [skipped] = p.audit.where(AuditStep.SKIPPED)
+    assert skipped["reason"] is Reason.GROUP_NAME_CONFLICT and skipped["okta_group_id"] == SALES
+    assert SALES_2 in skipped["detail"] and p.audit.where(AuditStep.FAILED) == []
 
 
 async def test_the_already_pushed_group_only_counts_under_the_same_entry():
@@ -306,6 +328,7 @@ async def test_one_group_listed_by_id_and_by_name_is_pushed_once():
     assert pushes(p) == [("fast", SALES, GroupAction.PUSH, "Sales", 1)]
     [skipped] = p.audit.where(AuditStep.SKIPPED)
     assert skipped["okta_group_id"] == SALES and "twice" in skipped["detail"]
+    assert skipped["reason"] is Reason.GROUP_LISTED_TWICE
 
 
 async def test_groups_dropped_from_push_groups_are_unlinked():
@@ -398,6 +421,7 @@ async def test_membership_events_record_the_fact_and_plan_the_member():
                                      cause="group.user_membership.add", event_uuid="e-add")
     [planned] = p.audit.where(AuditStep.PLANNED)
     assert (planned["okta_user_id"], planned["okta_group_id"], planned["detail"]) == ("00u1xxxxxxxxxxxxxxxx", SALES, "add member")
+    assert planned["reason"] is Reason.PLANNED
 
     later = at + timedelta(seconds=3)
     await p.handle_event(group_event("group.user_membership.remove", SALES, user_id="00u1xxxxxxxxxxxxxxxx", published=later,
@@ -445,7 +469,7 @@ async def test_events_of_groups_no_configured_app_pushes_are_skipped():
     for group_id in (SALES, OPS, NEW):
         await p.handle_event(group_event("group.user_membership.add", group_id, user_id="00u1xxxxxxxxxxxxxxxx"))
     assert p.outbox.plans == [] and p.state.facts == {}
-    assert p.audit.steps() == [AuditStep.SKIPPED] * 3
+    assert p.audit.reasons() == [(AuditStep.SKIPPED, Reason.NOT_CONFIGURED)] * 3
 
 
 # ---------------------------------------------------------------- group events
@@ -470,7 +494,7 @@ async def test_a_profile_update_of_a_group_gone_from_okta_is_skipped():
     await p.state.set_pushed(JIRA, SALES, pushed=True, name="Sales")
     await p.handle_event(group_event("group.profile.update", SALES, name="Sales"))
     assert p.outbox.plans == []
-    assert p.audit.steps() == [AuditStep.SKIPPED]
+    assert p.audit.reasons() == [(AuditStep.SKIPPED, Reason.GROUP_NOT_IN_OKTA)]
     assert await p.state.is_pushed(JIRA, SALES)
 
 
@@ -507,7 +531,7 @@ async def test_a_created_group_of_another_name_is_skipped():
     p.okta.add_group(NEW, "Marketing", ["00u1xxxxxxxxxxxxxxxx"])
     await p.handle_event(group_event("group.lifecycle.create", NEW, name="Marketing"))
     assert p.outbox.plans == [] and p.state.groups == {}
-    assert p.audit.steps() == [AuditStep.SKIPPED]
+    assert p.audit.reasons() == [(AuditStep.SKIPPED, Reason.NOT_CONFIGURED)]
 
 
 async def test_a_created_group_whose_name_another_group_has_is_not_pushed():
@@ -519,6 +543,7 @@ async def test_a_created_group_whose_name_another_group_has_is_not_pushed():
     assert not await p.state.is_pushed(JIRA, NEW)
     [failed] = p.audit.where(AuditStep.FAILED)
     assert failed["okta_group_id"] == NEW and SALES in failed["detail"]
+    assert p.audit.reasons() == [(AuditStep.FAILED, Reason.GROUP_NAME_CONFLICT)]
 
 
 async def test_a_created_group_renamed_before_it_was_read_is_not_pushed():
@@ -527,3 +552,36 @@ async def test_a_created_group_renamed_before_it_was_read_is_not_pushed():
     await p.handle_event(group_event("group.lifecycle.create", NEW, name="Sales"))
     assert p.outbox.plans == []
     assert not await p.state.is_pushed(JIRA, NEW)
+
+
+async def test_a_created_group_deleted_before_it_was_read_is_skipped_as_not_in_okta():
+    p = make(["Sales"])
+    await p.handle_event(group_event("group.lifecycle.create", NEW, name="Sales"))
+    assert p.outbox.plans == []
+    assert p.audit.reasons() == [(AuditStep.SKIPPED, Reason.GROUP_NOT_IN_OKTA)]
+
+
+async def test_a_group_deleted_in_okta_and_a_group_dropped_from_push_groups_are_planned_unlinks():
+    p = make([SALES])
+    p.okta.add_group(SALES, "Sales")
+    await p.handle_sync(sync())
+    await p.handle_event(group_event("group.lifecycle.delete", SALES, name="Sales"))
+    p.apps[JIRA] = app_connector(JIRA, "jira", pool="fast", push_groups=[OPS])
+    await p.state.set_pushed(JIRA, SALES, pushed=True, name="Sales")
+    await p.handle_sync(sync())  # OPS does not exist: not pushed; SALES is no longer listed: unlinked
+    assert p.audit.reasons() == [(AuditStep.PLANNED, Reason.PLANNED)] * 2 + [
+        (AuditStep.FAILED, Reason.GROUP_NOT_IN_OKTA), (AuditStep.PLANNED, Reason.PLANNED)]
+
+
+@pytest.mark.parametrize("result", [Failure(Reason.TARGET_REJECTED, "refused"), Failure(Reason.INTERNAL, "db away"),
+                                    Failure(Reason.OKTA_TRANSIENT, "okta 503")])
+async def test_a_part_the_policy_would_retry_or_dead_letter_fails_the_whole_message_with_its_reason(result):
+    """Only an acknowledged part is recorded in place; any other fails the message, which the intake settles by
+    the same reason code (``failure_of``)."""
+    p = make([SALES])
+    with pytest.raises(GroupPlanningFailed) as caught:
+        await p._settle(result, JIRA, SALES, "sync:startup")
+    assert p.audit.records == []
+    assert failure_of(caught.value).reason is result.reason
+    await p._settle(Done(AuditStep.SKIPPED, Reason.NOT_CONFIGURED, "nothing"), JIRA, SALES, "sync:startup")
+    assert p.audit.reasons() == [(AuditStep.SKIPPED, Reason.NOT_CONFIGURED)]

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from prometheus_client import REGISTRY, generate_latest
+from pydantic import ValidationError
 
 from okta_bridge import okta_client
 from okta_bridge.bus import Delivery
@@ -159,7 +160,8 @@ async def test_plans_are_counted_by_app_and_action_and_outcomes_by_app_and_reaso
     applied = value("bridge_outcomes_total", app=APP, reason="applied")
     audit = AuditPublisher(Sent(), "scim-dispatcher", "https://acme.okta.com")
     await audit.record(AuditStep.APPLIED, app_id=APP, okta_user_id="00u1xxxxxxxxxxxxxxxx", reason=Reason.APPLIED)
-    await audit.record(AuditStep.APPLIED, app_id=APP, okta_user_id="00u1xxxxxxxxxxxxxxxx")  # no reason: not counted
+    with pytest.raises(ValidationError, match="reason code"):  # no reason: refused, not counted
+        await audit.record(AuditStep.APPLIED, app_id=APP, okta_user_id="00u1xxxxxxxxxxxxxxxx")
     assert value("bridge_outcomes_total", app=APP, reason="applied") == applied + 1
     text = generate_latest(REGISTRY).decode()
     assert "00u1xxxxxxxxxxxxxxxx" not in text  # a user never becomes a label

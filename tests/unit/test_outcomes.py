@@ -7,8 +7,8 @@ import pytest
 from okta_bridge.contracts import AuditStep as S
 from okta_bridge.contracts import Reason as R
 from okta_bridge.okta_client import OktaAuthError, OktaNotFoundError, OktaTransientError
-from okta_bridge.outcomes import (Blocked, Circuit, CircuitEffect as C, Disposition as D, Done, Failure, failure_of,
-                                  settle)
+from okta_bridge.outcomes import (Blocked, Circuit, CircuitEffect as C, Disposition as D, Done, Failure, Note,
+                                  failure_of, settle)
 from scim_dispatcher.adapters.scim_errors import (ScimAuthError, ScimConflictError, ScimGroupsUnsupportedError,
                                                   ScimNotFoundError, ScimPermanentError, ScimTransientError)
 from scim_dispatcher.groups import GroupConflictError, GroupNotReadyError
@@ -44,7 +44,27 @@ TABLE = [
     (fail(R.TARGET_NO_GROUPS), 1, CLOSED, D.DEAD_LETTER, [S.FAILED, S.DEAD_LETTERED], C.NONE),
     (fail(R.INVALID_MESSAGE), 1, None, D.DEAD_LETTER, [S.DEAD_LETTERED], C.NONE),
     (fail(R.NOT_CONFIGURED), 1, CLOSED, D.DEAD_LETTER, [S.DEAD_LETTERED], C.NONE),
+    (Done(S.SKIPPED_STALE, R.SUPERSEDED, "a newer plan"), 1, CLOSED, D.ACK, [S.SKIPPED_STALE], C.NONE),
+    (Done(S.SKIPPED, R.NOTHING_TO_SEND, "suspended: ignore"), 1, None, D.ACK, [S.SKIPPED], C.NONE),
+    (Done(S.HELD, R.ADOPTION_HELD, "held for a person"), 1, CLOSED, D.ACK, [S.HELD], C.NONE),
+    (fail(R.OKTA_AUTH), 1, None, D.RETRY, [S.RETRIED], C.NONE),
+    (fail(R.OKTA_REJECTED), 15, None, D.DEAD_LETTER, [S.DEAD_LETTERED], C.NONE),
+    # group planning (translator): a part of a message no retry or replay would mend is acknowledged
+    (Done(S.SKIPPED, R.NOT_CONFIGURED, "pushed to no app"), 1, None, D.ACK, [S.SKIPPED], C.NONE),
+    (Done(S.SKIPPED, R.GROUP_LISTED_TWICE, "listed twice"), 1, None, D.ACK, [S.SKIPPED], C.NONE),
+    (Done(S.SKIPPED, R.GROUP_NAME_CONFLICT, "the one pushed stays"), 1, None, D.ACK, [S.SKIPPED], C.NONE),
+    (Done(S.SKIPPED, R.GROUP_NOT_IN_OKTA, "no group named so yet"), 1, None, D.ACK, [S.SKIPPED], C.NONE),
+    (fail(R.GROUP_NAME_CONFLICT), 1, None, D.ACK, [S.FAILED], C.NONE),
+    (fail(R.GROUP_NAME_CONFLICT), 15, None, D.ACK, [S.FAILED], C.NONE),  # attempts change nothing
+    (fail(R.GROUP_NOT_IN_OKTA), 1, None, D.ACK, [S.FAILED], C.NONE),
+    # members a target refused (dispatcher), each settled alone
+    (fail(R.MEMBER_REFUSED), 1, CLOSED, D.DEAD_LETTER, [S.FAILED, S.DEAD_LETTERED], C.NONE),
+    (fail(R.TARGET_ONLY_MEMBER_REFUSED), 1, CLOSED, D.ACK, [S.FAILED], C.NONE),
 ]
+# codes no result carries into settle: recorded where the step happens, or made by the policy and carry_out
+NOT_SETTLED = {R.RECEIVED: "the poller's received", R.PLANNED: "a plan went out", R.OPERATOR: "an operator's command",
+               R.GUARD_HELD: "the translator's guard", R.CIRCUIT_OPEN: "settle's held note",
+               R.GAVE_UP: "settle's dead letter after max_attempts", R.CIRCUIT_CLOSED: "carry_out's released note"}
 
 
 @pytest.mark.parametrize("result, attempt, circuit, disposition, steps, effect", TABLE,
@@ -54,6 +74,22 @@ def test_settle(result, attempt, circuit, disposition, steps, effect):
     assert verdict.disposition is disposition
     assert [n.step for n in verdict.notes] == steps
     assert verdict.circuit is effect
+
+
+def test_every_reason_code_is_in_the_table_or_recorded_where_its_step_happens():
+    settled = {r.reason for r, *_ in TABLE if not isinstance(r, Blocked)}
+    assert set(R) - settled == set(NOT_SETTLED)
+    made = {n.reason for r, a, c, *_ in TABLE for n in settle(r, attempt=a, max_attempts=15, circuit=c).notes}
+    assert {R.CIRCUIT_OPEN, R.GAVE_UP} <= made
+
+
+@pytest.mark.parametrize("reason", [R.GROUP_NAME_CONFLICT, R.GROUP_NOT_IN_OKTA, R.TARGET_ONLY_MEMBER_REFUSED,
+                                    R.MEMBER_REFUSED])
+def test_a_group_failure_is_recorded_failed_with_its_own_code_and_text(reason):
+    verdict = settle(fail(reason), attempt=3, max_attempts=3, circuit=CLOSED)
+    assert verdict.notes[0] == Note(S.FAILED, reason, f"{reason.value} happened")
+    assert all(n.reason is reason for n in verdict.notes)  # never gave_up: the attempts do not count here
+    assert verdict.why == f"{reason.value} happened"
 
 
 def test_a_retry_carries_the_servers_wait_and_the_notes_carry_reason_codes():
