@@ -1,11 +1,11 @@
 """Planning a batch of (app, user) keys from the state Okta holds, in two database round trips for the whole batch.
 
 1. **read the rows**: one ``find`` reads each key's row: its assignment, its plan version, and the newest user
-   ``lastUpdated`` an earlier plan of the key was built from (``built_max``).
+   ``lastUpdated`` an earlier plan of the user, for any app, was built from (``user_built_max``).
 2. **read Okta**: keys with a ``user.*`` event read their user by id (once per user per batch, shared by its apps):
    no batched answer can prove it already holds that change. The others (membership events, syncs) take the user
    from the sync's page or from one filtered listing per 100 users, trusted only when its ``lastUpdated`` is not
-   older than ``built_max``; else, and for an id the listing left out, by id (never deactivated on absence alone).
+   older than ``user_built_max``; else, and for an id the listing left out, by id (never deactivated on absence alone).
    Only a 404 by id means the user is gone; an answer that is not the user with a status Okta documents (an empty
    200, no ``status``, an unknown one) fails its key as transient, audited with what was wrong, and changes nothing.
 3. **commit**: one bulk write gives each key its next version, records the read's ``lastUpdated`` and the batch's
@@ -30,7 +30,7 @@ from opentelemetry import trace
 from okta_bridge.connectors import AppConnector
 from okta_bridge.contracts import Reason, ScimOperationPlanned
 from okta_bridge.okta_client import OktaBadAnswerError, OktaTransientError, user_problem
-from okta_bridge.stores.assignments import UNKNOWN_UPDATED, Commit, MembershipChange, Row, fold
+from okta_bridge.stores.assignments import UNKNOWN_UPDATED, Commit, Landing, MembershipChange, Row, fold
 from okta_bridge.stores.groups import micros
 from okta_bridge.telemetry import ATTR
 from translator.mapping import map_user
@@ -127,7 +127,7 @@ class Planner:
             going: list[tuple[KeyWork, Row, _Read]] = []
             for w in pending:
                 row, read = rows[w.key], reads[w.user_id]
-                if read.unusable or read.updated < row.built_max:
+                if read.unusable or read.updated < row.user_built_max:
                     results[w.key] = _failed(w, read.unusable or f"Okta answered user {w.user_id} with older data "
                                                                  "than an earlier plan used; planned again")
                 else:
@@ -135,9 +135,13 @@ class Planner:
             landed = await self.store.commit([Commit(row, row.version + 1, read.updated, w.change)
                                               for w, row, read in going])
             pending = []
-            for (w, row, read), ok in zip(going, landed):
-                if ok:
+            for (w, row, read), landing in zip(going, landed):
+                if landing is Landing.LANDED:
                     results[w.key] = self._decide(w, fold(row, w.change)[0], row.version + 1, read)
+                elif landing is Landing.REFUSED:  # this key alone goes through the retry tiers
+                    results[w.key] = KeyResult(w, Reason.INTERNAL, f"the database refused the plan of key "
+                                               f"{w.app_id}/{w.user_id}; planned again", None,
+                                               failure=RuntimeError("the database refused one key's commit"))
                 else:
                     pending.append(w)  # planned by another batch meanwhile: read its row again
         for w in pending:
@@ -149,9 +153,7 @@ class Planner:
     async def _read(self, works: list[KeyWork], rows: dict[tuple[str, str], Row], reads: dict[str, _Read],
                     contexts: dict[str, Any]) -> None:
         """Fills ``reads`` for every user of ``works`` whose read is missing or older than an earlier plan's."""
-        floor: dict[str, int] = {}
-        for w in works:
-            floor[w.user_id] = max(floor.get(w.user_id, -1), rows[w.key].built_max)
+        floor = {w.user_id: rows[w.key].user_built_max for w in works}  # over the user's rows of every app
         fresh = {u for u, r in reads.items() if r.unusable is None and r.updated >= floor.get(u, -1)}
         by_id = sorted({w.user_id for w in works if w.by_id} - fresh)
         for w in works:

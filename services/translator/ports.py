@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator, Iterable, Protocol
 from opentelemetry.context import Context
 
 from okta_bridge.contracts import GroupPlanned, MembershipPlanned, ScimOperationPlanned
-from okta_bridge.stores.assignments import Assignment, Commit, MembershipChange, Row
+from okta_bridge.stores.assignments import Assignment, Commit, Landing, MembershipChange, Row
 
 __all__ = ["Assignment", "AssignmentStore", "Commit", "MembershipChange", "OktaReader", "PlanOutbox", "Row",
            "WritebackStore"]
@@ -20,9 +20,10 @@ class AssignmentStore(Protocol):
         """The rows of these keys (a key without a row reads as version 0, unassigned)."""
         ...
 
-    async def commit(self, commits: list[Commit]) -> list[bool]:
+    async def commit(self, commits: list[Commit]) -> list[Landing]:
         """Per commit: stored (the new version, the read's lastUpdated, the membership change) only if the row is as
-        it was read and no earlier plan was built from newer user data; False otherwise (read it again)."""
+        it was read and no earlier plan was built from newer user data (``LANDED``); ``CHANGED`` otherwise (read it
+        again); ``REFUSED`` when the database refused that one write (the others of the batch stand)."""
         ...
 
     async def for_users(self, user_ids: Iterable[str], app_ids: Iterable[str]) -> dict[str, list[Assignment]]: ...

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from okta_bridge.mongo import connect
-from okta_bridge.stores.assignments import Commit, MembershipChange, MongoAssignments
+from okta_bridge.stores.assignments import Commit, Landing, MembershipChange, MongoAssignments
 from tests.unit.fakes import FakeAssignments
 from translator.ports import Assignment
 
@@ -36,7 +36,7 @@ async def plan(store, app_id: str, user_id: str, updated: int = 0, **change) -> 
     row = (await store.read_rows([(app_id, user_id)]))[(app_id, user_id)]
     membership = _change(**change) if change else None
     [landed] = await store.commit([Commit(row, row.version + 1, updated, membership)])
-    return landed, row.version + 1
+    return landed is Landing.LANDED, row.version + 1
 
 
 def _change(assigned=None, app_username=None, as_of=None) -> MembershipChange:
@@ -65,7 +65,7 @@ async def test_of_two_commits_from_one_read_exactly_one_lands(store):
     row = (await store.read_rows([("0oaA", "00u1")]))[("0oaA", "00u1")]
     first = await store.commit([Commit(row, row.version + 1, 10)])
     second = await store.commit([Commit(row, row.version + 1, 10)])
-    assert (first, second) == ([True], [False])
+    assert (first, second) == ([Landing.LANDED], [Landing.CHANGED])
 
 
 async def test_concurrent_batches_of_one_key_never_commit_one_version_twice(store):
@@ -84,11 +84,34 @@ async def test_a_read_older_than_an_earlier_plans_does_not_commit_and_built_max_
     assert (row.version, row.built_max) == (2, 100)
 
 
+async def test_each_row_carries_the_newest_read_any_plan_of_its_user_used_for_any_app(store):
+    await plan(store, "0oaB", "00u1", updated=300)
+    await plan(store, "0oaA", "00u1", updated=100)
+    await plan(store, "0oaA", "00u2", updated=200)
+    rows = await store.read_rows([("0oaA", "00u1"), ("0oaC", "00u1"), ("0oaA", "00u2"), ("0oaA", "00u3")])
+    assert {k: (r.built_max, r.user_built_max) for k, r in rows.items()} == {
+        ("0oaA", "00u1"): (100, 300), ("0oaC", "00u1"): (-1, 300), ("0oaA", "00u2"): (200, 200),
+        ("0oaA", "00u3"): (-1, -1)}
+
+
 async def test_one_failing_commit_of_a_batch_leaves_the_others(store):
     rows = await store.read_rows([("0oaA", f"00u{i}") for i in range(4)])
     await plan(store, "0oaA", "00u2")  # another batch planned 00u2 meanwhile
     landed = await store.commit([Commit(r, r.version + 1, 0) for r in rows.values()])
-    assert landed == [True, True, False, True]
+    assert landed == [Landing.LANDED, Landing.LANDED, Landing.CHANGED, Landing.LANDED]
+
+
+async def test_a_row_the_database_refuses_alone_leaves_the_batchs_others_committed(store):
+    if isinstance(store, FakeAssignments):
+        store.refuse.add(("0oaA", "00u2"))
+    else:  # the real server refuses one document: a validator, the way a full disk or a schema rule would
+        await store._db.command("collMod", "assignments", validator={"user_id": {"$ne": "00u2"}},
+                                validationAction="error")
+    rows = await store.read_rows([("0oaA", f"00u{i}") for i in range(4)])
+    landed = await store.commit([Commit(r, r.version + 1, 0) for r in rows.values()])
+    assert landed == [Landing.LANDED, Landing.LANDED, Landing.REFUSED, Landing.LANDED]
+    after = await store.read_rows([("0oaA", f"00u{i}") for i in range(4)])
+    assert [r.version for r in after.values()] == [1, 1, 0, 1]
 
 
 async def test_membership_events_out_of_order_end_at_the_newest(store):
@@ -106,7 +129,7 @@ async def test_membership_events_out_of_order_end_at_the_newest(store):
 async def test_a_listing_moves_the_row_on_so_a_plan_read_before_it_does_not_commit(store):
     row = (await store.read_rows([("0oaA", "00u1")]))[("0oaA", "00u1")]
     await store.record_listing("0oaA", [("00u1", "ann")], "s1", 1_000)
-    assert await store.commit([Commit(row, row.version + 1, 0, _change(assigned=False, as_of=500))]) == [False]
+    assert await store.commit([Commit(row, row.version + 1, 0, _change(assigned=False, as_of=500))]) == [Landing.CHANGED]
     assert await assignment(store, "0oaA", "00u1") == Assignment("0oaA", "00u1", "ann", True)
 
 
@@ -174,19 +197,19 @@ async def test_listings_app_user_reads_and_write_backs_end_at_the_newest_app_pro
     # an app-user read (as of 3_000) replaces it; a page asked for before that read does not
     row = (await store.read_rows([("0oaA", "00u1")]))[("0oaA", "00u1")]
     change = MembershipChange(app_profile={"dept": "Ops"}, app_profile_as_of=3_000)
-    assert await store.commit([Commit(row, row.version + 1, 0, change)]) == [True]
+    assert await store.commit([Commit(row, row.version + 1, 0, change)]) == [Landing.LANDED]
     await store.record_listing("0oaA", [("00u1", "ann")], "s2", 2_000, {"00u1": {"dept": "R&D"}})
     assert await profile(store, "0oaA", "00u1") == {"dept": "Ops"}
     # an older read folded in later loses too
     row = (await store.read_rows([("0oaA", "00u1")]))[("0oaA", "00u1")]
     stale = MembershipChange(app_profile={"dept": "Old"}, app_profile_as_of=2_500)
-    assert await store.commit([Commit(row, row.version + 1, 0, stale)]) == [True]
+    assert await store.commit([Commit(row, row.version + 1, 0, stale)]) == [Landing.LANDED]
     assert await profile(store, "0oaA", "00u1") == {"dept": "Ops"}
     # the bridge's own write-back merges its values and moves the row on (a plan read before it re-reads)
     row = (await store.read_rows([("0oaA", "00u1")]))[("0oaA", "00u1")]
     await store.merge_app_profile("0oaA", "00u1", {"title": "Lead"}, 4_000)
     assert await profile(store, "0oaA", "00u1") == {"dept": "Ops", "title": "Lead"}
-    assert await store.commit([Commit(row, row.version + 1, 0)]) == [False]
+    assert await store.commit([Commit(row, row.version + 1, 0)]) == [Landing.CHANGED]
     # a page asked for since replaces the whole profile, as Okta lists it
     await store.record_listing("0oaA", [("00u1", "ann")], "s3", 5_000, {"00u1": {"dept": "Sales"}})
     assert await profile(store, "0oaA", "00u1") == {"dept": "Sales"}

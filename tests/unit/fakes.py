@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import itertools
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -18,11 +18,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import httpx
 
 from okta_bridge.connectors import AppConnector
-from okta_bridge.contracts import AuditStep, OktaEventReceived, ScimOperationPlanned, SyncReason
+from okta_bridge.contracts import AuditRecorded, AuditStep, OktaEventReceived, ScimOperationPlanned, SyncReason
 from okta_bridge.okta_client import OktaNotFoundError
 from queue_poller.ports import CursorState
 from okta_bridge.stores.links import Link, LinkWrite
-from okta_bridge.stores.assignments import Row, fold
+from okta_bridge.stores.assignments import Landing, Row, fold
 from translator.ports import Assignment
 
 ORG = "https://acme.okta.com"
@@ -171,6 +171,7 @@ class FakeAssignments:
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.between_read_and_commit = None  # async callable run once after a batch read its rows (races)
         self.commits = 0
+        self.refuse: set[tuple[str, str]] = set()  # keys whose commit the database refuses on its own
 
     @property
     def versions(self) -> dict[tuple[str, str], int]:
@@ -184,6 +185,8 @@ class FakeAssignments:
                 k[0], k[1], r.get("plan_version", 0), r.get("rev", 0), bool(r.get("assigned")), r.get("as_of", -1),
                 r.get("app_username"), r.get("username_as_of", -1), r.get("built_max", -1), True,
                 copy.deepcopy(r.get("app_profile")), r.get("app_profile_as_of", -1))
+            out[k] = replace(out[k], user_built_max=max(
+                [r.get("built_max", -1) for (_, u), r in self.rows.items() if u == k[1]], default=-1))
         if self.between_read_and_commit is not None:
             hook, self.between_read_and_commit = self.between_read_and_commit, None
             await hook()
@@ -193,8 +196,11 @@ class FakeAssignments:
         out = []
         for c in commits:
             key, row = (c.row.app_id, c.row.user_id), self.rows.get((c.row.app_id, c.row.user_id), {})
+            if key in self.refuse:
+                out.append(Landing.REFUSED)
+                continue
             if row.get("rev", 0) != c.row.rev or row.get("built_max", -1) > c.updated:
-                out.append(False)
+                out.append(Landing.CHANGED)
                 continue
             folded, _ = fold(c.row, c.change)
             self.rows[key] = {**row, "assigned": folded.assigned, "as_of": folded.assigned_as_of,
@@ -202,7 +208,7 @@ class FakeAssignments:
                               "plan_version": c.version, "rev": c.row.rev + 1, "built_max": c.updated,
                               "app_profile": folded.app_profile, "app_profile_as_of": folded.app_profile_as_of}
             self.commits += 1
-            out.append(True)
+            out.append(Landing.LANDED)
         return out
 
     async def get(self, app_id: str, user_id: str) -> Assignment | None:
@@ -356,11 +362,18 @@ class FakePlanOutbox:
         self.plans.append((plan, pool))
 
 
+def audit_record(step: AuditStep, fields: dict[str, Any]) -> AuditRecorded:
+    """The record ``AuditPublisher.record`` would build of these fields: refused without a reason code."""
+    return AuditRecorded(at=datetime.now(UTC), service="test", step=step, org=ORG,
+                         **{k: v for k, v in fields.items() if k != "span"})
+
+
 class FakeAudit:
     def __init__(self) -> None:
         self.records: list[tuple[AuditStep, dict[str, Any]]] = []
 
     async def record(self, step: AuditStep, **fields: Any) -> None:
+        audit_record(step, fields)  # as the real one: every record has a reason code
         self.records.append((step, fields))
 
     def steps(self) -> list[AuditStep]:

@@ -77,6 +77,21 @@ async def test_a_batched_answer_older_than_what_an_earlier_plan_used_is_read_aga
     assert t.okta.get_user_calls == ["00u1xxxxxxxxxxxxxxxx", "00u1xxxxxxxxxxxxxxxx"]  # the user event's, then the confirmation of the stale answer
 
 
+async def test_a_batched_answer_older_than_what_a_plan_for_another_app_used_is_read_again_by_id():
+    """The floor is the user's, over every app: a profile change went out to one app (read by id), then the user is
+    assigned to a second app whose row is new; a listing that lags behind the change must not plan that app."""
+    u = "00u1xxxxxxxxxxxxxxxx"
+    t = make({u: okta_user(u, title="1", updated=OLD)})
+    await t.handle_events(sources(membership_event("e1", app_id=WIKI, user_id=u)))
+    t.okta.users[u] = okta_user(u, title="2", updated=NEW)
+    await t.handle_events(sources(user_event("e2", user_id=u)))  # WIKI's plan built from NEW, read by id
+    t.okta.stale[u] = okta_user(u, title="1", updated=OLD)  # the listing lags behind
+    t.okta.get_user_calls.clear()
+    await t.handle_events(sources(membership_event("e3", app_id=JIRA, user_id=u)))
+    jira = [{a.path: a.value for a in p.attributes}.get("title") for p, _ in t.outbox.plans if p.app_id == JIRA]
+    assert jira == ["2"] and t.okta.get_user_calls == [u]  # the stale answer confirmed by id, the new title sent
+
+
 async def test_a_batched_answer_as_new_as_the_last_plans_read_is_trusted():
     t = make({"00u1xxxxxxxxxxxxxxxx": okta_user("00u1xxxxxxxxxxxxxxxx", title="1", updated=OLD)})
     await t.handle_events(sources(user_event("e0", user_id="00u1xxxxxxxxxxxxxxxx")))  # no row yet: nothing planned, nothing read
@@ -183,6 +198,25 @@ async def test_a_poison_message_in_a_batch_is_dead_lettered_alone_and_the_others
     assert all(d.raw.acked for d in [*events, poison])
     dead = [f for s, f in t.audit.records if s is AuditStep.DEAD_LETTERED]
     assert len(dead) == 1 and dead[0]["reason"] is Reason.INVALID_MESSAGE
+
+
+async def test_a_key_the_database_refuses_alone_is_retried_alone_and_the_others_are_planned():
+    t = make({f"00u{i:x<17}": okta_user(f"00u{i:x<17}") for i in range(3)})
+    t.audit = GatheringAudit()
+    t.planner.store.refuse.add((JIRA, "00u1xxxxxxxxxxxxxxxx"))
+    republisher = FakeRepublisher()
+    intake = TranslatorIntake(t, republisher, t.audit, batch_size=10, batch_wait_s=0.01)
+    events = [delivery(parse_event(ORG, membership_event(f"e{i}", user_id=f"00u{i:x<17}")).model_dump_json().encode())
+              for i in range(3)]
+    for d in events:
+        intake.on_delivery(d)
+    await intake.close()
+    assert sorted(p.okta_user_id for p, _ in t.outbox.plans) == ["00u0xxxxxxxxxxxxxxxx", "00u2xxxxxxxxxxxxxxxx"]
+    assert len(republisher.retried) == 1 and not republisher.dead
+    assert "00u1xxxxxxxxxxxxxxxx" in republisher.retried[0].model_dump_json()  # that key's message alone
+    assert all(d.raw.acked for d in events)
+    failed = [f for s, f in t.audit.records if s is AuditStep.RETRIED]
+    assert [(f["okta_user_id"], f["reason"]) for f in failed] == [("00u1xxxxxxxxxxxxxxxx", Reason.INTERNAL)]
 
 
 async def test_a_forged_write_back_whose_user_id_is_a_path_is_dead_lettered_as_invalid_and_never_sent():

@@ -7,7 +7,9 @@ from one app-user read per app-user profile event, and from the bridge's own wri
 of, so that every plan carries it and an event-driven PUT never clears it), the key's plan version, ``built_max`` (the newest user ``lastUpdated``, in µs, a plan of the key was built
 from) and ``rev``, which every write of the row moves on.
 
-* ``read_rows``: one ``find`` reads the rows of a batch.
+* ``read_rows``: one ``find`` reads every row of a batch's users (on the (org, user_id) index): the rows of the
+  batch's keys, and for each user the newest ``lastUpdated`` any plan of that user, for any app, was built from
+  (``Row.user_built_max``, the floor a batched Okta answer must reach to be trusted).
 * ``commit``: one unordered ``bulk_write`` stores, per key, the plan's new version, the ``lastUpdated`` it was built
   from and the membership change it folded in, each only if the row is as it was read (``rev``) and no earlier plan
   was built from newer user data (``built_max`` ≤ the read's). An operation whose filter matches nothing fails on
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any, Iterable
 
 from pymongo import ASCENDING, ReadPreference, UpdateOne
@@ -26,7 +29,7 @@ from pymongo.errors import BulkWriteError
 
 from okta_bridge.mongo import key
 
-__all__ = ["Assignment", "Commit", "MembershipChange", "MongoAssignments", "MongoWritebacks", "Row",
+__all__ = ["Assignment", "Commit", "Landing", "MembershipChange", "MongoAssignments", "MongoWritebacks", "Row",
            "UNKNOWN_UPDATED", "fold"]
 
 IN_CHUNK = 200  # ids per $in: the local test server grows worse than linearly with more
@@ -67,10 +70,18 @@ class Row:
     exists: bool = False
     app_profile: dict[str, Any] | None = field(default=None, hash=False)  # None: never known
     app_profile_as_of: int = -1
+    user_built_max: int = -1  # the newest ``built_max`` of any row of this user (every app), read with this row
 
     @property
     def assignment(self) -> Assignment | None:
         return Assignment(self.app_id, self.user_id, self.app_username, self.assigned) if self.exists else None
+
+
+class Landing(Enum):
+    """What became of one key's commit."""
+    LANDED = "landed"
+    CHANGED = "changed"  # the row moved on since it was read, or an earlier plan used newer data: read it again
+    REFUSED = "refused"  # the database refused this key's write alone: its message is retried, the batch's others stand
 
 
 @dataclass(frozen=True)
@@ -128,16 +139,22 @@ class MongoAssignments:
 
     # --- plans -------------------------------------------------------------------------------------------------------
     async def read_rows(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
-        """The rows of a batch's keys (a key without a row reads as version 0, unassigned); from the primary."""
-        out = {k: Row(*k) for k in keys}
-        ids = [self._id(*k) for k in keys]
-        for start in range(0, len(ids), IN_CHUNK):
-            async for doc in self._primary.find({"_id": {"$in": ids[start:start + IN_CHUNK]}}, batch_size=IN_CHUNK + 1):
-                out[(doc["app_id"], doc["user_id"])] = _read(doc)
-        return out
+        """The rows of a batch's keys (a key without a row reads as version 0, unassigned), each with its user's
+        ``user_built_max`` over the user's rows of every app; from the primary, one ``find`` per few hundred users."""
+        found: dict[tuple[str, str], Row] = {}
+        floor: dict[str, int] = {}
+        users = sorted({u for _, u in keys})
+        for start in range(0, len(users), IN_CHUNK):
+            query = {"org": self._org, "user_id": {"$in": users[start:start + IN_CHUNK]}}
+            async for doc in self._primary.find(query, batch_size=10_000):
+                row = _read(doc)
+                floor[row.user_id] = max(floor.get(row.user_id, -1), row.built_max)
+                found[(row.app_id, row.user_id)] = row
+        return {k: replace(found.get(k) or Row(*k), user_built_max=floor.get(k[1], -1)) for k in keys}
 
-    async def commit(self, commits: list[Commit]) -> list[bool]:
-        """Per commit, whether it landed (the row was as read, and its read is not older than an earlier plan's)."""
+    async def commit(self, commits: list[Commit]) -> list[Landing]:
+        """Per commit, whether it landed (the row was as read, and its read is not older than an earlier plan's),
+        found the row changed, or was refused by the database on its own (the others of the batch stand)."""
         if not commits:
             return []
         now = datetime.now(UTC)
@@ -148,8 +165,9 @@ class MongoAssignments:
                           rev=row.rev + 1, built_max=c.updated, updated_at=now)
             ops.append(UpdateOne({"_id": self._id(row.app_id, row.user_id), "rev": row.rev or None,
                                   "built_max": {"$not": {"$gt": c.updated}}}, {"$set": fields}, upsert=True))
-        failed = set(await _bulk(self._db.assignments, ops))
-        return [i not in failed for i in range(len(commits))]
+        changed, refused = await _bulk(self._db.assignments, ops)
+        return [Landing.REFUSED if i in refused else Landing.CHANGED if i in changed else Landing.LANDED
+                for i in range(len(commits))]
 
     async def count_assigned(self, app_id: str) -> int:
         """The app's assigned users (the deactivation guard's base for a share threshold)."""
@@ -228,17 +246,19 @@ class MongoAssignments:
         return users
 
 
-async def _bulk(collection, ops: list[UpdateOne]) -> list[int]:
+async def _bulk(collection, ops: list[UpdateOne]) -> tuple[set[int], set[int]]:
     """An unordered bulk write; returns the indexes of the operations that failed on a duplicate key (an upsert
-    whose filter matched nothing). Any other error is raised."""
+    whose filter matched nothing: the row changed) and of those the database refused otherwise, each on its own.
+    A failure of the whole write (the database away) is raised."""
     try:
         await collection.bulk_write(ops, ordered=False)
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
-        if any(e.get("code") != 11000 for e in errors):
+        if exc.details.get("writeConcernErrors") or not errors:  # nothing says which operations are durable
             raise
-        return sorted(e["index"] for e in errors)
-    return []
+        return ({e["index"] for e in errors if e.get("code") == 11000},
+                {e["index"] for e in errors if e.get("code") != 11000})
+    return set(), set()
 
 
 def _lit(value: Any) -> dict:
