@@ -1,7 +1,8 @@
 """Audit records are written in batches: the records of many messages in a few ``insert_many`` calls, and each
 message is acknowledged only after every record it carries was written. A failed write (the database away) sends
 each message of the batch through the retry tiers (``AUDIT_MAX_ATTEMPTS``, then the dead letters): never dropped,
-never a hot requeue."""
+never a hot requeue. A record the database refuses alone sends only its own message through the tiers. Each record's
+``_id`` is made from its content, so a message written again adds none of its records twice."""
 
 from __future__ import annotations
 
@@ -59,23 +60,32 @@ class Recorder:
             await delivery.ack()
         if not readable:
             return
-        docs = [r.model_dump(mode="python") for _, m in readable
-                for r in (m.records if isinstance(m, AuditBatch) else (m,))]
+        docs, owner = [], []  # owner: the index in ``readable`` of each record's message
+        for i, (_, m) in enumerate(readable):
+            for r in (m.records if isinstance(m, AuditBatch) else (m,)):
+                docs.append(r.model_dump(mode="python"))
+                owner.append(i)
         links = [trace.Link(d.span.get_span_context()) for d, _ in readable][:128]
+        failed: set[int] = set()  # messages with a record that did not go in
         # shared by many events: its own trace, linked to each message's consume span
         with tracer.start_as_current_span("audit insert_many", context=otel_context.Context(), links=links) as span:
             span.set_attribute("audit.batch.size", len(docs))
             try:
                 for start in range(0, len(docs), self._records_per_write):
-                    await self._store.insert(docs[start:start + self._records_per_write])
+                    for index in await self._store.insert(docs[start:start + self._records_per_write]):
+                        failed.add(owner[start + index])
             except Exception as exc:  # noqa: BLE001 - tried again through the tiers, never dropped
+                # records already written are not written twice: each has an _id made from its content
                 log.warning("audit write of %d records failed: %s", len(docs), exc)
                 for delivery, message in readable:
                     await self._retry(delivery, message, exc)
                 return
         self.batches += 1
-        for delivery, _ in readable:
-            await delivery.ack()
+        for i, (delivery, message) in enumerate(readable):
+            if i in failed:  # this message alone goes through the tiers; its written records stay as they are
+                await self._retry(delivery, message, RuntimeError("the database refused one of its records"))
+            else:
+                await delivery.ack()
 
     async def _retry(self, delivery: Delivery, message: AuditBatch | AuditRecorded, exc: Exception) -> None:
         if delivery.attempt >= self._republisher.max_attempts:

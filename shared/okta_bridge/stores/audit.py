@@ -11,16 +11,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import hashlib
+
+import bson
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
+from pymongo.errors import BulkWriteError, OperationFailure
 
-__all__ = ["AuditStore", "BadPageToken"]
+from okta_bridge.contracts import AuditStep
+
+__all__ = ["AuditStore", "BadPageToken", "record_id"]
 
 
 class BadPageToken(ValueError):
     pass
+
+
+def record_id(at: datetime | None, body: bytes, ordinal: int = 0) -> ObjectId:
+    """An audit record's ``_id``: its time in seconds (what an ObjectId starts with), then a hash of its content."""
+    seconds = int(at.timestamp()) if isinstance(at, datetime) else 0
+    digest = hashlib.sha256(body + ordinal.to_bytes(4, "big")).digest()[:8]
+    return ObjectId(seconds.to_bytes(4, "big") + digest)
 
 
 
@@ -46,8 +58,25 @@ class AuditStore:
         await audit.create_index([("event_uuid", ASCENDING)])
         await audit.create_index([("trace_id", ASCENDING)], sparse=True)
 
-    async def insert(self, docs: list[dict[str, Any]]) -> None:
-        await self._db.audit.insert_many(docs, ordered=False)
+    async def insert(self, docs: list[dict[str, Any]]) -> list[int]:
+        """Writes the records, each under an ``_id`` made from its content (its time first, so ``_id`` still sorts
+        by time): a message written again after a partial failure finds its written records there (a duplicate key,
+        ignored) and adds none twice. Returns the indexes of the records that failed otherwise; a failure of the
+        whole write (the database away) is raised."""
+        if not docs:
+            return []
+        seen: dict[bytes, int] = {}
+        for doc in docs:
+            body = bson.encode({k: v for k, v in doc.items() if k != "_id"})
+            ordinal = seen[body] = seen.get(body, -1) + 1  # identical records of one write stay apart
+            doc.setdefault("_id", record_id(doc.get("at"), body, ordinal))
+        try:
+            await self._db.audit.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if exc.details.get("writeConcernErrors"):  # nothing says which records are durable: all again
+                raise
+            return sorted(e["index"] for e in exc.details.get("writeErrors", []) if e.get("code") != 11000)
+        return []
 
     async def page(self, filters: dict[str, Any], since: datetime | None, until: datetime | None, limit: int,
                    after: str | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -80,14 +109,15 @@ class AuditStore:
                     {"$group": {"_id": "$step", "n": {"$sum": 1}}}]
         async for row in await self._db.audit.aggregate(pipeline):
             counts[str(row["_id"])] = int(row["n"])
-        last = await self._db.audit.find_one({"app_id": app_id, "step": "applied"}, sort=[("at", -1)])
+        last = await self._db.audit.find_one({"app_id": app_id, "step": AuditStep.APPLIED.value},
+                                             sort=[("at", -1)])
         return {"counts": counts, "last_applied_at": last["at"] if last else None,
                 "last_applied_trace": last.get("trace_id") if last else None}
 
     async def outcome_of_group_plan(self, group_id: str, version: int, service: str,
-                                    steps: list[str]) -> dict[str, Any] | None:
+                                    steps: list[AuditStep]) -> dict[str, Any] | None:
         return await self._db.audit.find_one({"okta_group_id": group_id, "plan_version": version,
-                                              "service": service, "step": {"$in": steps}})
+                                              "service": service, "step": {"$in": [s.value for s in steps]}})
 
     async def ping(self) -> None:
         await self._db.command("ping")
