@@ -3,6 +3,7 @@ error mapping, real-server quirks, and secrets that must never reach an error.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -354,6 +355,24 @@ async def test_retry_after_seconds_and_http_date() -> None:
         with pytest.raises(ScimTransientError) as info:
             await client.get_user("u-1")
         assert info.value.retry_after_s == expected
+
+
+class _Trickle(httpx.AsyncByteStream):
+    """An answer whose body comes a little at a time, each gap shorter than the timeout."""
+
+    async def __aiter__(self):
+        for _ in range(6):
+            await asyncio.sleep(0.1)
+            yield b" "
+
+
+async def test_an_answer_that_trickles_in_past_the_timeout_is_cut_off_there() -> None:
+    """Each read waits less than the timeout, the whole answer longer: the request still ends at the timeout, so a
+    partition's owner is never still writing when its lease can lapse."""
+    target = FakeTarget(lambda r: httpx.Response(200, headers={"Content-Type": SCIM_JSON}, stream=_Trickle()))
+    with pytest.raises(ScimTransientError) as info:  # without the bound: the whole answer, read as not SCIM JSON
+        await make(target, timeout_s=0.25).get_user("u-1")
+    assert "timed out after 0.25s" in str(info.value)
 
 
 async def test_500_on_patch_of_a_missing_user_stays_transient() -> None:

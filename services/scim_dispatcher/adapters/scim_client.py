@@ -18,6 +18,7 @@ that ignores ``startIndex``): a listing that cannot be read completely is an err
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -284,7 +285,14 @@ class ScimClient:
                                                        timeout=self._timeout_s,
                                                        extensions={"redacted_path": redacted})
                     started = time.perf_counter()
-                    response = await self._bounded(await self._http.send(request, stream=True), method, redacted)
+                    # the whole request, a connection's wait and a slow answer's body included, ends within the
+                    # timeout: the partition's local deadline is the lease's expiry less this (and a margin)
+                    try:
+                        async with asyncio.timeout(self._timeout_s):
+                            response = await self._bounded(await self._http.send(request, stream=True), method,
+                                                           redacted)
+                    except TimeoutError:
+                        raise httpx.TimeoutException("the request's total time ran out", request=request) from None
                     SCIM_REQUEST_SECONDS.labels(self._metrics_app, method).observe(time.perf_counter() - started)
             except httpx.HTTPError as exc:
                 span.set_attribute("error.type", type(exc).__name__)
