@@ -8,7 +8,9 @@ towards it:
 
 * **up** only into permits nobody live holds (``limit`` minus the sum of live holdings), so the sum of live holdings
   never exceeds the limit;
-* **down** only as far as its requests in flight allow (it gives back idle permits, never one in use).
+* **down** only as far as its requests in flight allow (it gives back idle permits, never one in use), and it starts
+  no new request past its target meanwhile: a permit in use goes back when its request ends, and the holder renews
+  then, so a steady backlog on one replica cannot keep a permit the rotation gave to another.
 
 A holder's permits lapse with its registration (the holder stops using them at a local deadline before that, timed
 on its own monotonic clock, ``margin`` longer than any request's timeout, so no request of a dead or paused holder is
@@ -98,6 +100,7 @@ class PermitPool:
     held: dict[str, int] = field(default_factory=dict)
     in_use: dict[str, int] = field(default_factory=dict)
     waiting: dict[str, int] = field(default_factory=dict)
+    allowed: dict[str, int] = field(default_factory=dict)  # what new requests may use: held, or less on the way down
     deadline: float = 0.0
 
     def __post_init__(self) -> None:
@@ -105,6 +108,7 @@ class PermitPool:
             self.held.setdefault(r, 0)
             self.in_use.setdefault(r, 0)
             self.waiting.setdefault(r, 0)
+            self.allowed.setdefault(r, self.held[r])
         self._conds = {r: asyncio.Condition() for r in self.limits}  # one per resource: a release wakes one waiter
         self._wake = asyncio.Event()
         self._turn = 0
@@ -114,7 +118,7 @@ class PermitPool:
         return min(RENEW_MAX_S, max(0.2, (self.ttl_s - self.margin_s) / 3))
 
     def usable(self, resource: str) -> int:
-        return self.held[resource] if self.monotonic() < self.deadline else 0
+        return min(self.held[resource], self.allowed[resource]) if self.monotonic() < self.deadline else 0
 
     @asynccontextmanager
     async def slot(self, resource: str, local: Slots | None = None,
@@ -141,8 +145,9 @@ class PermitPool:
                         break
                     if starved and self.held[resource] < self.limits[resource]:
                         self._wake.set()  # more may be free (or others may give some back): renew soon
-                    try:
-                        await asyncio.wait_for(cond.wait(), 1.0)
+                    try:  # asyncio.timeout, not wait_for: a cancellation that meets a wake is never swallowed
+                        async with asyncio.timeout(1.0):
+                            await cond.wait()
                     except TimeoutError:
                         pass
             finally:
@@ -156,6 +161,8 @@ class PermitPool:
             async with cond:
                 self.in_use[resource] -= 1
                 cond.notify(1)  # one permit (and slot) came free: one waiter can use it
+                if self.allowed[resource] < self.held[resource]:
+                    self._wake.set()  # on its way down: give the permit back now, not at the next turn
             if local is not None:
                 local.used -= 1
                 await self._slot_freed(resource)
@@ -199,7 +206,7 @@ class PermitPool:
             want = {r: 0 if leaving else min(self.in_use[r] + self.waiting[r], limit)
                     for r, limit in self.limits.items()}
             epoch = int(now.timestamp() // self.rotation_s)
-            new = {}
+            new, allowed = {}, {}
             for r, limit in self.limits.items():
                 held_by = {n: h.held.get(r, 0) for n, h in live.items()}
                 held_by[self.me] = held_now.get(r, 0)
@@ -208,14 +215,16 @@ class PermitPool:
                 target = targets(limit, held_by, want_by, epoch)[self.me]
                 current = held_by[self.me]
                 if target > current:
-                    new[r] = min(target, current + max(0, limit - sum(held_by.values())))
-                else:
+                    new[r] = allowed[r] = min(target, current + max(0, limit - sum(held_by.values())))
+                else:  # the permits in use stay held until their requests end; no new one starts past the target
                     new[r] = max(target, min(self.in_use[r], current))
+                    allowed[r] = target
             ledger.holders = dict(live)
             if not leaving or any(self.in_use.values()):
                 ledger.holders[self.me] = Holding(now + timedelta(seconds=self.ttl_s), new, want)
             if await self.store.write(ledger):
                 self.held = {r: new.get(r, 0) for r in self.limits}
+                self.allowed = {r: allowed.get(r, 0) for r in self.limits}
                 self.deadline = started + self.ttl_s - self.margin_s
                 for cond in self._conds.values():
                     async with cond:

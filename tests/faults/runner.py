@@ -58,11 +58,11 @@ BROKEN = {
                        "if False:  # BROKEN BUILD: no version check"),
                       ("shared/okta_bridge/stores/links.py", '"applied_version": {"$lt": w.version},', "")],
     # a batched Okta read (a filtered listing, or a sync's page) is trusted although it is older than what an earlier
-    # plan of the key was built from
+    # plan of the user was built from
     "batched_read_trust": [
         ("shared/okta_bridge/stores/assignments.py", '"built_max": {"$not": {"$gt": c.updated}}}',
          '"broken_build": {"$exists": False}}'),
-        ("services/translator/planning.py", "if read.unusable or read.updated < row.built_max:", "if read.unusable:"),
+        ("services/translator/planning.py", "if read.unusable or read.updated < row.user_built_max:", "if read.unusable:"),
         ("services/translator/planning.py", "if _updated(embedded) >= floor[w.user_id]:", "if True:"),
         ("services/translator/planning.py", "if u not in reads or reads[u].updated < floor.get(u, -1)]",
          "if u not in reads]"),
@@ -77,8 +77,9 @@ BROKEN = {
     "local_deadline": [
         ("services/scim_dispatcher/engine.py", "if lease is None or self.monotonic() >= lease.deadline:",
          "if lease is None:"),
-        ("shared/okta_bridge/permits.py", "return self.held[resource] if self.monotonic() < self.deadline else 0",
-         "return self.held[resource]"),
+        ("shared/okta_bridge/permits.py",
+         "return min(self.held[resource], self.allowed[resource]) if self.monotonic() < self.deadline else 0",
+         "return min(self.held[resource], self.allowed[resource])"),
         ("shared/okta_bridge/partitions.py", "for p in [p for p, deadline in self.held.items() if deadline <= now]:",
          "for p in []:"),
     ],

@@ -121,10 +121,15 @@ async def test_a_holder_keeps_the_permits_in_use():
     a.in_use["app"], a.waiting["app"] = 4, 0  # all four in flight
     b.waiting["app"] = 4
     await b.renew()
-    await a.renew()  # its target is 2, but it never gives back a permit in use
+    await a.renew()  # its target is 2, but it never gives back a permit in use ...
     assert a.held["app"] == 4
     await b.renew()
     assert b.held["app"] == 0
+    assert a.usable("app") == 2  # ... and starts no new request past its target meanwhile
+    a.in_use["app"] = 2  # two of its requests ended
+    await a.renew()
+    await b.renew()
+    assert (a.held["app"], b.held["app"]) == (2, 2)
 
 
 async def test_a_lapsed_holder_frees_its_permits_and_stops_using_them():
@@ -172,6 +177,39 @@ async def test_slots_never_exceed_the_limit_and_nobody_starves():
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
     assert peak == 1
     assert served == {"a": 3, "b": 3, "c": 3}
+
+
+async def test_a_steady_backlog_on_one_holder_does_not_keep_the_one_permit_from_another():
+    """One permit, holder a with a backlog that never runs dry while b waits with one request: once the rotation
+    gives b the permit, a starts nothing new, gives it back when its request ends, and b is served while a still has
+    work queued (before, a re-took the permit each time its request ended, and b waited for a's backlog to end)."""
+    store, clock = MemoryPermits(), Clock()
+    a, b = [PermitPool(store, "apps|default", n, {"app": 1}, ttl_s=30, margin_s=10, rotation_s=10, monotonic=clock)
+            for n in "ab"]
+    done: list[str] = []
+
+    async def work(h: PermitPool, name: str) -> None:
+        async with h.slot("app"):
+            await asyncio.sleep(0.03)  # longer than the renewals' gap: a request is in flight at each renewal
+            done.append(name)
+
+    a_tasks = [asyncio.create_task(work(a, f"a{i}")) for i in range(400)]
+    await asyncio.sleep(0)
+    await a.renew()
+    b_task = asyncio.create_task(work(b, "b"))
+    try:
+        for _ in range(40):  # renewals in turn; the epoch (whose turn it is) moves on every 10 s of database time
+            await asyncio.sleep(0.02)
+            for h in (a, b):
+                await h.renew()
+            store.clock += timedelta(seconds=5)
+            if b_task.done():
+                break
+        assert b_task.done() and not all(t.done() for t in a_tasks), done  # b served while a's backlog still ran
+    finally:
+        for t in [*a_tasks, b_task]:
+            t.cancel()
+        await asyncio.gather(*a_tasks, b_task, return_exceptions=True)
 
 
 async def test_a_request_waiting_for_a_process_slot_holds_no_permit_and_gives_the_idle_ones_back():
