@@ -285,8 +285,11 @@ class Engine:
             if item is not newest:
                 item.result = Done(AuditStep.SKIPPED_STALE, Reason.SUPERSEDED,
                                    f"plan v{item.plan.version} superseded by v{newest.plan.version} in the same batch")
-        await self._attempt(newest, lambda: self.ports.users.apply(
-            newest.plan, link, self.owned[newest.partition].token if newest.partition in self.owned else 0))
+        await self._attempt(newest, lambda: self.ports.users.apply(newest.plan, link, self._fence(newest)))
+
+    def _fence(self, item: Item) -> int:
+        """The fencing token of the item's partition, on every database write of its plan (0: not owned)."""
+        return self.owned[item.partition].token if item.partition in self.owned else 0
 
     async def _run_group(self, items: list[Item]) -> None:
         pending: list[Item] = []
@@ -298,13 +301,13 @@ class Engine:
                 await self._members(pending)
                 pending = []
             if item is not None:
-                await self._attempt(item, lambda i=item: self.ports.groups.apply_group(i.plan))
+                await self._attempt(item, lambda i=item: self.ports.groups.apply_group(i.plan, self._fence(i)))
 
     async def _members(self, items: list[Item]) -> None:
         first = items[0].plan
         users = tuple(dict.fromkeys(u for i in items for u in i.plan.okta_user_ids))
         merged = first.model_copy(update={"okta_user_ids": users})
-        await self._attempt(items[0], lambda: self.ports.groups.apply_members(merged))
+        await self._attempt(items[0], lambda: self.ports.groups.apply_members(merged, self._fence(items[0])))
         for item in items[1:]:
             item.result, item.outcome = items[0].result, items[0].outcome
 

@@ -25,6 +25,7 @@ side stay; ``okta`` also removes target members that are not Okta members of the
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,8 @@ from scim_dispatcher.adapters.scim_groups import (ScimGroup, ScimGroupClient, re
                                                   stop_recording)
 
 tracer = trace.get_tracer("scim_dispatcher")
+# the partition's fencing token of the plan being applied (each key runs in its own task): on every database write
+_FENCE: ContextVar[int] = ContextVar("group_fence", default=0)
 
 __all__ = ["GroupConflictError", "GroupDispatcher", "GroupNotReadyError", "GroupOutcome"]
 
@@ -109,20 +112,25 @@ class GroupDispatcher:
         group the first one just created unlinked, and both link it. The only lease a group plan takes."""
         return self.leases.hold(key("group-name", org, app_id, name.casefold()))
 
-    async def apply_group(self, plan: GroupPlanned) -> GroupOutcome:
-        """The group plan applied; its outcome names its last write (method, path, status) for the audit."""
+    async def apply_group(self, plan: GroupPlanned, fence: int = 0) -> GroupOutcome:
+        """The group plan applied; its outcome names its last write (method, path, status) for the audit. ``fence``:
+        the partition's token, on every database write of the plan."""
         writes, token = recording_writes()
+        fenced = _FENCE.set(fence)
         try:
             return _with_last_write(await self._apply_group(plan), writes)
         finally:
+            _FENCE.reset(fenced)
             stop_recording(token)
 
-    async def apply_members(self, plan: MembershipPlanned) -> GroupOutcome:
+    async def apply_members(self, plan: MembershipPlanned, fence: int = 0) -> GroupOutcome:
         """The membership plan applied; its outcome names its last write (method, path, status) for the audit."""
         writes, token = recording_writes()
+        fenced = _FENCE.set(fence)
         try:
             return _with_last_write(await self._apply_members(plan), writes)
         finally:
+            _FENCE.reset(fenced)
             stop_recording(token)
 
     async def _apply_group(self, plan: GroupPlanned) -> GroupOutcome:
@@ -145,7 +153,7 @@ class GroupDispatcher:
             span.set_attribute("okta.group.id", plan.okta_group_id)
             span.set_attribute(ATTR.PLAN_VERSION, plan.version)
             if plan.action is GroupAction.UNLINK:
-                await self.group_links.save(plan.app_id, plan.okta_group_id, None, None, plan.version)
+                await self.group_links.save(plan.app_id, plan.okta_group_id, None, None, plan.version, _FENCE.get())
                 where = f"target group {link.target_id}" if link and link.target_id else "no target group"
                 return GroupOutcome(*_APPLIED, link.target_id if link else None,
                                     f"unlinked; {where} left in place", _ms(started))
@@ -181,7 +189,7 @@ class GroupDispatcher:
         name = link.display_name or plan.okta_group_id
         async with self._name_held(plan.org, plan.app_id, name):
             group = await self._create_or_link(app, client, plan.okta_group_id, name)
-            await self.group_links.relink(plan.app_id, plan.okta_group_id, group.id)
+            await self.group_links.relink(plan.app_id, plan.okta_group_id, group.id, _FENCE.get())
         return await self._reconcile(app, client, plan.okta_group_id, group, started,
                                      "target group was deleted on the target: recreated; ")
 
@@ -203,7 +211,8 @@ class GroupDispatcher:
             if group.display_name != name:
                 await client.rename_group(group.id, name)
                 notes.append(f"renamed (was {group.display_name!r})" if group.display_name else "named")
-            if not await self.group_links.save(app.okta_app_id, plan.okta_group_id, group.id, name, plan.version):
+            if not await self.group_links.save(app.okta_app_id, plan.okta_group_id, group.id, name, plan.version,
+                                               _FENCE.get()):
                 return GroupOutcome(*_STALE, group.id, f"a newer group plan than v{plan.version} was applied",
                                     _ms(started))
         prefix = "; ".join(notes) + "; " if notes else ""
@@ -214,7 +223,7 @@ class GroupDispatcher:
         notes = notes if notes is not None else []
         existing = await client.find_group(name)
         if existing is None:
-            await self.group_links.mark_creating(app.okta_app_id, group_id, name)
+            await self.group_links.mark_creating(app.okta_app_id, group_id, name, _FENCE.get())
             try:
                 created = await client.create_group(name)
                 notes.append("created")
@@ -256,7 +265,7 @@ class GroupDispatcher:
             detail = f"deleted target group {target_id} ({plan.cause}) and unlinked"
         except ScimNotFoundError:
             detail = f"target group {target_id} was already gone; unlinked"
-        await self.group_links.save(app.okta_app_id, plan.okta_group_id, None, None, plan.version)
+        await self.group_links.save(app.okta_app_id, plan.okta_group_id, None, None, plan.version, _FENCE.get())
         await self.state.forget_group(app.okta_app_id, plan.okta_group_id)
         return GroupOutcome(*_APPLIED, target_id, detail, _ms(started))
 
@@ -302,7 +311,7 @@ class GroupDispatcher:
                     started: float, prefix: str) -> GroupOutcome:
         size = app.membership_batch_size
         outcome = GroupOutcome(*_APPLIED, target_id, "", 0.0, pending=work.pending)
-        await self.state.mark_applied(app.okta_app_id, group_id, work.settled)
+        await self.state.mark_applied(app.okta_app_id, group_id, work.settled, fence=_FENCE.get())
         for verb, items, op in (("add", work.add, client.add_members), ("remove", work.remove, client.remove_members)):
             for start in range(0, len(items), size):
                 batch = items[start:start + size]
@@ -316,10 +325,10 @@ class GroupDispatcher:
                 done, failed = await split_until_isolated(send, batch)
                 outcome.requests += calls
                 await self.state.mark_applied(app.okta_app_id, group_id,
-                                              [(u, v) for u, _, v in done if u is not None])
+                                              [(u, v) for u, _, v in done if u is not None], fence=_FENCE.get())
                 await self.state.mark_refused(app.okta_app_id, group_id,
                                               [u for (u, _, _), _ in failed if u is not None],
-                                              f"{verb} refused by the target")
+                                              f"{verb} refused by the target", fence=_FENCE.get())
                 if verb == "add":
                     outcome.added += len(done)
                 else:

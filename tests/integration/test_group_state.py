@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from okta_bridge.stores.group_links import FencedOut, MongoGroupLinks
 from okta_bridge.stores.groups import GroupState, micros
 from okta_bridge.mongo import connect
 
@@ -142,6 +143,31 @@ async def test_mark_applied_is_conditional_and_never_goes_back(state):
     await state.mark_applied(APP, G1, [("ghost", 999)])
     await state.mark_applied(APP, G1, [])
     assert set(await state.all_members(APP, G1)) == {"u1", "u2"}
+
+
+async def test_a_partition_owner_fenced_off_by_a_newer_one_writes_no_group_state(db, state):
+    """Every database write of a group plan carries its partition's fencing token: once a newer owner (token 7)
+    wrote, an older one (token 6) marks no member, saves, relinks and creates nothing, even for a newer version."""
+    await state.want(APP, G1, [("u1", True), ("u2", True)], 100)
+    await state.mark_applied(APP, G1, [("u1", 100)], fence=7)
+    await state.mark_applied(APP, G1, [("u1", 150), ("u2", 100)], fence=6)
+    members = await state.all_members(APP, G1)
+    assert (members["u1"]["applied_version"], members["u2"]["applied_version"]) == (100, 100)  # u2 had no fence yet
+    await state.mark_refused(APP, G1, ["u1"], "refused", fence=6)
+    assert (await state.all_members(APP, G1))["u1"]["error"] is None
+
+    links = MongoGroupLinks(db, ORG)
+    assert await links.save(APP, G1, "t-1", "Sales", 1, fence=7)
+    assert not await links.save(APP, G1, "t-old", "Sales", 2, fence=6)  # newer version, older owner: refused
+    with pytest.raises(FencedOut):
+        await links.relink(APP, G1, "t-old", fence=6)
+    with pytest.raises(FencedOut):
+        await links.mark_creating(APP, G1, "Sales", fence=6)
+    link = await links.get(APP, G1)
+    assert (link.target_id, link.applied_version) == ("t-1", 1)
+    assert await links.save(APP, G1, "t-2", "Sales", 2, fence=8)  # the next owner goes on
+    await links.relink(APP, G1, "t-3", fence=8)
+    assert (await links.get(APP, G1)).target_id == "t-3"
 
 
 async def test_pending_for_user_lists_groups_whose_member_fact_is_not_applied(state):

@@ -1,4 +1,7 @@
-"""Okta group <-> target group links of pushed groups, with the last applied group-plan version."""
+"""Okta group <-> target group links of pushed groups, with the last applied group-plan version: the owner of
+``group_links``. Every write of the dispatcher is fenced by its partition's token (``fence``), as user links are: a
+write whose token is older than the last one that wrote the group does not land (an owner that lost its partition
+cannot overwrite its successor's link)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from okta_bridge.mongo import key
+
+
+class FencedOut(RuntimeError):
+    """A newer owner of the group's partition wrote it: this owner's write did not land (its plan is tried again,
+    by the partition's owner)."""
+
+
+def _fenced(fence: int) -> dict:
+    return {"fence": {"$not": {"$gt": fence}}}
 
 
 @dataclass(frozen=True)
@@ -39,36 +51,48 @@ class MongoGroupLinks:
         doc = await self._db.group_links.find_one({"org": self._org, "app_id": app_id, "target_id": target_id})
         return _link(doc) if doc else None
 
-    async def save(self, app_id: str, group_id: str, target_id: str | None, display_name: str | None, version: int) -> bool:
-        """Conditional on the version, as user links are: False when a newer plan was applied meanwhile."""
+    async def save(self, app_id: str, group_id: str, target_id: str | None, display_name: str | None, version: int,
+                   fence: int = 0) -> bool:
+        """Conditional on the version and the fence, as user links are: False when a newer plan was applied
+        meanwhile, or a newer owner of the partition wrote the link."""
         fields = {"org": self._org, "app_id": app_id, "group_id": group_id, "target_id": target_id,
-                  "applied_version": version, "updated_at": datetime.now(UTC)}
+                  "applied_version": version, "fence": fence, "updated_at": datetime.now(UTC)}
         if target_id is not None:
             fields.update(last_target_id=target_id, display_name=display_name)
         try:
             await self._db.group_links.update_one(
-                {"_id": key(self._org, app_id, group_id), "applied_version": {"$lt": version}}, {"$set": fields},
-                upsert=True)
+                {"_id": key(self._org, app_id, group_id), "applied_version": {"$lt": version}, **_fenced(fence)},
+                {"$set": fields}, upsert=True)
         except DuplicateKeyError:
             return False
         return True
 
-    async def mark_creating(self, app_id: str, group_id: str, name: str) -> None:
-        """Before a POST /Groups: a retry that finds a group of this name unlinked knows it is its own."""
-        await self._db.group_links.update_one(
-            {"_id": key(self._org, app_id, group_id)},
-            {"$set": {"creating": name}, "$setOnInsert": {"org": self._org, "app_id": app_id, "group_id": group_id,
-                                                         "target_id": None, "applied_version": 0}}, upsert=True)
+    async def mark_creating(self, app_id: str, group_id: str, name: str, fence: int = 0) -> None:
+        """Before a POST /Groups: a retry that finds a group of this name unlinked knows it is its own. Raises
+        :class:`FencedOut` (nothing is created) when a newer owner of the partition wrote the group."""
+        try:
+            await self._db.group_links.update_one(
+                {"_id": key(self._org, app_id, group_id), **_fenced(fence)},
+                {"$set": {"creating": name, "fence": fence},
+                 "$setOnInsert": {"org": self._org, "app_id": app_id, "group_id": group_id, "target_id": None,
+                                  "applied_version": 0}}, upsert=True)
+        except DuplicateKeyError:
+            raise FencedOut("a newer owner of the group's partition wrote it; not created here") from None
 
     async def was_creating(self, app_id: str, group_id: str, name: str) -> bool:
         doc = await self._db.group_links.find_one({"_id": key(self._org, app_id, group_id)}, {"creating": 1})
         return bool(doc and doc.get("creating") == name)
 
-    async def relink(self, app_id: str, group_id: str, target_id: str) -> None:
-        """A recreated target group keeps the link's version (the caller holds the group's lease)."""
-        await self._db.group_links.update_one({"_id": key(self._org, app_id, group_id)},
-                                              {"$set": {"target_id": target_id, "last_target_id": target_id,
-                                                        "updated_at": datetime.now(UTC)}})
+    async def relink(self, app_id: str, group_id: str, target_id: str, fence: int = 0) -> None:
+        """A recreated target group keeps the link's version (the caller owns the group's partition). Raises
+        :class:`FencedOut` when a newer owner of the partition wrote the link."""
+        done = await self._db.group_links.update_one(
+            {"_id": key(self._org, app_id, group_id), **_fenced(fence)},
+            {"$set": {"target_id": target_id, "last_target_id": target_id, "fence": fence,
+                      "updated_at": datetime.now(UTC)}})
+        if done.matched_count == 0 and await self._db.group_links.count_documents(
+                {"_id": key(self._org, app_id, group_id)}, limit=1):
+            raise FencedOut("a newer owner of the group's partition wrote its link; not relinked here")
 
     async def of_app(self, app_id: str) -> list[GroupLink]:
         docs = self._db.group_links.find({"org": self._org, "app_id": app_id, "target_id": {"$ne": None}})

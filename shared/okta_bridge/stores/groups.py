@@ -130,17 +130,23 @@ class GroupState:
         return {d["user_id"]: d async for d in docs}
 
     async def mark_applied(self, app_id: str, group_id: str, applied: Iterable[tuple[str, int]],
-                           error: str | None = None) -> None:
-        ops = [UpdateOne({"_id": key(self._org, app_id, group_id, user_id), "applied_version": {"$lt": version}},
-                         {"$set": {"applied_version": version, "error": error}}) for user_id, version in applied]
+                           error: str | None = None, fence: int = 0) -> None:
+        """The dispatcher applied these members' facts: each marked only if newer than what was applied, and not
+        fenced off (``fence``: the partition's token; a newer owner's write stands)."""
+        ops = [UpdateOne({"_id": key(self._org, app_id, group_id, user_id), "applied_version": {"$lt": version},
+                          "applied_fence": {"$not": {"$gt": fence}}},
+                         {"$set": {"applied_version": version, "error": error, "applied_fence": fence}})
+               for user_id, version in applied]
         if ops:
             await self._db.group_members.bulk_write(ops, ordered=False)
 
-    async def mark_refused(self, app_id: str, group_id: str, user_ids: Iterable[str], error: str) -> None:
+    async def mark_refused(self, app_id: str, group_id: str, user_ids: Iterable[str], error: str,
+                           fence: int = 0) -> None:
         """The target refused these members: noted, not applied (a replay or the next push tries again)."""
         ids = [key(self._org, app_id, group_id, u) for u in user_ids]
         if ids:
-            await self._db.group_members.update_many({"_id": {"$in": ids}}, {"$set": {"error": error}})
+            await self._db.group_members.update_many({"_id": {"$in": ids}, "applied_fence": {"$not": {"$gt": fence}}},
+                                                     {"$set": {"error": error, "applied_fence": fence}})
 
     async def pending_for_user(self, app_id: str, user_id: str) -> list[str]:
         """Groups that want this user as a member and have not had it applied (it was not provisioned then)."""
