@@ -63,7 +63,7 @@ class EngineConfig:
     batch_size: int = 100
     batch_wait_s: float = 0.02  # a batch lingers at most this long while plans keep coming ...
     batch_gap_s: float | None = None  # ... and goes once none came for this long
-    max_in_flight: int = 32  # SCIM requests of this replica at once
+    max_in_flight: int = 32  # SCIM requests of this replica at once (when no shared ``slots`` is given)
 
 
 @dataclass(eq=False)
@@ -95,6 +95,7 @@ class Engine:
     cfg: EngineConfig
     permits: Any  # per app: an async context manager factory, ``permits.slot(app_id, slots)`` (a PermitPool)
     monotonic: Any = time.monotonic
+    slots: Slots | None = None  # the process's in-flight limit, shared by the engines of all its pools
     owned: dict[int, _Lease] = field(default_factory=dict)
     _queues: dict[str, deque[Item]] = field(default_factory=dict)
     _running: dict[str, int] = field(default_factory=dict)  # key -> its partition
@@ -106,7 +107,7 @@ class Engine:
         size, wait, gap = self.cfg.batch_size, self.cfg.batch_wait_s, self.cfg.batch_gap_s
         self._starter: Batcher[str] = Batcher(self._start, size, wait, gap_s=gap)
         self._completer: Batcher[list[Item]] = Batcher(self._complete, size, wait, gap_s=gap)
-        self._slots = Slots(self.cfg.max_in_flight)
+        self._slots = self.slots if self.slots is not None else Slots(self.cfg.max_in_flight)
         self.consumer: Any = None  # set by the composition root: consume(queue), cancel(queue)
         self.queue_of: Any = None  # partition -> queue name
 

@@ -27,7 +27,7 @@ from okta_bridge.stores.observed import MongoObserved
 from okta_bridge.logs import register_secret, register_settings_secrets, setup_logging
 from okta_bridge.mongo import connect
 from okta_bridge.partitions import PartitionOwner
-from okta_bridge.permits import PermitPool
+from okta_bridge.permits import PermitPool, Slots
 from okta_bridge.runtime import PartitionRoutes, PlanPublisher, Republisher, make_broker, prepare_topology
 from okta_bridge.settings import BridgeSettings, OktaSettings
 from okta_bridge.stores.group_links import MongoGroupLinks
@@ -159,6 +159,7 @@ def build() -> FastStream:
         # no write starts later than this before a lease can lapse: longer than any request's timeout
         margin = max([5.0, *(a.timeout_s + 2 for a in apps.values())])
         ttl = max(cfg.partition_ttl_s, margin + 6)
+        slots = Slots(cfg.max_in_flight)  # one in-flight limit for the replica, whatever its pools
         for pool in pools:
             pool_apps = {i: a for i, a in apps.items() if a.pool == pool}
             ports = DispatcherPorts(apps=pool_apps, users=Dispatcher(pool_apps, clients, links),
@@ -170,7 +171,7 @@ def build() -> FastStream:
             engine = Engine(ports, Republisher(publisher, PartitionRoutes(pool), cfg.max_attempts), audit, links,
                             EngineConfig(pool, batch_size=cfg.batch_size, batch_wait_s=cfg.batch_wait_ms / 1000,
                                          batch_gap_s=cfg.batch_gap_ms / 1000, max_in_flight=cfg.max_in_flight),
-                            permits)
+                            permits, slots=slots)
             engine.queue_of = lambda p, pool=pool: partition_queue(pool, p).name
             engine.consumer = Consumer(connection, cfg.prefetch, _intake(engine), f"dispatcher.{pool}")
             await engine.consumer.start()
