@@ -22,6 +22,36 @@ async def mongo() -> AsyncIterator:
 
 
 @contextlib.asynccontextmanager
+async def okta_client(scopes: str = "drift", settings: OktaSettings | None = None) -> AsyncIterator:
+    """An Okta client for one operator action (bridgectl, the console), inside the org-wide budget of concurrent
+    Okta requests (``OKTA_MAX_CONCURRENT_REQUESTS``, :mod:`okta_bridge.permits`) that the pollers and translators
+    share: the action is a holder of the budget while it runs and gives its permits back when it ends."""
+    import asyncio
+    import os
+    import socket
+    import uuid
+
+    from okta_bridge.okta_auth import okta_client_from_settings, scopes_for
+    from okta_bridge.permits import okta_budget
+    from okta_bridge.stores.permits import MongoPermits
+
+    settings = settings or OktaSettings()
+    async with mongo() as db:
+        me = f"operator@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        budget = okta_budget(MongoPermits(db, settings.org_url), me, settings.max_concurrent_requests,
+                             settings.request_timeout_s)
+        stop = asyncio.Event()
+        renewing = asyncio.get_running_loop().create_task(budget.run(stop))
+        client = okta_client_from_settings(settings, scopes_for(scopes), gate=lambda: budget.slot("requests"))
+        try:
+            yield client
+        finally:
+            await client.aclose()
+            stop.set()
+            await renewing
+
+
+@contextlib.asynccontextmanager
 async def operator_bus(service: str = "operator-cli") -> AsyncIterator[tuple]:
     """(publisher, audit): the operator's publishes go out as the services' do (confirmed, persistent, mandatory);
     audited as ``service`` (the console passes ``console``)."""

@@ -220,8 +220,6 @@ def test_connector(app: str = typer.Argument(..., help="the app's connector name
 
 
 async def _run(app: AppConnector, timeout_s: float, with_okta: bool) -> Report:
-    from okta_bridge.okta_auth import okta_client_from_settings, scopes_for
-    from okta_bridge.settings import OktaSettings
     from scim_dispatcher.adapters.traced_http import app_clients
 
     try:
@@ -233,9 +231,8 @@ async def _run(app: AppConnector, timeout_s: float, with_okta: bool) -> Report:
     finally:
         await http.aclose()
     if with_okta:
-        okta = okta_client_from_settings(OktaSettings(), scopes_for("drift"))
-        try:
+        from bridgectl.bus import okta_client
+
+        async with okta_client() as okta:
             await check_okta(app, okta, report)
-        finally:
-            await okta.aclose()
     return report

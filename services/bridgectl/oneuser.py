@@ -68,14 +68,10 @@ def user_ids(users: list[str] | None) -> list[str] | None:
         return users
 
     async def lookup() -> list[str]:
-        from okta_bridge.okta_auth import okta_client_from_settings, scopes_for
-        from okta_bridge.settings import OktaSettings
+        from bridgectl.bus import okta_client
 
-        okta = okta_client_from_settings(OktaSettings(), scopes_for("drift"))
-        try:
+        async with okta_client() as okta:
             return [u if is_okta_id(u) else await resolve_user(okta, u) for u in users]
-        finally:
-            await okta.aclose()
     return _or_exit(lookup())
 
 
@@ -163,8 +159,7 @@ def preview(user: str = USER_ARG, app: str = APP_OPT, connectors_file: str = CON
 
 
 async def _preview(app: AppConnector, user: str) -> dict[str, Any]:
-    from bridgectl.bus import mongo
-    from okta_bridge.okta_auth import okta_client_from_settings, scopes_for
+    from bridgectl.bus import mongo, okta_client
     from okta_bridge.settings import OktaSettings
     from okta_bridge.stores.assignments import MongoAssignments
     from okta_bridge.stores.links import MongoLinks
@@ -174,8 +169,7 @@ async def _preview(app: AppConnector, user: str) -> dict[str, Any]:
     from scim_dispatcher.handlers import Dispatcher
 
     settings = OktaSettings()
-    okta = okta_client_from_settings(settings, scopes_for("drift"))
-    try:
+    async with okta_client(settings=settings) as okta:
         user_id = user if is_okta_id(user) else await resolve_user(okta, user)
         async with mongo() as db:
             row = (await MongoAssignments(db, settings.org_url).read_rows([(app.okta_app_id, user_id)]))[
@@ -208,8 +202,6 @@ async def _preview(app: AppConnector, user: str) -> dict[str, Any]:
                 await real.aclose()
             out["reads"], out["would_send"] = dry.sent, dry.recorded
             return out
-    finally:
-        await okta.aclose()
 
 
 # ------------------------------------------------------------------ provision
@@ -232,9 +224,8 @@ def provision(user: str = USER_ARG, app: str = APP_OPT,
 
 async def _provision(app: AppConnector, user: str, by: str, wait: float, as_json: bool,
                      service: str = "operator-cli") -> dict[str, Any]:
-    from bridgectl.bus import mongo, operator_bus
+    from bridgectl.bus import mongo, okta_client, operator_bus
     from okta_bridge.deadletters import look_again
-    from okta_bridge.okta_auth import okta_client_from_settings, scopes_for
     from okta_bridge.settings import OktaSettings
     from okta_bridge.stores.audit import AuditStore
 
@@ -242,11 +233,8 @@ async def _provision(app: AppConnector, user: str, by: str, wait: float, as_json
     if is_okta_id(user):
         user_id = user
     else:
-        okta = okta_client_from_settings(settings, scopes_for("drift"))
-        try:
+        async with okta_client(settings=settings) as okta:
             user_id = await resolve_user(okta, user)
-        finally:
-            await okta.aclose()
     started = datetime.now(UTC)
     async with operator_bus(service) as (publisher, audit):
         async with audit.batch():

@@ -184,7 +184,7 @@ async def _drift(apps, repair: bool, operator: str, bars: bool = False) -> list[
     from okta_bridge.contracts import AppSyncRequested, Reason, SyncReason
     from okta_bridge.mongo import connect
     from okta_bridge.stores.links import MongoLinks
-    from okta_bridge.okta_auth import okta_client_from_settings, scopes_for
+    from bridgectl.bus import okta_client
     from okta_bridge.settings import OktaSettings
     from okta_bridge.runtime import prepare_topology
     from okta_bridge.topology import EVENTS_EXCHANGE, SYNC_ROUTING_KEY
@@ -193,7 +193,8 @@ async def _drift(apps, repair: bool, operator: str, bars: bool = False) -> list[
     base, okta_cfg = BridgeSettings(), OktaSettings()
     org = okta_cfg.org_url
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
-    okta = okta_client_from_settings(okta_cfg, scopes_for("drift"))
+    reading = contextlib.AsyncExitStack()  # the Okta client, inside the org-wide budget while the check runs
+    okta = await reading.enter_async_context(okta_client(settings=okta_cfg))
     broker, publisher, audit = await _operator_bus(base, org)
     results: list[DriftRow] = []
     try:
@@ -231,7 +232,7 @@ async def _drift(apps, repair: bool, operator: str, bars: bool = False) -> list[
                 results.append(DriftRow(result, action))
     finally:
         await broker.stop()
-        await okta.aclose()
+        await reading.aclose()
         await client.close()
     return results
 
