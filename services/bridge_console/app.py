@@ -31,6 +31,7 @@ from bridge_console.settings import ConsoleSettings
 from okta_bridge.apiauth import ApiTokens
 from okta_bridge.connectors import AppConnector
 from okta_bridge.contracts import AuditStep, is_okta_id
+from okta_bridge.deadletters import Fate
 from okta_bridge.redact import error_text
 
 __all__ = ["Actions", "create_app"]
@@ -375,7 +376,7 @@ def create_app(cfg: ConsoleSettings, tokens: ApiTokens, allowed_hosts: list[str]
         if not ids:
             raise HTTPException(400, "choose at least one dead letter")
         results = await attempt("the replay", actions.replay(ids, caller.actor))
-        replayed = sum(1 for _, outcome in results if outcome.startswith("replayed"))
+        replayed = sum(1 for t in results if t.fate is Fate.REPLAYED)
         return RedirectResponse("/dead-letters?" + urlencode({"done": f"replayed:{replayed}:{len(ids)}"}), 303)
 
     @app.get("/users", response_class=HTMLResponse)

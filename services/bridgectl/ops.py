@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bridgectl.common import BAD_INPUT, CONNECTORS, JSON, OPERATOR, bad_input, emit, load, operator_name
-from okta_bridge.deadletters import DeadLetters, as_json
+from okta_bridge.deadletters import DeadLetters, Fate, as_json
 from okta_bridge.entry import cli_app
 from okta_bridge.mongo import connect
 from okta_bridge.stores.partitions import MongoPartitions, PoolState
@@ -91,18 +91,18 @@ def _take(ids: list[str] | None, all_: bool, operator: str | None, connectors_fi
     connectors = load(connectors_file)  # never writes to a target: the SCIM secrets are not needed
     chosen = "all" if all_ else set(ids or ())
     results = asyncio.run(_letters(operator).take(chosen, connectors, action))
-    missing = set() if chosen == "all" else chosen - {letter.id for letter, _ in results}
+    missing = set() if chosen == "all" else chosen - {t.letter.id for t in results}
 
     def render() -> None:
-        for letter, outcome in results:
-            typer.echo(f"{letter.id} {letter.kind}: {outcome}")
+        for t in results:
+            typer.echo(f"{t.letter.id} {t.letter.kind}: {t.outcome}")
         for letter_id in sorted(missing):
             typer.echo(f"{letter_id}: no such dead letter", err=True)
-    emit(json_, {"results": [{"id": letter.id, "kind": letter.kind, "outcome": outcome} for letter, outcome in results],
+    emit(json_, {"results": [{"id": t.letter.id, "kind": t.letter.kind, "outcome": t.outcome} for t in results],
                  "unknown": sorted(missing)}, render)
     if missing:
         raise typer.Exit(BAD_INPUT)
-    raise typer.Exit(1 if any(not o.startswith(("replayed", "dropped")) for _, o in results) else 0)
+    raise typer.Exit(1 if any(t.fate is Fate.NOT_REPLAYED for t in results) else 0)
 
 
 @parts.command("show")

@@ -101,6 +101,7 @@ async def _delete_group(connectors, app, group_id: str, operator: str, wait_s: f
     from okta_bridge.settings import OktaSettings
     from okta_bridge.stores.audit import AuditStore
     from okta_bridge.stores.groups import GroupState
+    from okta_bridge.stores.partitions import MongoPartitions, PartitionCountChanged
 
     base, org = BridgeSettings(), OktaSettings().org_url
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
@@ -110,6 +111,10 @@ async def _delete_group(connectors, app, group_id: str, operator: str, wait_s: f
         if await state.is_pushed(app.okta_app_id, group_id) or group_id in app.push_groups:
             return CommandOutcome(2, f"group {group_id} is still pushed to {app.name}: take it out of push_groups "
                                      "first")
+        try:  # routed by this file's count: refused when the pool's recorded count is another (two writers)
+            await MongoPartitions(db, org).claim_count(app.pool, connectors.partitions(app.pool))
+        except PartitionCountChanged as exc:
+            return CommandOutcome(2, str(exc))
         version = await state.next_group_version(app.okta_app_id, group_id)
         cause = f"operator:delete-group by {operator}"
         # declared, or checked only with BROKER_DECLARE=false (an operator user has no configure right)

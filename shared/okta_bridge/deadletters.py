@@ -31,6 +31,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
 import aio_pika
@@ -44,8 +45,22 @@ from okta_bridge.bus import ATTEMPT_HEADER, REASON_HEADER
 from okta_bridge.topology import (AUDIT_EXCHANGE, DEAD_LETTER_QUEUE, DLX, EVENT_ROUTING_PREFIX, EVENTS_EXCHANGE,
                                   PLANS_EXCHANGE, SYNC_ROUTING_KEY, key_of, partition_key, partition_of)
 
-__all__ = ["DeadLetter", "DeadLetterRecord", "DeadLetters", "Replay", "compact", "is_look_again", "look_again",
-           "minimal", "redact_event"]
+__all__ = ["DeadLetter", "DeadLetterRecord", "DeadLetters", "Fate", "Replay", "Taken", "compact", "is_look_again",
+           "look_again", "minimal", "redact_event"]
+
+
+class Fate(StrEnum):
+    """What became of one dead letter an operator chose."""
+    REPLAYED = "replayed"
+    DROPPED = "dropped"
+    NOT_REPLAYED = "not_replayed"  # nothing it names is configured any more, or it cannot be read
+
+
+class Taken(NamedTuple):
+    """One chosen dead letter and its fate; ``outcome`` says it in words (where it went, or why not)."""
+    letter: DeadLetter
+    fate: Fate
+    outcome: str
 
 
 class Replay(NamedTuple):
@@ -227,9 +242,9 @@ class DeadLetters:
             return out
 
     async def take(self, ids: set[str] | Literal["all"], connectors: ConnectorsFile,
-                   action: Literal["replay", "drop"]) -> list[tuple[DeadLetter, str]]:
-        """Replays (or drops) the chosen dead letters; returns (letter, outcome) for each chosen one."""
-        results: list[tuple[DeadLetter, str]] = []
+                   action: Literal["replay", "drop"]) -> list[Taken]:
+        """Replays (or drops) the chosen dead letters; returns what became of each chosen one."""
+        results: list[Taken] = []
         connection = await aio_pika.connect(self._url)
         async with connection:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -246,11 +261,11 @@ class DeadLetters:
                     await self._audit(channel, letter, AuditStep.SKIPPED, Reason.OPERATOR,
                                       f"dead letter dropped by {self._operator}")
                     await msg.ack()
-                    results.append((letter, "dropped"))
+                    results.append(Taken(letter, Fate.DROPPED, "dropped"))
                     continue
                 where = letter.replay(connectors, self._org)
                 if isinstance(where, str):
-                    results.append((letter, f"not replayed: {where}"))
+                    results.append(Taken(letter, Fate.NOT_REPLAYED, f"not replayed: {where}"))
                     continue
                 target = channel.default_exchange if not where.exchange else await channel.get_exchange(where.exchange)
                 await target.publish(aio_pika.Message(where.message.model_dump_json().encode(),
@@ -261,7 +276,8 @@ class DeadLetters:
                 await self._audit(channel, letter, AuditStep.REPLAYED, Reason.OPERATOR,
                                   f"replayed by {self._operator} (was dead-lettered: {letter.reason[:300]})")
                 await msg.ack()  # only after the broker confirmed the replay
-                results.append((letter, f"replayed to {where.exchange or 'queue'} {where.routing_key}".strip()))
+                results.append(Taken(letter, Fate.REPLAYED,
+                                     f"replayed to {where.exchange or 'queue'} {where.routing_key}".strip()))
             await channel.close()
         return results
 

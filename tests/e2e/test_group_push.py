@@ -216,6 +216,18 @@ async def test_unpushing_leaves_the_target_group_and_deleting_it_is_an_audited_c
         await sc.wait_active("late.user@example.com")
         assert await groups.members("Contractors") == {login(0), login(1)}, "an unpushed group is left in place"
 
+        # a connectors file with another partition count than the pool's recorded one: refused, nothing published
+        import yaml
+
+        other = stack.workdir / "connectors-other-count.yaml"
+        doc = yaml.safe_load((stack.workdir / "connectors.yaml").read_text())
+        pool = next(iter(doc.get("pools") or {"default": {}}))
+        doc.setdefault("pools", {}).setdefault(pool, {})["partitions"] = 3
+        other.write_text(yaml.safe_dump(doc))
+        miscounted = _delete_group(stack, group, CONNECTORS_FILE=str(other))
+        assert miscounted.returncode == 2 and "partitions" in miscounted.stderr, miscounted.stdout + miscounted.stderr
+        assert await groups.named("Contractors") is not None
+
         run = _delete_group(stack, group)
         assert run.returncode == 0, run.stdout + run.stderr
         assert await groups.named("Contractors") is None
@@ -226,11 +238,11 @@ async def test_unpushing_leaves_the_target_group_and_deleting_it_is_an_audited_c
         assert deleted and deleted[0]["event_type"] == "operator:delete-group by ci-operator"
 
 
-def _delete_group(stack, group: str):
+def _delete_group(stack, group: str, **extra_env: str):
     import subprocess
     import sys
 
-    env = {**stack.service_env("cli"), "USER": "ci-operator"}
+    env = {**stack.service_env("cli"), "USER": "ci-operator", **extra_env}
     return subprocess.run([sys.executable, "-m", "bridgectl", "delete-group", "--app", "jira", "--group",
                            group, "--yes"], env=env, capture_output=True, text=True, timeout=120)
 
