@@ -72,12 +72,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for every service")
     args = p.parse_args(argv)
     if args.quick:
-        args.bulk_users, args.workforce_users = 1000, 600
-        args.paced_rate, args.paced_seconds, args.light_seconds = 50, 5, 5
-        args.scale_users, args.scale_replicas, args.scale_window = 20, "1,2", 4
+        args.bulk_users, args.workforce_users = 600, 600
+        args.paced_rate, args.paced_seconds, args.light_seconds = 50, 3, 3
+        args.scale_users, args.scale_replicas, args.scale_window = 10, "2", 3  # two replicas sharing: the smoke
         args.group_scale = 0.05
         args.scenarios = args.scenarios.replace(",workforce", "")
     args.scale_replicas = [int(r) for r in str(args.scale_replicas).split(",")]
+    if args.scale_partitions % 4:
+        p.error(f"--scale-partitions must be a multiple of 4 (the replicas measured are 1, 2 and 4, each owning an "
+                f"equal share), not {args.scale_partitions}")
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     return args
 
@@ -100,7 +103,8 @@ async def amain(args: argparse.Namespace) -> int:
             with Vhost("baseline") as vhost:
                 report["rabbitmq"] = await rabbit_baseline(vhost.url, 3000 if not args.quick else 500, 0, 0, 64, 200,
                                                            600)
-            report["mongodb"] = await mongo_baseline(db.url, "bench_baseline", 500, 20_000, 100, 16, 10)
+            report["mongodb"] = await (mongo_baseline(db.url, "bench_baseline", 100, 2_000, 100, 16, 2) if args.quick
+                                       else mongo_baseline(db.url, "bench_baseline", 500, 20_000, 100, 16, 10))
         if "bulk" in args.scenarios:
             console.log(f"bulk: a backlog of {args.bulk_users:,} assignments")
             report["bulk"] = await bulk(args, db, sink, workdir, tag="bulk", users=args.bulk_users,
@@ -200,7 +204,9 @@ def print_report(r: dict) -> None:
                           f"{x.get('achieved_offer_per_s')}/s {x.get('error') or ''}")
     sc = r.get("scaleout")
     if sc:
-        console.print(f"scale-out: ceiling {sc.get('ceiling_per_replica')} SCIM requests/s per replica")
+        console.print(f"scale-out: ceiling {sc.get('ceiling_per_replica')} SCIM requests/s per replica; most in flight "
+                      f"for one app at any time of the scenario (the target's gauge, start-ups, hand-overs and "
+                      f"shutdowns included): {sc.get('peak_in_flight_per_app_at_any_time')}")
         for replicas, run in sc["runs"].items():
             console.print(f"  {replicas} replica(s): {_fmt(run.get('requests_per_s'))} requests/s, "
                           f"{_fmt(run.get('of_ceiling'))} of the ceiling, {_fmt(run.get('vs_one_replica'))}x one "

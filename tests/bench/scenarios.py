@@ -343,9 +343,16 @@ async def scaleout(args, db: Database, sink: Sink, workdir: Path, *, tag: str = 
                     result["runs"][replicas] = await _scale_run(args, stack, target, replicas)
                     if result["runs"][replicas].get("error"):
                         break
+                after = await target.inflight()  # the last run's shutdown
+                result["peak_in_flight_per_app_after_runs"] = max(
+                    (v["peak"] for k, v in after.items() if k.startswith("app")), default=0)
         finally:
             stack.stop()
     one = (result["runs"].get(1) or {}).get("requests_per_s")
+    runs = list(result["runs"].values())
+    result["peak_in_flight_per_app_at_any_time"] = max(
+        [r.get(f, 0) or 0 for r in runs for f in ("peak_in_flight_per_app", "peak_in_flight_per_app_outside_window")]
+        + [result.get("peak_in_flight_per_app_after_runs", 0) or 0], default=0)
     ceiling = args.scale_in_flight / (args.scale_latency_ms / 1000)
     result["ceiling_per_replica"] = ceiling
     for replicas, run in result["runs"].items():
@@ -375,6 +382,9 @@ async def _scale_run(args, stack: Stack, target: TargetAdmin, replicas: int) -> 
         await until(lambda: _permitted(stack, names, args.scale_in_flight), 30, "permits shared out")
         permitted_s = time.time() - launched
         await asyncio.sleep(2.0)
+        # the peaks since the last reset: this run's start-up, hand-overs and the permits' sharing out, and the
+        # previous run's shutdown (so every moment of the scenario is checked, not only the window)
+        outside = await target.inflight()
         await target.reset_inflight()
         pids = {n: pid for n, pid in stack.pids().items() if n in names or n == "demo-target"}
         cpu0, idle0 = {n: cpu_seconds(pid) or 0.0 for n, pid in pids.items()}, machine_idle()
@@ -392,6 +402,8 @@ async def _scale_run(args, stack: Stack, target: TargetAdmin, replicas: int) -> 
                 "partitions_spread_s": round(spread_s, 1), "permits_spread_s": round(permitted_s, 1),
                 "requests_per_s": round(len(started) / (t1 - t0), 1),
                 "peak_in_flight_per_app": max(per_app.values(), default=0),
+                "peak_in_flight_per_app_outside_window": max(
+                    (v["peak"] for k, v in outside.items() if k.startswith("app")), default=0),
                 "peak_in_flight_total": (peaks.get("*") or {}).get("peak"),
                 # is the machine the bound? the dispatchers' and the target's share of a core, and the idle cores
                 "dispatchers_cores": round(sum(cpu1[n] - cpu0[n] for n in names) / (t1 - t0), 2),
