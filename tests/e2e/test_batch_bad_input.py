@@ -4,7 +4,11 @@
   by id (never deactivated on absence alone), the repeat and the extra change nothing;
 * a batched read whose URL Okta refuses (414): split in halves until it passes, every user still planned;
 * one malformed message among good ones: it alone is dead-lettered, with its reason, and the others are applied;
-* several events of one user in one batch: one plan, and each event keeps its own audit records.
+* several events of one user in one batch: one plan, and each event keeps its own audit records;
+* a filtered listing whose answer arrives late, after a ``user.*`` change of its user was planned by id and applied:
+  the stale answer is never planned from, the target keeps the new value;
+* SIGTERM to a dispatcher: its partition leases are released at once (not after their TTL) and it exits cleanly
+  (the module's last test: it adds a second dispatcher and stops it).
 
 A batch is made deterministic by pausing the translator (SIGSTOP) while the events reach its queue: on SIGCONT it
 takes them all at once, in one batch.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import time
 import uuid
@@ -25,9 +30,11 @@ from urllib.parse import urlsplit, urlunsplit
 import aio_pika
 import httpx
 import pytest
+from pymongo import AsyncMongoClient
 
 from demo_scim_target.admin_client import TargetAdmin
 from okta_bridge.events import HANDLED_EVENT_TYPES
+from okta_bridge.stores.partitions import MongoPartitions, PoolState
 from okta_simulator.admin_client import SimulatorAdmin
 from tests.conftest import MONGODB_URL, RABBITMQ_URL, _ctl
 from tests.e2e.conftest import eventually, jira_connector
@@ -92,7 +99,7 @@ async def bed(tmp_path_factory, module_rabbit_url, module_mongo_db):
                 httpx.AsyncClient(base_url=stack.okta_url, timeout=10,
                                   headers={"Authorization": f"SSWS {stack.token}"}) as http:
             app_id = await okta.create_app("Jira", "jira")
-            sizes = {**{e: 3 for e in EDITS}, "split": SPLIT_USERS, "poison": 2, "coalesce": 1}
+            sizes = {**{e: 3 for e in EDITS}, "split": SPLIT_USERS, "poison": 2, "coalesce": 1, "stale": 1}
             profiles, owners = [], []
             for name, size in sizes.items():
                 for n in range(size):
@@ -466,3 +473,128 @@ async def test_coalesced_events_make_one_plan_and_keep_their_own_audit_records(b
                                                  "application.user_membership.restore"],
                              "again.coalesce@example.com", "Coalesced")
     assert writes[0]["method"] in ("PUT", "PATCH") and writes[0]["status"] < 300, writes
+
+
+# --- (e) a user.* change while a batched read's answer is late, and stale when it arrives --------------------------
+LATE_S = 8  # the filtered listing's answer (computed when asked) is held back this long
+
+
+async def test_a_late_stale_listing_never_overwrites_a_newer_profile_change(bed: Bed):
+    """A membership event's plan asks Okta for its user in a filtered listing; Okta computes the answer (the old
+    firstName) and holds it back. Meanwhile the user's firstName changes: that ``user.*`` event is planned from a read
+    by id and applied. Then the old answer arrives: its ``lastUpdated`` is older than what the newer plan was built
+    from, so the translator reads the user again and the target keeps the new value. A build that planned from the
+    late answer would send the old firstName back, as the newer plan version."""
+    b = bed
+    uid = b.groups["stale"][0]
+    old, new = b.first_names[uid], "Fresher"
+    await b.okta.assign_user(b.app_id, uid)
+    assert (await all_active(b, [uid]))[uid]["name"]["givenName"] == old
+    seq = await b.target.last_seq()
+
+    calls_before, faults = await okta_calls(b.okta)
+    mark = len(await b.okta.events())
+    await b.okta.inject("users", None, count=1, delay_s=LATE_S, path_regex=r"^/api/v1/users/?$")
+    await b.okta.restore_assignment(b.app_id, uid)  # a membership event: its user is read in a filtered listing
+
+    async def answer_computed_and_held():
+        return (await b.okta.stats())["faults"]["used"] > faults["used"]
+    await eventually(answer_computed_and_held, 30, "the filtered listing's answer computed and held back")
+    await b.okta.update_profile(uid, {"firstName": new})  # a user.* event: read by id, never from a listing
+
+    events = await events_since(b.okta, mark)
+    assert [e["eventType"] for e in events] == ["application.user_membership.restore",
+                                                "user.account.update_profile"], events
+    late_uuid, change_uuid = (e["uuid"] for e in events)
+
+    async def given_name(value: str):
+        have = (await accounts(b.target)).get(uid, [])
+        return len(have) == 1 and have[0]["name"]["givenName"] == value and have[0]
+    await eventually(lambda: given_name(new), 60, f"the target at the new firstName {new!r}")
+
+    # the late answer arrives; its event is planned (as the newer version) and dispatched
+    records = await planned(b.stack, [late_uuid, change_uuid])
+    late_plan, change_plan = records[late_uuid][0], records[change_uuid][0]
+    # the scenario happened: the change was planned first, the late answer's event after it
+    assert late_plan["plan_version"] > change_plan["plan_version"], (late_plan, change_plan)
+    await dispatched(b.stack, {uid: late_plan["plan_version"]})
+    assert (await b.okta.stats())["faults"]["pending"] == 0
+
+    # the user.* change read its user by id, in its own trace (it never waited for, nor used, a listing)
+    async def read_by_id():
+        return [s for s in b.spans.spans() if s.service == "translator" and s.name == BY_ID
+                and s.trace_id == change_plan["trace_id"] and s.attributes.get("url.full", "").endswith(f"/{uid}")]
+    assert await eventually(read_by_id, 30, "the user.* change's read by id exported")
+    # the late answer was not planned from: the target still holds the new value
+    account = await given_name(new)
+    assert account, (await accounts(b.target)).get(uid)
+    # the old firstName was never sent back, not even for a moment: every write to the account since it was created
+    # (the change's plan, then the late event's) carries the new one
+    writes = [r for r in await b.target.requests(since=seq) if r["method"] in ("PUT", "PATCH", "POST")
+              and r["path"].endswith(f"/Users/{account['id']}")]
+    assert writes and all(r["method"] == "PUT" and r["body"]["name"]["givenName"] == new for r in writes), writes
+    # the user was read again after the late answer (a fresh listing or by id), so the
+    # translator asked Okta at least three times (the held-back listing, the change's read by id, the fresh read)
+    after, _ = await okta_calls(b.okta)
+    calls = {bucket: delta(after, calls_before, bucket) for bucket in ("users", "user")}
+    assert calls["users"] >= 1 and calls["user"] >= 1 and sum(calls.values()) >= 3, calls
+
+
+# --- (f) SIGTERM releases a dispatcher's partitions at once (keep last: it adds and stops a dispatcher) ---------------
+def _live(state: PoolState, replica: str) -> list[int]:
+    """The partitions whose lease ``replica`` (the name before its ``~suffix``) holds now."""
+    return [p for p, x in enumerate(state.leases)
+            if x.owner and x.owner.split("~")[0] == replica and x.expires > state.now]
+
+
+async def test_sigterm_releases_a_dispatchers_partitions_at_once(bed: Bed):
+    b = bed
+    name = "scim_dispatcher-sigterm"
+    client: AsyncMongoClient = AsyncMongoClient(b.stack.mongodb_url)
+    store = MongoPartitions(client[b.stack.mongodb_db], b.stack.okta_url)
+    second = b.stack.start_service("scim_dispatcher", name)
+    try:
+        await asyncio.to_thread(wait_http, b.stack.metrics_url(name, "/readyz"), 60, second.proc)
+
+        async def lease_ttl():  # its start-up line: "... partition leases of 45 s"
+            found = re.search(r"partition leases of ([0-9.]+) s", second.output())
+            return found and float(found.group(1))
+        ttl = await eventually(lease_ttl, 30, "the dispatcher's start-up line")
+
+        async def shared():  # the two dispatchers share the pool: each holds its half
+            state = await store.read("default")
+            theirs, first = _live(state, name), _live(state, "scim_dispatcher")
+            ok = len(theirs) == state.count // 2 and len(first) == state.count - len(theirs)
+            return (state, theirs) if ok else None
+        state, held = await eventually(shared, 60, "the second dispatcher holding its half of the partitions")
+        owner = state.leases[held[0]].owner
+        assert owner in state.members and all(state.leases[p].owner == owner for p in held), state
+        # untouched, each lease would last longer than half the TTL from now (renewed every few seconds)
+        assert all((state.leases[p].expires - state.now).total_seconds() > ttl / 2 for p in held), (state, ttl)
+
+        signalled = time.monotonic()
+        second.signal(signal.SIGTERM)
+
+        async def released():
+            state = await store.read("default")
+            return state if not any(state.leases[p].owner == owner and state.leases[p].expires > state.now
+                                    for p in held) else None
+        # released by the leaving owner: no one else could take a lease of a live owner before it expires
+        state = await eventually(released, ttl, f"partitions {held} released")
+        elapsed = time.monotonic() - signalled
+        assert elapsed < ttl / 2, (elapsed, ttl)
+        assert owner not in state.members or state.members[owner] <= state.now, state.members  # it left the pool
+        code = await asyncio.to_thread(second.proc.wait, 30)
+        output = second.output()
+        assert code == 0, output[-4000:]
+        assert "Traceback" not in output, output[-4000:]
+        assert re.search(r"released [0-9,]+; 0 partition\(s\) held", output), output[-4000:]
+
+        async def first_holds_all():  # the remaining dispatcher takes them over at its next renewal
+            state = await store.read("default")
+            return len(_live(state, "scim_dispatcher")) == state.count
+        await eventually(first_holds_all, 30, "the first dispatcher holding every partition again")
+    finally:
+        second.stop()
+        await client.close()
+
