@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from okta_bridge.bus import Batcher, Delivery
 from okta_bridge.contracts import AuditBatch, AuditRecorded
 from okta_bridge.runtime import Republisher
-from okta_bridge.stores.audit import AuditStore
+from okta_bridge.stores.audit import AuditStore, with_ids
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("audit_recorder")
@@ -62,9 +62,10 @@ class Recorder:
             return
         docs, owner = [], []  # owner: the index in ``readable`` of each record's message
         for i, (_, m) in enumerate(readable):
-            for r in (m.records if isinstance(m, AuditBatch) else (m,)):
-                docs.append(r.model_dump(mode="python"))
-                owner.append(i)
+            records = with_ids([r.model_dump(mode="python")
+                                for r in (m.records if isinstance(m, AuditBatch) else (m,))])
+            docs += records
+            owner += [i] * len(records)
         links = [trace.Link(d.span.get_span_context()) for d, _ in readable][:128]
         failed: set[int] = set()  # messages with a record that did not go in
         # shared by many events: its own trace, linked to each message's consume span

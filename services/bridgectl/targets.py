@@ -199,10 +199,11 @@ async def _drift(apps, repair: bool, operator: str, bars: bool = False) -> list[
     org = okta_cfg.org_url
     client, db = connect(base.mongodb_url.get_secret_value(), base.mongodb_db)
     reading = contextlib.AsyncExitStack()  # the Okta client, inside the org-wide budget while the check runs
-    okta = await reading.enter_async_context(okta_client(settings=okta_cfg))
-    broker, publisher, audit = await _operator_bus(base, org)
+    broker = None
     results: list[DriftRow] = []
     try:
+        okta = await reading.enter_async_context(okta_client(settings=okta_cfg))
+        broker, publisher, audit = await _operator_bus(base, org)
         await prepare_topology(broker, await broker.connect(), translator=True)
         async with _clients(apps) as http:
             for app in progress(apps, "checking drift", bars):
@@ -236,7 +237,8 @@ async def _drift(apps, repair: bool, operator: str, bars: bool = False) -> list[
                                    detail=f"drift check by {operator}: {summary or 'no drift'}; {action}")
                 results.append(DriftRow(result, action))
     finally:
-        await broker.stop()
+        if broker is not None:
+            await broker.stop()
         await reading.aclose()
         await client.close()
     return results

@@ -153,7 +153,10 @@ class GroupDispatcher:
             span.set_attribute("okta.group.id", plan.okta_group_id)
             span.set_attribute(ATTR.PLAN_VERSION, plan.version)
             if plan.action is GroupAction.UNLINK:
-                await self.group_links.save(plan.app_id, plan.okta_group_id, None, None, plan.version, _FENCE.get())
+                if not await self.group_links.save(plan.app_id, plan.okta_group_id, None, None, plan.version,
+                                                   _FENCE.get()):
+                    return GroupOutcome(*_STALE, link.target_id if link else None, f"a newer group plan than "
+                                        f"v{plan.version} was applied, or a newer owner wrote the link", _ms(started))
                 where = f"target group {link.target_id}" if link and link.target_id else "no target group"
                 return GroupOutcome(*_APPLIED, link.target_id if link else None,
                                     f"unlinked; {where} left in place", _ms(started))
@@ -265,7 +268,11 @@ class GroupDispatcher:
             detail = f"deleted target group {target_id} ({plan.cause}) and unlinked"
         except ScimNotFoundError:
             detail = f"target group {target_id} was already gone; unlinked"
-        await self.group_links.save(app.okta_app_id, plan.okta_group_id, None, None, plan.version, _FENCE.get())
+        if not await self.group_links.save(app.okta_app_id, plan.okta_group_id, None, None, plan.version,
+                                           _FENCE.get()):  # a newer plan, or a newer owner: its state stands
+            return GroupOutcome(*_STALE, target_id, f"{detail.split(' and unlinked')[0]}; a newer group plan than "
+                                f"v{plan.version} was applied, or a newer owner wrote the link: not unlinked",
+                                _ms(started))
         await self.state.forget_group(app.okta_app_id, plan.okta_group_id)
         return GroupOutcome(*_APPLIED, target_id, detail, _ms(started))
 

@@ -70,9 +70,16 @@ class Slots:
 
     limit: int
     used: int = 0
+    pools: list["PermitPool"] = field(default_factory=list)  # the pools whose requests take these slots
 
     def __post_init__(self) -> None:
         self._cond = asyncio.Condition()
+
+    async def freed(self, by: "PermitPool", resource: str) -> None:
+        """A slot came free: a waiter of every pool sharing the slots may take it (the engines of all of a
+        replica's pools share one in-flight limit), not only the pool whose request ended."""
+        for pool in self.pools:
+            await pool._slot_freed(resource if pool is by else None)
 
     @asynccontextmanager
     async def hold(self) -> AsyncIterator[None]:
@@ -130,6 +137,8 @@ class PermitPool:
         *want* either way. ``check`` runs before the wait and at least once a second while waiting: what it raises
         ends the wait (say, the work's partition was handed over meanwhile)."""
         cond = self._conds[resource]
+        if local is not None and not any(p is self for p in local.pools):
+            local.pools.append(self)
         async with cond:
             self.waiting[resource] += 1
             try:
@@ -165,11 +174,12 @@ class PermitPool:
                     self._wake.set()  # on its way down: give the permit back now, not at the next turn
             if local is not None:
                 local.used -= 1
-                await self._slot_freed(resource)
+                await local.freed(self, resource)
 
-    async def _slot_freed(self, freed: str) -> None:
+    async def _slot_freed(self, freed: str | None) -> None:
         """A process slot came free: one waiter of every other resource that has waiters is woken, starting from a
-        different resource each time, and the first that also has a permit takes it."""
+        different resource each time, and the first that also has a permit takes it (``freed`` None: the slot was
+        freed by another pool's request, every resource is another)."""
         names = [r for r in self.limits if r != freed and self.waiting[r]]
         if not names:
             return
@@ -181,11 +191,11 @@ class PermitPool:
     async def run(self, stop: asyncio.Event) -> None:
         """Renews until ``stop``, then gives every permit back."""
         while not stop.is_set():
+            self._wake.clear()  # before the renewal: a wake set while it runs (a permit freed) renews again soon
             try:
                 await asyncio.wait_for(self.renew(), max(self.renew_s * 2, 5.0))
             except Exception as exc:  # noqa: BLE001 - the database is away: the deadline lapses, nothing is used
                 log.warning("permits %s: renewal failed: %s", self.scope, exc)
-            self._wake.clear()
             waited = asyncio.ensure_future(self._wake.wait())
             stopped = asyncio.ensure_future(stop.wait())
             await asyncio.wait((waited, stopped), timeout=self.renew_s, return_when=asyncio.FIRST_COMPLETED)

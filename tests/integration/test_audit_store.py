@@ -37,6 +37,14 @@ async def test_records_written_again_are_not_stored_twice(db):
     assert stored == ["e1", "e1", "e2", "e3"]  # the two identical records of one write stay two, none doubled
 
 
+async def test_a_record_of_any_time_gets_an_id(db):
+    """Times an ObjectId's four bytes cannot hold (before 1970, after 2106: a replayed record may carry any) are
+    held to what they can hold; the record is written, not its whole batch refused."""
+    store = AuditStore(db)
+    assert await store.insert(docs("old", at=datetime(1960, 1, 1, tzinfo=UTC))) == []
+    assert await db.audit.count_documents({"event_uuid": "old"}) == 1
+
+
 async def test_content_made_ids_sort_by_the_records_time(db):
     store = AuditStore(db)
     await store.insert(docs("late", at=T0 + timedelta(seconds=5)) + docs("early", at=T0))

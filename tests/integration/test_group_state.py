@@ -279,3 +279,33 @@ async def test_two_orgs_never_see_each_others_state(db, state):
 
     await other.forget_group(APP, G1)
     assert set(await state.all_members(APP, G1)) == {"u1", "u2"}
+
+
+async def test_a_fenced_off_owners_group_delete_leaves_the_link_and_the_members(db, state):
+    """The delete reached the target (an operator's command), but a newer owner of the partition wrote the link
+    meanwhile: the old owner neither unlinks nor forgets the group's members (its outcome is stale, not applied)."""
+    from okta_bridge.contracts import AuditStep, GroupAction, GroupPlanned
+    from scim_dispatcher.groups import GroupDispatcher
+    from tests.unit.fakes import app_connector
+
+    app_id, group_id = "0oa1jiraxxxxxxxxxxxx", "00g1salesxxxxxxxxxxx"
+
+    class Target:
+        deleted: list[str] = []
+
+        async def delete_group(self, target_id: str) -> None:
+            self.deleted.append(target_id)
+
+    links, target = MongoGroupLinks(db, ORG), Target()
+    await links.save(app_id, group_id, "t-1", "Sales", 1, fence=7)
+    await state.want(app_id, group_id, [("u1", True)], 100)
+    groups = GroupDispatcher({app_id: app_connector(app_id)}, {app_id: target}, state, links, None, None)
+    plan = GroupPlanned(org=ORG, app_id=app_id, okta_group_id=group_id, version=2, action=GroupAction.DELETE,
+                        cause="operator:delete-group by test")
+    outcome = await groups.apply_group(plan, fence=6)
+    assert outcome.step is AuditStep.SKIPPED_STALE and target.deleted == ["t-1"]
+    assert (await links.get(app_id, group_id)).target_id == "t-1"
+    assert set(await state.all_members(app_id, group_id)) == {"u1"}
+    outcome = await groups.apply_group(plan, fence=8)  # the newer owner's delete goes through
+    assert outcome.step is AuditStep.APPLIED and (await links.get(app_id, group_id)).target_id is None
+    assert await state.all_members(app_id, group_id) == {}

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from okta_bridge.permits import PermitPool, targets
+from okta_bridge.permits import PermitPool, Slots, targets
 from okta_bridge.stores.permits import Ledger
 
 
@@ -280,6 +280,38 @@ async def test_a_freed_slot_reaches_the_other_app_when_this_one_has_no_permit_le
         g.set()
     await asyncio.wait_for(asyncio.gather(first, *rest), 5)
     assert sorted(order) == ["x1", "x2", "y"]
+
+
+async def test_a_slot_freed_by_one_pool_wakes_a_waiter_of_another_pool_sharing_the_replicas_slots():
+    """Two pools of one replica share its in-flight limit (one slot here): when pool a's request ends, pool b's
+    request, which holds no slot but has a permit, is woken at once (not at its next periodic look, a second later,
+    while pool a's own waiters take every freed slot)."""
+    store, clock = MemoryPermits(), Clock()
+    a = PermitPool(store, "apps|a", "r", {"app-a": 2}, ttl_s=30, margin_s=10, monotonic=clock)
+    b = PermitPool(store, "apps|b", "r", {"app-b": 2}, ttl_s=30, margin_s=10, monotonic=clock)
+    slots = Slots(1)
+    for p, r in ((a, "app-a"), (b, "app-b")):
+        p.waiting[r] = 1
+        await p.renew()
+        p.waiting[r] = 0
+    release, started = asyncio.Event(), asyncio.Event()
+
+    async def a_request() -> None:
+        async with a.slot("app-a", slots):
+            await release.wait()
+
+    async def b_request() -> None:
+        async with b.slot("app-b", slots):
+            started.set()
+
+    first = asyncio.create_task(a_request())
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(b_request())
+    await asyncio.sleep(0.01)
+    assert not started.is_set()  # the one slot is a's
+    release.set()
+    await asyncio.wait_for(started.wait(), 0.5)  # well before b's own periodic look (1 s)
+    await asyncio.gather(first, second)
 
 
 async def test_a_check_that_raises_ends_the_wait_and_takes_nothing():

@@ -21,7 +21,7 @@ from pymongo.errors import BulkWriteError, OperationFailure
 
 from okta_bridge.contracts import AuditStep
 
-__all__ = ["AuditStore", "BadPageToken", "record_id"]
+__all__ = ["AuditStore", "BadPageToken", "record_id", "with_ids"]
 
 
 class BadPageToken(ValueError):
@@ -29,10 +29,22 @@ class BadPageToken(ValueError):
 
 
 def record_id(at: datetime | None, body: bytes, ordinal: int = 0) -> ObjectId:
-    """An audit record's ``_id``: its time in seconds (what an ObjectId starts with), then a hash of its content."""
-    seconds = int(at.timestamp()) if isinstance(at, datetime) else 0
+    """An audit record's ``_id``: its time in seconds (what an ObjectId starts with, held to what four bytes hold),
+    then a hash of its content and its ordinal among identical records of its message."""
+    seconds = min(max(int(at.timestamp()), 0), 2**32 - 1) if isinstance(at, datetime) else 0
     digest = hashlib.sha256(body + ordinal.to_bytes(4, "big")).digest()[:8]
     return ObjectId(seconds.to_bytes(4, "big") + digest)
+
+
+def with_ids(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of ONE message, each given its ``_id`` (:func:`record_id`): identical records of the message
+    are told apart by their order in it, whatever batch or write the message later lands in."""
+    seen: dict[bytes, int] = {}
+    for doc in docs:
+        body = bson.encode({k: v for k, v in doc.items() if k != "_id"})
+        ordinal = seen[body] = seen.get(body, -1) + 1
+        doc.setdefault("_id", record_id(doc.get("at"), body, ordinal))
+    return docs
 
 
 
@@ -65,11 +77,7 @@ class AuditStore:
         whole write (the database away) is raised."""
         if not docs:
             return []
-        seen: dict[bytes, int] = {}
-        for doc in docs:
-            body = bson.encode({k: v for k, v in doc.items() if k != "_id"})
-            ordinal = seen[body] = seen.get(body, -1) + 1  # identical records of one write stay apart
-            doc.setdefault("_id", record_id(doc.get("at"), body, ordinal))
+        with_ids([d for d in docs if "_id" not in d])  # a caller gives each message's records theirs (with_ids)
         try:
             await self._db.audit.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
