@@ -17,7 +17,7 @@ import shutil
 
 import pytest
 
-from tests.faults.runner import ALL_FAULTS, Runner
+from tests.faults.runner import ALL_FAULTS, TRANSLATOR_BATCH_SIZE, Runner
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +36,10 @@ async def test_no_change_is_lost_duplicated_or_reordered_under_faults(tmp_path):
     report = await runner.run(duration_s=75)
     print("\n" + report.table())
     assert report.changes > 50 and set(report.faults) == set(ALL_FAULTS), "the run made changes and every fault"
+    # the scale faults: dispatchers added, and removed (SIGTERM) while the run goes on
+    assert report.dispatchers_added >= 1 and report.dispatchers_removed >= 1, report.table()
+    # the translator bursts: killed while it held a batch of the largest size (its deliveries unacknowledged)
+    assert max(report.in_hand_at_kill, default=0) >= TRANSLATOR_BATCH_SIZE, report.in_hand_at_kill
     assert report.retried > 0, "faults made the bridge retry"
     assert not report.lost, report.lost
     assert not report.duplicated, report.duplicated
