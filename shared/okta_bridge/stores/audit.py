@@ -29,11 +29,15 @@ class BadPageToken(ValueError):
 
 
 def record_id(at: datetime | None, body: bytes, ordinal: int = 0) -> ObjectId:
-    """An audit record's ``_id``: its time in seconds (what an ObjectId starts with, held to what four bytes hold),
-    then a hash of its content and its ordinal among identical records of its message."""
-    seconds = min(max(int(at.timestamp()), 0), 2**32 - 1) if isinstance(at, datetime) else 0
-    digest = hashlib.sha256(body + ordinal.to_bytes(4, "big")).digest()[:8]
-    return ObjectId(seconds.to_bytes(4, "big") + digest)
+    """An audit record's ``_id``: its time in seconds (what an ObjectId starts with, held to what four bytes hold)
+    and in 64 µs steps within the second (so ids come nearly in time order, as the records arrive, and an index on
+    ``_id`` grows at its end), then a hash of its content and its ordinal among identical records of its message."""
+    if isinstance(at, datetime):
+        seconds, steps = min(max(int(at.timestamp()), 0), 2**32 - 1), at.microsecond >> 6
+    else:
+        seconds, steps = 0, 0
+    digest = hashlib.sha256(body + ordinal.to_bytes(4, "big")).digest()[:5]
+    return ObjectId(seconds.to_bytes(4, "big") + steps.to_bytes(3, "big") + digest)
 
 
 def with_ids(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
