@@ -20,6 +20,7 @@ from bridge_console.settings import ConsoleSettings
 from okta_bridge.apiauth import ApiTokens, hash_token
 from okta_bridge.connectors import load_connectors
 from okta_bridge.mongo import connect
+from okta_bridge.deadletters import Fate, Taken
 from tests.conftest import MONGODB_URL
 
 pytestmark = pytest.mark.integration
@@ -56,7 +57,7 @@ class RecordedActions:
 
     async def replay(self, ids, by):
         self.calls.append(("replay", sorted(ids), by))
-        return [(None, "replayed to bridge.events look-again")]
+        return [Taken(None, Fate.REPLAYED, "replayed to bridge.events look-again")]  # type: ignore[arg-type]
 
     async def guard(self, action, app_id, users, by):
         self.calls.append(("guard", action, app_id, users, by))
