@@ -517,3 +517,17 @@ class FakeGuards:
 
     def held(self, app_id: str) -> list[str]:
         return sorted(u for (a, u), v in self.held_keys.items() if a == app_id and not v["released"])
+
+
+class FakeRaw:
+    """The broker's message under a real ``Delivery``: records whether it was acked or returned."""
+
+    def __init__(self, body: bytes, routing_key: str = "translator.work") -> None:
+        self.body, self.headers, self.routing_key = body, {}, routing_key
+        self.acked = self.nacked = False
+
+    async def ack(self) -> None:
+        self.acked = True
+
+    async def nack(self, requeue: bool = True) -> None:
+        self.nacked = True

@@ -12,20 +12,9 @@ from opentelemetry import trace
 from audit_recorder.batcher import Recorder
 from okta_bridge.bus import Delivery
 from okta_bridge.contracts import AuditBatch, AuditRecorded, AuditStep, Reason
+from tests.unit.fakes import FakeRaw
 
 ORG = "https://acme.okta.com"
-
-
-class FakeRaw:
-    def __init__(self, body: bytes) -> None:
-        self.body, self.headers, self.routing_key = body, {}, "audit"
-        self.acked = self.nacked = False
-
-    async def ack(self) -> None:
-        self.acked = True
-
-    async def nack(self, requeue: bool = True) -> None:
-        self.nacked = True
 
 
 class FakeRepublisher:
@@ -62,7 +51,7 @@ def batch(*uuids: str) -> AuditBatch:
 
 def delivery(message: AuditBatch) -> Delivery:
     span = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
-    return Delivery(FakeRaw(message.model_dump_json().encode()), "audit", 1, otel_context.Context(), span)
+    return Delivery(FakeRaw(message.model_dump_json().encode(), "audit"), "audit", 1, otel_context.Context(), span)
 
 
 async def test_a_record_the_database_refuses_retries_its_own_message_alone():

@@ -14,7 +14,7 @@ from okta_bridge.bus import Delivery
 from okta_bridge.contracts import AuditStep, MappedAttribute, PlanAction, Reason, TargetValuesObserved
 from okta_bridge.events import parse_event
 from okta_bridge.okta_client import OktaClient
-from tests.unit.fakes import (ORG, FakeAssignments, FakeAudit, FakeOkta, FakePlanOutbox, app_connector,
+from tests.unit.fakes import (ORG, FakeAssignments, FakeAudit, FakeOkta, FakePlanOutbox, FakeRaw, app_connector,
                               membership_event, okta_user, user_event)
 from translator.consume import TranslatorIntake
 from translator.handlers import Translator
@@ -138,18 +138,6 @@ async def test_a_user_event_reads_by_id_even_when_a_batched_answer_would_do():
 
 
 # ------------------------------------------------------------------ the intake: deliveries in, acks out
-
-class FakeRaw:
-    def __init__(self, body: bytes) -> None:
-        self.body, self.headers, self.routing_key = body, {}, "translator.work"
-        self.acked = self.nacked = False
-
-    async def ack(self) -> None:
-        self.acked = True
-
-    async def nack(self, requeue: bool = True) -> None:
-        self.nacked = True
-
 
 class FakeRepublisher:
     max_attempts = 10
